@@ -1,0 +1,43 @@
+# Two commands for a new user: `make demo` and `make test`. Everything else is for developers.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS   := pyproject.toml setup.cfg
+
+.PHONY: demo test lint typecheck check bench corpora clean
+
+# The virtualenv is rebuilt only when the packaging files change.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-test: $(BIN)/python $(DEPS)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $@
+
+demo: $(VENV)/.installed-test
+	$(BIN)/capture synth --workload ingestion --rate 200 --duration 30s --seed 7 -o $(VENV)/demo.atc
+	$(BIN)/capture inspect $(VENV)/demo.atc
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/corpus.py
+
+# Regenerate the bundled corpora with the commands recorded in corpora/README.md.
+corpora: $(VENV)/.installed-test
+	$(BIN)/python -m corpora.regenerate
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""planner."""
+
+from __future__ import annotations

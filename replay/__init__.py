@@ -1,0 +1,3 @@
+"""replay."""
+
+from __future__ import annotations
