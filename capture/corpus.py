@@ -128,7 +128,7 @@ class CorpusMeta:
 class ChunkInfo(NamedTuple):
     """One index entry, plus the number of records in the chunks before it."""
 
-    index: int
+    number: int  # position in the file, from 0
     file_offset: int
     records: int
     first_ns: int
@@ -298,7 +298,9 @@ class CorpusWriter:
         self._pending = []
         self._pending_bytes = 0
 
-    def _header_bytes(self, *, records: int, duration_ns: int, chunks: int, index_offset: int) -> bytes:
+    def _header_bytes(
+        self, *, records: int, duration_ns: int, chunks: int, index_offset: int
+    ) -> bytes:
         fields = (MAGIC, FORMAT_VERSION, 0, records, duration_ns, chunks, index_offset)
         unsigned = _HEADER.pack(*fields, len(self._meta_bytes), 0)
         crc = zlib.crc32(self._meta_bytes, zlib.crc32(unsigned))
@@ -391,7 +393,9 @@ def _read_header(path: Path, f: IO[bytes], size: int) -> tuple[tuple[Any, ...], 
     return fields, meta
 
 
-def _chunks_from_index(path: Path, f: IO[bytes], size: int, fields: tuple[Any, ...]) -> list[ChunkInfo]:
+def _chunks_from_index(
+    path: Path, f: IO[bytes], size: int, fields: tuple[Any, ...]
+) -> list[ChunkInfo]:
     index_offset, n_chunks, n_records = fields[6], fields[5], fields[3]
     if index_offset + _INDEX.size > size:
         raise CorpusError(
@@ -411,21 +415,27 @@ def _chunks_from_index(path: Path, f: IO[bytes], size: int, fields: tuple[Any, .
         raise CorpusError(path, "index checksum mismatch", index_offset)
     entries = msgpack.unpackb(payload, raw=False)
     if len(entries) != n_chunks:
-        raise CorpusError(path, f"index lists {len(entries)} chunks, header says {n_chunks}", index_offset)
-    chunks, seq = [], 0
+        raise CorpusError(
+            path, f"index lists {len(entries)} chunks, header says {n_chunks}", index_offset
+        )
+    chunks: list[ChunkInfo] = []
+    seq = 0
     for i, (offset, records, first_ns, last_ns) in enumerate(entries):
         if not HEADER_SIZE <= offset < index_offset:
             raise CorpusError(path, f"index entry {i} points outside the file", index_offset)
         chunks.append(ChunkInfo(i, offset, records, first_ns, last_ns, seq))
         seq += records
     if seq != n_records:
-        raise CorpusError(path, f"index counts {seq} records, header says {n_records}", index_offset)
+        raise CorpusError(
+            path, f"index counts {seq} records, header says {n_records}", index_offset
+        )
     return chunks
 
 
 def _chunks_by_scan(f: IO[bytes], start: int, size: int) -> list[ChunkInfo]:
     """Walk chunk frames from `start`; stop at the first frame that is not whole."""
-    chunks, seq, offset = [], 0, start
+    chunks: list[ChunkInfo] = []
+    seq, offset = 0, start
     while offset + CHUNK_HEADER_SIZE <= size:
         f.seek(offset)
         magic, length, records, _crc, first_ns, last_ns = _CHUNK.unpack(f.read(CHUNK_HEADER_SIZE))
@@ -502,25 +512,39 @@ class CorpusReader:
         f.seek(chunk.file_offset)
         head = f.read(CHUNK_HEADER_SIZE)
         if len(head) < CHUNK_HEADER_SIZE:
-            raise CorruptChunkError(self.path, chunk.index, chunk.file_offset, "truncated frame header")
+            raise CorruptChunkError(
+                self.path, chunk.number, chunk.file_offset, "truncated frame header"
+            )
         magic, length, records, crc, _first, _last = _CHUNK.unpack(head)
         if magic != CHUNK_MAGIC:
-            raise CorruptChunkError(self.path, chunk.index, chunk.file_offset, "frame magic missing")
+            raise CorruptChunkError(
+                self.path, chunk.number, chunk.file_offset, "frame magic missing"
+            )
         payload = f.read(length)
         if len(payload) < length:
             raise CorruptChunkError(
-                self.path, chunk.index, chunk.file_offset, f"truncated: {len(payload)} of {length} bytes"
+                self.path,
+                chunk.number,
+                chunk.file_offset,
+                f"truncated: {len(payload)} of {length} bytes",
             )
         if zlib.crc32(payload) != crc:
-            raise CorruptChunkError(self.path, chunk.index, chunk.file_offset, "checksum mismatch")
+            raise CorruptChunkError(self.path, chunk.number, chunk.file_offset, "checksum mismatch")
         try:
-            wire = msgpack.unpackb(self._decompressor.decompress(payload), use_list=False, raw=False)
+            wire = msgpack.unpackb(
+                self._decompressor.decompress(payload), use_list=False, raw=False
+            )
             decoded = [Record._make(r) for r in wire]
         except (zstandard.ZstdError, ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise CorruptChunkError(self.path, chunk.index, chunk.file_offset, f"undecodable: {exc}") from None
+            raise CorruptChunkError(
+                self.path, chunk.number, chunk.file_offset, f"undecodable: {exc}"
+            ) from None
         if len(decoded) != records:
             raise CorruptChunkError(
-                self.path, chunk.index, chunk.file_offset, f"holds {len(decoded)} records, frame says {records}"
+                self.path,
+                chunk.number,
+                chunk.file_offset,
+                f"holds {len(decoded)} records, frame says {records}",
             )
         return decoded
 
@@ -529,7 +553,7 @@ class CorpusReader:
         if shards < 1 or not 0 <= shard < shards:
             raise ValueError(f"shard {shard} of {shards} does not exist")
         first = bisect.bisect_left(self._ends, start_ns)
-        return [c for c in self.header.chunks[first:] if c.index % shards == shard]
+        return [c for c in self.header.chunks[first:] if c.number % shards == shard]
 
     def iter_chunks(
         self, *, shard: int = 0, shards: int = 1, start_ns: int = 0

@@ -1,0 +1,77 @@
+"""`capture`: synthesise AgentTrace traffic into corpora and inspect them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from capture.arrivals import PROFILES
+from capture.cli_errors import entry_point, fail
+from capture.inspect import inspect_corpus, render_stats
+from capture.synth import DEFAULT_EPOCH, WORKLOADS, SynthSpec, write_synth_corpus
+from capture.units import DURATION, RATE
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="agenttrace-loadtools")
+def cli() -> None:
+    """Record or synthesise AgentTrace traffic into corpora, and inspect them."""
+
+
+@cli.command()
+@click.option("--workload", type=click.Choice(WORKLOADS), required=True, help="Traffic to make.")
+@click.option("--rate", type=RATE, required=True, help="Mean requests per second (200, 1.5k).")
+@click.option("--duration", type=DURATION, required=True, help="Length: 90, 90s, 5m, 2h.")
+@click.option("--seed", type=click.IntRange(min=0), default=1, help="Same seed, same bytes.")
+@click.option("--profile", type=click.Choice(PROFILES), default="constant", help="Rate shape.")
+@click.option("--epoch", default=DEFAULT_EPOCH, help="Synthetic wall-clock start (ISO-8601).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def synth(
+    workload: str,
+    rate: float,
+    duration: int,
+    seed: int,
+    profile: str,
+    epoch: str,
+    output: Path,
+) -> None:
+    """Synthesise AgentTrace traffic as the load-testing guide describes it.
+
+    Arrivals are Poisson with mean RATE; the profile shapes the rate over the corpus
+    (constant, diurnal: one compressed day, bursty: 5x bursts). See
+    docs/synthetic-traffic.md for every distribution.
+    """
+    try:
+        spec = SynthSpec(workload, rate, duration, seed, profile, epoch)
+    except ValueError as exc:
+        fail(str(exc))
+    if output.parent and not output.parent.exists():
+        fail(f"{output}: directory {output.parent} does not exist")
+    started = time.perf_counter()
+    write_synth_corpus(spec, output)
+    elapsed = time.perf_counter() - started
+    stats = inspect_corpus(output)
+    click.echo(
+        f"wrote {output}: {stats.records:,} records over {stats.duration_s:,.1f} s "
+        f"({stats.file_bytes:,} bytes) in {elapsed:.1f} s",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("corpus", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--recover", is_flag=True, help="Read an unfinished corpus chunk by chunk.")
+def inspect(corpus: Path, as_json: bool, recover: bool) -> None:
+    """Records, duration, rates, endpoint mix, body sizes and compression of CORPUS."""
+    stats = inspect_corpus(corpus, recover=recover)
+    if as_json:
+        click.echo(json.dumps(stats.to_json(), indent=2))
+    else:
+        click.echo(render_stats(stats))
+
+
+main = entry_point(cli, "capture")

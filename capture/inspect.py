@@ -1,0 +1,109 @@
+"""What a corpus holds: counts, rates, endpoint mix and sizes, computed in one streaming pass."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from capture.corpus import CorpusReader
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    path: str
+    format_version: int
+    workload: str
+    source: str
+    created: str
+    seed: int | None
+    records: int
+    chunks: int
+    duration_s: float
+    mean_rate: float
+    peak_rate: float  # busiest whole second
+    endpoints: dict[str, int]
+    body_bytes: dict[str, float]  # p50, p90, p99, max of body sizes
+    raw_body_bytes: int
+    file_bytes: int
+    compression_ratio: float  # raw body bytes / file bytes
+    complete: bool
+    extra: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def inspect_corpus(path: str | os.PathLike[str], *, recover: bool = False) -> CorpusStats:
+    """Stream every record once; memory is one chunk plus one int per record's body size."""
+    with CorpusReader(path, recover=recover) as reader:
+        header = reader.header
+        per_second: Counter[int] = Counter()
+        endpoints: Counter[str] = Counter()
+        sizes = np.empty(header.records, dtype=np.int64)
+        n = 0
+        for _chunk, records in reader.iter_chunks():
+            for record in records:
+                per_second[record.offset_ns // 1_000_000_000] += 1
+                endpoints[record.endpoint] += 1
+                sizes[n] = len(record.body)
+                n += 1
+        sizes = sizes[:n]
+        duration_s = header.duration_ns / 1e9
+        quantiles = np.percentile(sizes, [50, 90, 99]) if n else np.zeros(3)
+        raw = int(sizes.sum())
+        return CorpusStats(
+            path=str(path),
+            format_version=header.version,
+            workload=header.meta.workload,
+            source=header.meta.source,
+            created=header.meta.created,
+            seed=header.meta.seed,
+            records=n,
+            chunks=len(header.chunks),
+            duration_s=duration_s,
+            mean_rate=n / duration_s if duration_s > 0 else 0.0,
+            peak_rate=float(max(per_second.values(), default=0)),
+            endpoints=dict(sorted(endpoints.items(), key=lambda kv: (-kv[1], kv[0]))),
+            body_bytes={
+                "p50": float(quantiles[0]),
+                "p90": float(quantiles[1]),
+                "p99": float(quantiles[2]),
+                "max": float(sizes.max()) if n else 0.0,
+            },
+            raw_body_bytes=raw,
+            file_bytes=reader.file_size,
+            compression_ratio=raw / reader.file_size if reader.file_size else 0.0,
+            complete=header.complete,
+            extra=header.meta.extra,
+        )
+
+
+def render_stats(stats: CorpusStats) -> str:
+    """The human form of `capture inspect`."""
+    total = max(stats.records, 1)
+    lines = [
+        f"corpus       {stats.path}",
+        f"format       version {stats.format_version}"
+        + ("" if stats.complete else "  (unfinished: read in recovery mode)"),
+        f"workload     {stats.workload} (source: {stats.source}, created {stats.created}, "
+        f"seed {stats.seed})",
+        f"records      {stats.records:,} in {stats.chunks} chunks",
+        f"duration     {stats.duration_s:,.1f} s",
+        f"rate         mean {stats.mean_rate:,.1f}/s, "
+        f"peak {stats.peak_rate:,.0f}/s (busiest second)",
+        "endpoints    "
+        + ", ".join(
+            f"{tag} {count:,} ({100 * count / total:.1f}%)"
+            for tag, count in stats.endpoints.items()
+        ),
+        "body bytes   " + ", ".join(f"{k} {v:,.0f}" for k, v in stats.body_bytes.items()),
+        f"size         {stats.file_bytes:,} bytes on disk, "
+        f"{stats.raw_body_bytes:,} bytes of bodies (compression {stats.compression_ratio:.1f}x)",
+    ]
+    if "command" in stats.extra:
+        lines.append(f"made by      {stats.extra['command']}")
+    return "\n".join(lines)
