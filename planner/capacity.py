@@ -1,0 +1,488 @@
+"""From measured points to pods: the fit, its interval, the recommendation, and the caveats.
+
+The numbers, exactly (docs/planner.md says the same with examples):
+
+    pods_required     the smallest whole N with X(N) ≥ target under the fitted law, no
+                      headroom; None ("unreachable") when the target exceeds the law's peak.
+    interval          residual bootstrap: resample the fit's centred residuals (scaled by
+                      sqrt(n/(n−3)) for the degrees of freedom the fit used), add them to the
+                      fitted values, refit, and recompute pods_required; ci_low and ci_high
+                      are the (1−c)/2 and (1+c)/2 quantiles of those whole numbers, with
+                      "unreachable" ranked above every count (so ci_high is None when more
+                      than (1−c)/2 of the resamples cannot reach the target), and
+                      unreachable_fraction is the share of resamples that cannot.
+    pods_recommended  the smallest whole N with X(N)·headroom ≥ target (every pod at most
+                      `headroom` busy at the target rate), plus `redundancy` pods so the plan
+                      survives losing that many; None when X(N)·headroom never reaches it.
+    lower bound       what linear scaling would need: per-pod throughput never rises with N
+                      under the USL (σ, κ ≥ 0), so N ≥ Nᵢ pods deliver at most N·Xᵢ/Nᵢ; the
+                      smallest N that every measured point allows (N < Nᵢ is allowed only if
+                      Xᵢ ≥ target). With one point (3 pods, 5,200/s) and 10,000/s: 6.
+
+The leave-one-out comparison refits the USL and a linear-scaling baseline (X = λN, through
+the origin: the assumption behind "3 pods do 5,200/s, so 6 do 10,400/s") without each point
+in turn and compares their errors on the left-out point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import LeaveOneOut, cross_val_predict
+
+from planner import caveats
+from planner.caveats import Caveat
+from planner.usl import USLParams, USLRegressor, efficiency
+
+MIN_POINTS_FOR_FIT = 3
+RECOMMENDED_POINTS = 6
+EXTRAPOLATION_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class Fit:
+    params: USLParams
+    se: tuple[float, float, float]  # sigma, kappa, lambda
+    on_bound: tuple[str, ...]
+    r2: float
+    rmse: float
+
+
+@dataclass(frozen=True)
+class LooComparison:
+    """Root-mean-square leave-one-out errors; None with too few points to leave one out."""
+
+    usl_rmse: float | None
+    linear_rmse: float | None
+    linear_lambda: float  # the linear baseline's per-pod throughput on all points
+
+
+@dataclass(frozen=True)
+class PodsRequired:
+    point: int | None
+    ci_low: int | None
+    ci_high: int | None  # None: unbounded (too many resamples cannot reach the target)
+    unreachable_fraction: float | None  # None: no interval (no residuals to resample)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """One fitted series (capacity or x_max) projected to the target."""
+
+    series: str
+    n: tuple[int, ...]
+    x: tuple[float, ...]
+    fit: Fit
+    loo: LooComparison
+    pods_required: PodsRequired
+    pods_at_headroom: int | None  # before redundancy
+    pods_recommended: int | None
+    shortfall_rps: float | None  # when unreachable: target − the law's best throughput
+    boot_params: NDArray[np.float64] = field(repr=False)  # (resamples, 3): sigma, kappa, lambda
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    target_rate: float
+    headroom: float
+    redundancy: int
+    confidence: float
+    resamples: int
+    seed: int
+    n: tuple[int, ...]
+    x: tuple[float, ...]
+    linear_lower_bound: int
+    primary: Projection | None  # None when the points cannot determine the law
+    secondary: Projection | None  # the x_max fit, when there is one
+    caveats: tuple[Caveat, ...]
+    explanation: str | None  # why no pod count can be given, when primary is None
+
+
+def fit_usl(n: ArrayLike, x: ArrayLike, start: USLParams | None = None) -> Fit:
+    nn = np.asarray(n, dtype=float).reshape(-1, 1)
+    xx = np.asarray(x, dtype=float)
+    warm = None if start is None else (start.sigma, start.kappa, start.lam)
+    est = USLRegressor(start=warm).fit(nn, xx)
+    residuals = xx - est.predict(nn)
+    return Fit(
+        params=est.params_,
+        se=(est.sigma_se_, est.kappa_se_, est.lambda_se_),
+        on_bound=est.on_bound_,
+        r2=float(est.score(nn, xx)) if xx.size > 1 else math.nan,
+        rmse=float(np.sqrt(np.mean(residuals**2))),
+    )
+
+
+def linear_lower_bound(n: Sequence[float], x: Sequence[float], target: float) -> int:
+    """The fewest pods linear scaling from these points would need (see the module doc)."""
+    pts = list(zip(n, x, strict=True))
+    if not pts:
+        raise ValueError("no points")
+    # Candidates: every bound N·Xi/Ni ≥ T gives N ≥ ceil(T·Ni/Xi); the answer is one of those
+    # or a measured N; check them in order against every point.
+    candidates = sorted(
+        {1, *(int(ni) for ni, _ in pts), *(max(1, _ceil(target * ni / xi)) for ni, xi in pts)}
+    )
+    for cand in candidates:
+        if all((cand * xi / ni >= target) if cand >= ni else (xi >= target) for ni, xi in pts):
+            return cand
+    return max(candidates)  # unreachable in practice: the largest ceil(T·Ni/Xi) passes
+
+
+def loo_compare(n: Sequence[float], x: Sequence[float]) -> LooComparison:
+    nn = np.asarray(n, dtype=float).reshape(-1, 1)
+    xx = np.asarray(x, dtype=float)
+    linear = LinearRegression(fit_intercept=False).fit(nn, xx)
+    lam = float(linear.coef_[0])
+    if np.unique(nn).size <= MIN_POINTS_FOR_FIT:
+        return LooComparison(None, None, lam)
+    cv = LeaveOneOut()
+    usl_pred = cross_val_predict(USLRegressor(), nn, xx, cv=cv)
+    lin_pred = cross_val_predict(LinearRegression(fit_intercept=False), nn, xx, cv=cv)
+    return LooComparison(
+        usl_rmse=float(np.sqrt(np.mean((usl_pred - xx) ** 2))),
+        linear_rmse=float(np.sqrt(np.mean((lin_pred - xx) ** 2))),
+        linear_lambda=lam,
+    )
+
+
+def bootstrap_params(
+    n: Sequence[float], x: Sequence[float], fit: Fit, resamples: int, seed: int
+) -> NDArray[np.float64]:
+    """(resamples, 3) refitted (σ, κ, λ) from the residual bootstrap; empty without residuals."""
+    nn = np.asarray(n, dtype=float)
+    xx = np.asarray(x, dtype=float)
+    dof = nn.size - 3
+    if dof <= 0 or resamples <= 0:
+        return np.empty((0, 3))
+    fitted = fit.params.throughput(nn)
+    resid = xx - fitted
+    resid = (resid - resid.mean()) * math.sqrt(nn.size / dof)
+    floor = 1e-9 * float(np.max(xx))
+    rng = np.random.default_rng(seed)
+    out = np.empty((resamples, 3))
+    for b in range(resamples):
+        y_star = np.maximum(fitted + rng.choice(resid, size=nn.size, replace=True), floor)
+        refit = fit_usl(nn, y_star, start=fit.params)
+        out[b] = refit.params.sigma, refit.params.kappa, refit.params.lam
+    return out
+
+
+def interval(
+    boot: NDArray[np.float64], point: int | None, target: float, confidence: float
+) -> PodsRequired:
+    if boot.shape[0] == 0:
+        return PodsRequired(point, None, None, None)
+    pods = np.array(
+        [_inf_if_none(USLParams(*row).pods_for_rate(target)) for row in boot], dtype=float
+    )
+    alpha = (1.0 - confidence) / 2.0
+    low = float(np.quantile(pods, alpha, method="inverted_cdf"))
+    high = float(np.quantile(pods, 1.0 - alpha, method="inverted_cdf"))
+    return PodsRequired(
+        point=point,
+        ci_low=None if math.isinf(low) else int(low),
+        ci_high=None if math.isinf(high) else int(high),
+        unreachable_fraction=float(np.mean(np.isinf(pods))),
+    )
+
+
+def project(
+    series: str,
+    n: Sequence[int],
+    x: Sequence[float],
+    target: float,
+    headroom: float,
+    redundancy: int,
+    *,
+    resamples: int,
+    seed: int,
+    confidence: float,
+) -> Projection:
+    fit = fit_usl(n, x)
+    boot = bootstrap_params(n, x, fit, resamples, seed)
+    required = fit.params.pods_for_rate(target)
+    at_headroom = fit.params.pods_for_rate(target / headroom)
+    return Projection(
+        series=series,
+        n=tuple(n),
+        x=tuple(x),
+        fit=fit,
+        loo=loo_compare(n, x),
+        pods_required=interval(boot, required, target, confidence),
+        pods_at_headroom=at_headroom,
+        pods_recommended=None if at_headroom is None else at_headroom + redundancy,
+        shortfall_rps=None if required is not None else target - fit.params.x_best,
+        boot_params=boot,
+    )
+
+
+def plan(
+    n: Sequence[int],
+    x: Sequence[float],
+    target: float,
+    *,
+    headroom: float = 0.7,
+    redundancy: int = 1,
+    x_max: tuple[Sequence[int], Sequence[float]] | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    notes: Sequence[Caveat] = (),
+) -> CapacityPlan:
+    """The whole plan for the capacity series (n, x) and, if given, the x_max series."""
+    if not target > 0:
+        raise ValueError("the target rate must be positive")
+    if not 0 < headroom <= 1:
+        raise ValueError("headroom must be in (0, 1]")
+    if redundancy < 0:
+        raise ValueError("redundancy cannot be negative")
+    if not n:
+        raise ValueError("no measured points to plan from")
+    distinct = len(set(n))
+    lower = linear_lower_bound(n, x, target)
+    primary = secondary = None
+    explanation = None
+    if distinct >= MIN_POINTS_FOR_FIT:
+        primary = project(
+            "capacity",
+            n,
+            x,
+            target,
+            headroom,
+            redundancy,
+            resamples=resamples,
+            seed=seed,
+            confidence=confidence,
+        )
+    else:
+        explanation = undetermined_explanation(n, x, target, lower)
+    if x_max is not None and len(set(x_max[0])) >= MIN_POINTS_FOR_FIT:
+        secondary = project(
+            "x_max",
+            *x_max,
+            target,
+            headroom,
+            redundancy,
+            resamples=resamples,
+            seed=seed,
+            confidence=confidence,
+        )
+    found = list(notes)
+    found += judge(n, x, target, headroom, primary, explanation)
+    return CapacityPlan(
+        target_rate=target,
+        headroom=headroom,
+        redundancy=redundancy,
+        confidence=confidence,
+        resamples=resamples,
+        seed=seed,
+        n=tuple(n),
+        x=tuple(x),
+        linear_lower_bound=lower,
+        primary=primary,
+        secondary=secondary,
+        caveats=tuple(found),
+        explanation=explanation,
+    )
+
+
+def undetermined_explanation(
+    n: Sequence[int], x: Sequence[float], target: float, lower: int
+) -> str:
+    pts = sorted(zip(n, x, strict=True))
+    k = len(set(n))
+    shown = ", ".join(f"{ni} pods → {xi:,.0f}/s" for ni, xi in pts)
+    head = (
+        f"{'One pod count' if k == 1 else f'{_words(k)} pod counts'} measured ({shown}). "
+        "The Universal Scalability Law has three unknowns (λ, σ, κ) and "
+        f"{'one pod count gives one equation' if k == 1 else f'{k} pod counts give {k}'}, "
+        "so σ (contention) and κ (coherency) cannot be determined: the same data fit linear "
+        "scaling, heavy contention, or a coherency cost that peaks below the target. The pod "
+        f"count for {target:,.0f}/s therefore cannot be determined from "
+        f"{'it' if k == 1 else 'them'}. "
+    )
+    tail = (
+        "That is a lower bound only: with contention the need is higher, and with enough "
+        f"coherency cost no pod count reaches {target:,.0f}/s. Measure at least "
+        f"{RECOMMENDED_POINTS} pod counts (planner sweep) to size it."
+    )
+    reached = [(ni, xi) for ni, xi in pts if xi >= target]
+    if reached:
+        ni, xi = reached[0]
+        return head + (
+            f"A measured point already reaches the target ({ni} pods → {xi:,.0f}/s), so if "
+            f"that measurement holds at most {ni} pods are needed; how many fewer would do "
+            "cannot be told. " + tail
+        )
+    # the point whose per-pod rate sets the bound, for the worked example
+    ni, xi = max(
+        ((ni, xi) for ni, xi in pts if ni <= lower), key=lambda p: _ceil(target * p[0] / p[1])
+    )
+    return head + (
+        "What the data do give is a lower bound: under the USL (σ, κ ≥ 0) throughput per pod "
+        f"never rises as pods are added, so from {ni} pods on each pod delivers at most "
+        f"{xi:,.0f}/{ni} = {xi / ni:,.1f}/s, and {target:,.0f}/s needs at least "
+        f"ceil({target:,.0f} / {xi / ni:,.1f}) = {lower} pods. " + tail
+    )
+
+
+def judge(
+    n: Sequence[int],
+    x: Sequence[float],
+    target: float,
+    headroom: float,
+    primary: Projection | None,
+    explanation: str | None,
+) -> list[Caveat]:
+    """The caveats that follow from the points and the primary projection."""
+    out: list[Caveat] = []
+    distinct = len(set(n))
+    largest = max(n)
+    if explanation is not None:
+        out.append(Caveat(caveats.UNDETERMINED, explanation))
+    if distinct < RECOMMENDED_POINTS:
+        out.append(
+            Caveat(
+                caveats.FEW_POINTS,
+                f"Only {distinct} distinct pod count(s) measured; at least "
+                f"{RECOMMENDED_POINTS} are needed for σ and κ to be told apart with confidence.",
+            )
+        )
+    if primary is None:
+        return out
+    p = primary.fit.params
+    req = primary.pods_required
+    if req.unreachable_fraction is None:
+        out.append(
+            Caveat(
+                caveats.NO_INTERVAL,
+                f"{len(n)} points for 3 coefficients leave no residuals to resample: "
+                "the fit passes through every point and no interval can be given.",
+            )
+        )
+    for name in primary.fit.on_bound:
+        if name == "sigma":
+            text = (
+                "σ (contention) sits on its bound 0: the fit found no serial fraction, or "
+                "could not tell it from the coherency cost at these pod counts; its "
+                "standard error means little."
+            )
+        else:
+            ceiling = (
+                "grows without limit" if p.sigma == 0 else f"approaches λ/σ = {p.x_peak:,.0f}/s"
+            )
+            text = (
+                "κ (coherency) sits on its bound 0: no coherency cost was measured, so the "
+                f"modelled throughput {ceiling} and never turns down. A coherency cost too small "
+                "to see at these pod counts would still bend the curve further out."
+            )
+        out.append(Caveat(caveats.ON_BOUND, text))
+    if req.point is None and primary.shortfall_rps is not None:
+        short = primary.shortfall_rps
+        where = f"at {p.n_best} pods" if p.n_best is not None else "as pods grow without limit"
+        out.append(
+            Caveat(
+                caveats.UNREACHABLE,
+                f"Unreachable: the target {target:,.0f}/s lies beyond the modelled peak of "
+                f"{p.x_best:,.0f}/s ({where}); the best the system can do falls short by "
+                f"{short:,.0f}/s ({100 * short / target:.1f}% of the target). No pod count "
+                "reaches it and none is recommended: the bottleneck must move (less "
+                "contention or coherency per request) before more pods can help."
+                + (
+                    f" The target is unreachable in {req.unreachable_fraction:.0%} of bootstrap "
+                    "resamples too."
+                    if req.unreachable_fraction is not None
+                    else ""
+                ),
+            )
+        )
+    elif primary.pods_at_headroom is None:
+        out.append(
+            Caveat(
+                caveats.HEADROOM_UNREACHABLE,
+                f"{target:,.0f}/s is reachable ({req.point} pods), but not with every pod at "
+                f"most {headroom:.0%} busy: that needs {target / headroom:,.0f}/s of capacity "
+                f"and the modelled peak is {p.x_best:,.0f}/s. No pod count is recommended.",
+            )
+        )
+    horizon = max(
+        v
+        for v in (
+            req.point,
+            primary.pods_at_headroom,
+            p.n_best if req.point is None else None,
+            0,
+        )
+        if v is not None
+    )
+    if horizon > EXTRAPOLATION_FACTOR * largest:
+        out.append(
+            Caveat(
+                caveats.EXTRAPOLATION,
+                f"Extrapolation: the plan relies on the model at {horizon} pods, more than "
+                f"{EXTRAPOLATION_FACTOR:g}× the largest measured pod count ({largest}). Fits of "
+                "small pod counts can be far off out there (fitting the first 8 points of "
+                "the Cisco benchmark overstates X(32) by a third); measure closer to the "
+                "projection before relying on it.",
+            )
+        )
+    if req.point is not None and req.unreachable_fraction:
+        out.append(
+            Caveat(
+                caveats.UNSTABLE,
+                f"In {req.unreachable_fraction:.1%} of bootstrap resamples the target is "
+                "unreachable: the measurements do not pin down the peak well enough"
+                + ("; the interval's upper end is unbounded." if req.ci_high is None else "."),
+            )
+        )
+    base, base_name = _efficiency_base(n, x, p.lam)
+    eff = efficiency(n, x, base)
+    over = [(ni, e) for ni, e in zip(n, eff, strict=True) if ni > 1 and e > 1.0]
+    if over:
+        listed = ", ".join(f"{ni} pods: {e:.3f}" for ni, e in over)
+        out.append(
+            Caveat(
+                caveats.SUPERLINEAR,
+                f"Efficiency above 1 (throughput per pod above {base_name}) at {listed}. The "
+                "USL with σ, κ ≥ 0 cannot scale better than linearly: this is noise, a warm "
+                "cache or a load generator limit at small counts, and the fit flattens it.",
+            )
+        )
+    loo = primary.loo
+    if loo.usl_rmse is not None and loo.linear_rmse is not None and loo.usl_rmse >= loo.linear_rmse:
+        out.append(
+            Caveat(
+                caveats.LINEAR_BETTER,
+                f"Leave-one-out, linear scaling predicts the measured points no worse than the "
+                f"USL (RMSE {loo.linear_rmse:,.0f}/s against {loo.usl_rmse:,.0f}/s): the "
+                "measurements show too little contention or coherency for the USL's extra "
+                "coefficients to earn their keep, and its projection is mostly extrapolation.",
+            )
+        )
+    return out
+
+
+def _efficiency_base(n: Sequence[int], x: Sequence[float], lam: float) -> tuple[float, str]:
+    ones = [xi for ni, xi in zip(n, x, strict=True) if ni == 1]
+    if ones:
+        return float(np.mean(ones)), "the measured 1-pod throughput"
+    return lam, "the fitted λ"
+
+
+def _ceil(value: float) -> int:
+    # guard against 5.000000000001 from rounding in T·N/X
+    return math.ceil(round(value, 9))
+
+
+def _inf_if_none(value: int | None) -> float:
+    return math.inf if value is None else float(value)
+
+
+def _words(k: int) -> str:
+    return {1: "One", 2: "Two"}.get(k, str(k))
