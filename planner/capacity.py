@@ -4,13 +4,15 @@ The numbers, exactly (docs/planner.md says the same with examples):
 
     pods_required     the smallest whole N with X(N) ≥ target under the fitted law, no
                       headroom; None ("unreachable") when the target exceeds the law's peak.
-    interval          residual bootstrap: resample the fit's centred residuals (scaled by
-                      sqrt(n/(n−3)) for the degrees of freedom the fit used), add them to the
-                      fitted values, refit, and recompute pods_required; ci_low and ci_high
-                      are the (1−c)/2 and (1+c)/2 quantiles of those whole numbers, with
-                      "unreachable" ranked above every count (so ci_high is None when more
-                      than (1−c)/2 of the resamples cannot reach the target), and
-                      unreachable_fraction is the share of resamples that cannot.
+    interval          residual bootstrap: resample the fit's modified residuals
+                      rᵢ/√(1−hᵢ), centred (hᵢ: leverage from the Jacobian's hat matrix
+                      J(JᵀJ)⁻¹Jᵀ), add them to the fitted values, refit, and recompute
+                      pods_required; ci_low and ci_high are the (1−c)/2 and (1+c)/2
+                      quantiles of those whole numbers, with "unreachable" ranked above every
+                      count (so ci_high is None when more than (1−c)/2 of the resamples
+                      cannot reach the target); unreachable_fraction is the share that cannot.
+                      With 6 points and 2% noise a nominal 95% interval covered the truth in
+                      about 4 of 5 simulated sweeps: read it as the least uncertainty there is.
     pods_recommended  the smallest whole N with X(N)·headroom ≥ target (every pod at most
                       `headroom` busy at the target rate), plus `redundancy` pods so the plan
                       survives losing that many; None when X(N)·headroom never reaches it.
@@ -37,11 +39,12 @@ from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
 from planner import caveats
 from planner.caveats import Caveat
-from planner.usl import USLParams, USLRegressor, efficiency
+from planner.usl import USLParams, USLRegressor, efficiency, jacobian
 
 MIN_POINTS_FOR_FIT = 3
 RECOMMENDED_POINTS = 6
 EXTRAPOLATION_FACTOR = 2.0
+MAX_LEVERAGE = 0.99  # a point the fit passes through exactly (h = 1) has no residual to share
 
 
 @dataclass(frozen=True)
@@ -157,12 +160,14 @@ def bootstrap_params(
     """(resamples, 3) refitted (σ, κ, λ) from the residual bootstrap; empty without residuals."""
     nn = np.asarray(n, dtype=float)
     xx = np.asarray(x, dtype=float)
-    dof = nn.size - 3
-    if dof <= 0 or resamples <= 0:
+    if nn.size <= 3 or resamples <= 0:
         return np.empty((0, 3))
-    fitted = fit.params.throughput(nn)
-    resid = xx - fitted
-    resid = (resid - resid.mean()) * math.sqrt(nn.size / dof)
+    params = fit.params
+    fitted = params.throughput(nn)
+    jac = jacobian(np.array([params.sigma, params.kappa, params.lam]), nn, xx)
+    leverage = np.einsum("ij,jk,ik->i", jac, np.linalg.pinv(jac.T @ jac), jac)
+    resid = (xx - fitted) / np.sqrt(1.0 - np.minimum(leverage, MAX_LEVERAGE))
+    resid -= resid.mean()
     floor = 1e-9 * float(np.max(xx))
     rng = np.random.default_rng(seed)
     out = np.empty((resamples, 3))
@@ -342,20 +347,10 @@ def judge(
 ) -> list[Caveat]:
     """The caveats that follow from the points and the primary projection."""
     out: list[Caveat] = []
-    distinct = len(set(n))
-    largest = max(n)
     if explanation is not None:
         out.append(Caveat(caveats.UNDETERMINED, explanation))
-    if distinct < RECOMMENDED_POINTS:
-        out.append(
-            Caveat(
-                caveats.FEW_POINTS,
-                f"Only {distinct} distinct pod count(s) measured; at least "
-                f"{RECOMMENDED_POINTS} are needed for σ and κ to be told apart with confidence.",
-            )
-        )
     if primary is None:
-        return out
+        return out + fit_caveats(n, x, None, None)
     p = primary.fit.params
     req = primary.pods_required
     if req.unreachable_fraction is None:
@@ -366,26 +361,15 @@ def judge(
                 "the fit passes through every point and no interval can be given.",
             )
         )
-    for name in primary.fit.on_bound:
-        if name == "sigma":
-            text = (
-                "σ (contention) sits on its bound 0: the fit found no serial fraction, or "
-                "could not tell it from the coherency cost at these pod counts; its "
-                "standard error means little."
-            )
-        else:
-            ceiling = (
-                "grows without limit" if p.sigma == 0 else f"approaches λ/σ = {p.x_peak:,.0f}/s"
-            )
-            text = (
-                "κ (coherency) sits on its bound 0: no coherency cost was measured, so the "
-                f"modelled throughput {ceiling} and never turns down. A coherency cost too small "
-                "to see at these pod counts would still bend the curve further out."
-            )
-        out.append(Caveat(caveats.ON_BOUND, text))
     if req.point is None and primary.shortfall_rps is not None:
         short = primary.shortfall_rps
         where = f"at {p.n_best} pods" if p.n_best is not None else "as pods grow without limit"
+        also = (
+            f" The target is unreachable in {req.unreachable_fraction:.0%} of bootstrap "
+            "resamples too."
+            if req.unreachable_fraction is not None
+            else ""
+        )
         out.append(
             Caveat(
                 caveats.UNREACHABLE,
@@ -393,13 +377,7 @@ def judge(
                 f"{p.x_best:,.0f}/s ({where}); the best the system can do falls short by "
                 f"{short:,.0f}/s ({100 * short / target:.1f}% of the target). No pod count "
                 "reaches it and none is recommended: the bottleneck must move (less "
-                "contention or coherency per request) before more pods can help."
-                + (
-                    f" The target is unreachable in {req.unreachable_fraction:.0%} of bootstrap "
-                    "resamples too."
-                    if req.unreachable_fraction is not None
-                    else ""
-                ),
+                "contention or coherency per request) before more pods can help." + also,
             )
         )
     elif primary.pods_at_headroom is None:
@@ -411,16 +389,9 @@ def judge(
                 f"and the modelled peak is {p.x_best:,.0f}/s. No pod count is recommended.",
             )
         )
-    horizon = max(
-        v
-        for v in (
-            req.point,
-            primary.pods_at_headroom,
-            p.n_best if req.point is None else None,
-            0,
-        )
-        if v is not None
-    )
+    largest = max(n)
+    relied_on = [req.point, primary.pods_at_headroom, p.n_best if req.point is None else None]
+    horizon = max((v for v in relied_on if v is not None), default=0)
     if horizon > EXTRAPOLATION_FACTOR * largest:
         out.append(
             Caveat(
@@ -441,6 +412,43 @@ def judge(
                 + ("; the interval's upper end is unbounded." if req.ci_high is None else "."),
             )
         )
+    return out + fit_caveats(n, x, primary.fit, primary.loo)
+
+
+def fit_caveats(
+    n: Sequence[int], x: Sequence[float], fit: Fit | None, loo: LooComparison | None
+) -> list[Caveat]:
+    """Caveats about the points and the fit alone, whatever the target (`planner fit` too)."""
+    out: list[Caveat] = []
+    distinct = len(set(n))
+    if distinct < RECOMMENDED_POINTS:
+        out.append(
+            Caveat(
+                caveats.FEW_POINTS,
+                f"Only {distinct} distinct pod count(s) measured; at least "
+                f"{RECOMMENDED_POINTS} are needed for σ and κ to be told apart with confidence.",
+            )
+        )
+    if fit is None:
+        return out
+    p = fit.params
+    for name in fit.on_bound:
+        if name == "sigma":
+            text = (
+                "σ (contention) sits on its bound 0: the fit found no serial fraction, or "
+                "could not tell it from the coherency cost at these pod counts; its "
+                "standard error means little."
+            )
+        else:
+            ceiling = (
+                "grows without limit" if p.sigma == 0 else f"approaches λ/σ = {p.x_peak:,.0f}/s"
+            )
+            text = (
+                "κ (coherency) sits on its bound 0: no coherency cost was measured, so the "
+                f"modelled throughput {ceiling} and never turns down. A coherency cost too small "
+                "to see at these pod counts would still bend the curve further out."
+            )
+        out.append(Caveat(caveats.ON_BOUND, text))
     base, base_name = _efficiency_base(n, x, p.lam)
     eff = efficiency(n, x, base)
     over = [(ni, e) for ni, e in zip(n, eff, strict=True) if ni > 1 and e > 1.0]
@@ -454,8 +462,12 @@ def judge(
                 "cache or a load generator limit at small counts, and the fit flattens it.",
             )
         )
-    loo = primary.loo
-    if loo.usl_rmse is not None and loo.linear_rmse is not None and loo.usl_rmse >= loo.linear_rmse:
+    if (
+        loo is not None
+        and loo.usl_rmse is not None
+        and loo.linear_rmse is not None
+        and loo.usl_rmse >= loo.linear_rmse
+    ):
         out.append(
             Caveat(
                 caveats.LINEAR_BETTER,

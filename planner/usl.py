@@ -39,10 +39,13 @@ PARAMETERS = ("sigma", "kappa", "lambda")
 _TOL = 1e-15  # ftol/xtol/gtol: the book's figures are reproduced to ~1e-6, so stop late
 
 
-def usl_throughput(n: ArrayLike, sigma: float, kappa: float, lam: float) -> NDArray[np.float64]:
-    """X(N) = λN / (1 + σ(N−1) + κN(N−1)), elementwise."""
+def usl_throughput(
+    n: ArrayLike, sigma: ArrayLike, kappa: ArrayLike, lam: ArrayLike
+) -> NDArray[np.float64]:
+    """X(N) = λN / (1 + σ(N−1) + κN(N−1)), elementwise (and broadcast over the coefficients)."""
     nn = np.asarray(n, dtype=float)
-    return lam * nn / (1.0 + sigma * (nn - 1.0) + kappa * nn * (nn - 1.0))
+    s, k, la = (np.asarray(v, dtype=float) for v in (sigma, kappa, lam))
+    return np.asarray(la * nn / (1.0 + s * (nn - 1.0) + k * nn * (nn - 1.0)), dtype=float)
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,8 @@ def _residuals(p: NDArray[np.float64], n: NDArray[np.float64], x: NDArray[np.flo
     return usl_throughput(n, p[0], p[1], p[2]) - x
 
 
-def _jacobian(p: NDArray[np.float64], n: NDArray[np.float64], x: NDArray[np.float64]) -> Any:
+def jacobian(p: NDArray[np.float64], n: NDArray[np.float64], x: NDArray[np.float64]) -> Any:
+    """∂X/∂(σ, κ, λ) at each N (x is unused: least_squares passes it along)."""
     sigma, kappa, lam = p
     denom = 1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0)
     return np.column_stack(
@@ -217,7 +221,7 @@ class USLRegressor(RegressorMixin, BaseEstimator):
             result = least_squares(
                 _residuals,
                 np.array(start, dtype=float),
-                jac=_jacobian,
+                jac=jacobian,
                 bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, np.inf]),
                 method="trf",
                 x_scale="jac",
@@ -242,7 +246,7 @@ class USLRegressor(RegressorMixin, BaseEstimator):
             if active != 0 or value <= 1e-12
         )
         self.sigma_se_, self.kappa_se_, self.lambda_se_ = _standard_errors(
-            _jacobian(best.x, n, x), best.fun
+            jacobian(best.x, n, x), best.fun
         )
         return self
 

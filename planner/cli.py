@@ -1,0 +1,193 @@
+"""`planner`: the command line over the planner library. Subcommands only parse and delegate.
+
+Bad input (a missing file, a wrong CSV header, a non-number, an invalid sweep file) is one
+line on stderr naming the file and the line or field, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from capture.units import RATE
+from planner.capacity import MIN_POINTS_FOR_FIT, fit_caveats, fit_usl, loo_compare, plan
+from planner.caveats import Caveat
+from planner.errors import InputError
+from planner.points import gather, read_csv
+from planner.report import (
+    fit_dict,
+    headline,
+    render_html,
+    render_markdown,
+    report_dict,
+    to_json,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_BAD_INPUT = 2
+
+_OUT = click.Path(dir_okay=False, path_type=Path)
+
+
+def _one_line_errors(func: F) -> F:
+    """InputError (and unwritable outputs) become one line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            click.echo(f"planner: {exc}", err=True)
+            raise SystemExit(EXIT_BAD_INPUT) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(path, "", f"cannot write it ({exc.strerror or exc})") from None
+    click.echo(f"wrote {path}")
+
+
+def _echo_caveats(found: list[Caveat] | tuple[Caveat, ...]) -> None:
+    if found:
+        click.echo("\nWarnings:")
+        for c in found:
+            click.echo(f"  [{c.code}] {c.message}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="agenttrace-loadtools")
+def main() -> None:
+    """Capacity planning: fit the Universal Scalability Law to measured throughput and
+    project the pods a target rate needs, with intervals and honest warnings."""
+
+
+@main.command()
+@click.option(
+    "--csv",
+    "csv_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Measured points: a header with 'pods' (or 'concurrency') and 'throughput'.",
+)
+@click.option("--json", "json_out", type=_OUT, help="Write the fit as JSON (planner-fit/1).")
+@_one_line_errors
+def fit(csv_path: Path, json_out: Path | None) -> None:
+    """Fit the USL to points measured elsewhere and print σ, κ, λ, the peak and warnings."""
+    points = read_csv(csv_path)
+    n = [p.pods for p in points]
+    x = [p.capacity for p in points if p.capacity is not None]
+    distinct = len(set(n))
+    if distinct < MIN_POINTS_FOR_FIT:
+        result = None
+        loo = None
+        found = fit_caveats(n, x, None, None)
+        best = max(zip(n, x, strict=True), key=lambda p: p[0])
+        click.echo(
+            f"Cannot fit: {distinct} distinct pod count(s), and the USL's three coefficients "
+            f"(λ, σ, κ) need at least {MIN_POINTS_FOR_FIT}; σ and κ cannot be determined. "
+            f"Per pod, {best[0]} pods delivered {best[1] / best[0]:,.1f}/s: more pods deliver "
+            "at most that much each. For a lower bound on the pods a rate needs: "
+            f"planner report --csv {csv_path} --target-rate RATE"
+        )
+    else:
+        result = fit_usl(n, x)
+        loo = loo_compare(n, x)
+        found = fit_caveats(n, x, result, loo)
+        p = result.params
+        click.echo(f"{len(n)} points at {distinct} pod counts from {csv_path}")
+        click.echo(f"  σ (contention) = {p.sigma:.6g}  ± {result.se[0]:.3g}")
+        click.echo(f"  κ (coherency)  = {p.kappa:.6g}  ± {result.se[1]:.3g}")
+        click.echo(f"  λ (one pod)    = {p.lam:,.4f}/s  ± {result.se[2]:,.3g}")
+        if p.n_peak is not None:
+            click.echo(f"  peak: n_peak = {p.n_peak} (N* = {p.n_star:.2f}), X = {p.x_peak:,.1f}/s")
+        else:
+            click.echo(f"  no peak (κ = 0): X approaches {p.x_peak:,.1f}/s")
+        click.echo(f"  R² = {result.r2:.5f}, RMSE = {result.rmse:,.1f}/s")
+        if loo.usl_rmse is not None and loo.linear_rmse is not None:
+            click.echo(
+                f"  leave-one-out RMSE: USL {loo.usl_rmse:,.1f}/s, "
+                f"linear scaling {loo.linear_rmse:,.1f}/s"
+            )
+    _echo_caveats(found)
+    if json_out is not None:
+        _write(json_out, to_json(fit_dict(result, loo, n, x, found, str(csv_path))))
+
+
+@main.command()
+@click.argument("sweeps", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Points measured elsewhere (pods or concurrency, throughput), pooled with the sweeps.",
+)
+@click.option(
+    "--target-rate", type=RATE, required=True, help="The rate to plan for: 10000, 10k, 600k/m."
+)
+@click.option(
+    "--headroom",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.7,
+    help="Highest utilisation per pod at the target rate.",
+)
+@click.option("--redundancy", type=click.IntRange(min=0), default=1, help="Spare pods added (N+k).")
+@click.option("--resamples", type=click.IntRange(min=0), default=1000, help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, help="Bootstrap seed (the report is reproducible).")
+@click.option("--json", "json_out", type=_OUT, help="Write the report as JSON (planner-report/1).")
+@click.option("--md", "md_out", type=_OUT, help="Write the report as Markdown.")
+@click.option("--html", "html_out", type=_OUT, help="Write the report as self-contained HTML.")
+@_one_line_errors
+def report(
+    sweeps: tuple[Path, ...],
+    csv_path: Path | None,
+    target_rate: float,
+    headroom: float,
+    redundancy: int,
+    resamples: int,
+    seed: int,
+    json_out: Path | None,
+    md_out: Path | None,
+    html_out: Path | None,
+) -> None:
+    """Fit the USL to sweep files (and/or a CSV) and project the pods for --target-rate."""
+    if not sweeps and csv_path is None:
+        raise click.UsageError("give at least one sweep file, or --csv")
+    measured = gather(sweeps, csv_path)
+    n, x = measured.capacity_series()
+    if not n:
+        raise InputError(
+            ", ".join(str(s) for s in sweeps),
+            "",
+            "no pod count met the SLO at any offered rate: there is no capacity to plan from",
+        )
+    n_max, x_max = measured.x_max_series()
+    result = plan(
+        n,
+        x,
+        target_rate,
+        headroom=headroom,
+        redundancy=redundancy,
+        x_max=(n_max, x_max) if n_max else None,
+        resamples=resamples,
+        seed=seed,
+        notes=measured.caveats,
+    )
+    for line in headline(result):
+        click.echo(line)
+    if result.explanation:
+        click.echo("\n" + result.explanation)
+    _echo_caveats([c for c in result.caveats if c.code != "undetermined"])
+    if json_out is not None:
+        _write(json_out, to_json(report_dict(result, measured)))
+    if md_out is not None:
+        _write(md_out, render_markdown(result, measured))
+    if html_out is not None:
+        _write(html_out, render_html(result, measured))
