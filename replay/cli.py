@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import click
-
 from sandbox.cli import command as sandbox_command
+
+from replay.cli_run import run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -14,3 +15,4 @@ def main() -> None:
 
 
 main.add_command(sandbox_command, name="sandbox")
+main.add_command(run)

@@ -1,0 +1,262 @@
+"""`replay run`: parse the arguments into a RunPlan, open the target, hand over to the
+coordinator. Every bad input is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from capture.units import DURATION, FACTOR, RATE, parse_duration_ns, parse_rate
+from replay.config import ARRIVALS
+from replay.rewrite import MAX_WORKERS
+
+NS = 1_000_000_000
+
+
+class InputError(click.ClickException):
+    """Bad input: printed as one line, exit status 2 (never a usage block, never a traceback)."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"replay run: error: {_one_line(self.format_message())}", err=True)
+
+
+class RunCommand(click.Command):
+    """A click command whose argument errors are one line, like every other bad input."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise InputError(exc.format_message()) from None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _parse_stage(text: str) -> tuple[int, float]:
+    duration, sep, rate = text.partition(":")
+    if not sep:
+        raise ValueError(f"{text!r} is not a stage: write DURATION:RATE, e.g. 30s:200")
+    return parse_duration_ns(duration), parse_rate(rate)
+
+
+class _Stage(click.ParamType):
+    name = "duration:rate"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            ns, rate = _parse_stage(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if ns <= 0:
+            self.fail(f"{value!r}: a stage must last longer than zero", param, ctx)
+        return ns, rate
+
+
+class _NonNegativeDuration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_duration_ns(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.command("run", cls=RunCommand)
+@click.argument("corpus", required=False, default="ingestion")
+@click.option("--target", metavar="URL", help="Base URL; without it, the embedded sandbox.")
+@click.option("--api-key", envvar="API_KEY", metavar="KEY", help="Bearer key [env API_KEY].")
+@click.option(
+    "--project-id", envvar="PROJECT_ID", metavar="ID", help="Target's project [env PROJECT_ID]."
+)
+@click.option("--scale", type=FACTOR, help="Offered rate multiplier for the corpus: 5x, 2.5x.")
+@click.option("--speed", type=FACTOR, help="Play the corpus timeline faster (2x) or slower.")
+@click.option("--rate", type=RATE, help="Arrival-rate model: requests per second.")
+@click.option("--arrival", type=click.Choice(ARRIVALS), default="uniform", help="With --rate.")
+@click.option(
+    "--stage",
+    "stages",
+    type=_Stage(),
+    multiple=True,
+    help="Ramp to RATE over DURATION (repeat; from --rate or 0).",
+)
+@click.option("--vus", type=click.IntRange(min=1), help="Closed model: virtual users.")
+@click.option("--think-time", type=_NonNegativeDuration(), help="Closed model: pause per VU.")
+@click.option("--duration", type=DURATION, help="Run length [default: the corpus's].")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=lambda: os.cpu_count() or 1,
+    show_default="cores",
+    help="Worker processes.",
+)
+@click.option(
+    "--max-inflight",
+    type=click.IntRange(min=1),
+    default=1000,
+    help="Open models: requests in flight, over all workers; beyond it requests are dropped.",
+)
+@click.option("--timeout", type=DURATION, default="10s", help="Per request, from its send.")
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="EXPR",
+    help="e.g. 'p99<500ms', 'error_rate<1%' [window=10s]; exit 99 when one fails.",
+)
+@click.option("--abort-on-fail", is_flag=True, help="Stop at the first failed threshold.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write results JSON here.")
+@click.option("--seed", type=click.IntRange(min=0), default=1, help="Poisson arrivals' seed.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.pass_context
+def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
+    """Replay CORPUS (a bundled name: ingestion, query, mixed; or a file) against a target.
+
+    \b
+    Load models (one of):
+      corpus timeline  the default: records at their recorded times (--speed, --scale)
+      arrival rate     --rate R [--arrival poisson], --stage DURATION:RATE ... (k6 ramps)
+      closed           --vus N [--think-time T]
+    Latency is measured from each request's intended time (coordinated omission
+    corrected) and from its actual send; requests the generator could not send are
+    counted as dropped. Exit status: 0 ok, 1 run failed, 2 bad input or target,
+    99 a threshold failed, 130 interrupted.
+    """
+    from replay.coordinator import Coordinator, RunFailed
+    from replay.target import TargetError, open_target
+
+    plan = make_plan(corpus, options, command_line=shlex.join(["replay", *sys.argv[2:]]))
+    try:
+        target = open_target(options["target"], options["api_key"], options["project_id"])
+    except TargetError as exc:
+        raise InputError(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("replay run: interrupted", err=True)
+        ctx.exit(130)
+    try:
+        code = Coordinator(plan, target).run()
+    except RunFailed as exc:
+        click.echo(f"replay run: error: {_one_line(str(exc))}", err=True)
+        code = exc.code
+    except KeyboardInterrupt:
+        click.echo("replay run: interrupted", err=True)
+        code = 130
+    finally:
+        target.stop()
+    ctx.exit(code)
+
+
+def make_plan(corpus: str, o: dict[str, Any], command_line: str = "") -> Any:
+    """Check the combination of options and the corpus; the RunPlan, or InputError."""
+    from capture.corpus import CorpusError, CorpusReader
+    from replay import pacing
+    from replay.coordinator import RunPlan
+
+    path = _corpus_path(corpus)
+    try:
+        with CorpusReader(path) as reader:
+            header = reader.header
+    except CorpusError as exc:
+        raise InputError(str(exc)) from None
+    if header.records == 0:
+        raise InputError(f"{path}: the corpus holds no records")
+    last = header.chunks[-1].last_ns if header.chunks else 0
+    period = pacing.loop_period(header.duration_ns, last, header.records)
+
+    rate, stages, vus = o.get("rate"), tuple(o.get("stages") or ()), o.get("vus")
+    scale, speed = o.get("scale"), o.get("speed")
+    model = "closed" if vus else "rate" if (rate or stages) else "timeline"
+    if vus and (rate or stages):
+        raise InputError("--vus (closed model) cannot be combined with --rate or --stage")
+    if model != "timeline" and (scale or speed):
+        raise InputError("--scale and --speed apply to the corpus timeline, not --rate/--vus")
+    if model != "rate" and o.get("arrival") == "poisson":
+        raise InputError("--arrival poisson needs --rate or --stage")
+    if model != "closed" and o.get("think_time"):
+        raise InputError("--think-time needs --vus")
+    if stages and o.get("duration"):
+        raise InputError("with --stage the run lasts as long as its stages: drop --duration")
+    speed = speed or 1.0
+    if stages:
+        duration = sum(ns for ns, _ in stages)
+    elif o.get("duration"):
+        duration = int(o["duration"])
+    elif model == "timeline":
+        duration = int(period / speed)
+    else:
+        duration = period
+    thresholds = tuple(_parse_thresholds(o.get("thresholds") or ()))
+    if o.get("abort_on_fail") and not thresholds:
+        raise InputError("--abort-on-fail needs at least one --threshold")
+    return RunPlan(
+        corpus=str(path),
+        corpus_label=corpus,
+        model=model,
+        duration_ns=duration,
+        workers=int(o.get("workers") or 1),
+        max_inflight=int(o.get("max_inflight") or 1000),
+        timeout_ns=int(o.get("timeout") or 10 * NS),
+        scale=float(scale or 1.0),
+        speed=float(speed),
+        rate=float(rate or 0.0),
+        arrival=str(o.get("arrival") or "uniform"),
+        stages=stages,
+        vus=int(vus or 0),
+        think_ns=int(o.get("think_time") or 0),
+        seed=int(o.get("seed") or 0),
+        thresholds=thresholds,
+        abort_on_fail=bool(o.get("abort_on_fail")),
+        out=o.get("out"),
+        command_line=command_line,
+        progress=not o.get("quiet"),
+    )
+
+
+def _parse_thresholds(texts: Any) -> list[Any]:
+    if not texts:
+        return []
+    from replay.thresholds import parse_threshold
+
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_threshold(text))
+        except ValueError as exc:
+            raise InputError(f"--threshold {text!r}: {exc}") from None
+    return out
+
+
+def _corpus_path(corpus: str) -> Path:
+    path = Path(corpus)
+    if path.exists() or os.sep in corpus or corpus.endswith(".atc"):
+        return path
+    from corpora import BUNDLED, bundled_path
+
+    if corpus in BUNDLED:
+        return bundled_path(corpus)
+    raise InputError(
+        f"{corpus}: no such file, and not a bundled corpus ({', '.join(sorted(BUNDLED))})"
+    )
+
+
+if __name__ == "__main__":  # `python -m replay.cli_run ...` is `replay run ...`
+    run.main(prog_name="replay run")

@@ -1,0 +1,66 @@
+"""What the coordinator tells each worker: one flat, msgpack-able record per worker.
+
+Also the sharding rule, which both sides must agree on: a record belongs to worker
+`shard_of(record.trace, index, workers)`. Requests of one trace (its ingest and the reads that
+name it) hash to the same worker, so a worker can point reads at traces it ingested itself;
+requests that name no trace are dealt round-robin by their position in the corpus.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+MODELS = ("timeline", "rate", "closed")
+ARRIVALS = ("uniform", "poisson")
+
+
+def shard_of(trace: str | None, index: int, workers: int) -> int:
+    """The worker a record belongs to: CRC-32 of its trace id (stable across processes and
+    Python versions, unlike hash()), or its corpus position when it names no trace."""
+    if workers <= 1:
+        return 0
+    if trace:
+        return zlib.crc32(trace.encode("utf-8")) % workers
+    return index % workers
+
+
+def split(total: int, workers: int, worker: int) -> int:
+    """Worker `worker`'s share of `total` (VUs, connections): as even as integers allow."""
+    return total // workers + (1 if worker < total % workers else 0)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    worker: int
+    workers: int
+    corpus: str
+    target: str
+    api_key: str | None
+    project_id: str | None
+    model: str  # one of MODELS
+    duration_ns: int
+    nonce: int  # random per run: keeps one run's minted ids apart from another's
+    seed: int = 1
+    scale: float = 1.0
+    speed: float = 1.0
+    rate: float = 0.0  # req/s (start rate when stages are given)
+    arrival: str = "uniform"
+    stages: list[tuple[int, float]] = field(default_factory=list)
+    vus: int = 0  # this worker's VUs (closed model)
+    think_ns: int = 0
+    max_inflight: int = 1000  # this worker's connections (open models)
+    timeout_ns: int = 10_000_000_000
+    cache_bytes: int = 48 << 20  # keep templates in memory when the shard fits
+    user_agent: str = "agenttrace-replay"
+
+    def to_wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> WorkerConfig:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in obj.items() if k in known}
+        data["stages"] = [(int(d), float(r)) for d, r in data.get("stages", [])]
+        return cls(**data)

@@ -1,0 +1,470 @@
+"""The coordinator: spawn the workers, start them together, gather deltas, report, finish.
+
+    spawn      one clean interpreter per worker (`python -m replay.worker`), with a control
+               pipe (coordinator -> worker) and a data pipe (worker -> coordinator) passed as
+               inherited file descriptors; its stderr is captured for error reports
+    config     each worker gets a WorkerConfig: its index, the shard rule's modulus, its
+               share of --vus and --max-inflight, and the run's nonce for minting ids
+    barrier    every worker loads its shard and says `ready`; the coordinator then picks a
+               start instant 250 ms ahead on CLOCK_MONOTONIC (system-wide on Linux) and
+               sends it to all, so every worker's schedule runs on the same clock
+    gather     per-second deltas (msgpack, from replay.metrics) are merged into a
+               RunAggregate; a progress line goes to stderr once a second; with
+               --abort-on-fail the thresholds are checked as intervals complete
+    finish     every worker says `done` after its last, partial interval; results are built
+               and written, the summary printed, the exit status decided
+
+Ctrl-C (SIGINT to the process group: the workers ignore it) sends `stop`: workers stop
+scheduling, give requests in flight a second, flush and say done; the coordinator writes what
+ran and exits 130. A worker that dies (its data pipe closes without `done`) is reported with
+its exit status and the last lines of its stderr; the others are stopped, partial results are
+written, and the exit status is 1. Nothing waits forever: every wait has a deadline, after
+which workers are killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, TextIO
+
+import msgpack
+
+from replay.config import WorkerConfig, split
+from replay.target import RunTarget
+
+NS = 1_000_000_000
+START_MARGIN_NS = 250_000_000
+READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 8.0  # after `stop`, how long workers get to say done before being killed
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # a worker died or failed: partial results
+EXIT_USAGE = 2  # bad arguments, corrupt corpus, unreachable target
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything `replay run` decided from its arguments."""
+
+    corpus: str  # a path
+    corpus_label: str  # as the user named it (a bundled name or a path)
+    model: str  # timeline, rate or closed
+    duration_ns: int
+    workers: int
+    max_inflight: int
+    timeout_ns: int
+    scale: float = 1.0
+    speed: float = 1.0
+    rate: float = 0.0
+    arrival: str = "uniform"
+    stages: tuple[tuple[int, float], ...] = ()
+    vus: int = 0
+    think_ns: int = 0
+    seed: int = 1
+    thresholds: tuple[Any, ...] = ()
+    abort_on_fail: bool = False
+    out: str | None = None
+    command_line: str = ""
+    progress: bool = True
+
+
+@dataclass
+class _Proc:
+    index: int
+    popen: subprocess.Popen[bytes]
+    control: int  # fd: coordinator -> worker
+    data: int  # fd: worker -> coordinator
+    unpacker: msgpack.Unpacker = field(default_factory=lambda: msgpack.Unpacker(raw=False))
+    stderr_tail: bytearray = field(default_factory=bytearray)
+    state: str = "loading"  # loading, ready, running, done, failed, dead
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.state in ("loading", "ready", "running")
+
+
+class RunFailed(Exception):
+    """The run could not start (exit 2) or a worker failed before the start."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Coordinator:
+    def __init__(
+        self,
+        plan: RunPlan,
+        target: RunTarget,
+        *,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
+        from replay.metrics import RunAggregate
+
+        self.plan = plan
+        self.target = target
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.aggregate = RunAggregate()
+        self.procs: list[_Proc] = []
+        self.selector = selectors.DefaultSelector()
+        self.packer = msgpack.Packer(use_bin_type=True)
+        self.nonce = int.from_bytes(os.urandom(16), "big")
+        self.interrupted = False
+        self.aborted: str | None = None  # why the run stopped early (threshold, failure)
+        self.failure: str | None = None
+        self.failure_code = EXIT_FAILED
+        self.stop_sent = False
+        self.start_ns = 0
+        self.started_at = ""
+        self.paced_until_ns = 0
+        self.notes: list[str] = []
+
+    # --- processes -----------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        plan = self.plan
+        for w in range(plan.workers):
+            control_r, control_w = os.pipe()
+            data_r, data_w = os.pipe()
+            env = dict(os.environ)
+            env.pop("PYTHONSTARTUP", None)
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "replay.worker", str(control_r), str(data_w)],
+                pass_fds=(control_r, data_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            os.close(control_r)
+            os.close(data_w)
+            os.set_blocking(data_r, False)
+            proc = _Proc(w, popen, control_w, data_r)
+            self.procs.append(proc)
+            self.selector.register(data_r, selectors.EVENT_READ, ("data", proc))
+            assert popen.stderr is not None
+            os.set_blocking(popen.stderr.fileno(), False)
+            self.selector.register(popen.stderr.fileno(), selectors.EVENT_READ, ("stderr", proc))
+            self._send(proc, self._config(w).to_wire())
+
+    def _config(self, w: int) -> WorkerConfig:
+        plan, target = self.plan, self.target
+        return WorkerConfig(
+            worker=w,
+            workers=plan.workers,
+            corpus=plan.corpus,
+            target=target.url,
+            api_key=target.api_key,
+            project_id=target.project_id,
+            model=plan.model,
+            duration_ns=plan.duration_ns,
+            nonce=self.nonce,
+            seed=plan.seed,
+            scale=plan.scale,
+            speed=plan.speed,
+            rate=plan.rate,
+            arrival=plan.arrival,
+            stages=list(plan.stages),
+            vus=split(plan.vus, plan.workers, w),
+            think_ns=plan.think_ns,
+            max_inflight=max(1, split(plan.max_inflight, plan.workers, w)),
+            timeout_ns=plan.timeout_ns,
+            user_agent=f"agenttrace-replay/{_version()}",
+        )
+
+    def _send(self, proc: _Proc, message: Any) -> None:
+        with contextlib.suppress(OSError):  # if it died, its data pipe will say so
+            os.write(proc.control, self.packer.pack(message))
+
+    def _pump(self, timeout: float) -> None:
+        """Wait up to `timeout` for worker output and handle all of it."""
+        for key, _mask in self.selector.select(timeout):
+            kind, proc = key.data
+            fd = key.fd
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if kind == "stderr":
+                if chunk:
+                    proc.stderr_tail += chunk
+                    del proc.stderr_tail[:-4096]
+                else:
+                    self.selector.unregister(fd)
+                continue
+            if not chunk:
+                self.selector.unregister(fd)
+                self._lost(proc)
+                continue
+            proc.unpacker.feed(chunk)
+            for message in proc.unpacker:
+                self._handle(proc, message)
+
+    def _handle(self, proc: _Proc, message: Sequence[Any]) -> None:
+        kind = message[0]
+        if kind == "delta":
+            self.aggregate.add(message[3])
+        elif kind == "ready":
+            proc.state = "ready"
+            proc.info = dict(message[2])
+        elif kind == "done":
+            proc.state = "done"
+            proc.info.update(message[2])
+            self.aggregate.retire(proc.index)
+        elif kind == "error":
+            proc.state = "failed"
+            self.aggregate.retire(proc.index)
+            _, _, what, text = message
+            code = EXIT_USAGE if what in ("corpus", "target") else EXIT_FAILED
+            self._fail(f"worker {proc.index}: {text}" if what == "internal" else text, code)
+
+    def _lost(self, proc: _Proc) -> None:
+        """The data pipe closed: fine after done, a death otherwise."""
+        if proc.state in ("done", "failed"):
+            return
+        proc.state = "dead"
+        self.aggregate.retire(proc.index)
+        try:
+            code = proc.popen.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = _exit_description(code)
+        tail = _last_line(proc.stderr_tail)
+        detail = f": {tail}" if tail else ""
+        self._fail(f"worker {proc.index} (pid {proc.popen.pid}) died ({how}){detail}", EXIT_FAILED)
+
+    def _fail(self, message: str, code: int) -> None:
+        if self.failure is None:
+            self.failure, self.failure_code = message, code
+        self._stop_all()
+
+    def _stop_all(self) -> None:
+        if self.stop_sent:
+            return
+        self.stop_sent = True
+        self.paced_until_ns = self.paced_until_ns or time.monotonic_ns()
+        for proc in self.procs:
+            if proc.live:
+                self._send(proc, ["stop"])
+
+    def _reap(self) -> None:
+        """Make sure no worker outlives the run."""
+        for proc in self.procs:
+            if proc.popen.poll() is None:
+                proc.popen.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=5)
+            for fd in (proc.control, proc.data):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if proc.popen.stderr is not None:
+                proc.popen.stderr.close()
+        self.selector.close()
+
+    # --- the run -------------------------------------------------------------------------
+
+    def _on_sigint(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.interrupted:  # a second Ctrl-C: no more waiting
+            for proc in self.procs:
+                if proc.popen.poll() is None:
+                    proc.popen.kill()
+        self.interrupted = True
+
+    def run(self) -> int:
+        """The whole run; returns the exit status. Raises RunFailed before the start."""
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            self._spawn()
+            self._barrier()
+            self._gather()
+        finally:
+            self._reap()
+            signal.signal(signal.SIGINT, previous)
+        return self._finish()
+
+    def _barrier(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while any(p.state == "loading" for p in self.procs):
+            if self.failure is not None:
+                raise RunFailed(self.failure, self.failure_code)
+            if self.interrupted:
+                raise RunFailed("interrupted before the start", EXIT_INTERRUPTED)
+            if time.monotonic() > deadline:
+                raise RunFailed(f"workers not ready within {READY_TIMEOUT_S:.0f}s", EXIT_FAILED)
+            self._pump(0.1)
+        if self.failure is not None:
+            raise RunFailed(self.failure, self.failure_code)
+        self.start_ns = time.monotonic_ns() + START_MARGIN_NS
+        wall_ns = time.time_ns() + START_MARGIN_NS
+        self.started_at = _iso(wall_ns)
+        for proc in self.procs:
+            proc.state = "running"
+            self._send(proc, ["start", self.start_ns, wall_ns])
+
+    def _gather(self) -> None:
+        plan = self.plan
+        end = self.start_ns + plan.duration_ns
+        hard_end = end + plan.timeout_ns + 15 * NS  # past this, workers are hung
+        stop_deadline: float | None = None
+        tty = self.stderr.isatty()
+        next_progress = self.start_ns + NS + NS // 5
+        shown = -1
+        while any(p.live for p in self.procs):
+            now = time.monotonic_ns()
+            if self.interrupted and not self.stop_sent:
+                self._stop_all()
+            if self.stop_sent and stop_deadline is None:
+                stop_deadline = time.monotonic() + STOP_TIMEOUT_S
+            if (stop_deadline is not None and time.monotonic() > stop_deadline) or now > hard_end:
+                self._kill_stuck()
+                break
+            self._pump(max(0.0, min(0.1, (next_progress - now) / NS)))
+            now = time.monotonic_ns()
+            if now >= next_progress:
+                next_progress += NS
+                shown = self._progress(shown, tty)
+                self._check_thresholds()
+        if not self.paced_until_ns:
+            self.paced_until_ns = min(time.monotonic_ns(), end)
+        if plan.progress and tty:
+            self.stderr.write("\n")
+            self.stderr.flush()
+
+    def _kill_stuck(self) -> None:
+        for proc in self.procs:
+            if proc.live:
+                proc.state = "dead"
+                self.aggregate.retire(proc.index)
+                proc.popen.kill()
+                if self.failure is None and not self.interrupted:
+                    self.failure = f"worker {proc.index} (pid {proc.popen.pid}) did not finish"
+
+    def _progress(self, shown: int, tty: bool) -> int:
+        if not self.plan.progress:
+            return shown
+        from replay.summary import render_progress
+
+        snapshot = self.aggregate.latest()
+        if snapshot is None or snapshot.interval.index == shown:
+            return shown
+        line = render_progress(snapshot, self.plan.duration_ns / NS, tty)
+        self.stderr.write(f"\r{line}\x1b[K" if tty else f"{line}\n")
+        self.stderr.flush()
+        return int(snapshot.interval.index)
+
+    def _check_thresholds(self) -> None:
+        if not (self.plan.abort_on_fail and self.plan.thresholds) or self.stop_sent:
+            return
+        from replay import thresholds
+
+        failed = thresholds.first_failure(self.plan.thresholds, self.aggregate)
+        if failed is not None:
+            self.aborted = f"threshold failed: {failed}"
+            self._stop_all()
+
+    def _finish(self) -> int:
+        from replay import thresholds
+        from replay.results import RunMeta, build_results, write_results
+        from replay.summary import render_summary
+
+        plan = self.plan
+        paced_s = max((self.paced_until_ns - self.start_ns) / NS, 0.001)
+        self.aggregate.set_duration(min(paced_s, plan.duration_ns / NS))
+        notes = list(self.notes)
+        if self.target.embedded:
+            notes.append("target: the embedded sandbox (started for this run, stopped after it)")
+        if self.interrupted:
+            notes.append("interrupted (Ctrl-C): results cover what ran")
+        if self.aborted:
+            notes.append(f"stopped early: {self.aborted}")
+        if self.failure:
+            notes.append(f"failed: {self.failure}; results are partial")
+        abandoned = sum(int(p.info.get("abandoned", 0)) for p in self.procs)
+        if abandoned:
+            notes.append(f"{abandoned} requests still in flight at the stop were not counted")
+        verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate)
+        meta = RunMeta(
+            corpus=plan.corpus_label,
+            target=self.target.url,
+            model=plan.model,
+            scale=plan.scale,
+            speed=plan.speed,
+            rate=plan.rate if plan.model == "rate" else None,
+            workers=plan.workers,
+            started=self.started_at,
+            ended=_iso(time.time_ns()),
+            version=_version(),
+            host_cores=os.cpu_count() or 1,
+            command_line=plan.command_line,
+            notes=notes,
+        )
+        results = build_results(self.aggregate, meta, verdicts)
+        if plan.out:
+            write_results(plan.out, results)
+        self.stdout.write(render_summary(results))
+        self.stdout.flush()
+        if self.failure:
+            self.stderr.write(f"replay: {self.failure}\n")
+            if plan.out:
+                self.stderr.write(f"replay: partial results written to {plan.out}\n")
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.failure:
+            return self.failure_code
+        if any(not _passed(v) for v in verdicts):
+            return thresholds.EXIT_THRESHOLD_FAILED
+        return EXIT_OK
+
+
+def _passed(verdict: Any) -> bool:
+    for name in ("passed", "ok"):
+        if hasattr(verdict, name):
+            return bool(getattr(verdict, name))
+    return True
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "still running, killed"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exit status {code}"
+
+
+def _last_line(data: bytes | bytearray) -> str:
+    lines = [ln for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def _iso(wall_ns: int) -> str:
+    moment = datetime.fromtimestamp(wall_ns / NS, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agenttrace-loadtools")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,473 @@
+"""One gevent worker process: its shard of the corpus, paced, over a bounded connection pool.
+
+Started by the coordinator as ``python -m replay.worker CONTROL_FD DATA_FD`` (a clean
+interpreter; gevent's monkey-patching happens in `main` and nowhere else). It reads its
+`WorkerConfig` from the control pipe, loads its shard of the corpus into request templates,
+says ``ready``, and waits for ``start`` with the common start instant (CLOCK_MONOTONIC, which
+is system-wide on Linux, so every worker paces on the same clock).
+
+Open models (corpus timeline, arrival rate): one scheduler greenlet walks the pacing
+schedule, sleeping until each request's intended time. At that time it takes an idle
+connection and hands the request to a new greenlet, never blocking on the target; with no
+idle connection (``--max-inflight`` reached) the request is dropped and counted, not
+delayed. Closed model: each VU greenlet owns a connection and sends its next request when
+the last was answered (plus think time).
+
+A ticker greenlet flushes the IntervalRecorder at each whole second since the start and
+writes the delta to the coordinator; a watchdog closes connections whose request has
+outlived --timeout (their outcome is "timeout"); a control greenlet obeys ``stop``.
+
+Messages (msgpack arrays, worker -> coordinator): ["ready", w, info], ["delta", w, k, bytes],
+["done", w, info], ["error", w, kind, text]; coordinator -> worker: a config map, then
+["start", mono_ns, wall_ns], ["stop"].
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from replay.config import WorkerConfig
+
+if TYPE_CHECKING:
+    from replay.rewrite import Template
+    from replay.wire import Connection
+
+NS = 1_000_000_000
+STOP_GRACE_NS = NS  # in-flight requests get this long to finish after a stop
+ACK_RING = 256  # reads name the oldest of the last 256 traces this worker saw ingested
+
+
+class Pipe:
+    """Framed msgpack messages over a pair of pipe fds, cooperative under gevent."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        import gevent.os
+
+        self._read_fd, self._write_fd = read_fd, write_fd
+        gevent.os.make_nonblocking(read_fd)
+        gevent.os.make_nonblocking(write_fd)
+        self._unpacker = msgpack.Unpacker(raw=False)
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._nb_read = gevent.os.nb_read
+        self._nb_write = gevent.os.nb_write
+
+    def send(self, *message: Any) -> None:
+        data = memoryview(self._packer.pack(list(message)))
+        while data:
+            written = self._nb_write(self._write_fd, data)
+            data = data[written:]
+
+    def receive(self) -> Any:
+        """The next message; None when the coordinator has gone."""
+        while True:
+            for message in self._unpacker:
+                return message
+            chunk = self._nb_read(self._read_fd, 65536)
+            if not chunk:
+                return None
+            self._unpacker.feed(chunk)
+
+
+class AckRing:
+    """Traces this worker has seen ingested (2xx): reads name the oldest still held."""
+
+    __slots__ = ("_ids", "_next")
+
+    def __init__(self, size: int = ACK_RING) -> None:
+        self._ids: list[bytes] = []
+        self._next = 0
+
+    def add(self, trace_id: bytes) -> None:
+        if len(self._ids) < ACK_RING:
+            self._ids.append(trace_id)
+        else:
+            self._ids[self._next] = trace_id
+            self._next = (self._next + 1) % ACK_RING
+
+    def pick(self, fallback: bytes) -> bytes:
+        if not self._ids:
+            return fallback
+        return self._ids[self._next] if len(self._ids) == ACK_RING else self._ids[0]
+
+
+class Shard:
+    """This worker's records as templates: kept in memory when they fit, else streamed."""
+
+    def __init__(self, cfg: WorkerConfig, build: Callable[[Any, int], Template]) -> None:
+        from capture.corpus import CorpusReader
+        from replay import pacing
+
+        self.cfg = cfg
+        self._build = build
+        self._reader_cls = CorpusReader
+        with CorpusReader(cfg.corpus) as reader:
+            header = reader.header
+            self.records = header.records
+            self.created = header.meta.created
+            last = header.chunks[-1].last_ns if header.chunks else 0
+            self.period_ns = pacing.loop_period(header.duration_ns, last, header.records)
+        self.cached: list[tuple[Any, Template]] | None = None
+        self.mine = 0
+        cached: list[tuple[Any, Template]] | None = []
+        budget = cfg.cache_bytes
+        for entry, record in self._walk(everyone=False):
+            self.mine += 1
+            if cached is not None:
+                budget -= len(record.body) + len(record.path) + 512
+                if budget < 0:
+                    cached = None  # too big to keep: stream each pass instead
+                else:
+                    cached.append((entry, build(record, entry.index)))
+        self.cached = cached
+        self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
+
+    def _walk(self, everyone: bool) -> Iterator[tuple[Any, Any]]:
+        """(TimelineEntry, Record) of this shard, with global index and gap, in order."""
+        with self._reader_cls(self.cfg.corpus) as reader:
+            previous = None
+            index = 0
+            for record in reader.records():
+                if previous is not None:
+                    yield from self._keep(previous, index - 1, record.offset_ns, everyone)
+                previous = record
+                index += 1
+            if previous is not None:
+                yield from self._keep(previous, index - 1, self.period_ns, everyone)
+
+    def _keep(self, record: Any, index: int, next_ns: int, everyone: bool) -> Iterator[Any]:
+        from replay.config import shard_of
+        from replay.pacing import TimelineEntry
+
+        cfg = self.cfg
+        if everyone or shard_of(record.trace, index, cfg.workers) == cfg.worker:
+            yield TimelineEntry(index, record.offset_ns, next_ns - record.offset_ns), record
+
+    def one_pass(self) -> Iterator[tuple[Any, Template]]:
+        """One pass over the shard: from memory, or read and encoded again."""
+        if self.cached is not None:
+            return iter(self.cached)
+        return ((e, self._build(r, e.index)) for e, r in self._walk(everyone=False))
+
+    def cycle(self) -> Iterator[Template]:
+        """Templates in corpus order, round and round (rate and closed models)."""
+        while True:
+            source: Iterator[tuple[Any, Template]]
+            if self.everyone:
+                source = ((e, self._build(r, e.index)) for e, r in self._walk(everyone=True))
+            else:
+                source = self.one_pass()
+            empty = True
+            for _entry, template in source:
+                empty = False
+                yield template
+            if empty:
+                return
+
+
+class Worker:
+    """The running worker: pool, scheduler or VUs, ticker, watchdog."""
+
+    def __init__(self, cfg: WorkerConfig, pipe: Pipe | None) -> None:
+        from replay import rewrite, wire
+        from replay.metrics import IntervalRecorder
+
+        self.cfg = cfg
+        self.pipe = pipe
+        self.target = wire.Target.parse(cfg.target)
+        self.encoder = wire.Encoder(self.target, cfg.api_key, cfg.user_agent)
+        self.minter = rewrite.IdMinter(cfg.worker, cfg.nonce)
+        self.stamps = rewrite.Stamps()
+        self.recorder = IntervalRecorder(cfg.worker)
+        self.ring = AckRing()
+        self.serial = 0
+        self.start = 0
+        self.wall_ms = 0
+        self.stopping = False
+        self.abandoned = 0
+        self.interval = 0  # the next interval to flush
+        self.conns: list[Connection] = []
+        self.idle: list[Connection] = []
+        self.busy = 0
+        self.shard: Shard | None = None
+
+    # --- setup ---------------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        """Read and encode this worker's shard, resolve the target; the `ready` info."""
+        from replay import rewrite, wire
+
+        encoder, minter, cfg = self.encoder, self.minter, self.cfg
+        created_holder: list[int | None] = []
+
+        def build(record: Any, index: int) -> Template:
+            return rewrite.build_template(
+                record,
+                request_start=encoder.request_start,
+                head_end=encoder.head_end,
+                minter=minter,
+                created_ms=created_holder[0],
+                project_id=cfg.project_id,
+                where=f"record {index}",
+            )
+
+        from capture.corpus import CorpusReader
+
+        with CorpusReader(cfg.corpus) as reader:
+            created_holder.append(rewrite.created_ms(reader.header.meta.created))
+        self.shard = Shard(cfg, build)
+        family, addr = wire.resolve(self.target)
+        n = cfg.max_inflight if cfg.model != "closed" else cfg.vus
+        self.conns = [wire.Connection(self.target, addr, family) for _ in range(max(n, 0))]
+        self.idle = list(reversed(self.conns))
+        return {
+            "pid": os.getpid(),
+            "records": self.shard.mine,
+            "cached": self.shard.cached is not None,
+        }
+
+    # --- the hot path --------------------------------------------------------------------
+
+    def _exchange(self, conn: Connection, tpl: Template, due: int) -> None:
+        from replay.wire import STATUS, classify
+
+        serial = self.serial
+        self.serial = serial + 1
+        tag = b"%09x" % serial
+        read = self.ring.pick(tpl.read_fallback) if tpl.has_read else b""
+        delta_ms = self.wall_ms + (due - self.start) // 1_000_000 - tpl.recorded_ms
+        data = tpl.render(tag, delta_ms, read, self.stamps.iso)
+        sent = time.monotonic_ns()
+        conn.deadline = sent + self.cfg.timeout_ns
+        self.busy += 1
+        try:
+            status = conn.exchange(data)
+        except Exception as exc:  # every failure is an outcome, never a crash
+            expired, abandoned = conn.expired, self.stopping and conn.deadline < 0
+            conn.close()
+            conn.expired = False
+            if abandoned:
+                conn.deadline = 0
+                self.busy -= 1
+                self.abandoned += 1
+                return
+            outcome = classify(exc, expired)
+        else:
+            outcome = STATUS[status] if 0 <= status < 1000 else "malformed"
+            if tpl.ack_prefix and 200 <= status < 300:
+                self.ring.add(tpl.trace_id(tag))
+        conn.deadline = 0
+        self.busy -= 1
+        self.recorder.record(tpl.endpoint, outcome, due, sent, time.monotonic_ns())
+
+    def _send(self, conn: Connection, tpl: Template, due: int) -> None:
+        try:
+            self._exchange(conn, tpl, due)
+        finally:
+            self.idle.append(conn)
+
+    def _schedule(self) -> Iterator[tuple[int, Template]]:
+        from replay import pacing
+
+        cfg, shard = self.cfg, self.shard
+        assert shard is not None
+        if cfg.model == "timeline":
+            return pacing.timeline(
+                shard.one_pass,
+                shard.records,
+                shard.period_ns,
+                pacing.as_fraction(cfg.scale),
+                cfg.speed,
+                cfg.duration_ns,
+            )
+        if cfg.stages:
+            curve = pacing.staged(cfg.stages, cfg.rate)
+        else:
+            curve = pacing.constant(cfg.rate, cfg.duration_ns)
+        if cfg.arrival == "poisson":
+            hits = pacing.poisson_hits(curve, cfg.seed, cfg.worker, cfg.workers)
+        else:
+            hits = pacing.uniform_hits(curve, cfg.worker, cfg.workers)
+        templates = shard.cycle()
+        return ((t, tpl) for t, tpl in zip(hits, templates, strict=False) if t < cfg.duration_ns)
+
+    def _scheduler(self) -> None:
+        """Open models: sleep until each request is due, hand it over, or drop it."""
+        import gevent
+
+        spawn, sleep, monotonic_ns = gevent.spawn_raw, gevent.sleep, time.monotonic_ns
+        start, idle, rec, send = self.start, self.idle, self.recorder, self._send
+        for due_rel, tpl in self._schedule():
+            due = start + due_rel
+            wait = due - monotonic_ns()
+            if wait > 0:
+                sleep(wait / NS)
+                if self.stopping:
+                    return
+            rec.offered()
+            if idle:
+                spawn(send, idle.pop(), tpl, due)
+            else:
+                rec.drop(tpl.endpoint, due)
+
+    def _vu(self, conn: Connection, templates: Iterator[Template], end: int) -> None:
+        """Closed model: the next request when the last is answered, after think time."""
+        import gevent
+
+        think = self.cfg.think_ns / NS
+        rec = self.recorder
+        while not self.stopping:
+            now = time.monotonic_ns()
+            if now >= end:
+                return
+            tpl = next(templates, None)
+            if tpl is None:
+                return
+            rec.offered()
+            self._exchange(conn, tpl, now)
+            if think and not self.stopping:
+                gevent.sleep(think)
+
+    def _ticker(self) -> None:
+        import gevent
+
+        while True:
+            wake = self.start + (self.interval + 1) * NS
+            wait = wake - time.monotonic_ns()
+            if wait > 0:
+                gevent.sleep(wait / NS)
+            self.flush()
+
+    def flush(self) -> None:
+        payload = self.recorder.flush(self.interval, self.busy)
+        if self.pipe is not None:
+            self.pipe.send("delta", self.cfg.worker, self.interval, payload)
+        self.interval += 1
+
+    def _watchdog(self) -> None:
+        import gevent
+
+        tick = min(0.1, self.cfg.timeout_ns / NS / 4)
+        while True:
+            gevent.sleep(tick)
+            now = time.monotonic_ns()
+            for conn in self.conns:
+                if 0 < conn.deadline < now:
+                    conn.expired = True
+                    conn.close()
+
+    def _control(self) -> None:
+        assert self.pipe is not None
+        while True:
+            message = self.pipe.receive()
+            if message is None or message[0] == "stop":
+                self.stop()
+                return
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    # --- the run -------------------------------------------------------------------------
+
+    def run(self, start_ns: int, wall_ns: int) -> dict[str, Any]:
+        """Pace from `start_ns` until the duration ends or a stop; drain; final flush."""
+        import gevent
+
+        self.start = start_ns
+        self.wall_ms = wall_ns // 1_000_000
+        cfg = self.cfg
+        end = start_ns + cfg.duration_ns
+        background = [gevent.spawn(self._watchdog)]
+        if self.pipe is not None:
+            background.append(gevent.spawn(self._control))
+        wait = start_ns - time.monotonic_ns()
+        if wait > 0:
+            gevent.sleep(wait / NS)
+        background.append(gevent.spawn(self._ticker))
+        if cfg.model == "closed":
+            assert self.shard is not None
+            templates = self.shard.cycle()
+            main = [gevent.spawn(self._vu, conn, templates, end) for conn in self.conns]
+        else:
+            main = [gevent.spawn(self._scheduler)]
+        # Run until the end of the duration (every worker ends together) or a stop.
+        while not self.stopping and time.monotonic_ns() < end:
+            gevent.sleep(min(0.05, max(end - time.monotonic_ns(), 0) / NS))
+        if cfg.model != "closed" or self.stopping:
+            gevent.killall(main, block=False)  # no new requests; those in flight may finish
+        grace = STOP_GRACE_NS if self.stopping else cfg.timeout_ns + NS // 2
+        drain_until = time.monotonic_ns() + grace
+        while self.busy and time.monotonic_ns() < drain_until:
+            gevent.sleep(0.005)
+        if self.busy:  # cut off what is still in flight: not the target's fault, not recorded
+            for conn in self.conns:
+                if conn.deadline > 0:
+                    conn.deadline = -1
+                    conn.close()
+            self.stopping = True
+            gevent.sleep(0.01)
+        gevent.killall(main)
+        gevent.killall(background)
+        self.flush()  # the last, partial interval
+        for conn in self.conns:
+            conn.close()
+        return {"abandoned": self.abandoned, "serial": self.serial, "intervals": self.interval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of a worker process: the only place gevent patches anything."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and says stop
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    args = sys.argv[1:] if argv is None else argv
+    control_fd, data_fd = int(args[0]), int(args[1])
+    pipe = Pipe(control_fd, data_fd)
+    worker_index = -1
+    try:
+        message = pipe.receive()
+        if message is None:
+            return 1
+        cfg = WorkerConfig.from_wire(message)
+        worker_index = cfg.worker
+        worker = Worker(cfg, pipe)
+        info = worker.load()
+    except Exception as exc:
+        pipe.send("error", worker_index, _kind(exc), str(exc))
+        return 3
+    pipe.send("ready", cfg.worker, info)
+    message = pipe.receive()
+    if message is None or message[0] != "start":
+        return 0
+    try:
+        info = worker.run(int(message[1]), int(message[2]))
+    except Exception as exc:  # a bug, not a target failure: say so and exit non-zero
+        import traceback
+
+        traceback.print_exc()
+        pipe.send("error", cfg.worker, "internal", f"{type(exc).__name__}: {exc}")
+        return 4
+    pipe.send("done", cfg.worker, info)
+    return 0
+
+
+def _kind(exc: BaseException) -> str:
+    from capture.corpus import CorpusError
+    from replay.rewrite import RewriteError
+
+    if isinstance(exc, (CorpusError, RewriteError)):
+        return "corpus"
+    if isinstance(exc, OSError):
+        return "target"
+    return "internal"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

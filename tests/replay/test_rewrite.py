@@ -1,0 +1,281 @@
+"""Templates: request bytes encoded once, ids minted by splicing, timestamps moved."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from capture.corpus import CorpusReader, IdKind, Record
+from replay import rewrite, wire
+from replay.rewrite import IdMinter, RewriteError, Stamps, build_template, serial_hex
+
+TRACE = "6ac1ebd431699832e8513f84c562fa82"
+OBS1 = "0f5b2c1e-8d6a-4e1b-9c3d-2a7f6e5d4c3b"
+OBS2 = "1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d"
+STAMP1 = "2026-01-01T00:00:05.250Z"
+STAMP2 = "2026-01-01T00:00:06.999Z"
+CREATED_MS = 1767225600000  # 2026-01-01T00:00:00Z
+
+
+def _encoder() -> wire.Encoder:
+    return wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-test", "replay-test")
+
+
+def _build(record: Record, worker: int = 0, nonce: int = 1, **kw: Any) -> rewrite.Template:
+    enc = _encoder()
+    options: dict[str, Any] = {"created_ms": CREATED_MS, **kw}
+    return build_template(
+        record,
+        request_start=enc.request_start,
+        head_end=enc.head_end,
+        minter=IdMinter(worker, nonce),
+        **options,
+    )
+
+
+def _ingest() -> Record:
+    """A hand-made ingest record: one trace, a span and a generation that points at it."""
+    parts: list[tuple[str, int | None]] = [
+        ('{"id":"', None),
+        (TRACE, IdKind.TRACE),
+        ('","name":"load-test-trace-', None),
+        (TRACE, IdKind.TRACE_REF),
+        ('","timestamp":"', None),
+        (STAMP1, IdKind.TIMESTAMP),
+        ('","observations":[{"id":"', None),
+        (OBS1, IdKind.OBSERVATION),
+        ('","trace_id":"', None),
+        (TRACE, IdKind.TRACE_REF),
+        ('","start_time":"', None),
+        (STAMP1, IdKind.TIMESTAMP),
+        ('"},{"id":"', None),
+        (OBS2, IdKind.OBSERVATION),
+        ('","trace_id":"', None),
+        (TRACE, IdKind.TRACE_REF),
+        ('","parent_observation_id":"', None),
+        (OBS1, IdKind.OBSERVATION_REF),
+        ('","end_time":"', None),
+        (STAMP2, IdKind.TIMESTAMP),
+        ('"}]}', None),
+    ]
+    body, spans, pos = "", [], 0
+    for text, kind in parts:
+        if kind is not None:
+            spans.append((pos, len(text), int(kind)))
+        body += text
+        pos += len(text)
+    return Record(
+        offset_ns=5_000_000_000,
+        endpoint="ingest",
+        method="POST",
+        path="/api/public/traces",
+        headers=(("Content-Type", "application/json"), ("Authorization", "Bearer leaked")),
+        body=body.encode(),
+        body_ids=tuple(spans),
+        trace=TRACE,
+    )
+
+
+def _get(trace: str = TRACE) -> Record:
+    prefix = "/api/public/traces/"
+    return Record(
+        offset_ns=6_000_000_000,
+        endpoint="get",
+        method="GET",
+        path=prefix + trace,
+        headers=(("Accept", "application/json"),),
+        body=b"",
+        path_ids=((len(prefix), len(trace), int(IdKind.TRACE_REF)),),
+        trace=trace,
+    )
+
+
+def _split(request: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return lines[0], headers, body
+
+
+def test_ingest_renders_valid_json_with_consistent_fresh_ids() -> None:
+    tpl = _build(_ingest())
+    line, headers, body = _split(tpl.render(serial_hex(7), 0, b"", Stamps().iso))
+    assert line == "POST /api/public/traces HTTP/1.1"
+    assert headers["content-length"] == str(len(body)) == str(len(_ingest().body))
+    assert headers["authorization"] == "Bearer sk-test"  # the target's key, never the corpus's
+    doc = json.loads(body)
+    trace = doc["id"]
+    assert trace != TRACE and len(trace) == 32 and re.fullmatch(r"[0-9a-f]{32}", trace)
+    assert doc["name"] == f"load-test-trace-{trace}"
+    span, gen = doc["observations"]
+    assert span["trace_id"] == gen["trace_id"] == trace
+    assert gen["parent_observation_id"] == span["id"] != OBS1
+    # a minted UUID keeps its dashes where they were
+    assert [m.start() for m in re.finditer("-", span["id"])] == [8, 13, 18, 23]
+    assert tpl.trace_id(serial_hex(7)).decode() == trace
+
+
+def test_ids_are_unique_across_serials_and_workers() -> None:
+    # 4 workers x 300 requests: every trace and observation id distinct
+    traces, observations = set(), set()
+    stamps = Stamps()
+    for worker in range(4):
+        tpl = _build(_ingest(), worker=worker, nonce=99)
+        for serial in range(300):
+            doc = json.loads(_split(tpl.render(serial_hex(serial), 0, b"", stamps.iso))[2])
+            traces.add(doc["id"])
+            observations.update(o["id"] for o in doc["observations"])
+    assert len(traces) == 1200
+    assert len(observations) == 2400
+
+
+def test_runs_differ_by_nonce() -> None:
+    # the same worker and serial in two runs mint different ids
+    a = _build(_ingest(), nonce=1).trace_id(serial_hex(0))
+    b = _build(_ingest(), nonce=2).trace_id(serial_hex(0))
+    assert a != b
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=st.tuples(st.integers(0, 255), st.integers(0, 2**36 - 1), st.integers(0, 4095)),
+    b=st.tuples(st.integers(0, 255), st.integers(0, 2**36 - 1), st.integers(0, 4095)),
+)
+def test_minting_is_injective(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
+    # minted(worker, serial, ordinal) are equal only when all three are
+    def minted(worker: int, serial: int, ordinal: int) -> bytes:
+        return IdMinter(worker, 5).prefix(TRACE) + serial_hex(serial) + b"%03x" % ordinal
+
+    assert (minted(*a) == minted(*b)) == (a == b)
+
+
+def test_timestamps_move_by_the_delta() -> None:
+    # a delta of 30 days and 1.5 s moves every timestamp by exactly that
+    delta = 30 * 86_400_000 + 1_500
+    doc = json.loads(_split(_build(_ingest()).render(serial_hex(1), delta, b"", Stamps().iso))[2])
+
+    def ms(text: str) -> int:
+        return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
+
+    assert ms(doc["timestamp"]) == ms(STAMP1) + delta
+    assert ms(doc["observations"][1]["end_time"]) == ms(STAMP2) + delta
+    assert doc["observations"][1]["end_time"].endswith("Z")
+
+
+def test_timestamps_kept_when_the_corpus_has_no_start() -> None:
+    body = _split(_build(_ingest(), created_ms=None).render(serial_hex(1), 10**9, b"", str.encode))[
+        2
+    ]
+    assert STAMP1.encode() in body and STAMP2.encode() in body
+
+
+@pytest.mark.parametrize(
+    "ms",
+    [
+        0,  # the epoch
+        1767225600000,  # 2026-01-01T00:00:00.000Z
+        1767225600999,  # the last millisecond of a second
+        1767225601000,  # and the first of the next
+        4102444799999,  # 2099-12-31T23:59:59.999Z
+    ],
+)
+def test_stamps_format_like_datetime(ms: int) -> None:
+    expected = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    stamps = Stamps()
+    assert stamps.iso(ms).decode() == expected
+    assert stamps.iso(ms).decode() == expected  # from the per-second cache, too
+    assert rewrite.parse_iso_ms(expected) == ms
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-01-01T00:00:00Z", "2026-01-01 00:00:00.000Z", "2026-13-01T00:00:00.000Z", "x" * 24],
+)
+def test_parse_iso_refuses_other_text(text: str) -> None:
+    assert rewrite.parse_iso_ms(text) is None
+
+
+def test_reads_name_the_given_trace_or_fall_back_to_the_recorded_one() -> None:
+    tpl = _build(_get())
+    assert tpl.has_read and not tpl.defines_trace
+    line = _split(tpl.render(serial_hex(3), 0, b"f" * 32, Stamps().iso))[0]
+    assert line == f"GET /api/public/traces/{'f' * 32} HTTP/1.1"
+    assert tpl.read_fallback == TRACE.encode()
+    assert b"Content-Length" not in tpl.render(serial_hex(3), 0, b"x", Stamps().iso)
+
+
+def test_project_is_replaced_and_length_recounted() -> None:
+    body = b'{"query":"traces(projectId: \\"proj_loadtest\\")"}'
+    start = body.index(b"proj_loadtest")
+    record = Record(
+        0,
+        "graphql",
+        "POST",
+        "/graphql",
+        (),
+        body,
+        body_ids=((start, len("proj_loadtest"), int(IdKind.PROJECT)),),
+    )
+    _, headers, out = _split(_build(record, project_id="p-1").render(b"0" * 9, 0, b"", str.encode))
+    assert b"p-1" in out and b"proj_loadtest" not in out
+    assert headers["content-length"] == str(len(out)) == str(len(body) - 10)
+
+
+def test_a_body_that_reads_a_trace_counts_its_length_per_request() -> None:
+    # a trace reference in a body this record does not ingest: replaced, length recounted
+    body = b'{"trace":"' + TRACE.encode() + b'"}'
+    record = Record(0, "batch", "POST", "/x", (), body, body_ids=((10, 32, int(IdKind.TRACE_REF)),))
+    tpl = _build(record)
+    for read in (b"short-trace-id", b"a-much-longer-trace-id-than-the-recorded-one-was"):
+        _, headers, out = _split(tpl.render(b"0" * 9, 0, read, str.encode))
+        assert json.loads(out)["trace"] == read.decode()
+        assert headers["content-length"] == str(len(out))
+
+
+@pytest.mark.parametrize(
+    ("span", "message"),
+    [
+        ((7, 8, int(IdKind.TRACE)), "cannot be rewritten uniquely"),  # an 8-character id
+        ((7, 400, int(IdKind.TRACE)), "out of range"),  # a span past the body's end
+    ],
+)
+def test_unsafe_records_are_refused(span: tuple[int, int, int], message: str) -> None:
+    record = Record(0, "ingest", "POST", "/x", (), b'{"id":"abcdefgh"}', body_ids=(span,))
+    with pytest.raises(RewriteError, match=message):
+        _build(record)
+
+
+def test_bundled_corpus_templates_round_trip(tmp_path: Path) -> None:
+    # every record of a mixed synthetic corpus renders to a parseable request of the same size
+    from capture.synth import SynthSpec, write_synth_corpus
+
+    path = write_synth_corpus(SynthSpec("mixed", 40, 3 * 1_000_000_000, 4), tmp_path / "m.atc")
+    stamps = Stamps()
+    with CorpusReader(path) as reader:
+        records = list(reader)
+    seen = set()
+    for serial, record in enumerate(records):
+        tpl = _build(record, project_id="proj_loadtest")
+        out = tpl.render(serial_hex(serial), 0, b"", stamps.iso)
+        line, headers, body = _split(out)
+        assert line.startswith(f"{record.method} ")
+        if record.body:
+            json.loads(body)
+            assert int(headers["content-length"]) == len(body) == len(record.body)
+        seen.add(record.endpoint)
+    assert {"ingest", "list", "get"} <= seen
+
+
+def test_serial_digits_cover_long_runs() -> None:
+    # 9 hex digits: 68 billion requests per worker before a serial would repeat
+    assert rewrite.MAX_SERIAL == 16**9 - 1
+    assert len(serial_hex(rewrite.MAX_SERIAL)) == rewrite.SERIAL_DIGITS
+    assert len({serial_hex(n) for n in itertools.islice(range(10**6), 0, 10**6, 997)}) == 1004
