@@ -607,7 +607,7 @@ def corpus_meta(spec: SynthSpec) -> CorpusMeta:
     )
 
 
-def write_synth_corpus(spec: SynthSpec, path: str | Path, *, level: int = 6) -> Path:
+def write_synth_corpus(spec: SynthSpec, path: str | Path, *, level: int = 3) -> Path:
     """Synthesise and write a corpus; byte-identical for the same spec and zstandard version."""
     with CorpusWriter(path, corpus_meta(spec), duration_ns=spec.duration_ns, level=level) as writer:
         writer.write_all(synthesize(spec))
