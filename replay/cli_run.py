@@ -144,7 +144,7 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     from replay.coordinator import Coordinator, RunFailed
     from replay.target import TargetError, open_target
 
-    plan = make_plan(corpus, options, command_line=shlex.join(["replay", *sys.argv[2:]]))
+    plan = make_plan(corpus, options, command_line=_command_line())
     try:
         target = open_target(options["target"], options["api_key"], options["project_id"])
     except TargetError as exc:
@@ -163,6 +163,14 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     finally:
         target.stop()
     ctx.exit(code)
+
+
+def _command_line() -> str:
+    """The command as typed: `replay run ...` (also when run as python -m replay.cli_run)."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
+    return shlex.join(["replay", "run", *argv])
 
 
 def make_plan(corpus: str, o: dict[str, Any], command_line: str = "") -> Any:

@@ -122,7 +122,7 @@ class Coordinator:
         self.procs: list[_Proc] = []
         self.selector = selectors.DefaultSelector()
         self.packer = msgpack.Packer(use_bin_type=True)
-        self.nonce = int.from_bytes(os.urandom(16), "big")
+        self.nonce = int.from_bytes(os.urandom(8), "big") >> 1  # msgpack: int64
         self.interrupted = False
         self.aborted: str | None = None  # why the run stopped early (threshold, failure)
         self.failure: str | None = None
@@ -324,7 +324,7 @@ class Coordinator:
         stop_deadline: float | None = None
         tty = self.stderr.isatty()
         next_progress = self.start_ns + NS + NS // 5
-        shown = -1
+        shown = 0.0
         while any(p.live for p in self.procs):
             now = time.monotonic_ns()
             if self.interrupted and not self.stop_sent:
@@ -339,7 +339,6 @@ class Coordinator:
             if now >= next_progress:
                 next_progress += NS
                 shown = self._progress(shown, tty)
-                self._check_thresholds()
         if not self.paced_until_ns:
             self.paced_until_ns = min(time.monotonic_ns(), end)
         if plan.progress and tty:
@@ -355,33 +354,33 @@ class Coordinator:
                 if self.failure is None and not self.interrupted:
                     self.failure = f"worker {proc.index} (pid {proc.popen.pid}) did not finish"
 
-    def _progress(self, shown: int, tty: bool) -> int:
-        if not self.plan.progress:
-            return shown
-        from replay.summary import render_progress
-
+    def _progress(self, shown: float, tty: bool) -> float:
+        """One line per completed interval: overwritten on a terminal, appended otherwise."""
         snapshot = self.aggregate.latest()
-        if snapshot is None or snapshot.interval.index == shown:
+        if snapshot.elapsed_s <= shown or snapshot.elapsed_s <= 0:
             return shown
-        line = render_progress(snapshot, self.plan.duration_ns / NS, tty)
-        self.stderr.write(f"\r{line}\x1b[K" if tty else f"{line}\n")
-        self.stderr.flush()
-        return int(snapshot.interval.index)
+        self._check_thresholds(snapshot.interval.index)
+        if self.plan.progress:
+            line = _render_progress(snapshot, self.plan.duration_ns / NS, tty)
+            self.stderr.write(f"\r{line}\x1b[K" if tty else f"{line}\n")
+            self.stderr.flush()
+        return float(snapshot.elapsed_s)
 
-    def _check_thresholds(self) -> None:
+    def _check_thresholds(self, k: int) -> None:
+        """--abort-on-fail: judge what interval k decided; stop at the first failure."""
         if not (self.plan.abort_on_fail and self.plan.thresholds) or self.stop_sent:
             return
         from replay import thresholds
 
-        failed = thresholds.first_failure(self.plan.thresholds, self.aggregate)
-        if failed is not None:
-            self.aborted = f"threshold failed: {failed}"
-            self._stop_all()
+        for verdict in thresholds.evaluate_interval(list(self.plan.thresholds), self.aggregate, k):
+            if not verdict.ok:
+                self.aborted = f"threshold {verdict.threshold} failed after {k + 1}s"
+                self._stop_all()
+                return
 
     def _finish(self) -> int:
         from replay import thresholds
         from replay.results import RunMeta, build_results, write_results
-        from replay.summary import render_summary
 
         plan = self.plan
         paced_s = max((self.paced_until_ns - self.start_ns) / NS, 0.001)
@@ -417,7 +416,7 @@ class Coordinator:
         results = build_results(self.aggregate, meta, verdicts)
         if plan.out:
             write_results(plan.out, results)
-        self.stdout.write(render_summary(results))
+        self.stdout.write(_render_summary(results))
         self.stdout.flush()
         if self.failure:
             self.stderr.write(f"replay: {self.failure}\n")
@@ -427,16 +426,31 @@ class Coordinator:
             return EXIT_INTERRUPTED
         if self.failure:
             return self.failure_code
-        if any(not _passed(v) for v in verdicts):
-            return thresholds.EXIT_THRESHOLD_FAILED
-        return EXIT_OK
+        return thresholds.exit_status(verdicts)
 
 
-def _passed(verdict: Any) -> bool:
-    for name in ("passed", "ok"):
-        if hasattr(verdict, name):
-            return bool(getattr(verdict, name))
-    return True
+def _render_progress(snapshot: Any, total_s: float, tty: bool) -> str:
+    try:
+        from replay.summary import render_progress
+    except ImportError:  # the measurement side's renderer has not landed: a plain line
+        v = snapshot.interval
+        return (
+            f"{snapshot.elapsed_s:.0f}s/{total_s:.0f}s offered {v.offered_rps:.0f}/s "
+            f"achieved {v.achieved_rps:.0f}/s p50 {v.p50_ms} p99 {v.p99_ms} "
+            f"errors {snapshot.errors} inflight {v.inflight} dropped {snapshot.dropped}"
+        )
+    return str(render_progress(snapshot, total_s, tty))
+
+
+def _render_summary(results: dict[str, Any]) -> str:
+    try:
+        from replay.summary import render_summary
+    except ImportError:  # the measurement side's renderer has not landed: the raw numbers
+        import json
+
+        brief = {k: v for k, v in results.items() if k not in ("timeline", "series")}
+        return json.dumps(brief, indent=1, default=str)[:4000] + "\n"
+    return str(render_summary(results))
 
 
 def _exit_description(code: int | None) -> str:

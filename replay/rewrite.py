@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from capture.corpus import IdKind, Record
@@ -401,7 +401,7 @@ def _ascii(raw: bytes, where: str) -> str:
 
 
 def _checked(
-    spans: tuple[tuple[int, int, int], ...], size: int, where: str, part: str
+    spans: Iterable[tuple[int, int, int]], size: int, where: str, part: str
 ) -> list[tuple[int, int, int]]:
     ordered = sorted((int(s), int(n), int(k)) for s, n, k in spans)
     pos = 0
