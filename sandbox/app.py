@@ -1,0 +1,524 @@
+"""The AgentTrace API the guide uses: routes, authentication, request parsing, answers.
+
+:class:`App` maps a :class:`~sandbox.wire.Request` to a :class:`~sandbox.wire.Response`
+and never blocks on its own: it is handed the process's services (enqueue, store reads,
+admission to emulated capacity, the rate limiter) as plain callables and objects. Routes:
+
+    POST /api/public/traces            ingest one trace (200 accepted)
+    POST /api/public/ingestion         a batch of events (207 successes/errors)
+    GET  /api/public/traces            list: limit, page, search, name, from/toTimestamp
+    GET  /api/public/traces/{id}       one trace with its observations (404 until written)
+    GET  /api/public/metrics/traces    count and mean duration per hour or day, 30 days
+    POST /graphql                      traces(projectId, limit) ...
+    GET  /api/projects/{id}            the key's project
+    GET  /health, /ready, /metrics     no key
+    GET|POST /admin/pods, POST /admin/flush   admin token
+
+Order for an API route: authenticate (401), rate-limit (429), admit to emulated capacity
+(503 when shed), then the handler. Errors are JSON naming the problem:
+``{"error": "invalid_request", "message": "observations[1].type: required ...",
+"field": "observations[1].type"}``; on ``/graphql`` they take the GraphQL shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from sandbox import store
+from sandbox.capacity import Emulation, SharedSchedule
+from sandbox.graphql_api import GraphQLEndpoint, Run
+from sandbox.payload import (
+    Item,
+    PayloadError,
+    event_id,
+    format_timestamp_ms,
+    parse_event,
+    parse_timestamp_ms,
+    parse_trace,
+)
+from sandbox.pipeline import QueueUnavailable
+from sandbox.ratelimit import SharedRateLimiter
+from sandbox.wire import Request, Response
+
+API = "api"
+PUBLIC = "public"
+ADMIN = "admin"
+MAX_BATCH_EVENTS = 10_000
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """API keys (key -> project) and the admin token."""
+
+    api_keys: dict[str, str]
+    admin_token: str
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the app needs from the process it runs in."""
+
+    enqueue: Callable[[str, list[Item]], None]
+    flush: Callable[[float], bool]
+    run: Run
+    metrics_text: Callable[[], tuple[bytes, str]]
+    ready: Callable[[], bool]
+    schedule: SharedSchedule | None = None
+    limiter: SharedRateLimiter | None = None
+    clock: Callable[[], float] = time.monotonic
+    wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+
+
+Handler = Callable[[Request, str, str], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    kind: str
+    methods: dict[str, Handler]
+
+
+class App:
+    def __init__(self, keys: Keys, services: Services) -> None:
+        self._keys = keys
+        self._key_index = {key: i for i, key in enumerate(sorted(keys.api_keys))}
+        self._s = services
+        self._graphql = GraphQLEndpoint(services.run)
+        self._exact: dict[str, Route] = {
+            "/api/public/traces": Route(
+                "/api/public/traces", API, {"POST": self._ingest, "GET": self._list}
+            ),
+            "/api/public/ingestion": Route("/api/public/ingestion", API, {"POST": self._batch}),
+            "/api/public/metrics/traces": Route(
+                "/api/public/metrics/traces", API, {"GET": self._trace_metrics}
+            ),
+            "/graphql": Route("/graphql", API, {"POST": self._graphql_query}),
+            "/health": Route("/health", PUBLIC, {"GET": self._health}),
+            "/ready": Route("/ready", PUBLIC, {"GET": self._ready}),
+            "/metrics": Route("/metrics", PUBLIC, {"GET": self._metrics}),
+            "/admin/pods": Route(
+                "/admin/pods", ADMIN, {"GET": self._get_pods, "POST": self._set_pods}
+            ),
+            "/admin/flush": Route("/admin/flush", ADMIN, {"POST": self._flush}),
+        }
+        self._prefixed: list[tuple[str, Route]] = [
+            (
+                "/api/public/traces/",
+                Route("/api/public/traces/{id}", API, {"GET": self._get_trace}),
+            ),
+            ("/api/projects/", Route("/api/projects/{id}", API, {"GET": self._project})),
+        ]
+
+    # -------------------------------------------------------------- dispatch
+
+    def match(self, path: str) -> tuple[Route | None, str]:
+        """The route for a path and its ``{id}`` parameter (percent-decoded)."""
+        route = self._exact.get(path)
+        if route is not None:
+            return route, ""
+        if len(path) > 1 and path.endswith("/"):
+            route = self._exact.get(path.rstrip("/"))
+            if route is not None:
+                return route, ""
+        for prefix, route in self._prefixed:
+            if path.startswith(prefix):
+                param = path[len(prefix) :]
+                if param and "/" not in param:
+                    return route, unquote(param)
+        return None, ""
+
+    def handle(self, request: Request, route: Route | None = None, param: str = "") -> Response:
+        if route is None:
+            route, param = self.match(request.path)
+        if route is None:
+            return self._error(404, "not_found", f"no route for {request.path}", route="unmatched")
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = route.methods.get(method)
+        if handler is None:
+            allowed = ", ".join(sorted(route.methods))
+            response = self._error(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed on {route.name} (allowed: {allowed})",
+                route=route.name,
+            )
+            response.headers.append(("Allow", allowed))
+            return response
+        graphql = route.name == "/graphql"
+        if route.kind == PUBLIC:
+            response = handler(request, "", param)
+        elif route.kind == ADMIN:
+            if self._bearer(request) != self._keys.admin_token:
+                response = self._error(401, "unauthorized", "admin token required")
+                response.headers.append(("WWW-Authenticate", 'Bearer realm="admin"'))
+            else:
+                response = handler(request, "", param)
+        else:
+            response = self._api(request, route, handler, param, graphql)
+        response.route = route.name
+        return response
+
+    def _api(
+        self, request: Request, route: Route, handler: Handler, param: str, graphql: bool
+    ) -> Response:
+        key = self._bearer(request)
+        if key is None:
+            response = self._error(
+                401, "unauthorized", "missing 'Authorization: Bearer <key>' header", graphql
+            )
+            response.headers.append(("WWW-Authenticate", "Bearer"))
+            return response
+        project = self._keys.api_keys.get(key)
+        if project is None:
+            response = self._error(401, "unauthorized", "invalid API key", graphql)
+            response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
+            return response
+        rate_headers: list[tuple[str, str]] = []
+        if self._s.limiter is not None:
+            decision = self._s.limiter.check(self._key_index[key], self._s.clock())
+            rate_headers = decision.headers()
+            if not decision.allowed:
+                response = self._error(
+                    429,
+                    "rate_limited",
+                    f"rate limit of {self._s.limiter.rate:g} requests/s for this key exceeded",
+                    graphql,
+                )
+                response.headers.extend(rate_headers)
+                response.tag = "rate_limited"
+                return response
+        hold = 0.0
+        schedule = self._s.schedule
+        if schedule is not None and schedule.enabled():
+            ticket = schedule.admit(self._s.clock())
+            if ticket is None:
+                response = self._error(
+                    503, "overloaded", "emulated capacity exceeded: the queue is full", graphql
+                )
+                response.headers.append(("Retry-After", "1"))
+                response.headers.extend(rate_headers)
+                response.tag = "shed"
+                return response
+            hold = ticket.finish
+        try:
+            response = handler(request, project, param)
+        except PayloadError as exc:
+            response = self._error(400, "invalid_request", str(exc), graphql, field=exc.field)
+        except QueueUnavailable as exc:
+            response = self._error(503, "unavailable", str(exc), graphql)
+        response.hold_until = hold
+        response.headers.extend(rate_headers)
+        return response
+
+    @staticmethod
+    def _bearer(request: Request) -> str | None:
+        header = request.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return token.strip()
+
+    # -------------------------------------------------------------- ingestion
+
+    def _ingest(self, request: Request, project: str, _param: str) -> Response:
+        body = _json_body(request)
+        items = parse_trace(body, self._s.wall_ms())
+        self._s.enqueue(project, items)
+        return _json(200, {"id": items[0][1]["id"], "status": "accepted"})
+
+    def _batch(self, request: Request, project: str, _param: str) -> Response:
+        body = _json_body(request)
+        if not isinstance(body, dict):
+            raise PayloadError("body", "expected a JSON object with a 'batch' list")
+        batch = body.get("batch")
+        if not isinstance(batch, list):
+            raise PayloadError("batch", "required list of events")
+        if len(batch) > MAX_BATCH_EVENTS:
+            raise PayloadError("batch", f"at most {MAX_BATCH_EVENTS} events per request")
+        received_ms = self._s.wall_ms()
+        items: list[Item] = []
+        successes: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for event in batch:
+            eid = event_id(event)
+            try:
+                if eid is None:
+                    raise PayloadError("id", "required string (the event's id)")
+                items.extend(parse_event(event, received_ms))
+            except PayloadError as exc:
+                errors.append(
+                    {"id": eid, "status": 400, "message": str(exc), "error": "invalid_event"}
+                )
+                continue
+            successes.append({"id": eid, "status": 201})
+        if items:
+            self._s.enqueue(project, items)
+        return _json(207, {"successes": successes, "errors": errors})
+
+    # -------------------------------------------------------------- queries
+
+    def _list(self, request: Request, project: str, _param: str) -> Response:
+        query = _query(request)
+        limit = _int_param(query, "limit", 50, 1, 100)
+        page = _int_param(query, "page", 1, 1, 1_000_000)
+        from_ms = _time_param(query, "fromTimestamp")
+        to_ms = _time_param(query, "toTimestamp")
+        traces, total = self._s.run(
+            _list_traces,
+            project,
+            limit,
+            page,
+            query.get("search") or None,
+            query.get("name"),
+            from_ms,
+            to_ms,
+        )
+        meta = {
+            "page": page,
+            "limit": limit,
+            "totalItems": total,
+            "totalPages": math.ceil(total / limit),
+        }
+        return _json(200, {"data": traces, "meta": meta})
+
+    def _get_trace(self, _request: Request, project: str, trace_id: str) -> Response:
+        trace = self._s.run(store.get_trace, project, trace_id)
+        if trace is None:
+            return self._error(404, "not_found", f"trace {trace_id!r} not found")
+        return _json(200, trace)
+
+    def _trace_metrics(self, request: Request, project: str, _param: str) -> Response:
+        query = _query(request)
+        period = query.get("period", "day")
+        if period not in store.PERIOD_MS:
+            raise PayloadError("period", f"must be 'hour' or 'day', got {period!r}")
+        now_ms = self._s.wall_ms()
+        data = self._s.run(store.trace_metrics, project, period, now_ms)
+        meta = {
+            "period": period,
+            "fromTimestamp": _iso(now_ms - store.METRICS_WINDOW_MS),
+            "toTimestamp": _iso(now_ms),
+        }
+        return _json(200, {"data": data, "meta": meta})
+
+    def _graphql_query(self, request: Request, project: str, _param: str) -> Response:
+        try:
+            body = _json_body(request)
+        except PayloadError as exc:
+            return _json(400, {"errors": [{"message": str(exc)}]})
+        status, result = self._graphql.execute(project, body)
+        return _json(status, result)
+
+    def _project(self, _request: Request, project: str, project_id: str) -> Response:
+        if project_id != project:
+            return self._error(404, "not_found", f"project {project_id!r} not found")
+        return _json(200, {"id": project, "name": project})
+
+    # -------------------------------------------------------------- operations
+
+    def _health(self, _request: Request, _project: str, _param: str) -> Response:
+        return _json(200, {"status": "ok"})
+
+    def _ready(self, _request: Request, _project: str, _param: str) -> Response:
+        if self._s.ready():
+            return _json(200, {"status": "ready"})
+        return _json(503, {"status": "unavailable"})
+
+    def _metrics(self, _request: Request, _project: str, _param: str) -> Response:
+        text, content_type = self._s.metrics_text()
+        return Response(200, text, content_type=content_type)
+
+    def _get_pods(self, _request: Request, _project: str, _param: str) -> Response:
+        schedule = self._require_schedule()
+        emulation, enabled = schedule.current()
+        admitted, shed = schedule.counts()
+        return _json(
+            200, {**emulation.as_dict(), "enabled": enabled, "admitted": admitted, "shed": shed}
+        )
+
+    def _set_pods(self, request: Request, _project: str, _param: str) -> Response:
+        schedule = self._require_schedule()
+        try:
+            body = _json_body(request)
+            emulation = _emulation_update(schedule.current()[0], body)
+        except PayloadError as exc:
+            return self._error(400, "invalid_request", str(exc), field=exc.field)
+        schedule.configure(emulation, enabled=True, now=self._s.clock())
+        return _json(200, {**emulation.as_dict(), "enabled": True})
+
+    def _flush(self, request: Request, _project: str, _param: str) -> Response:
+        timeout = 30.0
+        if request.body.strip():
+            try:
+                body = _json_body(request)
+                if not isinstance(body, dict):
+                    raise PayloadError("body", "expected a JSON object")
+                timeout = _number(body, "timeout", 30.0, 0.0, 600.0)
+            except PayloadError as exc:
+                return self._error(400, "invalid_request", str(exc), field=exc.field)
+        try:
+            flushed = self._s.flush(timeout)
+        except QueueUnavailable as exc:
+            return self._error(503, "unavailable", str(exc))
+        if not flushed:
+            return self._error(504, "timeout", f"the queue did not drain within {timeout:g}s")
+        return _json(200, {"flushed": True})
+
+    def _require_schedule(self) -> SharedSchedule:
+        if self._s.schedule is None:
+            raise RuntimeError("this sandbox runs without a capacity schedule")
+        return self._s.schedule
+
+    @staticmethod
+    def _error(
+        status: int,
+        code: str,
+        message: str,
+        graphql: bool = False,
+        *,
+        field: str | None = None,
+        route: str = "",
+    ) -> Response:
+        if graphql:
+            payload: dict[str, Any] = {
+                "errors": [{"message": message, "extensions": {"code": code}}]
+            }
+        else:
+            payload = {"error": code, "message": message}
+            if field is not None:
+                payload["field"] = field
+        response = _json(status, payload)
+        response.route = route
+        return response
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _json(status: int, payload: Any) -> Response:
+    return Response(status, json.dumps(payload, separators=(",", ":")).encode(), JSON_TYPE)
+
+
+def _iso(ms: int) -> str | None:
+    return format_timestamp_ms(ms)
+
+
+def _json_body(request: Request) -> Any:
+    if not request.body.strip():
+        raise PayloadError("body", "expected a JSON object, got an empty body")
+    try:
+        return json.loads(request.body)
+    except RecursionError:
+        raise PayloadError("body", "JSON nested too deeply") from None
+    except ValueError as exc:
+        raise PayloadError("body", f"malformed JSON ({exc})") from None
+
+
+def _query(request: Request) -> dict[str, str]:
+    try:
+        parsed = parse_qs(request.query, keep_blank_values=True, max_num_fields=100)
+    except ValueError as exc:
+        raise PayloadError("query", str(exc)) from None
+    return {key: values[-1] for key, values in parsed.items()}
+
+
+def _int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise PayloadError(name, f"must be an integer from {low} to {high}") from None
+    if not low <= value <= high:
+        raise PayloadError(name, f"must be an integer from {low} to {high}, got {value}")
+    return value
+
+
+def _time_param(query: dict[str, str], name: str) -> int | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    return parse_timestamp_ms(text, name)
+
+
+def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError(name, "expected a number")
+    if not low <= value <= high:
+        raise PayloadError(name, f"must be from {low:g} to {high:g}")
+    return float(value)
+
+
+_EMULATION_FIELDS = {
+    "pods": ("pods", int),
+    "podRate": ("pod_rate", float),
+    "sigma": ("sigma", float),
+    "kappa": ("kappa", float),
+    "serviceCv": ("service_cv", float),
+    "queueDepth": ("queue_depth", int),
+}
+
+
+def _emulation_update(current: Emulation, body: Any) -> Emulation:
+    """``{"pods": N}`` (and optionally the model's other parameters) applied to ``current``."""
+    if not isinstance(body, dict) or "pods" not in body:
+        raise PayloadError("pods", 'required: {"pods": N}')
+    changes: dict[str, Any] = {}
+    for key, value in body.items():
+        spec = _EMULATION_FIELDS.get(key)
+        if spec is None:
+            known = ", ".join(_EMULATION_FIELDS)
+            raise PayloadError(key, f"unknown field (known: {known})")
+        attr, kind = spec
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PayloadError(key, "expected a number")
+        if kind is int and value != int(value):
+            raise PayloadError(key, "expected an integer")
+        changes[attr] = kind(value)
+    values = {
+        "pods": current.pods,
+        "pod_rate": current.pod_rate,
+        "sigma": current.sigma,
+        "kappa": current.kappa,
+        "service_cv": current.service_cv,
+        "queue_depth": current.queue_depth,
+        **changes,
+    }
+    try:
+        return Emulation(**values)
+    except ValueError as exc:
+        raise PayloadError("body", str(exc)) from None
+
+
+def _list_traces(
+    conn: Any,
+    project: str,
+    limit: int,
+    page: int,
+    search: str | None,
+    name: str | None,
+    from_ms: int | None,
+    to_ms: int | None,
+) -> tuple[list[dict[str, Any]], int]:
+    return store.list_traces(
+        conn,
+        project,
+        limit=limit,
+        page=page,
+        search=search,
+        name=name,
+        from_ms=from_ms,
+        to_ms=to_ms,
+    )

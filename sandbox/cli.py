@@ -1,0 +1,260 @@
+"""`replay sandbox` / `python -m sandbox`: flags in, a foreground sandbox out.
+
+Only parsing lives here; :class:`sandbox.server.Supervisor` does the work. Values with
+units go through capture.units (durations, rates) so they read the same in every tool.
+Bad input prints one line on stderr and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import click
+
+from capture.units import RATE, parse_duration_ns
+from sandbox.capacity import MAX_PODS, Emulation
+from sandbox.config import DEFAULT_MAX_BODY, MAX_API_PODS, SandboxConfig, parse_api_key
+from sandbox.faults import parse_faults
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|k|m|g)?")
+_SIZE_UNITS = {
+    None: 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes: '4.5MB' (10^6), '512KiB' (2^10), '1000000'."""
+    match = _SIZE.fullmatch(str(text).strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (examples: 4.5MB, 512KiB, 1000000)")
+    value = round(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if value < 1:
+        raise ValueError(f"{text!r}: a size must be at least 1 byte")
+    return value
+
+
+class _Type(click.ParamType):
+    """A click type over a parse function raising ValueError with the user's message."""
+
+    def __init__(self, name: str, parse: Any) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = _Type("size", parse_size)
+DELAY = _Type("duration", lambda text: parse_duration_ns(text) / 1e9)
+API_KEY = _Type("key:project", parse_api_key)
+FAULTS = _Type("spec", parse_faults)
+
+
+class _OneLineErrors(click.Command):
+    """Usage errors as one line ``Error: ...`` (exit 2), without the usage block."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            if isinstance(exc, click.NoSuchOption | click.BadParameter | click.UsageError):
+                raise click.UsageError(exc.format_message()) from None
+            raise
+
+
+EPILOG = """\b
+Fault spec (--faults), rates as fractions or percentages, summing to at most 1:
+  error=0.01          answer 500 (error=0.01:503 for another 5xx)
+  reset=0.005         reset the TCP connection, no answer
+  slow=0.02:200ms     delay the answer, lognormal with that median
+                      (slow=0.02:200ms:1.0 sets the shape sigma, default 0.5)
+  stall=0.001         hold the connection open, never answer
+e.g. --faults 'error=0.01,reset=0.005,slow=0.02:200ms,stall=0.001' --seed 7
+
+\b
+Emulated capacity: with --emulate-pods N the API's throughput follows the
+Universal Scalability Law X(N) = L*N / (1 + S*(N-1) + K*N*(N-1)),
+L = --pod-rate, S = --sigma, K = --kappa; beyond it requests queue, then 503.
+Change N at run time: curl -X POST -H 'Authorization: Bearer ADMIN' \\
+  -d '{"pods": 4}' http://127.0.0.1:8080/admin/pods
+See docs/sandbox.md.
+"""
+
+
+@click.command(
+    "sandbox",
+    cls=_OneLineErrors,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
+@click.option("--host", default="127.0.0.1", help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    help="Port to listen on (0: any free port, printed at start-up).",
+)
+@click.option(
+    "--pods",
+    type=click.IntRange(1, MAX_API_PODS),
+    default=1,
+    help="API processes sharing the port (SO_REUSEPORT), plus one ingestion worker.",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    type=API_KEY,
+    multiple=True,
+    metavar="KEY:PROJECT",
+    help="An API key and the project it reads and writes; repeatable. "
+    "Default: a generated key for project proj-sandbox, printed at start-up.",
+)
+@click.option("--admin-token", default=None, help="Token for /admin/* (default: generated).")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="SQLite database file, kept across restarts (default: a temporary file).",
+)
+@click.option(
+    "--ingest-delay",
+    type=DELAY,
+    default="0",
+    help="Hold each trace this long in the queue before writing it (e.g. 500ms).",
+)
+@click.option(
+    "--max-body",
+    type=SIZE,
+    default=str(DEFAULT_MAX_BODY),
+    help="Largest request body accepted; larger gets 413 (e.g. 4.5MB, 1MiB).",
+)
+@click.option("--rate-limit", type=RATE, default=None, help="Per-key limit, e.g. 100/s (429).")
+@click.option(
+    "--rate-burst",
+    type=click.IntRange(1),
+    default=None,
+    help="Requests a key may burst (default: one second's worth of --rate-limit).",
+)
+@click.option(
+    "--emulate-pods",
+    type=click.IntRange(1, MAX_PODS),
+    default=None,
+    help="Emulate N pods: throughput follows the USL with the next flags.",
+)
+@click.option("--pod-rate", type=RATE, default="300/s", help="L: one emulated pod's throughput.")
+@click.option("--sigma", type=click.FloatRange(0, 1), default=0.05, help="USL contention.")
+@click.option("--kappa", type=click.FloatRange(0, 1), default=0.001, help="USL coherency.")
+@click.option(
+    "--service-cv",
+    type=click.FloatRange(0, 4),
+    default=0.5,
+    help="Variation of emulated service times (0: constant).",
+)
+@click.option(
+    "--queue-depth",
+    type=click.IntRange(0),
+    default=64,
+    help="Requests each emulated pod may queue before 503.",
+)
+@click.option("--faults", type=FAULTS, default=None, help="Fault injection spec (see below).")
+@click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
+@click.option("--ready-fd", type=int, default=None, hidden=True)
+def command(
+    host: str,
+    port: int,
+    pods: int,
+    api_keys: tuple[tuple[str, str], ...],
+    admin_token: str | None,
+    db: str | None,
+    ingest_delay: float,
+    max_body: int,
+    rate_limit: float | None,
+    rate_burst: int | None,
+    emulate_pods: int | None,
+    pod_rate: float,
+    sigma: float,
+    kappa: float,
+    service_cv: float,
+    queue_depth: int,
+    faults: Any,
+    seed: int | None,
+    ready_fd: int | None,
+) -> None:
+    """Run an AgentTrace-compatible server in the foreground, for replays and tests.
+
+    Ctrl-C or SIGTERM stops it after writing every acknowledged trace.
+    """
+    from sandbox.faults import FaultSpec
+    from sandbox.server import StartError, Supervisor
+
+    keys: dict[str, str] = {}
+    for key, project in api_keys:
+        if keys.get(key, project) != project:
+            raise click.UsageError(f"--api-key {key} is given for two projects")
+        keys[key] = project
+    try:
+        emulation = Emulation(
+            pods=emulate_pods or 1,
+            pod_rate=pod_rate,
+            sigma=sigma,
+            kappa=kappa,
+            service_cv=service_cv,
+            queue_depth=queue_depth,
+        )
+        config = SandboxConfig(
+            host=host,
+            port=port,
+            pods=pods,
+            api_keys=keys,
+            admin_token=admin_token or "",
+            db=db,
+            ingest_delay=ingest_delay,
+            max_body=max_body,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            emulation=emulation,
+            emulate=emulate_pods is not None,
+            faults=faults or FaultSpec(),
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s sandbox %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        status = Supervisor(config, ready_fd=ready_fd).run()
+    except StartError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.status)
+    sys.exit(status)
+
+
+def main() -> None:
+    command.main(prog_name="python -m sandbox")

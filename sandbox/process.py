@@ -1,0 +1,262 @@
+"""The library API: start a sandbox as a child process, use it, stop it.
+
+    from sandbox.process import start_sandbox
+
+    with start_sandbox(port=0) as sb:            # a free port, a generated key
+        post(f"{sb.url}/api/public/traces", headers={"Authorization": f"Bearer {sb.api_key}"})
+        sb.flush()                                # everything acknowledged is now readable
+    # leaving the block sends SIGTERM and waits: the queue is drained before it returns
+
+The child is ``python -m sandbox`` with the matching flags (one code path with the CLI). It
+reports readiness with one JSON line on a pipe, after its port is bound and every process
+is serving; :func:`start_sandbox` returns only then, or raises :class:`SandboxError` with
+the end of the child's log. :meth:`SandboxProcess.stop` sends SIGTERM, waits, and sends
+SIGKILL only after ``timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sandbox.capacity import Emulation
+from sandbox.faults import FaultSpec
+
+
+class SandboxError(RuntimeError):
+    """The sandbox did not start, or an admin call failed."""
+
+
+@dataclass
+class SandboxProcess:
+    """A running sandbox. ``url`` is ``http://host:port``; ``api_key`` belongs to
+    ``project_id`` (the first of ``api_keys``); ``pid`` is the supervisor's."""
+
+    url: str
+    host: str
+    port: int
+    api_key: str
+    project_id: str
+    api_keys: dict[str, str]
+    admin_token: str
+    pid: int
+    db: str
+    log_path: Path
+    _proc: subprocess.Popen[bytes] = field(repr=False)
+    _own_log: bool = field(default=False, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The supervisor's exit status once it has exited (0 after a clean stop)."""
+        return self._proc.poll()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM, wait up to ``timeout`` (the queue drains first), then SIGKILL."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._own_log:
+            self.log_path.unlink(missing_ok=True)
+            self._own_log = False
+
+    def kill(self) -> int:
+        """SIGKILL the supervisor at once (its children then drain and exit on their own)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        return self._proc.wait()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Return once every trace acknowledged so far is readable."""
+        self.admin("POST", "/admin/flush", {"timeout": timeout}, timeout=timeout + 5)
+
+    def set_pods(self, pods: int, **model: float) -> dict[str, Any]:
+        """Change the emulated pod count at run time (and optionally podRate, sigma, kappa,
+        serviceCv, queueDepth); turns emulation on. Returns the new model."""
+        return self.admin("POST", "/admin/pods", {"pods": pods, **model})
+
+    def admin(
+        self, method: str, path: str, body: Any = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.admin_token}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer: dict[str, Any] = json.loads(response.read() or b"{}")
+                return answer
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            exc.close()
+            raise SandboxError(f"{method} {path}: {exc.code} {detail}") from None
+
+    def read_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> SandboxProcess:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_sandbox(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    pods: int = 1,
+    api_keys: Mapping[str, str] | None = None,
+    admin_token: str | None = None,
+    emulate: Emulation | None = None,
+    faults: FaultSpec | str | None = None,
+    db: str | Path | None = None,
+    ingest_delay: float = 0.0,
+    rate_limit: float | None = None,
+    rate_burst: int | None = None,
+    max_body: int | None = None,
+    seed: int | None = None,
+    log: str | Path | None = None,
+    startup_timeout: float = 60.0,
+) -> SandboxProcess:
+    """Start a sandbox and return once it serves. ``port=0`` picks a free port.
+
+    ``api_keys`` maps key -> project (default: one generated key for ``proj-sandbox``);
+    ``emulate`` turns on emulated capacity; ``faults`` is a spec such as
+    ``"error=0.01,slow=0.02:200ms"``; ``db`` keeps the store in that file (default: a
+    temporary file removed at stop); ``log`` receives the child's output (default: a
+    temporary file, removed at stop).
+    """
+    args = [sys.executable, "-m", "sandbox", "--host", host, "--port", str(port)]
+    args += ["--pods", str(pods)]
+    for key, project in (api_keys or {}).items():
+        args += ["--api-key", f"{key}:{project}"]
+    if admin_token:
+        args += ["--admin-token", admin_token]
+    if emulate is not None:
+        args += [
+            "--emulate-pods",
+            str(emulate.pods),
+            "--pod-rate",
+            repr(emulate.pod_rate),
+            "--sigma",
+            repr(emulate.sigma),
+            "--kappa",
+            repr(emulate.kappa),
+            "--service-cv",
+            repr(emulate.service_cv),
+            "--queue-depth",
+            str(emulate.queue_depth),
+        ]
+    if faults:
+        args += ["--faults", faults if isinstance(faults, str) else faults.describe()]
+    if db is not None:
+        args += ["--db", str(db)]
+    if ingest_delay:
+        args += ["--ingest-delay", f"{ingest_delay!r}s"]
+    if rate_limit is not None:
+        args += ["--rate-limit", repr(rate_limit)]
+    if rate_burst is not None:
+        args += ["--rate-burst", str(rate_burst)]
+    if max_body is not None:
+        args += ["--max-body", str(max_body)]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+
+    own_log = log is None
+    if log is None:
+        handle, name = tempfile.mkstemp(prefix="agenttrace-sandbox-", suffix=".log")
+        os.close(handle)
+        log_path = Path(name)
+    else:
+        log_path = Path(log)
+    read_fd, write_fd = os.pipe()
+    args += ["--ready-fd", str(write_fd)]
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            args,
+            pass_fds=(write_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    os.close(write_fd)
+    try:
+        line = _read_line(read_fd, startup_timeout)
+    finally:
+        os.close(read_fd)
+    if line is None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        tail = log_path.read_text(errors="replace")[-2000:]
+        if own_log:
+            log_path.unlink(missing_ok=True)
+        raise SandboxError(f"the sandbox did not start (exit {proc.returncode}):\n{tail}")
+    ready = json.loads(line)
+    return SandboxProcess(
+        url=ready["url"],
+        host=ready["host"],
+        port=ready["port"],
+        api_key=ready["api_key"],
+        project_id=ready["project_id"],
+        api_keys=dict(ready["api_keys"]),
+        admin_token=ready["admin_token"],
+        pid=proc.pid,
+        db=ready["db"],
+        log_path=log_path,
+        _proc=proc,
+        _own_log=own_log,
+    )
+
+
+def _read_line(fd: int, timeout: float) -> str | None:
+    """The readiness line, or None if the child closed the pipe or time ran out."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        readable, _, _ = select.select([fd], [], [], min(left, 1.0))
+        if not readable:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return None
+        data += chunk
+    return data.split(b"\n", 1)[0].decode()
