@@ -1,0 +1,203 @@
+"""The worker in-process (gevent, no monkey-patching needed) against in-process servers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pytest
+from gevent.server import StreamServer
+
+from capture.corpus import CorpusReader
+from replay.config import WorkerConfig, shard_of, split
+from replay.metrics import RunAggregate
+from replay.worker import Worker
+
+NS = 1_000_000_000
+
+
+class Server:
+    """An in-process HTTP server: answers after `delay` s, or never when `stall`; records
+    the trace ids it ingested and the paths it was asked for."""
+
+    def __init__(self, delay: float = 0.0, stall: bool = False) -> None:
+        self.delay, self.stall = delay, stall
+        self.ingested: list[str] = []
+        self.paths: list[str] = []
+        self.server = StreamServer(("127.0.0.1", 0), self._handle)
+        self.server.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def _handle(self, sock: Any, _addr: Any) -> None:
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            length = 0
+            for line in lines[1:]:
+                if line.lower().startswith("content-length:"):
+                    length = int(line.split(":")[1])
+            while len(rest) < length:
+                rest += sock.recv(65536)
+            body, buf = rest[:length], rest[length:]
+            method, path, _ = lines[0].split(" ")
+            self.paths.append(path)
+            if method == "POST" and body:
+                self.ingested.append(json.loads(body).get("id", ""))
+            if self.stall:
+                gevent.sleep(30)
+            if self.delay:
+                gevent.sleep(self.delay)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def stop(self) -> None:
+        self.server.stop(timeout=1)
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[..., Server]]:
+    made: list[Server] = []
+
+    def make(**kw: Any) -> Server:
+        made.append(Server(**kw))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+class Capture:
+    """Stands in for the coordinator's pipe: keeps the deltas."""
+
+    def __init__(self) -> None:
+        self.aggregate = RunAggregate()
+        self.intervals: list[int] = []
+
+    def send(self, kind: str, _worker: int, k: int, payload: bytes) -> None:
+        assert kind == "delta"
+        self.intervals.append(k)
+        self.aggregate.add(payload)
+
+
+def run_worker(corpus: Path, url: str, **kw: Any) -> tuple[Worker, Capture, dict[str, Any]]:
+    options: dict[str, Any] = {
+        "worker": 0,
+        "workers": 1,
+        "corpus": str(corpus),
+        "target": url,
+        "api_key": "k",
+        "project_id": None,
+        "model": "rate",
+        "duration_ns": NS,
+        "nonce": 3,
+        **kw,
+    }
+    worker = Worker(WorkerConfig(**options), None)
+    capture = Capture()
+    worker.pipe = capture  # type: ignore[assignment]
+    worker.load()
+    info = worker.run(time.monotonic_ns() + 20_000_000, time.time_ns() + 20_000_000)
+    return worker, capture, info
+
+
+def test_rate_model_sends_every_due_request(synth_corpus: Any, server: Any) -> None:
+    # 300/s for 1 s: exactly 300 due, all answered, one delta per interval plus the last
+    srv = server()
+    _, cap, info = run_worker(synth_corpus(), srv.url, rate=300.0, duration_ns=NS)
+    whole = cap.aggregate.whole()
+    assert whole.offered == 300
+    assert whole.requests() == 300 == len(srv.ingested)
+    assert whole.dropped() == 0
+    assert cap.intervals == sorted(set(cap.intervals)) and cap.intervals[0] == 0
+    assert info["serial"] == 300
+    assert len(set(srv.ingested)) == 300  # every request a fresh trace
+
+
+def test_max_inflight_drops_instead_of_delaying(synth_corpus: Any, server: Any) -> None:
+    # 200/s against 300 ms answers with 5 connections: most requests cannot be sent; they
+    # are dropped at their due time, and those sent leave on time
+    srv = server(delay=0.3)
+    _, cap, _ = run_worker(synth_corpus(), srv.url, rate=200.0, duration_ns=NS, max_inflight=5)
+    whole = cap.aggregate.whole()
+    assert whole.offered == 200
+    assert whole.dropped() > 150
+    assert whole.requests() + whole.dropped() == 200
+    lag = whole.histogram("send_lag")
+    assert lag.percentile(99) < 50  # ms: sent when due, not when a connection came free
+
+
+def test_closed_model_waits_for_each_answer(synth_corpus: Any, server: Any) -> None:
+    # 3 VUs, 20 ms answers, 10 ms think: each VU does at most ~1 s / 30 ms requests
+    srv = server(delay=0.02)
+    _, cap, _ = run_worker(
+        synth_corpus(), srv.url, model="closed", vus=3, think_ns=10_000_000, duration_ns=NS
+    )
+    whole = cap.aggregate.whole()
+    assert 30 <= whole.requests() <= 3 * 34
+    assert whole.dropped() == 0
+    assert whole.offered == whole.requests()
+    # intended = the moment the VU was ready: latency and uncorrected latency agree
+    assert whole.histogram("send_lag").percentile(99) < 10
+
+
+def test_timeline_scale_and_speed(synth_corpus: Any, server: Any) -> None:
+    # a 2 s corpus at 2x speed plays in 1 s; at 3x scale every record is sent 3 times
+    corpus = synth_corpus(rate=40, seconds=2)
+    with CorpusReader(corpus) as reader:
+        records = reader.header.records
+    srv = server()
+    _, cap, _ = run_worker(corpus, srv.url, model="timeline", scale=3.0, speed=2.0, duration_ns=NS)
+    assert cap.aggregate.whole().requests() == 3 * records == len(set(srv.ingested))
+
+
+def test_reads_name_traces_this_worker_ingested(synth_corpus: Any, server: Any) -> None:
+    # the mixed corpus reads traces back: each GET names a trace ingested earlier in the run
+    srv = server()
+    run_worker(synth_corpus("mixed", rate=80, seconds=2), srv.url, model="timeline",
+               speed=2.0, duration_ns=NS)  # fmt: skip
+    gets = [p.rsplit("/", 1)[1] for p in srv.paths if p.startswith("/api/public/traces/")]
+    assert gets, "the corpus should read traces"
+    ingested = set(srv.ingested)
+    named = [g for g in gets if g in ingested]
+    assert len(named) >= len(gets) - 2  # only a read before any ingest was answered may miss
+
+
+def test_watchdog_times_out_a_stalled_target(synth_corpus: Any, server: Any) -> None:
+    srv = server(stall=True)
+    _, cap, _ = run_worker(synth_corpus(), srv.url, rate=10.0, duration_ns=NS // 2,
+                           timeout_ns=200_000_000)  # fmt: skip
+    whole = cap.aggregate.whole()
+    assert whole.requests(status="timeout") == whole.requests() == 5
+
+
+def test_sharding_keeps_each_trace_in_one_worker(synth_corpus: Any) -> None:
+    # the mixed corpus over 3 workers: the shards partition it, and every record that names
+    # a trace is in the shard of that trace's ingest
+    with CorpusReader(synth_corpus("mixed", rate=80, seconds=2)) as reader:
+        records = list(reader)
+    owner: dict[str, int] = {}
+    counts = [0, 0, 0]
+    for i, r in enumerate(records):
+        w = shard_of(r.trace, i, 3)
+        counts[w] += 1
+        if r.trace:
+            assert owner.setdefault(r.trace, w) == w
+    assert sum(counts) == len(records) and min(counts) > 0
+
+
+@pytest.mark.parametrize(
+    ("total", "workers", "shares"),
+    [(10, 3, [4, 3, 3]), (2, 4, [1, 1, 0, 0]), (8, 2, [4, 4])],  # as even as integers allow
+)
+def test_split(total: int, workers: int, shares: list[int]) -> None:
+    assert [split(total, workers, w) for w in range(workers)] == shares
