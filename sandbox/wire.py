@@ -153,6 +153,8 @@ def _read_head(sock: Any, buf: bytearray) -> bytes | None:
     start = 0
     while True:
         end = buf.find(b"\r\n\r\n", start)
+        if end > MAX_HEAD:
+            raise _BadRequest(431, f"request head exceeds {MAX_HEAD} bytes")
         if end >= 0:
             head = bytes(buf[:end])
             del buf[: end + 4]

@@ -130,7 +130,14 @@ def test_shared_schedule_survives_a_reconfigure(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"pods": 0}, {"pods": 300}, {"pod_rate": 0}, {"sigma": -0.1}, {"kappa": 2}, {"queue_depth": -1}],
+    [
+        {"pods": 0},
+        {"pods": 300},
+        {"pod_rate": 0},
+        {"sigma": -0.1},
+        {"kappa": 2},
+        {"queue_depth": -1},
+    ],
 )
 def test_emulation_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
@@ -159,7 +166,11 @@ def test_gcra_allows_a_burst_then_the_rate() -> None:
 def test_gcra_headers() -> None:
     d = decide(0.0, 50.0, rate=5, burst=5)
     headers = dict(d.headers())
-    assert headers == {"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "4", "X-RateLimit-Reset": "1"}
+    assert headers == {
+        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Remaining": "4",
+        "X-RateLimit-Reset": "1",
+    }
     refused = decide(60.0, 50.0, rate=5, burst=5)
     assert not refused.allowed and dict(refused.headers())["Retry-After"] == "10"
 

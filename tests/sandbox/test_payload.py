@@ -27,7 +27,12 @@ def test_guide_payload_becomes_one_trace_and_its_observations() -> None:
         "timestamp": "2026-01-01T00:00:01.234Z",
         "metadata": {"model": "gpt-4"},
         "observations": [
-            {"id": "t1-obs-0", "trace_id": "t1", "type": "SPAN", "start_time": "2026-01-01T00:00:01Z"},
+            {
+                "id": "t1-obs-0",
+                "trace_id": "t1",
+                "type": "SPAN",
+                "start_time": "2026-01-01T00:00:01Z",
+            },
             {"id": "t1-obs-1", "type": "generation", "parentObservationId": "t1-obs-0"},
         ],
     }
@@ -107,7 +112,11 @@ def test_invalid_events_name_the_field(event: Any, field: str) -> None:
 
 def test_update_event_needs_no_trace_and_forces_its_type() -> None:
     (item,) = parse_event(
-        {"id": "e", "type": "generation-update", "body": {"id": "g", "endTime": "2026-01-01T00:00:02Z"}},
+        {
+            "id": "e",
+            "type": "generation-update",
+            "body": {"id": "g", "endTime": "2026-01-01T00:00:02Z"},
+        },
         NOW,
     )
     kind, record = item
