@@ -124,7 +124,7 @@ def test_graphql_errors_are_graphql_shaped(api: Any) -> None:
         ({"query": "subscription { traces }"}, 400),
         ({"nothing": 1}, 400),  # no query
         ({"query": GRAPHQL % api.PROJECT_B}, 200),  # another project: execution error
-        ({"query": 'query { traces(projectId: "%s", limit: 500) { id } }' % api.PROJECT_A}, 200),
+        ({"query": f'query {{ traces(projectId: "{api.PROJECT_A}", limit: 500) {{ id }} }}'}, 200),
     ]
     for body, status in cases:
         reply = api.post("/graphql", body)

@@ -22,8 +22,10 @@ import pytest
         (json.dumps({"name": "no id"}).encode(), "body.id"),
         (json.dumps({"id": 42}).encode(), "body.id"),
         (json.dumps({"id": "t", "observations": "no"}).encode(), "body.observations"),
-        (json.dumps({"id": "t", "observations": [{"id": "o"}]}).encode(), "body.observations[0].type"),
-        (json.dumps({"id": "t", "observations": [{"type": "SPAN"}]}).encode(), "body.observations[0].id"),
+        (json.dumps({"id": "t", "observations": [{"id": "o"}]}).encode(),
+         "body.observations[0].type"),
+        (json.dumps({"id": "t", "observations": [{"type": "SPAN"}]}).encode(),
+         "body.observations[0].id"),
         (json.dumps({"id": "t", "timestamp": "soon"}).encode(), "body.timestamp"),
     ],
 )  # fmt: skip
@@ -76,11 +78,12 @@ def test_body_over_max_body_is_413_before_it_is_read(launch: Any, connect: Any) 
         )
         assert raw.recv(4096).startswith(b"HTTP/1.1 413 ")
     # chunked bodies are counted as they arrive
+    chunks = b"".join(b"1000\r\n" + b"x" * 4096 + b"\r\n" for _ in range(5))
     chunked = _raw(
         sb,
         b"POST /api/public/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test-a\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(b"1000\r\n" + b"x" * 4096 + b"\r\n" for _ in range(5)),
-    )  # fmt: skip
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunks,
+    )
     assert chunked.startswith(b"HTTP/1.1 413 ")
     small = own.trace()
     assert own.post("/api/public/traces", small).status == 200
@@ -144,7 +147,8 @@ def _raw(sb: Any, data: bytes, timeout: float = 10.0) -> bytes:
         (b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n", b"400"),
         (b"GET /health HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", b"431"),
         (b"POST /api/public/traces HTTP/1.1\r\nContent-Length: -5\r\n\r\n", b"400"),
-        (b"POST /api/public/traces HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", b"400"),
+        (b"POST /api/public/traces HTTP/1.1\r\nContent-Length: 5\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n", b"400"),
         (b"POST /api/public/traces HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b"400"),
         (b"POST /api/public/traces HTTP/1.1\r\nContent-Length: 100\r\n\r\nshort", b"400"),
     ],
@@ -157,14 +161,19 @@ def test_malformed_http_gets_an_answer_not_a_crash(api: Any, data: bytes, status
 
 def test_http_features(api: Any) -> None:
     # pipelining two requests on one connection, then HTTP/1.0 without keep-alive
-    pipelined = _raw(api.sb, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")  # fmt: skip
+    pipelined = _raw(
+        api.sb,
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
     assert pipelined.count(b"HTTP/1.1 200 OK") == 2
     assert b'{"status":"ready"}' in pipelined
     old = _raw(api.sb, b"GET /health HTTP/1.0\r\n\r\n")
     assert old.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in old
     # a chunked trace upload is accepted
     trace = json.dumps(api.trace()).encode()
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(trace[i : i + 100]), trace[i : i + 100]) for i in range(0, len(trace), 100))  # fmt: skip
+    pieces = [trace[i : i + 100] for i in range(0, len(trace), 100)]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
     answer = _raw(
         api.sb,
         b"POST /api/public/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test-a\r\n"
