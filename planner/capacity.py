@@ -17,9 +17,10 @@ The numbers, exactly (docs/planner.md says the same with examples):
                       `headroom` busy at the target rate), plus `redundancy` pods so the plan
                       survives losing that many; None when X(N)·headroom never reaches it.
     lower bound       what linear scaling would need: per-pod throughput never rises with N
-                      under the USL (σ, κ ≥ 0), so N ≥ Nᵢ pods deliver at most N·Xᵢ/Nᵢ; the
-                      smallest N that every measured point allows (N < Nᵢ is allowed only if
-                      Xᵢ ≥ target). With one point (3 pods, 5,200/s) and 10,000/s: 6.
+                      under the USL (σ, κ ≥ 0), so N ≥ Nᵢ pods deliver at most N·Xᵢ/Nᵢ; and
+                      if the measured counts are not past the peak, N < Nᵢ pods deliver at most
+                      Xᵢ. The bound is the smallest N that every measured point allows. With
+                      one point (3 pods, 5,200/s) and 10,000/s: ceil(10000/(5200/3)) = 6.
 
 The leave-one-out comparison refits the USL and a linear-scaling baseline (X = λN, through
 the origin: the assumption behind "3 pods do 5,200/s, so 6 do 10,400/s") without each point
@@ -122,7 +123,11 @@ def fit_usl(n: ArrayLike, x: ArrayLike, start: USLParams | None = None) -> Fit:
 
 
 def linear_lower_bound(n: Sequence[float], x: Sequence[float], target: float) -> int:
-    """The fewest pods linear scaling from these points would need (see the module doc)."""
+    """The fewest pods linear scaling from these points would need (see the module doc).
+
+    It assumes the measured pod counts are at or before the peak (throughput still rose as
+    pods were added), as a sweep that was meant to find capacity normally is.
+    """
     pts = list(zip(n, x, strict=True))
     if not pts:
         raise ValueError("no points")
@@ -390,7 +395,9 @@ def judge(
             )
         )
     largest = max(n)
-    relied_on = [req.point, primary.pods_at_headroom, p.n_best if req.point is None else None]
+    # a claim of "unreachable" (with or without headroom) relies on where the peak is
+    peak_claim = req.point is None or primary.pods_at_headroom is None
+    relied_on = [req.point, primary.pods_at_headroom, p.n_best if peak_claim else None]
     horizon = max((v for v in relied_on if v is not None), default=0)
     if horizon > EXTRAPOLATION_FACTOR * largest:
         out.append(

@@ -37,6 +37,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 PARAMETERS = ("sigma", "kappa", "lambda")
 
 _TOL = 1e-15  # ftol/xtol/gtol: the book's figures are reproduced to ~1e-6, so stop late
+REACH_RTOL = 1e-9  # X(N) "reaches" a rate within this: a fit of exactly linear data gives
+# X(10) = 9999.999999999987 for 1000/s per pod, which must still count as 10,000
 
 
 def usl_throughput(
@@ -121,9 +123,10 @@ class USLParams:
         """
         if not rate > 0:
             raise ValueError("the rate must be positive")
-        if self.at(1) >= rate:
+        need = rate * (1.0 - REACH_RTOL)
+        if self.at(1) >= need:
             return 1
-        if rate > self.x_best:
+        if need > self.x_best:
             return None
         a = rate * self.kappa
         b = rate * (self.sigma - self.kappa) - self.lam
@@ -131,16 +134,16 @@ class USLParams:
         if a > 0:
             disc = b * b - 4.0 * a * c
             if disc < 0:
-                return None
+                disc = 0.0  # the rate is the peak itself, give or take rounding
             root = 2.0 * c / (-b + math.sqrt(disc)) if b < 0 else (-b - math.sqrt(disc)) / (2 * a)
         else:  # linear in N: N(λ − rσ) ≥ r(1 − σ)
             if self.lam - rate * self.sigma <= 0:
                 return None
             root = c / (self.lam - rate * self.sigma)
         n = max(1, math.ceil(root))
-        while n > 1 and self.at(n - 1) >= rate:
+        while n > 1 and self.at(n - 1) >= need:
             n -= 1
-        while self.at(n) < rate:
+        while self.at(n) < need:
             n += 1
             if self.n_peak is not None and n > self.n_peak + 1:
                 return None

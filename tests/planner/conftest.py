@@ -20,6 +20,17 @@ BOOK_LAMBDA = 995.6486
 
 
 @pytest.fixture
+def book() -> tuple[float, float, float]:
+    """(σ, κ, λ) as the book prints them."""
+    return BOOK_SIGMA, BOOK_KAPPA, BOOK_LAMBDA
+
+
+@pytest.fixture
+def synth_sweep() -> Callable[..., Sweep]:
+    return synthetic_sweep
+
+
+@pytest.fixture
 def cisco_csv() -> Path:
     return DATA / "usl-cisco.csv"
 
