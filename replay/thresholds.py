@@ -1,0 +1,517 @@
+"""Pass/fail criteria for a run, k6's threshold syntax plus windows: parse, judge, report.
+
+Grammar (whitespace is free between tokens)::
+
+    threshold   := metric [ "{" tag ":" value { "," tag ":" value } "}" ] ":" aggregation
+                   op number [ unit ] [ "[" "window" "=" duration "]" ]
+    aggregation := avg | med | min | max | p(N) | rate | count      (N in 0..100, fractional ok)
+    op          := < | <= | > | >= | == | !=
+    tag         := endpoint (ingest, list, get, ...) | status (503, 5xx or an error kind)
+
+Metrics, and the aggregations each takes:
+
+    http_req_duration              latency from the intended send time (coordinated omission
+                                   corrected), ms: avg med min max p(N) count
+    http_req_duration_uncorrected  latency from the actual send, ms: the same
+    send_lag                       actual minus intended send time, ms: the same
+    http_req_failed                errors (4xx, 5xx, transport) among sent requests:
+                                   rate (0..1, or with %), count
+    http_reqs                      completed requests: count, rate (per second)
+    dropped_requests               requests the generator could not send: count, rate (among
+                                   offered; with {endpoint:...}, among that endpoint's sent
+                                   plus dropped, as offers are not counted per endpoint)
+
+Durations take ms by default, or a unit: ``p(99)<2s``, ``p(50)<800us``.
+
+A threshold is judged over the whole run; with ``[window=10s]`` over every full window of
+that many seconds, sliding by one second ([0, 10), [1, 11), ...), so that a failure in the
+last minute is not averaged away by the minutes before it. A run shorter than its window is
+judged once, over the whole run, and says so. A window (or run) with no samples for the
+metric is not judged; a threshold that judged nothing passes with ``value`` None and the note
+"no data" - a typo in an endpoint is refused at parse time instead.
+
+A ``Verdict`` records whether the threshold held, the worst value (the largest for < and <=,
+the smallest for > and >=), the window where that worst value was seen, how many windows
+failed and the first one that did. ``evaluate_interval`` is the cheap per-second check for
+``--abort-on-fail``: windowed thresholds on the window that just ended, whole-run thresholds
+on the data so far (as k6's abortOnFail does), except where more data could still make them
+pass (count, max with > or >=, min with < or <=, any == or !=), which wait for the end.
+Exit status ``EXIT_THRESHOLD_FAILED`` (99, as k6) when any threshold fails.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from capture.corpus import ENDPOINTS
+from capture.units import parse_positive_duration_ns
+from replay.metrics import ERROR_KINDS, RunAggregate, Slice
+
+EXIT_THRESHOLD_FAILED = 99
+
+TREND = {
+    "http_req_duration": "latency",
+    "http_req_duration_uncorrected": "latency_uncorrected",
+    "send_lag": "send_lag",
+}
+AGGREGATIONS: dict[str, tuple[str, ...]] = {
+    **{name: ("avg", "med", "min", "max", "p", "count") for name in TREND},
+    "http_req_failed": ("rate", "count"),
+    "http_reqs": ("count", "rate"),
+    "dropped_requests": ("count", "rate"),
+}
+METRIC_NAMES = tuple(AGGREGATIONS)
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_EXAMPLE = "example: 'http_req_duration{endpoint:ingest}: p(99)<500 [window=10s]'"
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_AGGREGATION = re.compile(r"(avg|med|min|max|rate|count|p\(([^)]*)\))")
+_OPERATOR = re.compile(r"(<=|>=|==|!=|<|>)")
+_NUMBER = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zµ%]*)")
+_WINDOW = re.compile(r"\[\s*window\s*=\s*([^\]]*?)\s*\]\s*$")
+_DURATION_UNITS_MS = {"": 1.0, "ms": 1.0, "s": 1000.0, "us": 0.001, "µs": 0.001}
+_STATUS = re.compile(r"[1-5](\d\d|xx)")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One parsed threshold. ``str()`` gives the canonical text, which parses back equal."""
+
+    metric: str
+    aggregation: str  # avg, med, min, max, p, rate, count
+    op: str
+    value: float  # ms for durations, 0..1 for http_req_failed and dropped_requests rates
+    percentile: float | None = None  # N of p(N)
+    endpoint: str | None = None
+    status: str | None = None
+    window_s: int | None = None
+
+    @property
+    def tags(self) -> str:
+        parts = [f"{k}:{v}" for k, v in (("endpoint", self.endpoint), ("status", self.status)) if v]
+        return "{" + ",".join(parts) + "}" if parts else ""
+
+    @property
+    def subject(self) -> str:
+        """The metric with its tags: ``http_req_duration{endpoint:ingest}``."""
+        return self.metric + self.tags
+
+    @property
+    def expression(self) -> str:
+        """The aggregation, the operator and the bound: ``p(99)<500``."""
+        return f"{self.aggregation_name}{self.op}{_number(self.value)}"
+
+    @property
+    def aggregation_name(self) -> str:
+        if self.aggregation == "p":
+            return f"p({_number(self.percentile or 0.0)})"
+        return self.aggregation
+
+    def __str__(self) -> str:
+        window = f" [window={_duration(self.window_s)}]" if self.window_s else ""
+        return f"{self.subject}: {self.expression}{window}"
+
+    def holds(self, value: float) -> bool:
+        return OPERATORS[self.op](value, self.value)
+
+
+def _number(x: float) -> str:
+    if x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return repr(x)
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def parse_threshold(text: str) -> Threshold:
+    """Parse one threshold; ValueError naming the part that is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"empty threshold ({_EXAMPLE})")
+    src = text.strip()
+
+    def bad(message: str) -> ValueError:
+        return ValueError(f"threshold {src!r}: {message}")
+
+    window_s = None
+    m = _WINDOW.search(src)
+    if m:
+        window_s = _parse_window(m.group(1), bad)
+        rest = src[: m.start()].rstrip()
+    elif "[" in src or "]" in src:
+        i = src.find("[") if "[" in src else src.find("]")
+        raise bad(f"bad window suffix {src[i:]!r}: expected [window=10s] at the end")
+    else:
+        rest = src
+
+    m = _NAME.match(rest)
+    if not m:
+        raise bad(f"expected a metric name at {rest[:20]!r} ({_EXAMPLE})")
+    metric = m.group(0)
+    if metric not in AGGREGATIONS:
+        raise bad(f"unknown metric {metric!r} (known: {', '.join(METRIC_NAMES)})")
+    rest = rest[m.end() :].lstrip()
+
+    endpoint = status = None
+    if rest.startswith("{"):
+        close = rest.find("}")
+        if close < 0:
+            raise bad(f"unclosed '{{' in {rest!r}")
+        endpoint, status = _parse_tags(metric, rest[1:close], bad)
+        rest = rest[close + 1 :].lstrip()
+    if not rest.startswith(":"):
+        where = rest[:20] if rest else "the end"
+        raise bad(f"expected ':' after {metric!r}, found {where!r} ({_EXAMPLE})")
+    rest = rest[1:].strip()
+
+    m = _AGGREGATION.match(rest)
+    if not m:
+        word = re.match(r"[^<>=!\s]*", rest)
+        found = word.group(0) if word and word.group(0) else rest[:20]
+        raise bad(f"unknown aggregation {found!r} (use avg, med, min, max, p(N), rate or count)")
+    aggregation = "p" if m.group(1).startswith("p(") else m.group(1)
+    percentile = _parse_percentile(m.group(2), bad) if aggregation == "p" else None
+    allowed = AGGREGATIONS[metric]
+    if aggregation not in allowed:
+        names = ", ".join("p(N)" if a == "p" else a for a in allowed)
+        raise bad(f"{metric} takes {names}, not {m.group(1)!r}")
+    rest = rest[m.end() :].lstrip()
+
+    named = m.group(1)
+    m = _OPERATOR.match(rest)
+    if not m:
+        found = repr(rest[:20]) if rest else "nothing"
+        raise bad(f"expected <, <=, >, >=, == or != after {named!r}, found {found}")
+    op = m.group(1)
+    rest = rest[m.end() :].strip()
+
+    value = _parse_value(metric, aggregation, rest, bad)
+    return Threshold(metric, aggregation, op, value, percentile, endpoint, status, window_s)
+
+
+def _parse_window(text: str, bad: Callable[[str], ValueError]) -> int:
+    try:
+        ns = parse_positive_duration_ns(text)
+    except ValueError as exc:
+        raise bad(f"window {text!r}: {exc}") from None
+    if ns % 1_000_000_000:
+        raise bad(f"window {text!r} is not a whole number of seconds (the timeline's unit)")
+    return ns // 1_000_000_000
+
+
+def _parse_tags(
+    metric: str, body: str, bad: Callable[[str], ValueError]
+) -> tuple[str | None, str | None]:
+    found: dict[str, str] = {}
+    for item in body.split(","):
+        key, sep, value = (part.strip() for part in item.partition(":"))
+        if not sep or not key or not value:
+            raise bad(f"tag {item.strip()!r} is not name:value")
+        if key in found:
+            raise bad(f"tag {key!r} given twice")
+        if key == "endpoint":
+            if value not in ENDPOINTS:
+                raise bad(f"unknown endpoint {value!r} (known: {', '.join(ENDPOINTS)})")
+        elif key == "status":
+            if metric == "dropped_requests":
+                raise bad("dropped_requests has no status (they were never sent)")
+            if not (_STATUS.fullmatch(value) or value in ERROR_KINDS):
+                raise bad(
+                    f"status {value!r} is not an HTTP status (503), a class (5xx) "
+                    f"or an error kind ({', '.join(ERROR_KINDS)})"
+                )
+        else:
+            raise bad(f"unknown tag {key!r} (use endpoint or status)")
+        found[key] = value
+    return found.get("endpoint"), found.get("status")
+
+
+def _parse_percentile(text: str, bad: Callable[[str], ValueError]) -> float:
+    try:
+        p = float(text.strip())
+    except ValueError:
+        raise bad(f"p({text}) needs a number: p(99), p(99.9)") from None
+    if not 0.0 <= p <= 100.0:
+        raise bad(f"p({text}) is outside 0..100")
+    return p
+
+
+def _parse_value(
+    metric: str, aggregation: str, text: str, bad: Callable[[str], ValueError]
+) -> float:
+    m = _NUMBER.fullmatch(text)
+    if not m:
+        raise bad(f"expected a number after the comparison, found {text or 'nothing'!r}")
+    number, unit = float(m.group(1)), m.group(2)
+    if not math.isfinite(number):
+        raise bad(f"{text!r} is not a finite number")
+    if metric in TREND and aggregation != "count":
+        if unit not in _DURATION_UNITS_MS:
+            raise bad(f"unit {unit!r} in {text!r}: durations take ms (default), s or us")
+        return number * _DURATION_UNITS_MS[unit]
+    if unit == "%" and aggregation == "rate" and metric != "http_reqs":
+        return number / 100.0
+    if unit:
+        raise bad(f"unit {unit!r} in {text!r} does not fit {metric} {aggregation}")
+    return number
+
+
+# -- judging ------------------------------------------------------------------------------
+def measure(threshold: Threshold, data: Slice) -> float | None:
+    """The threshold's aggregation over ``data``; None when there is nothing to judge."""
+    t = threshold
+    if t.metric in TREND:
+        hist = data.histogram(TREND[t.metric], t.endpoint, t.status)
+        if t.aggregation == "count":
+            return float(hist.count)  # a count is 0, not missing, when nothing matched
+        if not hist.count:
+            return None
+        if t.aggregation == "avg":
+            return hist.mean
+        if t.aggregation == "min":
+            return hist.min
+        if t.aggregation == "max":
+            return hist.max
+        return hist.percentile(50.0 if t.aggregation == "med" else t.percentile or 0.0)
+    if t.metric == "http_req_failed":
+        sent = data.requests(t.endpoint, t.status)
+        errors = data.errors(t.endpoint, t.status)
+        if t.aggregation == "count":
+            return float(errors)
+        return errors / sent if sent else None
+    if t.metric == "http_reqs":
+        n = data.requests(t.endpoint, t.status)
+        if t.aggregation == "count":
+            return float(n)
+        return n / data.seconds if data.seconds > 0 else None
+    dropped = data.dropped(t.endpoint)
+    if t.aggregation == "count":
+        return float(dropped)
+    offered = data.offered if t.endpoint is None else data.requests(t.endpoint) + dropped
+    return dropped / offered if offered else None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one threshold fared. For windowed thresholds, ``value`` and ``window`` are the
+    worst window's; ``windows`` counts the windows judged, ``failed_windows`` those failed."""
+
+    threshold: Threshold
+    ok: bool
+    value: float | None
+    window: tuple[int, int] | None = None  # [start_s, end_s) since the run's start
+    windows: int = 0
+    failed_windows: int = 0
+    first_failed_window: tuple[int, int] | None = None
+    note: str = ""
+
+    def __str__(self) -> str:
+        """``http_req_failed: rate<0.01 (rate=0.023 over 40s-50s)``: the text and the value."""
+        if self.value is None:
+            return f"{self.threshold} (no data)"
+        where = f" over {self.window[0]}s-{self.window[1]}s" if self.window else ""
+        return f"{self.threshold} ({self.threshold.aggregation_name}={self.value:g}{where})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threshold": str(self.threshold),
+            "ok": self.ok,
+            "value": self.value,
+            "window": list(self.window) if self.window else None,
+            "windows": self.windows,
+            "failed_windows": self.failed_windows,
+            "first_failed_window": (
+                list(self.first_failed_window) if self.first_failed_window else None
+            ),
+            "note": self.note,
+        }
+
+
+def _worse(op: str, a: float, b: float) -> bool:
+    """Is ``a`` a worse value than ``b`` for this operator?"""
+    if op in ("<", "<="):
+        return a > b
+    if op in (">", ">="):
+        return a < b
+    return False
+
+
+def _whole_verdict(t: Threshold, data: Slice, note: str = "") -> Verdict:
+    value = measure(t, data)
+    if value is None:
+        return Verdict(t, True, None, note="no data")
+    return Verdict(t, t.holds(value), value, note=note)
+
+
+def evaluate(thresholds: Sequence[Threshold], aggregate: RunAggregate) -> list[Verdict]:
+    """Judge every threshold: whole run, or every full sliding window. Input order kept."""
+    verdicts: dict[int, Verdict] = {}
+    by_window: dict[int, list[int]] = {}
+    for i, t in enumerate(thresholds):
+        if t.window_s is None:
+            verdicts[i] = _whole_verdict(t, aggregate.whole())
+        elif aggregate.intervals < t.window_s:
+            note = f"run shorter than the {_duration(t.window_s)} window: judged over the whole run"
+            verdicts[i] = _whole_verdict(t, aggregate.whole(), note)
+        else:
+            by_window.setdefault(t.window_s, []).append(i)
+    for width, members in by_window.items():
+        state = {i: _WindowState() for i in members}
+        for window in aggregate.windows(width):
+            for i in members:
+                state[i].judge(thresholds[i], window)
+        for i in members:
+            verdicts[i] = state[i].verdict(thresholds[i])
+    return [verdicts[i] for i in range(len(thresholds))]
+
+
+class _WindowState:
+    __slots__ = ("failed", "first_failed", "judged", "worst", "worst_window")
+
+    def __init__(self) -> None:
+        self.judged = self.failed = 0
+        self.worst: float | None = None
+        self.worst_window: tuple[int, int] | None = None
+        self.first_failed: tuple[int, int] | None = None
+
+    def judge(self, t: Threshold, window: Slice) -> None:
+        value = measure(t, window)
+        if value is None:
+            return
+        self.judged += 1
+        span = (window.start, window.end)
+        holds = t.holds(value)
+        if not holds:
+            self.failed += 1
+            if self.first_failed is None:
+                self.first_failed = span
+        if (
+            self.worst is None
+            or _worse(t.op, value, self.worst)
+            or (not holds and self.failed == 1 and t.op in ("==", "!="))
+        ):
+            self.worst, self.worst_window = value, span
+
+    def verdict(self, t: Threshold) -> Verdict:
+        if not self.judged:
+            return Verdict(t, True, None, note="no data")
+        return Verdict(
+            t,
+            self.failed == 0,
+            self.worst,
+            self.worst_window,
+            self.judged,
+            self.failed,
+            self.first_failed,
+        )
+
+
+def decidable_early(t: Threshold) -> bool:
+    """Can a whole-run failure seen before the end no longer turn into a pass?
+
+    Counts and max only grow, min only falls: ``count<N`` or ``max<=X`` that fails now fails
+    at the end, while ``count>N`` may still pass. Averages, percentiles and rates are judged
+    on the data so far (k6's abortOnFail semantics)."""
+    if t.op in ("==", "!="):
+        return False
+    grows = t.aggregation in ("count", "max")
+    falls = t.aggregation == "min"
+    if grows:
+        return t.op in ("<", "<=")
+    if falls:
+        return t.op in (">", ">=")
+    return True
+
+
+def evaluate_interval(
+    thresholds: Sequence[Threshold], aggregate: RunAggregate, k: int
+) -> list[Verdict]:
+    """The checks ``--abort-on-fail`` makes after interval ``k``; stop if any is not ok.
+
+    Windowed thresholds: the full window ending with interval ``k``. Whole-run thresholds:
+    the data so far, when ``decidable_early``. Thresholds that cannot be judged yet are left
+    out of the list.
+    """
+    out = []
+    whole: Slice | None = None
+    for t in thresholds:
+        if t.window_s is not None:
+            start = k + 1 - t.window_s
+            if start < 0:
+                continue
+            window = aggregate.window(start, k + 1)
+            value = measure(t, window)
+            if value is None:
+                continue
+            holds = t.holds(value)
+            span = (start, k + 1)
+            out.append(
+                Verdict(t, holds, value, span, 1, 0 if holds else 1, None if holds else span)
+            )
+        elif decidable_early(t):
+            whole = whole or aggregate.whole()
+            verdict = _whole_verdict(t, whole)
+            if verdict.value is not None:
+                out.append(verdict)
+    return out
+
+
+def first_failure(
+    thresholds: Sequence[Threshold], aggregate: RunAggregate, k: int | None = None
+) -> Verdict | None:
+    """The first failed check of ``evaluate_interval`` after interval ``k`` (by default the
+    newest interval every live worker has delivered), or None: ``--abort-on-fail``'s test."""
+    if k is None:
+        k = aggregate.complete()
+    if k < 0:
+        return None
+    for verdict in evaluate_interval(thresholds, aggregate, k):
+        if not verdict.ok:
+            return verdict
+    return None
+
+
+def all_ok(verdicts: Iterable[Verdict]) -> bool:
+    return all(v.ok for v in verdicts)
+
+
+def exit_status(verdicts: Iterable[Verdict]) -> int:
+    """0 when every threshold held, ``EXIT_THRESHOLD_FAILED`` (99) otherwise."""
+    return 0 if all_ok(verdicts) else EXIT_THRESHOLD_FAILED
+
+
+class _ThresholdType(click.ParamType):
+    """``--threshold 'http_req_failed: rate<0.01'``: parsed once, one clear line when wrong."""
+
+    name = "threshold"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Threshold):
+            return value
+        try:
+            return parse_threshold(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+THRESHOLD = _ThresholdType()
+"""A click ParamType converting threshold text to a ``Threshold``."""
