@@ -16,9 +16,10 @@ Every way a request can fail is an outcome string, like a status code (`classify
     closed     the peer closed the connection before a complete response
     other      anything else (unreachable host, TLS failure, ...)
 
-A keep-alive connection that the server closed while it sat idle fails on its next use
-before any response byte arrives; that request is retried once on a new connection, as
-browsers and HTTP clients do, since the server never saw it.
+A keep-alive connection that sat idle for more than 20 ms is checked before reuse (one
+zero-timeout select): if the server closed it meanwhile, a new one is opened. A request that
+has been sent is never retried: a reset or close after the send is the target's answer and
+is counted as such.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +58,18 @@ _DROPPED = frozenset(
     }
 )
 RECV_SIZE = 65536
+IDLE_CHECK_NS = 20_000_000  # a connection idle longer than this is checked before reuse
+
+
+def _readable(fd: int) -> bool:
+    """Whether an idle connection has something to read (EOF, when the server closed it)."""
+    from gevent import monkey
+
+    select = monkey.get_original("select", "select")  # the real, non-blocking call
+    try:
+        return bool(select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 @dataclass(frozen=True)
@@ -160,7 +174,17 @@ class ClosedError(Exception):
 class Connection:
     """One keep-alive connection: connect on first use, one request at a time."""
 
-    __slots__ = ("addr", "deadline", "expired", "family", "parser", "sock", "target", "uses")
+    __slots__ = (
+        "addr",
+        "deadline",
+        "expired",
+        "family",
+        "idle_since",
+        "parser",
+        "sock",
+        "target",
+        "uses",
+    )
 
     def __init__(self, target: Target, addr: tuple[Any, ...], family: int) -> None:
         self.target = target
@@ -171,6 +195,7 @@ class Connection:
         self.uses = 0
         self.deadline = 0  # monotonic ns after which the watchdog closes it; 0 when idle
         self.expired = False
+        self.idle_since = 0
 
     def _open(self) -> Any:
         from gevent import socket as gsocket
@@ -197,15 +222,11 @@ class Connection:
 
     def exchange(self, request: bytes, head: bool = False) -> int:
         """Send one request, read its response; returns the status. Raises on failure."""
-        try:
-            return self._exchange(request, head)
-        except (ClosedError, ConnectionResetError, BrokenPipeError) as exc:
-            stale = self.uses > 0 and not self.expired
-            received = exc.received if isinstance(exc, ClosedError) else 0
-            self.close()
-            if not (stale and received == 0):
-                raise
-        return self._exchange(request, head)  # the server had closed an idle connection
+        sock = self.sock
+        idle = time.monotonic_ns() - self.idle_since > IDLE_CHECK_NS
+        if sock is not None and idle and _readable(sock.fileno()):
+            self.close()  # the server closed it while it sat idle (or sent junk): renew
+        return self._exchange(request, head)
 
     def _exchange(self, request: bytes, head: bool) -> int:
         sock = self.sock
@@ -226,6 +247,7 @@ class Connection:
         status: int = parser.get_code()
         if not parser.should_keep_alive():
             self.close()
+        self.idle_since = time.monotonic_ns()
         return status
 
 
