@@ -40,7 +40,7 @@ from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
 from planner import caveats
 from planner.caveats import Caveat
-from planner.usl import USLParams, USLRegressor, efficiency, jacobian
+from planner.usl import USLParams, USLRegressor, efficiency, jacobian, solve
 
 MIN_POINTS_FOR_FIT = 3
 RECOMMENDED_POINTS = 6
@@ -175,11 +175,11 @@ def bootstrap_params(
     resid -= resid.mean()
     floor = 1e-9 * float(np.max(xx))
     rng = np.random.default_rng(seed)
+    warm = (params.sigma, params.kappa, params.lam)
     out = np.empty((resamples, 3))
     for b in range(resamples):
         y_star = np.maximum(fitted + rng.choice(resid, size=nn.size, replace=True), floor)
-        refit = fit_usl(nn, y_star, start=fit.params)
-        out[b] = refit.params.sigma, refit.params.kappa, refit.params.lam
+        out[b] = solve(nn, y_star, warm).x
     return out
 
 

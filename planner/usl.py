@@ -25,6 +25,7 @@ asymptotic, and mean little for a coefficient sitting on its bound (see `on_boun
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,6 +185,41 @@ def jacobian(p: NDArray[np.float64], n: NDArray[np.float64], x: NDArray[np.float
     )
 
 
+def solve(
+    n: NDArray[np.float64], x: NDArray[np.float64], start: Sequence[float] | None = None
+) -> Any:
+    """The bounded least-squares solve behind `USLRegressor.fit`, without its checks.
+
+    Tries ``start`` first if given, and stops there when it converges (a warm start from a
+    nearby solution, as the bootstrap's refits are, needs no second opinion); otherwise the
+    linearised start and the σ-only and κ-only starts, keeping the lowest cost. Returns
+    scipy's OptimizeResult. ``n`` and ``x`` must already be valid (positive, 3+ distinct N).
+    """
+    sigma0, kappa0, lam0 = starting_values(n, x)
+    starts = [(sigma0, kappa0, lam0), (sigma0 + kappa0, 0.0, lam0), (0.0, kappa0, lam0)]
+    if start is not None:
+        starts.insert(0, (float(start[0]), float(start[1]), float(start[2])))
+    best = None
+    for i, guess in enumerate(starts):
+        result = least_squares(
+            _residuals,
+            np.array(guess, dtype=float),
+            jac=jacobian,
+            bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, np.inf]),
+            method="trf",
+            x_scale="jac",
+            ftol=_TOL,
+            xtol=_TOL,
+            gtol=_TOL,
+            args=(n, x),
+        )
+        if best is None or result.cost < best.cost:
+            best = result
+        if start is not None and i == 0 and result.success:
+            break
+    return best
+
+
 class USLRegressor(RegressorMixin, BaseEstimator):
     """The Universal Scalability Law as a scikit-learn regressor.
 
@@ -215,29 +251,7 @@ class USLRegressor(RegressorMixin, BaseEstimator):
                 f"{np.unique(n).size} distinct value(s) of N: the USL's three coefficients "
                 "need at least three"
             )
-        sigma0, kappa0, lam0 = starting_values(n, x)
-        starts = [(sigma0, kappa0, lam0), (sigma0 + kappa0, 0.0, lam0), (0.0, kappa0, lam0)]
-        if self.start is not None:
-            starts.insert(0, tuple(float(v) for v in self.start))  # type: ignore[arg-type]
-        best = None
-        for start in starts:
-            result = least_squares(
-                _residuals,
-                np.array(start, dtype=float),
-                jac=jacobian,
-                bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, np.inf]),
-                method="trf",
-                x_scale="jac",
-                ftol=_TOL,
-                xtol=_TOL,
-                gtol=_TOL,
-                args=(n, x),
-            )
-            if best is None or result.cost < best.cost:
-                best = result
-            if self.start is not None and result.success:
-                break  # a warm start from a nearby solution needs no second opinion
-        assert best is not None
+        best = solve(n, x, self.start)
         self.sigma_, self.kappa_, self.lambda_ = (float(v) for v in best.x)
         self.params_ = USLParams(self.sigma_, self.kappa_, self.lambda_)
         self.cost_ = float(best.cost)
