@@ -29,15 +29,19 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import gevent
+import gevent.os
 import msgpack
 
-from replay.config import WorkerConfig
-
-if TYPE_CHECKING:
-    from replay.rewrite import Template
-    from replay.wire import Connection
+from capture.corpus import CorpusError, CorpusReader
+from replay import pacing, rewrite, wire
+from replay.config import WorkerConfig, shard_of
+from replay.metrics import IntervalRecorder
+from replay.pacing import TimelineEntry
+from replay.rewrite import RewriteError, Template
+from replay.wire import STATUS, Connection, classify
 
 NS = 1_000_000_000
 STOP_GRACE_NS = NS  # in-flight requests get this long to finish after a stop
@@ -48,7 +52,6 @@ class Pipe:
     """Framed msgpack messages over a pair of pipe fds, cooperative under gevent."""
 
     def __init__(self, read_fd: int, write_fd: int) -> None:
-        import gevent.os
 
         self._read_fd, self._write_fd = read_fd, write_fd
         gevent.os.make_nonblocking(read_fd)
@@ -101,8 +104,6 @@ class Shard:
     """This worker's records as templates: kept in memory when they fit, else streamed."""
 
     def __init__(self, cfg: WorkerConfig, build: Callable[[Any, int], Template]) -> None:
-        from capture.corpus import CorpusReader
-        from replay import pacing
 
         self.cfg = cfg
         self._build = build
@@ -142,8 +143,6 @@ class Shard:
                 yield from self._keep(previous, index - 1, self.period_ns, everyone)
 
     def _keep(self, record: Any, index: int, next_ns: int, everyone: bool) -> Iterator[Any]:
-        from replay.config import shard_of
-        from replay.pacing import TimelineEntry
 
         cfg = self.cfg
         if everyone or shard_of(record.trace, index, cfg.workers) == cfg.worker:
@@ -175,8 +174,6 @@ class Worker:
     """The running worker: pool, scheduler or VUs, ticker, watchdog."""
 
     def __init__(self, cfg: WorkerConfig, pipe: Pipe | None) -> None:
-        from replay import rewrite, wire
-        from replay.metrics import IntervalRecorder
 
         self.cfg = cfg
         self.pipe = pipe
@@ -201,7 +198,6 @@ class Worker:
 
     def load(self) -> dict[str, Any]:
         """Read and encode this worker's shard, resolve the target; the `ready` info."""
-        from replay import rewrite, wire
 
         encoder, minter, cfg = self.encoder, self.minter, self.cfg
         created_holder: list[int | None] = []
@@ -216,8 +212,6 @@ class Worker:
                 project_id=cfg.project_id,
                 where=f"record {index}",
             )
-
-        from capture.corpus import CorpusReader
 
         with CorpusReader(cfg.corpus) as reader:
             created_holder.append(rewrite.created_ms(reader.header.meta.created))
@@ -235,7 +229,6 @@ class Worker:
     # --- the hot path --------------------------------------------------------------------
 
     def _exchange(self, conn: Connection, tpl: Template, due: int) -> None:
-        from replay.wire import STATUS, classify
 
         serial = self.serial
         self.serial = serial + 1
@@ -273,7 +266,6 @@ class Worker:
             self.idle.append(conn)
 
     def _schedule(self) -> Iterator[tuple[int, Template]]:
-        from replay import pacing
 
         cfg, shard = self.cfg, self.shard
         assert shard is not None
@@ -299,7 +291,6 @@ class Worker:
 
     def _scheduler(self) -> None:
         """Open models: sleep until each request is due, hand it over, or drop it."""
-        import gevent
 
         spawn, sleep, monotonic_ns = gevent.spawn_raw, gevent.sleep, time.monotonic_ns
         start, idle, rec, send = self.start, self.idle, self.recorder, self._send
@@ -318,7 +309,6 @@ class Worker:
 
     def _vu(self, conn: Connection, templates: Iterator[Template], end: int) -> None:
         """Closed model: the next request when the last is answered, after think time."""
-        import gevent
 
         think = self.cfg.think_ns / NS
         rec = self.recorder
@@ -335,7 +325,6 @@ class Worker:
                 gevent.sleep(think)
 
     def _ticker(self) -> None:
-        import gevent
 
         while True:
             wake = self.start + (self.interval + 1) * NS
@@ -351,7 +340,6 @@ class Worker:
         self.interval += 1
 
     def _watchdog(self) -> None:
-        import gevent
 
         tick = min(0.1, self.cfg.timeout_ns / NS / 4)
         while True:
@@ -377,7 +365,6 @@ class Worker:
 
     def run(self, start_ns: int, wall_ns: int) -> dict[str, Any]:
         """Pace from `start_ns` until the duration ends or a stop; drain; final flush."""
-        import gevent
 
         self.start = start_ns
         self.wall_ms = wall_ns // 1_000_000
@@ -459,8 +446,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _kind(exc: BaseException) -> str:
-    from capture.corpus import CorpusError
-    from replay.rewrite import RewriteError
 
     if isinstance(exc, (CorpusError, RewriteError)):
         return "corpus"
