@@ -81,9 +81,13 @@ class _OneLineErrors(click.Command):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
-            if isinstance(exc, click.NoSuchOption | click.BadParameter | click.UsageError):
-                raise click.UsageError(exc.format_message()) from None
-            raise
+            raise click.UsageError(exc.format_message()) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise click.UsageError(exc.format_message()) from None
 
 
 EPILOG = """\b
