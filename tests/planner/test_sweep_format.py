@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,3 +144,12 @@ def test_file_errors(tmp_path):
     top.write_text("[]")
     with pytest.raises(InputError, match="expected an object"):
         load_sweep(top)
+
+
+def test_the_documented_example_loads():
+    # docs/sweep-format.md's example is a valid file: the documentation cannot drift.
+    doc = (Path(__file__).parents[2] / "docs" / "sweep-format.md").read_text()
+    example = re.search(r"```json\n(.*?)```", doc, re.DOTALL).group(1)
+    sweep = sweep_from_dict(json.loads(example), "docs/sweep-format.md")
+    (point,) = sweep.points
+    assert (point.pods, point.x_max, point.x_slo) == (1, 1843.2, 1700.0)
