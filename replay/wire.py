@@ -236,7 +236,9 @@ class Connection:
         parser = self.parser
         parser.done = False
         parser.head = head
-        sock.sendall(request)
+        sent = sock.send(request)
+        if sent < len(request):  # rare: a full socket buffer
+            sock.sendall(memoryview(request)[sent:])
         received = 0
         while not parser.done:
             data = sock.recv(RECV_SIZE)
