@@ -79,11 +79,21 @@ def throughput_png(plan: CapacityPlan, measurements: Measurements) -> bytes:
         )
         ax.plot(
             grid,
-            p.loo.linear_lambda * grid,
+            params.lam * grid,
             color="grey",
             linestyle=":",
-            label="linear scaling (for comparison)",
+            label="ideal linear scaling (λN)",
         )
+        if params.n_best is not None and params.n_best <= horizon:
+            ax.plot([params.n_best], [params.x_best], marker="^", color="tab:blue")
+            ax.annotate(
+                f"peak {params.x_best:,.0f}/s at {params.n_best}",
+                (params.n_best, params.x_best),
+                textcoords="offset points",
+                xytext=(-30, 8),
+                color="tab:blue",
+                fontsize=8,
+            )
         if p.pods_required.point is not None:
             ax.axvline(p.pods_required.point, color="tab:green", linestyle="--", linewidth=1)
             ax.annotate(
@@ -113,6 +123,16 @@ def throughput_png(plan: CapacityPlan, measurements: Measurements) -> bytes:
             linestyle=":",
             label="linear scaling: an upper bound, not a model",
         )
+        bound = plan.linear_lower_bound
+        ax.axvline(bound, color="tab:green", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"lower bound {bound} pods",
+            (bound, target),
+            textcoords="offset points",
+            xytext=(4, -14),
+            color="tab:green",
+            fontsize=8,
+        )
     n_cap, x_cap = measurements.capacity_series()
     ax.scatter(n_cap, x_cap, color="black", zorder=3, label="measured capacity")
     n_max, x_max = measurements.x_max_series()
@@ -131,7 +151,7 @@ def throughput_png(plan: CapacityPlan, measurements: Measurements) -> bytes:
             linewidth=1,
             label=f"target / headroom {plan.headroom:g}",
         )
-    top = max([target / plan.headroom, *x_cap, *x_max]) * 1.25
+    top = max([target / plan.headroom if p is not None else target, *x_cap, *x_max]) * 1.25
     ax.set_xlim(0, horizon)
     ax.set_ylim(0, top)
     ax.set_xlabel("pods")

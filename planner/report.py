@@ -530,14 +530,26 @@ def _confirmation_blocks(plan: CapacityPlan, measurements: Measurements) -> list
     if plan.primary is None or rec is None:
         largest = max(plan.n)
         suggestion = sorted({1, 2, 3, 4, 6, 8, largest, 2 * largest, plan.linear_lower_bound})
-        why = (
-            "The target is beyond what the measured system can reach: more pods will not do. "
-            "Find the bottleneck behind σ and κ (locks, a shared database, fan-out), change it, "
-            "and sweep again."
-            if plan.primary is not None
-            else "Sweep at least six pod counts, spread to the lower bound and past it, so that "
-            "σ and κ can be told apart:"
-        )
+        required = None if plan.primary is None else plan.primary.pods_required.point
+        if plan.primary is None:
+            why = (
+                "Sweep at least six pod counts, spread to the lower bound and past it, so that "
+                "σ and κ can be told apart:"
+            )
+        elif required is None:
+            why = (
+                "The target is beyond what the measured system can reach: more pods will not "
+                "do. Find the bottleneck behind σ and κ (locks, a shared database, fan-out), "
+                "change it, and sweep again."
+            )
+        else:
+            why = (
+                f"{t:,.0f}/s is reachable at {required} pods, but not with each pod at most "
+                f"{plan.headroom:.0%} busy, so nothing is recommended. Either accept a higher "
+                "utilisation (--headroom) knowingly, or move the bottleneck behind σ and κ and "
+                f"sweep again. A run at {required} pods offering {t:,.0f}/s would show how "
+                "little margin is left."
+            )
         out: list[_Block] = [_P(why)]
         if plan.primary is None:
             out.append(

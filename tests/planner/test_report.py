@@ -103,3 +103,12 @@ def test_markdown_sections_and_the_confirmation_plan(make_sweep):
     assert f"/admin/pods?n={rec}" in md  # the sweep's own scale command, filled in
     assert "| pods | capacity (x_slo)/s |" in md
     assert "## Assumptions" in md
+
+
+def test_reachable_without_headroom_says_so_in_the_next_steps(cisco_csv):
+    # Cisco peaks at 12,342/s: 10,000/s is reachable (16 pods), 10,000/0.7 is not.
+    measured = gather([], cisco_csv)
+    md = render_markdown(_plan(measured, 10_000, headroom=0.7), measured)
+    assert "Pods recommended: none." in md
+    assert "10,000/s is reachable at 16 pods, but not with each pod at most 70% busy" in md
+    assert "beyond what the measured system can reach" not in md
