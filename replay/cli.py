@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import click
-from sandbox.cli import command as sandbox_command
 
+from replay.cli_merge import merge
 from replay.cli_run import run
+from sandbox.cli import command as sandbox_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -16,3 +17,4 @@ def main() -> None:
 
 main.add_command(sandbox_command, name="sandbox")
 main.add_command(run)
+main.add_command(merge)
