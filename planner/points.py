@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,7 +176,3 @@ def _whole(value: float, column: str, path: str | Path, where: str) -> int:
     if value < 1 or value != int(value):
         raise InputError(path, where, f"{column} {value:g} must be a whole number ≥ 1")
     return int(value)
-
-
-def distinct(values: Iterable[int]) -> int:
-    return len(set(values))
