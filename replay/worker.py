@@ -188,6 +188,7 @@ class Worker:
         self.wall_ms = 0
         self.stopping = False
         self.abandoned = 0
+        self.cutoff = False  # set when a stop abandons what is still in flight
         self.interval = 0  # the next interval to flush
         self.conns: list[Connection] = []
         self.idle: list[Connection] = []
@@ -230,6 +231,9 @@ class Worker:
 
     def _exchange(self, conn: Connection, tpl: Template, due: int) -> None:
 
+        if self.cutoff:  # dispatched before a stop cut the run off: not sent, not counted
+            self.abandoned += 1
+            return
         serial = self.serial
         self.serial = serial + 1
         tag = b"%09x" % serial
@@ -238,7 +242,6 @@ class Worker:
         data = tpl.render(tag, delta_ms, read, self.stamps.iso)
         sent = time.monotonic_ns()
         conn.deadline = sent + self.cfg.timeout_ns
-        self.busy += 1
         try:
             status = conn.exchange(data)
         except Exception as exc:  # every failure is an outcome, never a crash
@@ -247,7 +250,6 @@ class Worker:
             conn.expired = False
             if abandoned:
                 conn.deadline = 0
-                self.busy -= 1
                 self.abandoned += 1
                 return
             outcome = classify(exc, expired)
@@ -256,13 +258,14 @@ class Worker:
             if tpl.ack_prefix and 200 <= status < 300:
                 self.ring.add(tpl.trace_id(tag))
         conn.deadline = 0
-        self.busy -= 1
         self.recorder.record(tpl.endpoint, outcome, due, sent, time.monotonic_ns())
 
     def _send(self, conn: Connection, tpl: Template, due: int) -> None:
+        """An open-model request's greenlet (counted in `busy` when it was dispatched)."""
         try:
             self._exchange(conn, tpl, due)
         finally:
+            self.busy -= 1
             self.idle.append(conn)
 
     def _schedule(self) -> Iterator[tuple[int, Template]]:
@@ -303,6 +306,7 @@ class Worker:
                     return
             rec.offered()
             if idle:
+                self.busy += 1  # in flight from now: the drain at the end waits for it
                 spawn(send, idle.pop(), tpl, due)
             else:
                 rec.drop(tpl.endpoint, due)
@@ -320,7 +324,11 @@ class Worker:
             if tpl is None:
                 return
             rec.offered()
-            self._exchange(conn, tpl, now)
+            self.busy += 1
+            try:
+                self._exchange(conn, tpl, now)
+            finally:
+                self.busy -= 1
             if think and not self.stopping:
                 gevent.sleep(think)
 
@@ -393,11 +401,11 @@ class Worker:
         while self.busy and time.monotonic_ns() < drain_until:
             gevent.sleep(0.005)
         if self.busy:  # cut off what is still in flight: not the target's fault, not recorded
+            self.cutoff = self.stopping = True
             for conn in self.conns:
                 if conn.deadline > 0:
                     conn.deadline = -1
                     conn.close()
-            self.stopping = True
             gevent.sleep(0.01)
         gevent.killall(main)
         gevent.killall(background)

@@ -83,6 +83,9 @@ class Capture:
         self.aggregate = RunAggregate()
         self.intervals: list[int] = []
 
+    def receive(self) -> Any:
+        gevent.sleep(3600)  # no coordinator: never a stop
+
     def send(self, kind: str, _worker: int, k: int, payload: bytes) -> None:
         assert kind == "delta"
         self.intervals.append(k)
@@ -116,7 +119,7 @@ def test_rate_model_sends_every_due_request(synth_corpus: Any, server: Any) -> N
     _, cap, info = run_worker(synth_corpus(), srv.url, rate=300.0, duration_ns=NS)
     whole = cap.aggregate.whole()
     assert whole.offered == 300
-    assert whole.requests() == 300 == len(srv.ingested)
+    assert whole.requests() == 300 == len(srv.ingested), whole.keys()
     assert whole.dropped() == 0
     assert cap.intervals == sorted(set(cap.intervals)) and cap.intervals[0] == 0
     assert info["serial"] == 300
