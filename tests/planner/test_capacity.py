@@ -10,7 +10,7 @@ import pytest
 from planner.capacity import linear_lower_bound, loo_compare, plan
 from planner.usl import USLParams
 
-FAST = {"resamples": 200, "seed": 0}
+FAST = {"resamples": 100, "seed": 0}
 
 
 def codes(p) -> set[str]:
