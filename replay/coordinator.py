@@ -430,26 +430,14 @@ class Coordinator:
 
 
 def _render_progress(snapshot: Any, total_s: float, tty: bool) -> str:
-    try:
-        from replay.summary import render_progress
-    except ImportError:  # the measurement side's renderer has not landed: a plain line
-        v = snapshot.interval
-        return (
-            f"{snapshot.elapsed_s:.0f}s/{total_s:.0f}s offered {v.offered_rps:.0f}/s "
-            f"achieved {v.achieved_rps:.0f}/s p50 {v.p50_ms} p99 {v.p99_ms} "
-            f"errors {snapshot.errors} inflight {v.inflight} dropped {snapshot.dropped}"
-        )
+    from replay.summary import render_progress
+
     return str(render_progress(snapshot, total_s, tty))
 
 
 def _render_summary(results: dict[str, Any]) -> str:
-    try:
-        from replay.summary import render_summary
-    except ImportError:  # the measurement side's renderer has not landed: the raw numbers
-        import json
+    from replay.summary import render_summary
 
-        brief = {k: v for k, v in results.items() if k not in ("timeline", "series")}
-        return json.dumps(brief, indent=1, default=str)[:4000] + "\n"
     return str(render_summary(results))
 
 
