@@ -81,6 +81,7 @@ def test_bucket_index_matches_hdrh_at_edges(value: int) -> None:
     assert int(bucket_indices([value])[0]) == h._counts_index_for(value)
 
 
+@settings(deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=HIGHEST_US), min_size=1, max_size=200))
 def test_bucket_indices_match_hdrh(values: list[int]) -> None:
     h = HdrHistogram(1, HIGHEST_US, 3)
@@ -112,6 +113,7 @@ def test_encoding_is_byte_for_byte_hdrhs_and_round_trips(values: list[int]) -> N
     assert HdrHistogram.decode(encoded).get_total_count() == len(values)
 
 
+@settings(deadline=None)
 @given(st.text(max_size=80))
 def test_decoding_text_that_is_not_a_histogram_is_a_value_error(text: str) -> None:
     with pytest.raises(ValueError, match="HdrHistogram"):

@@ -130,12 +130,13 @@ def thresholds(draw: st.DrawFn) -> Threshold:
     )
 
 
+@settings(deadline=None)
 @given(thresholds())
 def test_canonical_text_round_trips(t: Threshold) -> None:
     assert T(str(t)) == t
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(thresholds(), st.text(st.characters(categories=["Ll", "Nd"]), min_size=1, max_size=8))
 def test_a_wrong_word_anywhere_is_named(t: Threshold, junk: str) -> None:
     text = str(t)
