@@ -64,6 +64,21 @@ into the whole-run totals. Deltas may arrive in any order. Definitions, everywhe
     dropped  = due requests the generator could not send (not in requests)
     offered  = requests that came due (sent or dropped)
 
+API (what the engine codes against)::
+
+    LatencyHistogram()  .record(us) .record_many(values_us) .merge(other) .encode() -> str
+                        LatencyHistogram.decode(s) .percentile(p) -> ms .percentiles(ps)
+                        .count .min .max .mean (ms) .clamped
+    IntervalRecorder(worker)  .record(endpoint, outcome, intended_ns, sent_ns, done_ns)
+                        .drop(endpoint, intended_ns) .offered(n=1)
+                        .flush(interval, inflight) -> bytes
+    RunAggregate()      .add(delta) -> interval .retire(worker) .set_duration(seconds)
+                        .interval(k) -> IntervalView .timeline -> [IntervalView]
+                        .complete() -> k .latest() -> ProgressSnapshot
+                        .whole() -> Slice .window(start, end) -> Slice .windows(seconds)
+    Slice               .requests/.ok/.errors(endpoint=None, status=None) .dropped(endpoint)
+                        .offered .seconds .histogram(metric, endpoint=None, status=None)
+
 Memory: each interval keeps its series' sparse histograms (about 6 bytes per non-zero bucket
 per series and metric), so that windowed thresholds and the results timeline are exact;
 about 1 MB per minute at 1,000 req/s over a few series.

@@ -18,6 +18,11 @@ request was dropped (a worker had ``--max-inflight`` requests outstanding when t
 due) or when the send lag p99 exceeds ``SEND_LAG_LIMIT_MS`` (requests left late because the
 worker's CPU or event loop could not keep the schedule; latencies from the intended time
 then include that lag).
+
+API: ``RunMeta(...)``, ``build_results(aggregate, meta, verdicts) -> dict``,
+``write_results(path, results)``, ``read_results(path) -> dict`` (ResultsError, a ValueError,
+naming the file and field), ``merge_results(results, sources=None, thresholds=()) -> dict``,
+``aggregate_from_results(results) -> RunAggregate``.
 """
 
 from __future__ import annotations

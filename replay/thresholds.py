@@ -37,6 +37,11 @@ failed and the first one that did. ``evaluate_interval`` is the cheap per-second
 on the data so far (as k6's abortOnFail does), except where more data could still make them
 pass (count, max with > or >=, min with < or <=, any == or !=), which wait for the end.
 Exit status ``EXIT_THRESHOLD_FAILED`` (99, as k6) when any threshold fails.
+
+API: ``parse_threshold(text) -> Threshold`` (ValueError naming the bad part; ``str()`` of a
+Threshold is its canonical text), ``THRESHOLD`` (click ParamType), ``evaluate(thresholds,
+aggregate) -> [Verdict]``, ``evaluate_interval(thresholds, aggregate, k) -> [Verdict]``,
+``first_failure(thresholds, aggregate, k=None) -> Verdict | None``, ``exit_status(verdicts)``.
 """
 
 from __future__ import annotations
