@@ -6,11 +6,14 @@ layout: bucket boundaries, indices, every statistic and the encoded bytes.
 
 from __future__ import annotations
 
+import base64
 import random
+import zlib
 
 import msgpack
 import numpy as np
 import pytest
+from hdrh import codec as hdrh_codec
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -133,6 +136,27 @@ def test_corrupted_encodings_never_crash(seed: int, data: st.DataObject) -> None
     except ValueError:
         return
     assert decoded.count >= 0  # decoded to *some* histogram: also fine, never a crash
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_valid_envelopes_around_garbage_counts_never_crash(body: bytes, true_length: bool) -> None:
+    # Past base64, zlib and the cookies, the varint decoder (C, in pyhdrh) sees the bytes.
+    header = hdrh_codec.PayloadHeader()
+    header.cookie = hdrh_codec.get_encoding_cookie()
+    header.payload_len = len(body) if true_length else len(body) + 7
+    header.significant_figures = 3
+    header.lowest_trackable_value = 1
+    header.highest_trackable_value = HIGHEST_US
+    header.conversion_ratio_bits = 1
+    compressed = zlib.compress(bytes(header) + body)
+    outer = hdrh_codec.ExternalHeader()
+    outer.cookie = hdrh_codec.get_compression_cookie()
+    outer.length = len(compressed)
+    try:
+        LatencyHistogram.decode(base64.b64encode(bytes(outer) + compressed))
+    except ValueError as exc:
+        assert "HdrHistogram" in str(exc)
 
 
 def test_a_histogram_with_another_range_is_refused() -> None:
