@@ -9,6 +9,7 @@ run's summary is printed. Exit status 0, 99 when a threshold fails on the merged
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,12 +19,32 @@ from replay.thresholds import EXIT_THRESHOLD_FAILED, THRESHOLD, Threshold
 
 
 class BadInput(click.ClickException):
-    """One line on stderr and exit status 2, under click's own runner or ``run_cli``."""
+    """Bad input: one line on stderr, exit status 2 (never a usage block or a traceback)."""
 
     exit_code = 2
 
+    def show(self, file: Any = None) -> None:
+        message = " ".join(line.strip() for line in self.format_message().splitlines())
+        click.echo(f"replay merge: error: {message.strip()}", err=True)
 
-@click.command("merge")
+
+class MergeCommand(click.Command):
+    """Argument errors (a bad --threshold, no file given) are one line too."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise BadInput(exc.format_message()) from None
+
+
+@click.command("merge", cls=MergeCommand)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
 @click.option(
     "-o",

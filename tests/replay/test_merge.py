@@ -297,6 +297,12 @@ def test_a_bad_threshold_or_output_directory_is_one_line(tmp_path: Path) -> None
     assert "'http_req_durtion'" in done.stderr
     done = run_merge(str(good), "-o", str(tmp_path / "nowhere" / "c.json"))
     assert done.returncode == 2 and "does not exist" in done.stderr
+    # Under click's own runner too (the `replay` group as installed): no usage block.
+    for args in (["--threshold", "http_req_failed: rate<lots", str(good)], []):
+        standalone = CliRunner().invoke(merge, args)
+        assert standalone.exit_code == 2
+        assert standalone.stderr.startswith("replay merge: error: ")
+        assert standalone.stderr.count("\n") == 1 and "Usage" not in standalone.stderr
 
 
 def test_merge_is_mounted_on_replay() -> None:
