@@ -51,11 +51,11 @@ class Emulation:
     """The emulated deployment: N pods of rate L with USL contention and coherency."""
 
     pods: int = 1
-    pod_rate: float = 300.0
+    pod_rate: float = 150.0
     sigma: float = 0.05
     kappa: float = 0.001
     service_cv: float = 0.5
-    queue_depth: int = 64
+    queue_depth: int = 128
 
     def __post_init__(self) -> None:
         if not 1 <= self.pods <= MAX_PODS:

@@ -169,7 +169,7 @@ See docs/sandbox.md.
     default=None,
     help="Emulate N pods: throughput follows the USL with the next flags.",
 )
-@click.option("--pod-rate", type=RATE, default="300/s", help="L: one emulated pod's throughput.")
+@click.option("--pod-rate", type=RATE, default="150/s", help="L: one emulated pod's throughput.")
 @click.option("--sigma", type=click.FloatRange(0, 1), default=0.05, help="USL contention.")
 @click.option("--kappa", type=click.FloatRange(0, 1), default=0.001, help="USL coherency.")
 @click.option(
@@ -181,7 +181,7 @@ See docs/sandbox.md.
 @click.option(
     "--queue-depth",
     type=click.IntRange(0),
-    default=64,
+    default=128,
     help="Requests each emulated pod may queue before 503.",
 )
 @click.option("--faults", type=FAULTS, default=None, help="Fault injection spec (see below).")

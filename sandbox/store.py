@@ -78,16 +78,13 @@ CREATE TABLE IF NOT EXISTS observations (
 CREATE INDEX IF NOT EXISTS observations_by_trace ON observations (project_id, trace_id, start_ms);
 """
 
-_TRACE_JSON = ("input", "output", "metadata", "tags", "extra")
-_TRACE_TEXT = ("name", "user_id", "session_id", "release", "version")
 _UPSERT_TRACE = """
 INSERT INTO traces (project_id, id, name, ts_ms, input, output, metadata, user_id, session_id,
                     release, version, tags, extra, created_ms, updated_ms)
-VALUES (:project_id, :id, :name, COALESCE(:ts_ms, :received_ms), :input, :output, :metadata,
-        :user_id, :session_id, :release, :version, :tags, :extra, :received_ms, :received_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
 ON CONFLICT (project_id, id) DO UPDATE SET
     name = COALESCE(excluded.name, name),
-    ts_ms = COALESCE(:ts_ms, ts_ms),
+    ts_ms = COALESCE(?16, ts_ms),
     input = COALESCE(excluded.input, input),
     output = COALESCE(excluded.output, output),
     metadata = COALESCE(excluded.metadata, metadata),
@@ -117,7 +114,7 @@ _OBS_PLAIN = (
 _OBS_COLUMNS = _OBS_PLAIN + _OBS_JSON
 _UPSERT_OBSERVATION = f"""
 INSERT INTO observations (project_id, id, {", ".join(_OBS_COLUMNS)}, created_ms, updated_ms)
-VALUES (:project_id, :id, {", ".join(":" + c for c in _OBS_COLUMNS)}, :received_ms, :received_ms)
+VALUES ({", ".join("?" * (len(_OBS_COLUMNS) + 4))})
 ON CONFLICT (project_id, id) DO UPDATE SET
     {", ".join(f"{c} = COALESCE(excluded.{c}, {c})" for c in _OBS_COLUMNS)},
     updated_ms = excluded.updated_ms
@@ -152,30 +149,30 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 def write(conn: sqlite3.Connection, items: Sequence[Queued]) -> tuple[int, int]:
-    """Upsert a batch in one transaction, in order; returns (traces, observations) written."""
-    traces = observations = 0
+    """Upsert a batch in one transaction; returns (traces, observations) written.
+
+    Traces and observations go to different tables, so each kind is written with one
+    ``executemany`` in its own arrival order (the order that matters for merging updates);
+    placeholders and durations come after both.
+    """
+    trace_rows: list[tuple[Any, ...]] = []
+    observation_rows: list[tuple[Any, ...]] = []
     touched: dict[tuple[str, str], int] = {}
+    for project, kind, record in items:
+        if kind == TRACE:
+            trace_rows.append(_trace_row(project, record))
+        elif kind == OBSERVATION:
+            observation_rows.append(_observation_row(project, record))
+            if record["trace_id"] is not None:
+                key = (project, record["trace_id"])
+                stamp = record["start_ms"] or record["received_ms"]
+                touched[key] = min(touched.get(key, stamp), stamp)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        run_kind = ""
-        run: list[dict[str, Any]] = []
-        for project, kind, record in items:
-            if kind != run_kind and run:
-                _write_run(conn, run_kind, run)
-                run = []
-            run_kind = kind
-            if kind == TRACE:
-                run.append(_trace_row(project, record))
-                traces += 1
-            elif kind == OBSERVATION:
-                run.append(_observation_row(project, record))
-                observations += 1
-                if record["trace_id"] is not None:
-                    key = (project, record["trace_id"])
-                    stamp = record["start_ms"] or record["received_ms"]
-                    touched[key] = min(touched.get(key, stamp), stamp)
-        if run:
-            _write_run(conn, run_kind, run)
+        if trace_rows:
+            conn.executemany(_UPSERT_TRACE, trace_rows)
+        if observation_rows:
+            conn.executemany(_UPSERT_OBSERVATION, observation_rows)
         if touched:
             conn.executemany(
                 _PLACEHOLDER_TRACE,
@@ -186,42 +183,51 @@ def write(conn: sqlite3.Connection, items: Sequence[Queued]) -> tuple[int, int]:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return traces, observations
+    return len(trace_rows), len(observation_rows)
 
 
-def _write_run(conn: sqlite3.Connection, kind: str, rows: list[dict[str, Any]]) -> None:
-    conn.executemany(_UPSERT_TRACE if kind == TRACE else _UPSERT_OBSERVATION, rows)
+def _trace_row(project: str, record: dict[str, Any]) -> tuple[Any, ...]:
+    get = record.get
+    received = record["received_ms"]
+    ts_ms = record["ts_ms"]
+    return (
+        project,
+        record["id"],
+        get("name"),
+        ts_ms if ts_ms is not None else received,
+        _dump(get("input")),
+        _dump(get("output")),
+        _dump(get("metadata")),
+        get("user_id"),
+        get("session_id"),
+        get("release"),
+        get("version"),
+        _dump(get("tags")),
+        _dump(get("extra")),
+        received,
+        received,
+        ts_ms,
+    )
 
 
-def _trace_row(project: str, record: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "project_id": project,
-        "id": record["id"],
-        "ts_ms": record["ts_ms"],
-        "received_ms": record["received_ms"],
-    }
-    for key in _TRACE_TEXT:
-        row[key] = record.get(key)
-    for key in _TRACE_JSON:
-        row[key] = _dump(record.get(key))
-    return row
+def _observation_row(project: str, record: dict[str, Any]) -> tuple[Any, ...]:
+    get = record.get
+    received = record["received_ms"]
+    return (
+        project,
+        record["id"],
+        *[get(key) for key in _OBS_PLAIN],
+        *[_dump(get(key)) for key in _OBS_JSON],
+        received,
+        received,
+    )
 
 
-def _observation_row(project: str, record: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "project_id": project,
-        "id": record["id"],
-        "received_ms": record["received_ms"],
-    }
-    for key in _OBS_PLAIN:
-        row[key] = record.get(key)
-    for key in _OBS_JSON:
-        row[key] = _dump(record.get(key))
-    return row
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else _encode(value)
 
 
 def _load(text: str | None) -> Any:
