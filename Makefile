@@ -15,9 +15,11 @@ $(VENV)/.installed-test: $(BIN)/python $(DEPS)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $@
 
+# The main job: the bundled ingestion corpus (100 traces/s, 30 s) replayed at 5x against the
+# embedded sandbox, started and stopped by replay itself.
 demo: $(VENV)/.installed-test
-	$(BIN)/capture synth --workload ingestion --rate 200 --duration 30s --seed 7 -o $(VENV)/demo.atc
-	$(BIN)/capture inspect $(VENV)/demo.atc
+	$(BIN)/capture inspect $$($(BIN)/python -c 'import corpora; print(corpora.bundled_path())')
+	$(BIN)/replay run --scale 5x --out $(VENV)/demo-results.json
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
