@@ -1,4 +1,4 @@
-"""Values a user types: durations (90, 90s, 5m, 1h30m, 250ms), rates, scale factors (5x).
+"""Values a user types: durations (90, 90s, 5m, 1h30m, 250ms), rates, factors (5x), sizes.
 
 Each is parsed once, here, by a pure function that raises ValueError with a message fit to
 show the user; the click ParamTypes below turn that into click's usage error (exit 2).
@@ -95,6 +95,38 @@ def parse_factor(text: str) -> float:
     return value
 
 
+def parse_delay_s(text: str) -> float:
+    """A duration that may be zero, in seconds (float): '0', '250ms', '1.5s'."""
+    return parse_duration_ns(text) / 1e9
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|k|m|g)?")
+_SIZE_UNITS: dict[str | None, int] = {
+    None: 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes: '4.5MB' (10^6), '512KiB' (2^10), '1000000'."""
+    match = _SIZE.fullmatch(str(text).strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (examples: 4.5MB, 512KiB, 1000000)")
+    value = round(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if value < 1:
+        raise ValueError(f"{text!r}: a size must be at least 1 byte")
+    return value
+
+
 def format_duration_ns(ns: int | float) -> str:
     """Short human form: 1h02m, 5m00s, 12.3s, 850ms."""
     seconds = ns / 1e9
@@ -107,8 +139,8 @@ def format_duration_ns(ns: int | float) -> str:
     return f"{seconds * 1000:.0f}ms"
 
 
-class _Parsed(click.ParamType):
-    """A click type backed by one of the parse functions above."""
+class ParsedType(click.ParamType):
+    """A click type over a parse function that raises ValueError with the user's message."""
 
     def __init__(self, name: str, parse: Any) -> None:
         self.name = name
@@ -123,9 +155,13 @@ class _Parsed(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-DURATION = _Parsed("duration", parse_positive_duration_ns)
+DURATION = ParsedType("duration", parse_positive_duration_ns)
 """A positive duration, converted to integer nanoseconds."""
-RATE = _Parsed("rate", parse_rate)
+DELAY = ParsedType("duration", parse_delay_s)
+"""A duration that may be zero, converted to seconds (float)."""
+RATE = ParsedType("rate", parse_rate)
 """A positive rate, converted to requests per second (float)."""
-FACTOR = _Parsed("factor", parse_factor)
+FACTOR = ParsedType("factor", parse_factor)
 """A positive multiplier such as 5x, converted to float."""
+SIZE = ParsedType("size", parse_size)
+"""A positive size in bytes: 4.5MB, 512KiB."""

@@ -8,64 +8,18 @@ Bad input prints one line on stderr and exits 2, never a traceback.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any
 
 import click
 
-from capture.units import RATE, parse_duration_ns
+from capture.units import DELAY, RATE, SIZE, ParsedType
 from sandbox.capacity import MAX_PODS, Emulation
 from sandbox.config import DEFAULT_MAX_BODY, MAX_API_PODS, SandboxConfig, parse_api_key
 from sandbox.faults import parse_faults
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|k|m|g)?")
-_SIZE_UNITS = {
-    None: 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-}
-
-
-def parse_size(text: str) -> int:
-    """Bytes: '4.5MB' (10^6), '512KiB' (2^10), '1000000'."""
-    match = _SIZE.fullmatch(str(text).strip().lower())
-    if match is None:
-        raise ValueError(f"{text!r} is not a size (examples: 4.5MB, 512KiB, 1000000)")
-    value = round(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-    if value < 1:
-        raise ValueError(f"{text!r}: a size must be at least 1 byte")
-    return value
-
-
-class _Type(click.ParamType):
-    """A click type over a parse function raising ValueError with the user's message."""
-
-    def __init__(self, name: str, parse: Any) -> None:
-        self.name = name
-        self._parse = parse
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return self._parse(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-SIZE = _Type("size", parse_size)
-DELAY = _Type("duration", lambda text: parse_duration_ns(text) / 1e9)
-API_KEY = _Type("key:project", parse_api_key)
-FAULTS = _Type("spec", parse_faults)
+API_KEY = ParsedType("key:project", parse_api_key)
+FAULTS = ParsedType("spec", parse_faults)
 
 
 class _OneLineErrors(click.Command):

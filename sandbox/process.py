@@ -16,6 +16,7 @@ SIGKILL only after ``timeout``.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import select
@@ -135,6 +136,13 @@ class SandboxProcess:
         self.stop()
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 def start_sandbox(
     *,
     host: str = "127.0.0.1",
@@ -207,12 +215,18 @@ def start_sandbox(
     read_fd, write_fd = os.pipe()
     args += ["--ready-fd", str(write_fd)]
     with open(log_path, "ab") as log_file:
+        # Its own session: a Ctrl-C at the terminal reaches the caller (replay), which
+        # finishes its run and then stops the sandbox, instead of the sandbox dying under
+        # the last second of the run. The parent-death signal stops it if the caller is
+        # killed outright, so no sandbox outlives the run that started it.
         proc = subprocess.Popen(
             args,
             pass_fds=(write_fd,),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_terminate_with_parent,
         )
     os.close(write_fd)
     try:

@@ -10,7 +10,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from sandbox.cli import command, parse_size
+from capture.units import parse_size
+from sandbox.cli import command
 
 
 @pytest.mark.parametrize(
