@@ -390,11 +390,6 @@ class Coordinator:
             notes.append("target: the embedded sandbox (started for this run, stopped after it)")
         if self.interrupted:
             notes.append("interrupted (Ctrl-C): results cover what ran")
-            if self.target.embedded:  # it is in our process group: Ctrl-C reached it too
-                notes.append(
-                    "the embedded sandbox got the Ctrl-C too: errors in the last "
-                    "second may be its shutdown, not its behaviour under load"
-                )
         if self.aborted:
             notes.append(f"stopped early: {self.aborted}")
         if self.failure:
