@@ -88,7 +88,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -195,6 +195,34 @@ def encode_sparse(sparse: Sparse) -> str:
     return encoded.decode("ascii")
 
 
+def _decode_hdr(encoded: str | bytes) -> HdrHistogram:
+    try:
+        raw = encoded.encode("ascii") if isinstance(encoded, str) else bytes(encoded)
+        hdr = HdrHistogram.decode(raw)
+    except Exception as exc:  # hdrh raises base64, zlib, cookie and length errors
+        reason = str(exc) or type(exc).__name__
+        raise ValueError(f"not an HdrHistogram encoding ({reason})") from None
+    layout = (hdr.lowest_trackable_value, hdr.highest_trackable_value, hdr.significant_figures)
+    if layout != (LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES):
+        raise ValueError(
+            f"histogram range {layout} is not replay's "
+            f"({LOWEST_US}, {HIGHEST_US}, {SIGNIFICANT_FIGURES}) in µs"
+        )
+    return hdr
+
+
+def decode_sparse(encoded: str | bytes, clamped: int = 0) -> Sparse:
+    """``LatencyHistogram.decode(s).to_sparse()`` without the dense detour: only the buckets
+    up to the highest one the decoder reports are scanned."""
+    hdr = _decode_hdr(encoded)
+    if not hdr.total_count:
+        return Sparse(np.zeros(0, np.int64), np.zeros(0, np.int64), clamped)
+    top = int(bucket_indices([hdr.max_value])[0]) + 1
+    counts = np.ctypeslib.as_array(hdr.counts)[:top].astype(np.int64)
+    buckets = np.flatnonzero(counts)
+    return Sparse(buckets, counts[buckets], clamped)
+
+
 def _ms(value_us: float) -> float:
     return float(value_us) / 1000.0
 
@@ -235,6 +263,12 @@ class LatencyHistogram:
             self._counts[sparse.buckets] += sparse.counts
         self.clamped += sparse.clamped
 
+    def subtract_sparse(self, sparse: Sparse) -> None:
+        """Take back counts added by ``add_sparse`` (for sliding windows)."""
+        if sparse.buckets.size:
+            self._counts[sparse.buckets] -= sparse.counts
+        self.clamped -= sparse.clamped
+
     def merge(self, other: LatencyHistogram) -> None:
         """Add every count of ``other`` to this histogram (exact)."""
         self._counts += other._counts
@@ -267,20 +301,8 @@ class LatencyHistogram:
     @classmethod
     def decode(cls, encoded: str | bytes, clamped: int = 0) -> LatencyHistogram:
         """Read ``encode()``'s form; ValueError if it is not one, or has another layout."""
-        try:
-            raw = encoded.encode("ascii") if isinstance(encoded, str) else bytes(encoded)
-            hdr = HdrHistogram.decode(raw)
-        except Exception as exc:  # hdrh raises base64, zlib, cookie and length errors
-            reason = str(exc) or type(exc).__name__
-            raise ValueError(f"not an HdrHistogram encoding ({reason})") from None
-        layout = (hdr.lowest_trackable_value, hdr.highest_trackable_value, hdr.significant_figures)
-        if layout != (LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES):
-            raise ValueError(
-                f"histogram range {layout} is not replay's "
-                f"({LOWEST_US}, {HIGHEST_US}, {SIGNIFICANT_FIGURES}) in µs"
-            )
         hist = cls()
-        hist._counts[:] = np.ctypeslib.as_array(hdr.counts)
+        hist._counts[:] = np.ctypeslib.as_array(_decode_hdr(encoded).counts)
         hist.clamped = clamped
         return hist
 
@@ -615,14 +637,19 @@ class ProgressSnapshot:
     offered: int
 
 
+PartsOf = Callable[[Key, int], Iterable["Sparse | LatencyHistogram"]]
+"""(series, metric index) -> the histogram parts of that series in a slice."""
+
+
 class Slice:
     """Counts and histograms of the run over intervals [start, end), filterable by tags.
 
     ``seconds`` is the length rates are computed over. Filters: ``endpoint`` (a tag such as
     "ingest") and ``status`` (an outcome: "503", a class "5xx", or an error kind).
+    Histograms are summed when asked for, from the parts of the matching series only.
     """
 
-    __slots__ = ("_counts", "_dropped", "_parts", "end", "offered", "seconds", "start")
+    __slots__ = ("_counts", "_dropped", "_parts", "_rolling", "end", "offered", "seconds", "start")
 
     def __init__(
         self,
@@ -630,24 +657,28 @@ class Slice:
         end: int,
         seconds: float,
         counts: Mapping[Key, int],
-        parts: Mapping[Key, Sequence[Sequence[Sparse | LatencyHistogram]]],
+        parts: PartsOf,
         dropped: Mapping[str, int],
         offered: int,
+        rolling: _Rolling | None = None,
     ) -> None:
         self.start, self.end, self.seconds = start, end, seconds
         self._counts = dict(counts)
         self._parts = parts
         self._dropped = dict(dropped)
         self.offered = offered
+        self._rolling = rolling
 
     def keys(self) -> list[Key]:
         """The series with at least one request, sorted."""
         return sorted(k for k, n in self._counts.items() if n)
 
-    def _match(self, endpoint: str | None, status: str | None) -> Iterator[Key]:
-        for key in self._counts:
-            if (endpoint is None or key[0] == endpoint) and status_matches(key[1], status):
-                yield key
+    def _match(self, endpoint: str | None, status: str | None) -> list[Key]:
+        return [
+            key
+            for key in self._counts
+            if (endpoint is None or key[0] == endpoint) and status_matches(key[1], status)
+        ]
 
     def requests(self, endpoint: str | None = None, status: str | None = None) -> int:
         return sum(self._counts[k] for k in self._match(endpoint, status))
@@ -671,14 +702,66 @@ class Slice:
     ) -> LatencyHistogram:
         """A new histogram of ``metric`` (one of METRICS) over the matching series."""
         m = METRICS.index(metric)
-        hist = LatencyHistogram()
-        for key in self._match(endpoint, status):
-            for part in self._parts.get(key, ((), (), ()))[m]:
-                if isinstance(part, LatencyHistogram):
-                    hist.merge(part)
-                else:
-                    hist.add_sparse(part)
-        return hist
+        keys = self._match(endpoint, status)
+        if self._rolling is not None:
+            return self._rolling.histogram((m, endpoint, status), keys, self.start, self.end)
+        return _sum_parts(self._parts, keys, m)
+
+
+def _sum_parts(parts: PartsOf, keys: Iterable[Key], m: int) -> LatencyHistogram:
+    hist = LatencyHistogram()
+    for key in keys:
+        for part in parts(key, m):
+            if isinstance(part, LatencyHistogram):
+                hist.merge(part)
+            else:
+                hist.add_sparse(part)
+    return hist
+
+
+class _Rolling:
+    """Sliding windows' histograms by running sums: when the next window is asked for the
+    same selection, the interval that left is subtracted and the one that entered added
+    (exact: bucket counts are integers), instead of summing every interval again."""
+
+    def __init__(self, cells: Mapping[Key, Sequence[_Cell | None]]) -> None:
+        self._cells = cells
+        self._state: dict[
+            tuple[int, str | None, str | None], tuple[int, int, LatencyHistogram]
+        ] = {}
+
+    def parts(self, start: int, end: int) -> PartsOf:
+        cells = self._cells
+
+        def parts_of(key: Key, m: int) -> Iterator[Sparse]:
+            for cell in cells.get(key, ())[start:end]:
+                if cell is not None:
+                    yield cell.sparse(m)
+
+        return parts_of
+
+    def histogram(
+        self, selection: tuple[int, str | None, str | None], keys: list[Key], start: int, end: int
+    ) -> LatencyHistogram:
+        m = selection[0]
+        state = self._state.get(selection)
+        if state is not None and state[:2] == (start - 1, end - 1):
+            hist = state[2]
+            for key in keys:
+                cells = self._cells.get(key)
+                if cells is None:
+                    continue
+                leaving, entering = cells[start - 1], cells[end - 1]
+                if leaving is not None:
+                    hist.subtract_sparse(leaving.sparse(m))
+                if entering is not None:
+                    hist.add_sparse(entering.sparse(m))
+        elif state is not None and state[:2] == (start, end):
+            hist = state[2]
+        else:
+            hist = _sum_parts(self.parts(start, end), keys, m)
+        self._state[selection] = (start, end, hist)
+        return hist.copy()
 
 
 class RunAggregate:
@@ -891,13 +974,18 @@ class RunAggregate:
 
     def whole(self) -> Slice:
         """The whole run (every delta received so far)."""
-        parts = {key: tuple([h] for h in hists) for key, hists in self._whole.items()}
+        whole = self._whole
+
+        def parts_of(key: Key, m: int) -> tuple[LatencyHistogram, ...]:
+            hists = whole.get(key)
+            return (hists[m],) if hists is not None else ()
+
         return Slice(
             0,
             self.intervals,
             self.duration_s,
             self._counts,
-            parts,
+            parts_of,
             self._dropped,
             self._offered,
         )
@@ -905,9 +993,9 @@ class RunAggregate:
     def window(self, start: int, end: int) -> Slice:
         """Intervals [start, end)."""
         counts: Counter[Key] = Counter()
-        parts: dict[Key, tuple[list[Sparse], list[Sparse], list[Sparse]]] = {}
         dropped: Counter[str] = Counter()
         offered = 0
+        cells: dict[Key, list[_Cell | None]] = {}
         for k in range(start, end):
             data = self._intervals.get(k)
             if data is None:
@@ -916,18 +1004,53 @@ class RunAggregate:
             dropped.update(data.dropped)
             for key, cell in data.cells.items():
                 counts[key] += cell.count
-                lists = parts.get(key)
-                if lists is None:
-                    lists = parts[key] = ([], [], [])
-                for m in range(len(METRICS)):
-                    lists[m].append(cell.sparse(m))
-        return Slice(start, end, (end - start) * INTERVAL_S, counts, parts, dropped, offered)
+                cells.setdefault(key, []).append(cell)
+        rolling = _Rolling(cells)
+        return Slice(
+            start,
+            end,
+            (end - start) * INTERVAL_S,
+            counts,
+            rolling.parts(0, end - start),
+            dropped,
+            offered,
+        )
 
     def windows(self, seconds: float) -> Iterator[Slice]:
         """Every full window of ``seconds`` (a whole number of intervals), sliding by one
-        interval: [0, W), [1, W+1), ... [n-W, n). None when the run is shorter than W."""
+        interval: [0, W), [1, W+1), ... [n-W, n). None when the run is shorter than W.
+
+        Counts come from prefix sums; a histogram asked of consecutive windows with the same
+        filter is kept by running sums, so a long run costs O(intervals), not O(n * W)."""
         width = round(seconds / INTERVAL_S)
         if width < 1 or not math.isclose(width * INTERVAL_S, seconds):
             raise ValueError(f"a window of {seconds} s is not a whole number of intervals")
-        for start in range(self.intervals - width + 1):
-            yield self.window(start, start + width)
+        n = self.intervals
+        if n < width:
+            return
+        cells: dict[Key, list[_Cell | None]] = {key: [None] * n for key in self._counts}
+        counts = {key: np.zeros(n + 1, np.int64) for key in self._counts}
+        dropped = {e: np.zeros(n + 1, np.int64) for e in self._dropped}
+        offered = np.zeros(n + 1, np.int64)
+        for k, data in self._intervals.items():
+            offered[k + 1] = data.offered
+            for e, d in data.dropped.items():
+                dropped[e][k + 1] = d
+            for key, cell in data.cells.items():
+                cells[key][k] = cell
+                counts[key][k + 1] = cell.count
+        for table in (*counts.values(), *dropped.values(), offered):
+            np.cumsum(table, out=table)
+        rolling = _Rolling(cells)
+        for start in range(n - width + 1):
+            end = start + width
+            yield Slice(
+                start,
+                end,
+                width * INTERVAL_S,
+                {key: int(c[end] - c[start]) for key, c in counts.items()},
+                rolling.parts(start, end),
+                {e: int(d[end] - d[start]) for e, d in dropped.items()},
+                int(offered[end] - offered[start]),
+                rolling,
+            )

@@ -46,6 +46,7 @@ from replay.metrics import (
     RunAggregate,
     SeriesDelta,
     Slice,
+    decode_sparse,
     encode_sparse,
     is_ok,
 )
@@ -473,12 +474,11 @@ def aggregate_from_results(
             hists = []
             for m, metric in enumerate(METRICS):
                 try:
-                    hist = LatencyHistogram.decode(s[metric], clamped[m])
+                    hists.append(decode_sparse(s[metric], clamped[m]))
                 except ValueError as exc:
                     raise ResultsError(
                         f"{name}: timeline[{i}].series[{j}].{metric}: {exc}"
                     ) from None
-                hists.append(hist.to_sparse())
             series.append(
                 SeriesDelta(
                     s["endpoint"], s["outcome"], s["requests"], (hists[0], hists[1], hists[2])

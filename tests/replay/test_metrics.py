@@ -28,6 +28,7 @@ from replay.metrics import (
     LatencyHistogram,
     RunAggregate,
     bucket_indices,
+    decode_sparse,
     encode_sparse,
     is_ok,
     sparse_from_values,
@@ -112,6 +113,8 @@ def test_encoding_is_byte_for_byte_hdrhs_and_round_trips(values: list[int]) -> N
     assert encoded == hdrh_of(values).encode().decode("ascii")
     assert LatencyHistogram.decode(encoded) == ours
     assert encode_sparse(ours.to_sparse()) == encoded
+    sparse = decode_sparse(encoded, clamped=3)
+    assert LatencyHistogram.from_sparse(sparse) == LatencyHistogram.decode(encoded, clamped=3)
     # And hdrh reads ours: the standard format other HdrHistogram tools read.
     assert HdrHistogram.decode(encoded).get_total_count() == len(values)
 
@@ -352,6 +355,49 @@ def test_windows_slide_by_one_second_over_full_windows_only() -> None:
     assert spans == [(0, 3, 6), (1, 4, 9), (2, 5, 12), (3, 6, 15)]
     with pytest.raises(ValueError, match="whole number"):
         list(agg.windows(1.5))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 11),  # second
+            st.sampled_from(["ingest", "get"]),
+            st.sampled_from(["200", "503", "timeout"]),
+            st.integers(0, 10**9),  # latency, ns
+        ),
+        max_size=120,
+    ),
+    st.integers(1, 5),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["latency", "send_lag"]),
+            st.sampled_from([None, "ingest"]),
+            st.sampled_from([None, "503", "5xx"]),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_sliding_windows_by_running_sums_equal_windows_summed_afresh(
+    requests: list[tuple[int, str, str, int]],
+    width: int,
+    selections: list[tuple[str, str | None, str | None]],
+) -> None:
+    agg = RunAggregate()
+    rec = IntervalRecorder(0)
+    for second in range(12):
+        for s, endpoint, outcome, latency in requests:
+            if s == second:
+                rec.record(endpoint, outcome, 0, latency // 3, latency)
+        agg.add(rec.flush(second, 0))
+    for window in agg.windows(width):
+        fresh = agg.window(window.start, window.end)
+        assert window.requests() == fresh.requests() and window.errors() == fresh.errors()
+        for metric, endpoint, status in selections:  # interleaved, as evaluate asks
+            assert window.histogram(metric, endpoint, status) == fresh.histogram(
+                metric, endpoint, status
+            )
 
 
 def test_duration_defaults_to_the_intervals_and_can_be_set() -> None:
