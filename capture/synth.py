@@ -499,22 +499,39 @@ class _Ingested:
         return self.ids[self.d.index(len(self.ids))] if self.ids else None
 
 
+class _Traffic:
+    """One corpus's factories and memory: what it ingested, so that its reads can name it."""
+
+    def __init__(self, spec: SynthSpec) -> None:
+        rng = np.random.Generator(np.random.PCG64(spec.seed))
+        self.offsets: list[int] = arrival_offsets_ns(
+            rng, spec.rate, spec.duration_ns, spec.profile
+        ).tolist()
+        self.draws = _Draws(rng)
+        self._traces = TraceFactory(self.draws, parse_epoch(spec.epoch))
+        self._queries = QueryFactory(self.draws)
+        self._ingested = _Ingested(self.draws)
+
+    def ingest(self, offset: int) -> Record:
+        record, trace_id = self._traces.build(offset)
+        self._ingested.add(trace_id)
+        return record
+
+    def read(self, offset: int, kind: str | None = None) -> Record:
+        """A read request; with no kind, one of the guide's five queries at random."""
+        if kind is None:
+            kind = QUERY_KINDS[self.draws.index(len(QUERY_KINDS))]
+        return self._queries.build(kind, offset, self._ingested.pick() if kind == "get" else None)
+
+
 def synthesize(spec: SynthSpec) -> Iterator[Record]:
     """The records of a synthetic corpus, in time order, streamed (constant memory)."""
-    rng = np.random.Generator(np.random.PCG64(spec.seed))
-    offsets = arrival_offsets_ns(rng, spec.rate, spec.duration_ns, spec.profile)
-    draws = _Draws(rng)
-    epoch = parse_epoch(spec.epoch)
-    traces = TraceFactory(draws, epoch)
-    queries = QueryFactory(draws)
-    ingested = _Ingested(draws)
+    traffic = _Traffic(spec)
     if spec.workload == "ingestion":
-        for offset in offsets.tolist():
-            yield traces.build(offset)[0]
-    elif spec.workload == "query":
-        yield from _query_workload(spec, offsets.tolist(), traces, queries, ingested)
-    else:
-        yield from _mixed_workload(spec, offsets.tolist(), traces, queries, ingested)
+        return map(traffic.ingest, traffic.offsets)
+    if spec.workload == "query":
+        return _query_workload(spec, traffic)
+    return _mixed_workload(spec, traffic)
 
 
 def seed_trace_count(queries: int) -> int:
@@ -522,74 +539,49 @@ def seed_trace_count(queries: int) -> int:
     return max(10, min(500, queries // 10))
 
 
-def _query_workload(
-    spec: SynthSpec,
-    offsets: list[int],
-    traces: TraceFactory,
-    queries: QueryFactory,
-    ingested: _Ingested,
-) -> Iterator[Record]:
+def _query_workload(spec: SynthSpec, traffic: _Traffic) -> Iterator[Record]:
     # Seed traces go out evenly over the first 5% of the corpus (at most 5 s) before the
     # queries that read them; a get before the first seed falls back to a list.
-    seeds = seed_trace_count(len(offsets))
+    seeds = seed_trace_count(len(traffic.offsets))
     window = min(spec.duration_ns // 20, 5_000_000_000)
     seed_offsets = [i * window // seeds for i in range(seeds)]
-    merged = sorted([(o, 0) for o in seed_offsets] + [(o, 1) for o in offsets])
+    merged = sorted([(o, 0) for o in seed_offsets] + [(o, 1) for o in traffic.offsets])
     for offset, is_query in merged:
-        if is_query:
-            kind = QUERY_KINDS[queries.d.index(len(QUERY_KINDS))]
-            yield queries.build(kind, offset, ingested.pick() if kind == "get" else None)
-        else:
-            record, trace_id = traces.build(offset)
-            ingested.add(trace_id)
-            yield record
+        yield traffic.read(offset) if is_query else traffic.ingest(offset)
 
 
-def _mixed_workload(
-    spec: SynthSpec,
-    offsets: list[int],
-    traces: TraceFactory,
-    queries: QueryFactory,
-    ingested: _Ingested,
-) -> Iterator[Record]:
+def _mixed_workload(spec: SynthSpec, traffic: _Traffic) -> Iterator[Record]:
     # Each arrival is an ingest, a query or the start of a dashboard visit, in the guide's
     # proportions. A visit's later steps wait in a heap until their time comes, so the
     # output stays in time order while arrivals are generated one by one. Visit steps
     # count towards the mean rate: arrivals are drawn at a rate lowered to leave room.
-    d = queries.d
+    d = traffic.draws
     weights = [w for _, w in MIXED_SHARES]
-    requests_per_arrival = (weights[0] + weights[1] + weights[2] * len(DASHBOARD_STEPS_S)) / sum(
-        weights
-    )
-    keep = 1 / requests_per_arrival
+    per_arrival = (weights[0] + weights[1] + weights[2] * len(DASHBOARD_STEPS_S)) / sum(weights)
     cumulative = list(np.cumsum(weights).tolist())
     pending: list[tuple[int, int, str]] = []  # (offset, sequence, kind): later dashboard steps
     sequence = 0
-    end = spec.duration_ns
-    for offset in offsets:
-        if d.uniform() >= keep:
+    for offset in traffic.offsets:
+        if d.uniform() >= 1 / per_arrival:
             continue
         while pending and pending[0][0] <= offset:
             at, _, kind = heapq.heappop(pending)
-            yield queries.build(kind, at, ingested.pick() if kind == "get" else None)
+            yield traffic.read(at, kind)
         share = MIXED_SHARES[d.weighted(cumulative)][0]
         if share == "ingest":
-            record, trace_id = traces.build(offset)
-            ingested.add(trace_id)
-            yield record
+            yield traffic.ingest(offset)
         elif share == "query":
-            kind = QUERY_KINDS[d.index(len(QUERY_KINDS))]
-            yield queries.build(kind, offset, ingested.pick() if kind == "get" else None)
+            yield traffic.read(offset)
         else:
-            yield queries.build("project", offset, None)
+            yield traffic.read(offset, "project")
             for step_s, kind in zip(DASHBOARD_STEPS_S[1:], ("list", "get"), strict=True):
                 at = offset + int(step_s * 1e9)
-                if at < end:
+                if at < spec.duration_ns:
                     heapq.heappush(pending, (at, sequence, kind))
                     sequence += 1
     while pending:
         at, _, kind = heapq.heappop(pending)
-        yield queries.build(kind, at, ingested.pick() if kind == "get" else None)
+        yield traffic.read(at, kind)
 
 
 def corpus_meta(spec: SynthSpec) -> CorpusMeta:
