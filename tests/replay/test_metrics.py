@@ -394,10 +394,8 @@ def test_sliding_windows_by_running_sums_equal_windows_summed_afresh(
     for window in agg.windows(width):
         fresh = agg.window(window.start, window.end)
         assert window.requests() == fresh.requests() and window.errors() == fresh.errors()
-        for metric, endpoint, status in selections:  # interleaved, as evaluate asks
-            assert window.histogram(metric, endpoint, status) == fresh.histogram(
-                metric, endpoint, status
-            )
+        for metric, tag, status in selections:  # interleaved, as evaluate asks
+            assert window.histogram(metric, tag, status) == fresh.histogram(metric, tag, status)
 
 
 def test_duration_defaults_to_the_intervals_and_can_be_set() -> None:
