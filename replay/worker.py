@@ -28,10 +28,12 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.os
 import msgpack
 
@@ -41,11 +43,14 @@ from replay.config import WorkerConfig, shard_of
 from replay.metrics import IntervalRecorder
 from replay.pacing import TimelineEntry
 from replay.rewrite import RewriteError, Template
-from replay.wire import STATUS, Connection, classify
+from replay.wire import Connection
 
 NS = 1_000_000_000
 STOP_GRACE_NS = NS  # in-flight requests get this long to finish after a stop
 ACK_RING = 256  # reads name the oldest of the last 256 traces this worker saw ingested
+AHEAD = 4096  # requests (or templates) prepared ahead of the schedule, at most
+SLICE_NS = 200_000  # the preparing greenlet holds the loop for at most this long at a time
+SPIN_NS = 1_500_000  # the scheduler keeps the loop spinning when the next request is this near
 
 
 class Pipe:
@@ -170,8 +175,80 @@ class Shard:
                 return
 
 
+class Ahead:
+    """Work done ahead of the schedule: items from `source` (due times and templates, or
+    templates alone), produced by a greenlet into a bounded deque in slices of at most
+    SLICE_NS, so that pacing maths, corpus decoding and template building (streamed
+    shards) never run inside a dispatch and never hold the loop for long.
+
+    `items` is read and popped by the consumer; `poke()` after popping wakes the producer
+    when the deque has drained below half. `on_fill` is called after each slice (the
+    closed model restarts VUs that found it empty). `exhausted` once the source ends.
+    """
+
+    def __init__(
+        self,
+        source: Iterator[Any],
+        size: int = AHEAD,
+        on_fill: Callable[[], None] | None = None,
+    ) -> None:
+        self.items: deque[Any] = deque()
+        self.size = size
+        self.exhausted = False
+        self.on_fill = on_fill
+        self._source = source
+        self._room = gevent.event.Event()
+        self._greenlet: gevent.Greenlet[Any, Any] | None = None
+
+    def start(self) -> None:
+        self.fill_slice()  # the first slice before the start instant
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+
+    def poke(self) -> None:
+        if len(self.items) < self.size // 2 and not self._room.is_set():
+            self._room.set()
+
+    def fill_slice(self) -> None:
+        items, source, size = self.items, self._source, self.size
+        until = time.monotonic_ns() + SLICE_NS
+        monotonic_ns = time.monotonic_ns
+        while len(items) < size:
+            item = next(source, None)
+            if item is None:
+                self.exhausted = True
+                break
+            items.append(item)
+            if monotonic_ns() > until:
+                break
+        if self.on_fill is not None:
+            self.on_fill()
+
+    def _run(self) -> None:
+        while not self.exhausted:
+            self.fill_slice()
+            if len(self.items) >= self.size:
+                self._room.clear()
+                self._room.wait()
+            else:
+                gevent.sleep(0)
+
+
 class Worker:
-    """The running worker: pool, scheduler or VUs, ticker, watchdog."""
+    """The running worker: pool, scheduler or VUs, ticker, watchdog.
+
+    Requests are not greenlets: each connection's read watcher parses its response and
+    calls `_done` from the loop, which records it and (closed model) sends the VU's next
+    request, or (open models) returns the connection to the idle list. The open-model
+    scheduler is a check watcher (it runs after every poll of the loop): it dispatches
+    every request already due, each stamped with its own intended time, and keeps the
+    loop spinning (an idle watcher) while the next one is due within SPIN_NS, sleeping on
+    a timer only until SPIN_NS before it: the loop's timers have millisecond resolution,
+    which is too coarse for send lag.
+    """
 
     def __init__(self, cfg: WorkerConfig, pipe: Pipe | None) -> None:
 
@@ -185,15 +262,22 @@ class Worker:
         self.ring = AckRing()
         self.serial = 0
         self.start = 0
+        self.end = 0
         self.wall_ms = 0
         self.stopping = False
         self.abandoned = 0
-        self.cutoff = False  # set when a stop abandons what is still in flight
         self.interval = 0  # the next interval to flush
         self.conns: list[Connection] = []
         self.idle: list[Connection] = []
+        self.parked: list[Connection] = []  # closed-model VUs waiting for a template
         self.busy = 0
         self.shard: Shard | None = None
+        self.ahead: Ahead | None = None
+        self.loop: Any = None
+        self._check: Any = None
+        self._spin: Any = None
+        self._timer: Any = None
+        self._think: Any = None
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -218,8 +302,12 @@ class Worker:
             created_holder.append(rewrite.created_ms(reader.header.meta.created))
         self.shard = Shard(cfg, build)
         family, addr = wire.resolve(self.target)
+        self.loop = gevent.get_hub().loop
         n = cfg.max_inflight if cfg.model != "closed" else cfg.vus
-        self.conns = [wire.Connection(self.target, addr, family) for _ in range(max(n, 0))]
+        self.conns = [
+            wire.Connection(self.target, addr, family, self._done, self.loop)
+            for _ in range(max(n, 0))
+        ]
         self.idle = list(reversed(self.conns))
         return {
             "pid": os.getpid(),
@@ -229,44 +317,67 @@ class Worker:
 
     # --- the hot path --------------------------------------------------------------------
 
-    def _exchange(self, conn: Connection, tpl: Template, due: int) -> None:
-
-        if self.cutoff:  # dispatched before a stop cut the run off: not sent, not counted
-            self.abandoned += 1
-            return
+    def _dispatch(self, conn: Connection, tpl: Template, due: int) -> None:
+        """Render and send one request on an idle connection; `due` is its intended time."""
         serial = self.serial
         self.serial = serial + 1
         tag = b"%09x" % serial
         read = self.ring.pick(tpl.read_fallback) if tpl.has_read else b""
         delta_ms = self.wall_ms + (due - self.start) // 1_000_000 - tpl.recorded_ms
         data = tpl.render(tag, delta_ms, read, self.stamps.iso)
-        sent = time.monotonic_ns()
+        conn.tpl = tpl
+        conn.tag = tag
+        conn.due = due
+        self.busy += 1
+        sent = conn.sent = time.monotonic_ns()
         conn.deadline = sent + self.cfg.timeout_ns
-        try:
-            status = conn.exchange(data)
-        except Exception as exc:  # every failure is an outcome, never a crash
-            expired, abandoned = conn.expired, self.stopping and conn.deadline < 0
-            conn.close()
-            conn.expired = False
-            if abandoned:
-                conn.deadline = 0
-                self.abandoned += 1
-                return
-            outcome = classify(exc, expired)
-        else:
-            outcome = STATUS[status] if 0 <= status < 1000 else "malformed"
-            if tpl.ack_prefix and 200 <= status < 300:
-                self.ring.add(tpl.trace_id(tag))
-        conn.deadline = 0
-        self.recorder.record(tpl.endpoint, outcome, due, sent, time.monotonic_ns())
+        conn.send(data, sent)
 
-    def _send(self, conn: Connection, tpl: Template, due: int) -> None:
-        """An open-model request's greenlet (counted in `busy` when it was dispatched)."""
-        try:
-            self._exchange(conn, tpl, due)
-        finally:
-            self.busy -= 1
+    def _done(self, conn: Connection, outcome: str, done: int) -> None:
+        """Every exchange ends here, called from the loop: record, then reuse the connection."""
+        self.busy -= 1
+        tpl = conn.tpl
+        if tpl.ack_prefix and outcome[0] == "2":
+            self.ring.add(tpl.trace_id(conn.tag))
+        self.recorder.record(tpl.endpoint, outcome, conn.due, conn.sent, done)
+        if self.cfg.model != "closed":
             self.idle.append(conn)
+        elif not self.stopping and done < self.end:
+            if self._think is None:
+                self._vu_send(conn, done)
+            else:
+                timer = self.loop.timer(self._think)
+                timer.start(self._vu_wake, conn, timer)
+
+    # --- closed model ----------------------------------------------------------------------
+
+    def _vu_send(self, conn: Connection, ready: int) -> None:
+        """A VU's next request; its intended time is the moment it was ready to send."""
+        ahead = self.ahead
+        assert ahead is not None
+        if not ahead.items:
+            if not ahead.exhausted:
+                self.parked.append(conn)
+            return
+        tpl = ahead.items.popleft()
+        ahead.poke()
+        self.recorder.offered()
+        self._dispatch(conn, tpl, ready)
+
+    def _vu_wake(self, conn: Connection, timer: Any) -> None:
+        timer.close()
+        now = time.monotonic_ns()
+        if not self.stopping and now < self.end:
+            self._vu_send(conn, now)
+
+    def _unpark(self) -> None:
+        parked, self.parked = self.parked, []
+        now = time.monotonic_ns()
+        for conn in parked:
+            if not self.stopping and now < self.end:
+                self._vu_send(conn, now)
+
+    # --- open models -------------------------------------------------------------------------
 
     def _schedule(self) -> Iterator[tuple[int, Template]]:
 
@@ -292,45 +403,64 @@ class Worker:
         templates = shard.cycle()
         return ((t, tpl) for t, tpl in zip(hits, templates, strict=False) if t < cfg.duration_ns)
 
-    def _scheduler(self) -> None:
-        """Open models: sleep until each request is due, hand it over, or drop it."""
-
-        spawn, sleep, monotonic_ns = gevent.spawn_raw, gevent.sleep, time.monotonic_ns
-        start, idle, rec, send = self.start, self.idle, self.recorder, self._send
-        for due_rel, tpl in self._schedule():
-            due = start + due_rel
-            wait = due - monotonic_ns()
-            if wait > 0:
-                sleep(wait / NS)
-                if self.stopping:
-                    return
-            rec.offered()
-            if idle:
-                self.busy += 1  # in flight from now: the drain at the end waits for it
-                spawn(send, idle.pop(), tpl, due)
-            else:
-                rec.drop(tpl.endpoint, due)
-
-    def _vu(self, conn: Connection, templates: Iterator[Template], end: int) -> None:
-        """Closed model: the next request when the last is answered, after think time."""
-
-        think = self.cfg.think_ns / NS
-        rec = self.recorder
-        while not self.stopping:
+    def _tick(self) -> None:
+        """The scheduler (a check watcher): dispatch what is due, or drop it; re-arm."""
+        ahead = self.ahead
+        assert ahead is not None
+        items = ahead.items
+        if self.stopping:
+            self._stop_scheduler()
+            return
+        if not items:
+            if ahead.exhausted:
+                self._stop_scheduler()
+            return
+        start = self.start
+        now = time.monotonic_ns()
+        due = start + items[0][0]
+        if due <= now:
+            idle, rec, dispatch = self.idle, self.recorder, self._dispatch
+            popleft = items.popleft
+            while True:
+                tpl = popleft()[1]
+                rec.offered()
+                if idle:
+                    dispatch(idle.pop(), tpl, due)
+                else:
+                    rec.drop(tpl.endpoint, due)
+                if not items:
+                    break
+                due = start + items[0][0]
+                if due > now:
+                    break
+            ahead.poke()
+            if not items:
+                return
             now = time.monotonic_ns()
-            if now >= end:
-                return
-            tpl = next(templates, None)
-            if tpl is None:
-                return
-            rec.offered()
-            self.busy += 1
-            try:
-                self._exchange(conn, tpl, now)
-            finally:
-                self.busy -= 1
-            if think and not self.stopping:
-                gevent.sleep(think)
+        wait = due - now
+        if wait <= SPIN_NS:
+            self._spin.start(_nothing)  # no blocking poll: this watcher runs again soon
+        else:
+            self._spin.stop()
+            timer = self._timer
+            if timer is not None:
+                timer.stop()
+                timer.close()
+            self._timer = timer = self.loop.timer((wait - SPIN_NS) / NS)
+            timer.start(_nothing)  # wakes the poll; the check watcher does the rest
+
+    def _start_scheduler(self) -> None:
+        self._check = self.loop.check()
+        self._spin = self.loop.idle()
+        self._check.start(self._tick)
+        self._spin.start(_nothing)
+
+    def _stop_scheduler(self) -> None:
+        for watcher in (self._check, self._spin, self._timer):
+            if watcher is not None:
+                watcher.stop()
+
+    # --- background ------------------------------------------------------------------------
 
     def _ticker(self) -> None:
 
@@ -355,8 +485,7 @@ class Worker:
             now = time.monotonic_ns()
             for conn in self.conns:
                 if 0 < conn.deadline < now:
-                    conn.expired = True
-                    conn.close()
+                    conn.expire()
 
     def _control(self) -> None:
         assert self.pipe is not None
@@ -377,7 +506,15 @@ class Worker:
         self.start = start_ns
         self.wall_ms = wall_ns // 1_000_000
         cfg = self.cfg
-        end = start_ns + cfg.duration_ns
+        self.end = end = start_ns + cfg.duration_ns
+        assert self.shard is not None
+        closed = cfg.model == "closed"
+        if closed:
+            self._think = cfg.think_ns / NS if cfg.think_ns else None
+            self.ahead = Ahead(self.shard.cycle(), on_fill=self._unpark)
+        else:
+            self.ahead = Ahead(self._schedule())
+        self.ahead.start()
         background = [gevent.spawn(self._watchdog)]
         if self.pipe is not None:
             background.append(gevent.spawn(self._control))
@@ -385,34 +522,36 @@ class Worker:
         if wait > 0:
             gevent.sleep(wait / NS)
         background.append(gevent.spawn(self._ticker))
-        if cfg.model == "closed":
-            assert self.shard is not None
-            templates = self.shard.cycle()
-            main = [gevent.spawn(self._vu, conn, templates, end) for conn in self.conns]
+        if closed:
+            self.parked = list(self.conns)
+            self._unpark()
         else:
-            main = [gevent.spawn(self._scheduler)]
+            self._start_scheduler()
         # Run until the end of the duration (every worker ends together) or a stop.
         while not self.stopping and time.monotonic_ns() < end:
             gevent.sleep(min(0.05, max(end - time.monotonic_ns(), 0) / NS))
-        if cfg.model != "closed" or self.stopping:
-            gevent.killall(main, block=False)  # no new requests; those in flight may finish
+        self._stop_scheduler()  # no new requests; those in flight may finish
+        self.ahead.stop()
         grace = STOP_GRACE_NS if self.stopping else cfg.timeout_ns + NS // 2
         drain_until = time.monotonic_ns() + grace
         while self.busy and time.monotonic_ns() < drain_until:
             gevent.sleep(0.005)
         if self.busy:  # cut off what is still in flight: not the target's fault, not recorded
-            self.cutoff = self.stopping = True
+            self.stopping = True
             for conn in self.conns:
-                if conn.deadline > 0:
-                    conn.deadline = -1
-                    conn.close()
-            gevent.sleep(0.01)
-        gevent.killall(main)
+                if conn.busy:
+                    conn.abandon()
+                    self.busy -= 1
+                    self.abandoned += 1
         gevent.killall(background)
         self.flush()  # the last, partial interval
         for conn in self.conns:
             conn.close()
         return {"abandoned": self.abandoned, "serial": self.serial, "intervals": self.interval}
+
+
+def _nothing() -> None:
+    pass
 
 
 def main(argv: list[str] | None = None) -> int:
