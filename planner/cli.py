@@ -7,13 +7,14 @@ line on stderr naming the file and the line or field, and exit status 2; never a
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from capture.units import RATE
+from capture.units import DURATION, RATE
 from planner.capacity import MIN_POINTS_FOR_FIT, fit_caveats, fit_usl, loo_compare, plan
 from planner.caveats import Caveat
 from planner.errors import InputError
@@ -26,6 +27,7 @@ from planner.report import (
     report_dict,
     to_json,
 )
+from planner.sweep_cli import FRACTION, PODS, SECONDS, SLO_P99
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_BAD_INPUT = 2
@@ -191,3 +193,125 @@ def report(
         _write(md_out, render_markdown(result, measured))
     if html_out is not None:
         _write(html_out, render_html(result, measured))
+
+
+# ----------------------------------------------------------------------------- sweep
+
+
+class _OneLineUsage(click.UsageError):
+    """A usage error shown as one line (no usage block), exit status 2."""
+
+    def show(self, file: Any = None) -> None:
+        text = " ".join(part.strip() for part in self.format_message().splitlines() if part)
+        click.echo(f"planner: {text}", err=True)
+
+
+class _OneLineCommand(click.Command):
+    """A command whose argument errors are one line, like every other bad input."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _OneLineUsage(exc.format_message()) from None
+
+
+_SWEEP_EPILOG = """\b
+Examples:
+  planner sweep --sandbox --pods 1,2,3,4,6,8 --out sweep.json
+  planner sweep --target https://api.staging.example.com --api-key KEY \\
+      --scale-cmd 'kubectl scale deploy/api --replicas={pods}' \\
+      --ready-url https://api.staging.example.com/health --out sweep.json
+  planner sweep ... --out sweep.json --resume      # after Ctrl-C or a failure
+
+\b
+Each pod count: the scale command (or the sandbox's admin API), readiness, then one
+open-model replay per step: --warmup, then --step-duration measured. The ladder of
+rates ramps up from --start-rate by 2x (later pod counts start at 85% of linear
+scaling from the nearest measured one and ramp by 1.25x) until a step fails the SLO,
+then bisects until the last pass and first failure are within --precision.
+The file is written after every step. Exit status: 0 done, 1 the load generator
+failed, 2 bad input or the scale command / readiness failed, 130 interrupted.
+See docs/planner.md.
+"""
+
+
+@main.command(cls=_OneLineCommand, epilog=_SWEEP_EPILOG)
+@click.option("--target", metavar="URL", help="Base URL of the service to measure.")
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Measure the embedded sandbox with emulated capacity instead (started, scaled "
+    "through its admin API and stopped by the sweep).",
+)
+@click.option(
+    "--pods", "pod_counts", type=PODS, default="1,2,3,4,6,8", help="Pod counts, in order."
+)
+@click.option(
+    "--scale-cmd",
+    metavar="CMD",
+    help="Sets the pod count; {pods} is replaced. Split like a shell would and run "
+    "directly, never through a shell unless --shell.",
+)
+@click.option(
+    "--shell",
+    is_flag=True,
+    help="Run --scale-cmd with /bin/sh -c (for pipes, && and $VARS).",
+)
+@click.option("--ready-url", metavar="URL", help="After scaling, GET until it answers 2xx.")
+@click.option(
+    "--ready-timeout",
+    type=DURATION,
+    default="5m",
+    help="How long the scale command and readiness may take, per pod count.",
+)
+@click.option("--slo", "p99_ms", type=SLO_P99, default="p99<100ms", help="A step passes under it.")
+@click.option(
+    "--max-error-rate", type=FRACTION, default="1%", help="... and with at most these errors."
+)
+@click.option("--corpus", default="ingestion", help="What to replay: a bundled name or a file.")
+@click.option("--api-key", envvar="API_KEY", metavar="KEY", help="Bearer key [env API_KEY].")
+@click.option(
+    "--project-id", envvar="PROJECT_ID", metavar="ID", help="Target's project [env PROJECT_ID]."
+)
+@click.option(
+    "--step-duration", "step_s", type=SECONDS, default="6s", help="Measured part of a step."
+)
+@click.option("--warmup", "warmup_s", type=SECONDS, default="2s", help="Unmeasured lead-in.")
+@click.option("--start-rate", type=RATE, default="50", help="First offered rate (first pod count).")
+@click.option("--max-rate", type=RATE, help="Never offer more than this.")
+@click.option(
+    "--precision", type=FRACTION, default="5%", help="Stop when fail/pass - 1 is within this."
+)
+@click.option("--max-steps", type=click.IntRange(min=1), default=12, help="Steps per pod count.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=lambda: os.cpu_count() or 1,
+    show_default="cores",
+    help="replay worker processes.",
+)
+@click.option("--max-inflight", type=click.IntRange(min=1), default=1000, help="As replay run.")
+@click.option("--timeout", "timeout_ns", type=DURATION, default="5s", help="Per request.")
+@click.option("--pod-rate", type=RATE, help="--sandbox: one emulated pod's rate [100/s].")
+@click.option("--sigma", type=click.FloatRange(0, 1), help="--sandbox: USL contention [0.05].")
+@click.option("--kappa", type=click.FloatRange(0, 1), help="--sandbox: USL coherency [0.001].")
+@click.option(
+    "--queue-depth", type=click.IntRange(min=0), help="--sandbox: queue per pod before 503 [16]."
+)
+@click.option("--out", type=_OUT, required=True, help="The sweep file (planner-sweep/1).")
+@click.option("--resume", is_flag=True, help="Continue the sweep in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@_one_line_errors
+def sweep(**options: Any) -> None:
+    """Measure capacity at each pod count: scale, then a ladder of offered rates that
+    brackets the knee; writes the sweep file that `planner report` reads."""
+    from planner.sweep_cli import run_sweep_command
+
+    click.get_current_context().exit(run_sweep_command(options))

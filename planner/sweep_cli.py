@@ -1,0 +1,346 @@
+"""`planner sweep` behind its options: values parsed, combinations checked, the target opened,
+progress printed. The measuring is `planner.sweep.run_sweep`; this module only wires it.
+
+Progress is one line per step on stderr (pods, offered, achieved, p99, errors, dropped,
+pass/fail), plus a line when a pod count starts and ends; the summary goes to stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from capture.units import ParsedType, format_duration_ns, parse_duration_ns
+from planner.errors import InputError
+from planner.sweep import (
+    EXIT_INTERRUPTED,
+    PodEvent,
+    StepEvent,
+    SweepConfig,
+    SweepError,
+    SweepInterrupted,
+)
+from planner.sweep_format import Slo, Sweep
+
+NS = 1_000_000_000
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def parse_pods(text: str) -> tuple[int, ...]:
+    """'1,2,3,4,6,8' -> (1, 2, 3, 4, 6, 8), in the order given; no repeats."""
+    pods: list[int] = []
+    for raw in text.split(","):
+        word = raw.strip()
+        if not word.isdigit() or int(word) < 1:
+            raise ValueError(f"{word!r} in {text!r} is not a pod count (whole numbers ≥ 1: 1,2,4)")
+        if int(word) in pods:
+            raise ValueError(f"{text!r} names {int(word)} pods twice")
+        pods.append(int(word))
+    return tuple(pods)
+
+
+def parse_slo_p99_ms(text: str) -> float:
+    """'p99<100ms' (also 'p(99) < 0.1s') -> 100.0 milliseconds."""
+    metric, sep, limit = text.replace(" ", "").partition("<")
+    if not sep or metric.lower() not in ("p99", "p(99)"):
+        raise ValueError(f"{text!r}: write p99<LIMIT, e.g. p99<100ms (a sweep judges p99)")
+    if limit.replace(".", "", 1).isdigit():
+        raise ValueError(f"{text!r}: give the limit a unit, e.g. p99<{limit}ms")
+    ns = parse_duration_ns(limit)
+    if ns <= 0:
+        raise ValueError(f"{text!r}: the limit must be above zero")
+    return ns / 1e6
+
+
+def parse_fraction(text: str) -> float:
+    """'0.01' or '1%' -> 0.01, from 0 to 1."""
+    s = text.strip()
+    try:
+        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a fraction (examples: 0.01, 1%)") from None
+    if not 0 <= value <= 1:
+        raise ValueError(f"{text!r} is not between 0 and 1 (0% and 100%)")
+    return value
+
+
+def parse_whole_seconds(text: str) -> int:
+    """A duration in whole seconds (replay measures per second): '6s', '1m', '0'."""
+    ns = parse_duration_ns(text)
+    if ns % NS:
+        raise ValueError(f"{text!r}: use whole seconds (replay measures each second)")
+    return ns // NS
+
+
+PODS = ParsedType("list", parse_pods)
+SLO_P99 = ParsedType("p99<limit", parse_slo_p99_ms)
+FRACTION = ParsedType("fraction", parse_fraction)
+SECONDS = ParsedType("seconds", parse_whole_seconds)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def run_sweep_command(o: dict[str, Any], err: TextIO | None = None) -> int:
+    """Check the options, open the target, run the sweep; the exit status.
+
+    Bad input raises `InputError` (the CLI prints it as one line, exit 2); failures after the
+    first measurement are reported here, with what the file keeps."""
+    err = err or sys.stderr
+    try:
+        return _command(o, err)
+    except KeyboardInterrupt:
+        err.write("\nplanner: interrupted before the first measurement\n")
+        return EXIT_INTERRUPTED
+
+
+def _command(o: dict[str, Any], err: TextIO) -> int:
+    from planner.embedded import SandboxModel
+
+    sandbox = bool(o["sandbox"])
+    model_options = {k: o[k] for k in ("pod_rate", "sigma", "kappa", "queue_depth")}
+    _check_combination(o, sandbox, model_options)
+    model: SandboxModel | None = None
+    if sandbox:
+        model = SandboxModel(**{k: v for k, v in model_options.items() if v is not None})
+        try:
+            model.emulation(max(o["pod_counts"]))
+        except ValueError as exc:
+            raise InputError("--sandbox", "", str(exc)) from None
+    precision = o["precision"]
+    if not 0 < precision < 1:
+        raise InputError("--precision", "", f"{precision:g}: must be above 0 and below 1")
+    if o["max_rate"] is not None and o["max_rate"] < o["start_rate"]:
+        raise InputError("--max-rate", "", "is below --start-rate")
+    plan = _step_plan(o)
+    out: Path = o["out"]
+    extra: dict[str, Any] = {
+        "step_s": o["step_s"],
+        "warmup_s": o["warmup_s"],
+        "precision": precision,
+        "start_rate": o["start_rate"],
+        "workers": o["workers"],
+        "arrival": "uniform",
+    }
+    if model is not None:
+        extra["sandbox"] = model.as_extra()
+    config = SweepConfig(
+        pods=o["pod_counts"],
+        out=out,
+        target=o["target"] or "",
+        slo=Slo(p99_ms=o["p99_ms"], max_error_rate=o["max_error_rate"]),
+        start_rate=o["start_rate"],
+        precision=precision,
+        max_steps=o["max_steps"],
+        max_rate=o["max_rate"],
+        resume=o["resume"],
+        overwrite=o["overwrite"],
+        scale_cmd=o["scale_cmd"],
+        corpus=o["corpus"],
+        extra=extra,
+    )
+    if model is not None:
+        return _sweep_sandbox(config, model, plan, o, err)
+    return _sweep_target(config, plan, o, err)
+
+
+def _check_combination(o: dict[str, Any], sandbox: bool, model: dict[str, Any]) -> None:
+    if o["resume"] and o["overwrite"]:
+        raise InputError("--resume", "", "and --overwrite cannot be combined")
+    if sandbox:
+        for flag, key in (
+            ("--target", "target"),
+            ("--scale-cmd", "scale_cmd"),
+            ("--ready-url", "ready_url"),
+        ):
+            if o[key] is not None:
+                raise InputError(flag, "", "not with --sandbox (the sweep scales the sandbox)")
+        return
+    given = [k for k, v in model.items() if v is not None]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise InputError(flag, "", "sets the emulated sandbox: it needs --sandbox")
+    if o["target"] is None:
+        raise InputError("planner sweep", "", "give --target URL (with --scale-cmd), or --sandbox")
+    if o["scale_cmd"] is None and len(o["pod_counts"]) > 1:
+        raise InputError(
+            "--scale-cmd",
+            "",
+            "missing: with several pod counts the sweep must set each one "
+            "(e.g. --scale-cmd 'kubectl scale deploy/api --replicas={pods}')",
+        )
+    if o["scale_cmd"] is not None:
+        from planner.scaling import check_command
+
+        try:
+            check_command(o["scale_cmd"], shell=o["shell"])
+        except ValueError as exc:
+            raise InputError("--scale-cmd", "", str(exc)) from None
+    elif o["shell"]:
+        raise InputError("--shell", "", "applies to --scale-cmd, which is not given")
+
+
+def _step_plan(o: dict[str, Any]) -> Any:
+    from planner.stepper import make_step_plan
+
+    try:
+        return make_step_plan(
+            o["corpus"],
+            workers=o["workers"],
+            max_inflight=o["max_inflight"],
+            timeout_ns=o["timeout_ns"],
+        )
+    except ValueError as exc:
+        raise InputError("--corpus", "", str(exc)) from None
+
+
+def _sweep_target(config: SweepConfig, plan: Any, o: dict[str, Any], err: TextIO) -> int:
+    from planner.scaling import CommandScaler
+    from planner.stepper import ReplayStepper, open_user_target
+
+    try:
+        target = open_user_target(o["target"], o["api_key"], o["project_id"])
+    except ValueError as exc:
+        raise InputError("--target", "", str(exc)) from None
+    scaler = CommandScaler(
+        cmd=o["scale_cmd"],
+        shell=o["shell"],
+        ready_url=o["ready_url"],
+        timeout_s=o["ready_timeout"] / NS,
+        target_url=o["target"],
+    )
+    stepper = ReplayStepper(target, plan, warmup_s=o["warmup_s"], step_s=o["step_s"])
+    return _run(config, stepper, scaler, err, describe=None)
+
+
+def _sweep_sandbox(
+    config: SweepConfig, model: Any, plan: Any, o: dict[str, Any], err: TextIO
+) -> int:
+    from dataclasses import replace
+
+    from planner.embedded import EmbeddedSandbox
+    from planner.stepper import ReplayStepper
+    from planner.sweep import begin
+
+    begin(config)  # refuse a file that cannot be written or resumed before starting anything
+    try:
+        sandbox = EmbeddedSandbox.start(model, config.pods[0])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise InputError("--sandbox", "", first) from None
+    with sandbox:
+        err.write(
+            f"sandbox: {sandbox.url}, emulating X(N) = {model.pod_rate:g}·N / "
+            f"(1 + {model.sigma:g}(N−1) + {model.kappa:g}N(N−1))\n"
+        )
+        stepper = ReplayStepper(sandbox.target, plan, warmup_s=o["warmup_s"], step_s=o["step_s"])
+        config = replace(config, target=sandbox.url)
+        return _run(config, stepper, sandbox.scale, err, describe=model.throughput)
+
+
+def _run(
+    config: SweepConfig,
+    stepper: Callable[[float], Any],
+    scale: Callable[[int], None],
+    err: TextIO,
+    describe: Callable[[int], float] | None,
+) -> int:
+    from planner.sweep import run_sweep
+
+    progress = _Progress(err, config, describe)
+    try:
+        result = run_sweep(
+            config, measure=stepper, scale=scale, on_step=progress.step, on_pods=progress.pods
+        )
+    except SweepInterrupted as exc:
+        err.write(f"\nplanner: interrupted; {_kept(exc.sweep, config.out)}\n")
+        return EXIT_INTERRUPTED
+    except SweepError as exc:
+        err.write(f"planner: {exc}; {_kept(exc.sweep, config.out)}\n")
+        return exc.code
+    _summary(result, config.out, time.monotonic() - progress.started, describe)
+    return 0
+
+
+def _kept(sweep: Sweep, out: Path) -> str:
+    complete = [p.pods for p in sweep.points if p.complete]
+    partial = [p for p in sweep.points if not p.complete]
+    parts = [f"{len(complete)} complete pod count{'s' if len(complete) != 1 else ''}"]
+    parts += [f"{len(p.steps)} steps at {p.pods} pods" for p in partial]
+    return f"{out} keeps {' and '.join(parts)}: continue with --resume"
+
+
+class _Progress:
+    """One line per step, and per pod count's start and end, on stderr."""
+
+    def __init__(
+        self, err: TextIO, config: SweepConfig, describe: Callable[[int], float] | None
+    ) -> None:
+        self.err = err
+        self.config = config
+        self.describe = describe
+        self.started = time.monotonic()
+        self.pod_started = self.started
+
+    def _line(self, text: str) -> None:
+        elapsed = format_duration_ns((time.monotonic() - self.started) * NS)
+        self.err.write(f"[{elapsed:>6}] {text}\n")
+        self.err.flush()
+
+    def pods(self, event: PodEvent) -> None:
+        n = event.pods
+        if event.kind == "skip" and event.point is not None:
+            self._line(f"{n} pods: complete in {self.config.out}, skipped ({_xs(event.point)})")
+        elif event.kind == "start":
+            self.pod_started = time.monotonic()
+            self._line(f"{n} pods: scaling; ladder starts at {_rate(event.start_rate)}")
+        elif event.kind == "resume" and event.point is not None:
+            self.pod_started = time.monotonic()
+            self._line(
+                f"{n} pods: resuming after {len(event.point.steps)} steps; "
+                f"next {_rate(event.start_rate)}"
+            )
+        elif event.kind == "done" and event.point is not None:
+            took = format_duration_ns((time.monotonic() - self.pod_started) * NS)
+            emulated = f"; emulated X({n}) = {self.describe(n):,.1f}/s" if self.describe else ""
+            steps = len(event.point.steps)
+            self._line(f"{n} pods: {_xs(event.point)} in {steps} steps, {took}{emulated}")
+
+    def step(self, event: StepEvent) -> None:
+        s = event.step
+        p99 = "-" if s.p99_ms is None else f"{s.p99_ms:,.1f} ms"
+        verdict = "pass" if s.passed_slo else "FAIL"
+        note = f"  ({event.note})" if event.note else ""
+        self._line(
+            f"{event.pods} pods  step {event.number:>2}  offered {s.offered_rps:>9,.1f}/s  "
+            f"achieved {s.achieved_rps:>9,.1f}/s  p99 {p99:>10}  errors {s.error_rate:6.2%}  "
+            f"dropped {s.dropped}  {verdict}{note}"
+        )
+
+
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:,.1f}/s"
+
+
+def _xs(point: Any) -> str:
+    return f"x_slo {_rate(point.x_slo)}, x_max {_rate(point.x_max)}"
+
+
+def _summary(
+    sweep: Sweep, out: Path, seconds: float, describe: Callable[[int], float] | None
+) -> None:
+    click.echo(f"Swept {len(sweep.points)} pod counts in {format_duration_ns(seconds * NS)}: {out}")
+    header = f"  {'pods':>4}  {'x_slo/s':>10}  {'x_max/s':>10}  {'steps':>5}"
+    click.echo(header + ("  emulated X(N)/s" if describe else ""))
+    for p in sweep.points:
+        x_slo = "-" if p.x_slo is None else f"{p.x_slo:,.1f}"
+        row = f"  {p.pods:>4}  {x_slo:>10}  {p.x_max:>10,.1f}  {len(p.steps):>5}"
+        click.echo(row + (f"  {describe(p.pods):>15,.1f}" if describe else ""))
+    click.echo(f"Next: planner report {out} --target-rate RATE --html report.html")
