@@ -98,6 +98,10 @@ class EmbeddedSandbox:
     def url(self) -> str:
         return str(self.process.url)
 
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
     def scale(self, pods: int) -> None:
         """Set the emulated pod count (the admin API answers once it holds)."""
         from planner.sweep import ScaleError

@@ -3,14 +3,19 @@ progress printed. The measuring is `planner.sweep.run_sweep`; this module only w
 
 Progress is one line per step on stderr (pods, offered, achieved, p99, errors, dropped,
 pass/fail), plus a line when a pod count starts and ends; the summary goes to stdout.
+SIGTERM is handled as Ctrl-C while the command runs (and only then).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import click
@@ -94,11 +99,30 @@ def run_sweep_command(o: dict[str, Any], err: TextIO | None = None) -> int:
     Bad input raises `InputError` (the CLI prints it as one line, exit 2); failures after the
     first measurement are reported here, with what the file keeps."""
     err = err or sys.stderr
+    with _sigterm_as_interrupt():
+        try:
+            return _command(o, err)
+        except KeyboardInterrupt:
+            err.write("\nplanner: interrupted before the first measurement\n")
+            return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the sweep runs, SIGTERM is Ctrl-C: what was measured is written, the embedded
+    sandbox and replay's workers are stopped (the default action would orphan them)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        return _command(o, err)
-    except KeyboardInterrupt:
-        err.write("\nplanner: interrupted before the first measurement\n")
-        return EXIT_INTERRUPTED
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _command(o: dict[str, Any], err: TextIO) -> int:
@@ -237,7 +261,7 @@ def _sweep_sandbox(
         raise InputError("--sandbox", "", first) from None
     with sandbox:
         err.write(
-            f"sandbox: {sandbox.url}, emulating X(N) = {model.pod_rate:g}·N / "
+            f"sandbox: {sandbox.url} (pid {sandbox.pid}), emulating X(N) = {model.pod_rate:g}·N / "
             f"(1 + {model.sigma:g}(N−1) + {model.kappa:g}N(N−1))\n"
         )
         stepper = ReplayStepper(sandbox.target, plan, warmup_s=o["warmup_s"], step_s=o["step_s"])
@@ -272,8 +296,8 @@ def _run(
 def _kept(sweep: Sweep, out: Path) -> str:
     complete = [p.pods for p in sweep.points if p.complete]
     partial = [p for p in sweep.points if not p.complete]
-    parts = [f"{len(complete)} complete pod count{'s' if len(complete) != 1 else ''}"]
-    parts += [f"{len(p.steps)} steps at {p.pods} pods" for p in partial]
+    parts = [_count(len(complete), "complete pod count")]
+    parts += [f"{_count(len(p.steps), 'step')} at {p.pods} pods" for p in partial]
     return f"{out} keeps {' and '.join(parts)}: continue with --resume"
 
 
@@ -304,7 +328,7 @@ class _Progress:
         elif event.kind == "resume" and event.point is not None:
             self.pod_started = time.monotonic()
             self._line(
-                f"{n} pods: resuming after {len(event.point.steps)} steps; "
+                f"{n} pods: resuming after {_count(len(event.point.steps), 'step')}; "
                 f"next {_rate(event.start_rate)}"
             )
         elif event.kind == "done" and event.point is not None:
@@ -323,6 +347,10 @@ class _Progress:
             f"achieved {s.achieved_rps:>9,.1f}/s  p99 {p99:>10}  errors {s.error_rate:6.2%}  "
             f"dropped {s.dropped}  {verdict}{note}"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _rate(rate: float | None) -> str:
