@@ -218,8 +218,9 @@ class Coordinator:
 
     def _handle(self, proc: _Proc, message: Sequence[Any]) -> None:
         kind = message[0]
-        if kind == "delta":
-            self.aggregate.add(message[3])
+        if kind == "delta":  # one interval: the recorder's deltas of its folds
+            for payload in message[3]:
+                self.aggregate.add(payload)
         elif kind == "ready":
             proc.state = "ready"
             proc.info = dict(message[2])

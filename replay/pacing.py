@@ -106,6 +106,11 @@ class RateCurve:
         only = pieces[0]
         self._constant = only.a if len(pieces) == 1 and only.a == only.b else None
 
+    @property
+    def constant_rate(self) -> float | None:
+        """The rate of a constant curve (one segment, a = b), else None."""
+        return self._constant
+
     def rate(self, t_ns: int) -> float:
         """r(t) in requests per second; 0 outside [0, end)."""
         if t_ns < 0 or t_ns >= self.end_ns:
@@ -134,8 +139,8 @@ class RateCurve:
         if x < 0:
             return 0
         if self._constant is not None:
-            t = int(x * NS / self._constant) if self._constant > 0 else self.end_ns
-            return t if t < self.end_ns else None
+            due = x * NS / self._constant if self._constant > 0 else math.inf
+            return int(due) if due < self.end_ns else None
         for seg in self.segments:
             if seg.before <= x < seg.before + seg.area:
                 y = (x - seg.before) * NS  # requests·ns/s still to accumulate in this segment
@@ -173,6 +178,14 @@ def uniform_hits(curve: RateCurve, worker: int = 0, workers: int = 1) -> Iterato
     if not 0 <= worker < workers:
         raise ValueError(f"worker {worker} of {workers} does not exist")
     n = worker
+    rate, end = curve.constant_rate, curve.end_ns
+    if rate is not None and rate > 0:  # inverse() inlined: the same arithmetic, 5x cheaper
+        while True:
+            due = n * NS / rate
+            if due >= end:  # (compared as a float: a subnormal rate gives infinity)
+                return
+            yield int(due)
+            n += workers
     while True:
         t = curve.inverse(n)
         if t is None:

@@ -347,6 +347,17 @@ class Connection:
             self.out = memoryview(request)[sent:]
             self.writer.start(self._on_writable)
 
+    def connect(self) -> None:
+        """Open the connection ahead of its first request (a failure is not an outcome)."""
+        if self.sock is None and not self.busy:
+            self.out = b""
+            self._connect()
+
+    @property
+    def ready(self) -> bool:
+        """Connected (or given up on): no connect or handshake pending."""
+        return not (self.connecting or self.handshaking)
+
     def expire(self) -> None:
         """The watchdog's verdict: the exchange outlived --timeout."""
         if self.busy:
@@ -500,7 +511,7 @@ class Connection:
             if self.pending:
                 data = self.pending + data
                 self.pending = b""
-            parsed = _SEEN.get(data) if not self.head else None
+            parsed: tuple[int, int, bool] | int | None = _SEEN.get(data) if not self.head else None
             if parsed is None:
                 parsed = parse_head(data, self.head)
                 if (
@@ -544,7 +555,8 @@ class Connection:
 
     def _failed(self, exc: BaseException) -> None:
         self.close()
-        self._finish(classify(exc, False))
+        if self.busy:
+            self._finish(classify(exc, False))
 
     def _finish(self, outcome: str) -> None:
         self.busy = False
@@ -557,7 +569,8 @@ class Connection:
         """A failure found inside `send`: reported from the loop, so that an owner that
         sends again from `on_done` never recurses."""
         self.close()
-        self.loop.run_callback(self._failed_later, exc, self.uses)
+        if self.busy:
+            self.loop.run_callback(self._failed_later, exc, self.uses)
 
     def _failed_later(self, exc: BaseException, uses: int) -> None:
         if self.busy and self.uses == uses:

@@ -17,13 +17,15 @@ A ticker greenlet flushes the IntervalRecorder at each whole second since the st
 writes the delta to the coordinator; a watchdog closes connections whose request has
 outlived --timeout (their outcome is "timeout"); a control greenlet obeys ``stop``.
 
-Messages (msgpack arrays, worker -> coordinator): ["ready", w, info], ["delta", w, k, bytes],
+Messages (msgpack arrays, worker -> coordinator): ["ready", w, info], ["delta", w, k, [bytes]],
 ["done", w, info], ["error", w, kind, text]; coordinator -> worker: a config map, then
 ["start", mono_ns, wall_ns], ["stop"].
 """
 
 from __future__ import annotations
 
+import gc
+import itertools
 import os
 import signal
 import sys
@@ -49,8 +51,13 @@ NS = 1_000_000_000
 STOP_GRACE_NS = NS  # in-flight requests get this long to finish after a stop
 ACK_RING = 256  # reads name the oldest of the last 256 traces this worker saw ingested
 AHEAD = 4096  # requests (or templates) prepared ahead of the schedule, at most
-SLICE_NS = 200_000  # the preparing greenlet holds the loop for at most this long at a time
+SLICE_NS = 200_000  # the preparing greenlet holds the loop for about this long at a time
+BATCH = 32  # items prepared between two looks at the clock
 SPIN_NS = 1_500_000  # the scheduler keeps the loop spinning when the next request is this near
+FOLDS = 10  # recorder flushes per interval, sent together at its end
+DISPATCH_BATCH = 64  # requests sent per turn of the loop at most, when catching up
+PRECONNECT = 64  # open models: connections opened before the start (closed: one per VU)
+PRECONNECT_WAIT_NS = 2 * NS
 
 
 class Pipe:
@@ -161,6 +168,11 @@ class Shard:
 
     def cycle(self) -> Iterator[Template]:
         """Templates in corpus order, round and round (rate and closed models)."""
+        if self.cached and not self.everyone:
+            return itertools.cycle([template for _entry, template in self.cached])
+        return self._cycle()
+
+    def _cycle(self) -> Iterator[Template]:
         while True:
             source: Iterator[tuple[Any, Template]]
             if self.everyone:
@@ -217,11 +229,11 @@ class Ahead:
         until = time.monotonic_ns() + SLICE_NS
         monotonic_ns = time.monotonic_ns
         while len(items) < size:
-            item = next(source, None)
-            if item is None:
+            before = len(items)
+            items.extend(itertools.islice(source, min(BATCH, size - before)))
+            if len(items) - before < min(BATCH, size - before):
                 self.exhausted = True
                 break
-            items.append(item)
             if monotonic_ns() > until:
                 break
         if self.on_fill is not None:
@@ -259,6 +271,11 @@ class Worker:
         self.minter = rewrite.IdMinter(cfg.worker, cfg.nonce)
         self.stamps = rewrite.Stamps()
         self.recorder = IntervalRecorder(cfg.worker)
+        self.record = self.recorder.record
+        self.iso = self.stamps.iso
+        self.closed = cfg.model == "closed"
+        self.timeout_ns = cfg.timeout_ns
+        self.reads = True  # does any template read a trace it does not define?
         self.ring = AckRing()
         self.serial = 0
         self.start = 0
@@ -266,7 +283,8 @@ class Worker:
         self.wall_ms = 0
         self.stopping = False
         self.abandoned = 0
-        self.interval = 0  # the next interval to flush
+        self.interval = 0  # the next interval to send
+        self.folds: list[bytes] = []  # recorder deltas of the interval, not sent yet
         self.conns: list[Connection] = []
         self.idle: list[Connection] = []
         self.parked: list[Connection] = []  # closed-model VUs waiting for a template
@@ -301,6 +319,8 @@ class Worker:
         with CorpusReader(cfg.corpus) as reader:
             created_holder.append(rewrite.created_ms(reader.header.meta.created))
         self.shard = Shard(cfg, build)
+        if self.shard.cached is not None:  # acknowledged ingests matter only to reads
+            self.reads = any(tpl.has_read for _entry, tpl in self.shard.cached)
         family, addr = wire.resolve(self.target)
         self.loop = gevent.get_hub().loop
         n = cfg.max_inflight if cfg.model != "closed" else cfg.vus
@@ -309,11 +329,22 @@ class Worker:
             for _ in range(max(n, 0))
         ]
         self.idle = list(reversed(self.conns))
+        self._preconnect(self.conns if cfg.model == "closed" else self.conns[:PRECONNECT])
         return {
             "pid": os.getpid(),
             "records": self.shard.mine,
             "cached": self.shard.cached is not None,
         }
+
+    def _preconnect(self, conns: list[Connection]) -> None:
+        """Open connections before the start, as wrk does: a connect costs the kernel up to
+        milliseconds on a busy machine (ephemeral port search), which is no part of what a
+        run measures. Those that fail now are opened again by their first request."""
+        for conn in conns:
+            conn.connect()
+        deadline = time.monotonic_ns() + PRECONNECT_WAIT_NS
+        while not all(c.ready for c in conns) and time.monotonic_ns() < deadline:
+            gevent.sleep(0.005)
 
     # --- the hot path --------------------------------------------------------------------
 
@@ -324,23 +355,23 @@ class Worker:
         tag = b"%09x" % serial
         read = self.ring.pick(tpl.read_fallback) if tpl.has_read else b""
         delta_ms = self.wall_ms + (due - self.start) // 1_000_000 - tpl.recorded_ms
-        data = tpl.render(tag, delta_ms, read, self.stamps.iso)
+        data = tpl.render(tag, delta_ms, read, self.iso)
         conn.tpl = tpl
         conn.tag = tag
         conn.due = due
         self.busy += 1
         sent = conn.sent = time.monotonic_ns()
-        conn.deadline = sent + self.cfg.timeout_ns
+        conn.deadline = sent + self.timeout_ns
         conn.send(data, sent)
 
     def _done(self, conn: Connection, outcome: str, done: int) -> None:
         """Every exchange ends here, called from the loop: record, then reuse the connection."""
         self.busy -= 1
         tpl = conn.tpl
-        if tpl.ack_prefix and outcome[0] == "2":
+        if self.reads and tpl.ack_prefix and outcome[0] == "2":
             self.ring.add(tpl.trace_id(conn.tag))
-        self.recorder.record(tpl.endpoint, outcome, conn.due, conn.sent, done)
-        if self.cfg.model != "closed":
+        self.record(tpl.endpoint, outcome, conn.due, conn.sent, done)
+        if not self.closed:
             self.idle.append(conn)
         elif not self.stopping and done < self.end:
             if self._think is None:
@@ -400,8 +431,10 @@ class Worker:
             hits = pacing.poisson_hits(curve, cfg.seed, cfg.worker, cfg.workers)
         else:
             hits = pacing.uniform_hits(curve, cfg.worker, cfg.workers)
-        templates = shard.cycle()
-        return ((t, tpl) for t, tpl in zip(hits, templates, strict=False) if t < cfg.duration_ns)
+        pairs = zip(hits, shard.cycle(), strict=False)
+        if curve.end_ns <= cfg.duration_ns:
+            return pairs
+        return itertools.takewhile(lambda pair: pair[0] < cfg.duration_ns, pairs)
 
     def _tick(self) -> None:
         """The scheduler (a check watcher): dispatch what is due, or drop it; re-arm."""
@@ -421,9 +454,10 @@ class Worker:
         if due <= now:
             idle, rec, dispatch = self.idle, self.recorder, self._dispatch
             popleft = items.popleft
+            offered = 0
             while True:
                 tpl = popleft()[1]
-                rec.offered()
+                offered += 1
                 if idle:
                     dispatch(idle.pop(), tpl, due)
                 else:
@@ -431,8 +465,9 @@ class Worker:
                 if not items:
                     break
                 due = start + items[0][0]
-                if due > now:
-                    break
+                if due > now or offered == DISPATCH_BATCH:
+                    break  # (a batch: responses are read between batches when catching up)
+            rec.offered(offered)
             ahead.poke()
             if not items:
                 return
@@ -463,18 +498,27 @@ class Worker:
     # --- background ------------------------------------------------------------------------
 
     def _ticker(self) -> None:
-
+        """Fold the recorder FOLDS times a second (each fold holds the loop for a tenth of
+        what one fold a second would) and send each whole second's folds together."""
+        folds = 0
         while True:
-            wake = self.start + (self.interval + 1) * NS
-            wait = wake - time.monotonic_ns()
+            folds += 1
+            wait = self.start + folds * NS // FOLDS - time.monotonic_ns()
             if wait > 0:
                 gevent.sleep(wait / NS)
-            self.flush()
+            self.folds.append(self.recorder.flush(self.interval, self.busy))
+            if folds % FOLDS == 0:
+                self._send_interval()
 
     def flush(self) -> None:
-        payload = self.recorder.flush(self.interval, self.busy)
+        """The last, partial interval: fold what is left and send it."""
+        self.folds.append(self.recorder.flush(self.interval, self.busy))
+        self._send_interval()
+
+    def _send_interval(self) -> None:
+        folds, self.folds = self.folds, []
         if self.pipe is not None:
-            self.pipe.send("delta", self.cfg.worker, self.interval, payload)
+            self.pipe.send("delta", self.cfg.worker, self.interval, folds)
         self.interval += 1
 
     def _watchdog(self) -> None:
@@ -576,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         pipe.send("error", worker_index, _kind(exc), str(exc))
         return 3
+    gc.collect()
+    gc.freeze()  # the templates live all run: keep the collector from walking them again
     pipe.send("ready", cfg.worker, info)
     message = pipe.receive()
     if message is None or message[0] != "start":

@@ -230,3 +230,19 @@ def test_scaled_timeline_count(numerator: int, denominator: int, records: int) -
     assert len(times) == records * numerator // denominator
     assert times == sorted(times)
     assert all(0 <= t < period for t in times)
+
+
+@pytest.mark.parametrize(
+    ("rate", "duration_ns", "workers"),
+    [(300.0, NS, 1), (7.0, 3 * NS, 2), (25_000.0, NS // 10, 3), (0.5, 9 * NS, 4)],
+)
+def test_constant_rate_fast_path_is_inverse(rate: float, duration_ns: int, workers: int) -> None:
+    # the inlined constant-rate loop gives exactly what inverse() gives, hit for hit
+    curve = pacing.constant(rate, duration_ns)
+    for w in range(workers):
+        slow = []
+        n = w
+        while (t := curve.inverse(n)) is not None:
+            slow.append(t)
+            n += workers
+        assert list(pacing.uniform_hits(curve, w, workers)) == slow

@@ -86,10 +86,11 @@ class Capture:
     def receive(self) -> Any:
         gevent.sleep(3600)  # no coordinator: never a stop
 
-    def send(self, kind: str, _worker: int, k: int, payload: bytes) -> None:
+    def send(self, kind: str, _worker: int, k: int, payloads: list[bytes]) -> None:
         assert kind == "delta"
         self.intervals.append(k)
-        self.aggregate.add(payload)
+        for payload in payloads:
+            self.aggregate.add(payload)
 
 
 def run_worker(corpus: Path, url: str, **kw: Any) -> tuple[Worker, Capture, dict[str, Any]]:
