@@ -163,54 +163,70 @@ Step = tuple[int, int, tuple[bytes, ...]]  # (hole kind, its argument, the group
 
 
 class Splice:
-    """Bytes with holes, as tokens; frozen into groups of literals joined by the serial,
-    separated by the other holes."""
+    """Bytes with holes, frozen as they are written: groups of literals joined by the serial,
+    separated by the other holes (STAMP, READ), and the rendered length while it is fixed."""
 
-    __slots__ = ("tokens",)
+    __slots__ = ("first", "group", "length", "pending", "steps")
 
     def __init__(self) -> None:
-        self.tokens: list[bytes | tuple[int, int]] = []
+        self.first: list[bytes] = []
+        self.steps: list[tuple[int, int, list[bytes]]] = []
+        self.group = self.first  # the group being written
+        self.pending: list[bytes] = []  # literals since the last hole
+        self.length: int | None = 0  # None once a READ hole makes it vary
 
     def text(self, data: bytes) -> None:
-        if data:
-            self.tokens.append(data)
+        self.pending.append(data)
+        if self.length is not None:
+            self.length += len(data)
+
+    def serial(self, before: bytes, after: bytes) -> None:
+        """`before`, the serial hole, `after` (a minted id: the length does not change)."""
+        self.pending.append(before)
+        self.group.append(b"".join(self.pending))
+        self.pending = [after]
 
     def hole(self, kind: int, arg: int = 0) -> None:
-        self.tokens.append((kind, arg))
+        """A hole; `length` counts literals only (callers count what fills STAMP and
+        SERIAL holes), and a READ hole makes it vary."""
+        self.group.append(b"".join(self.pending))
+        self.pending = []
+        if kind == SERIAL:
+            return
+        self.group = []
+        self.steps.append((kind, arg, self.group))
+        if kind == READ:
+            self.length = None
 
     def extend(self, other: Splice) -> None:
-        self.tokens.extend(other.tokens)
+        """Append `other` (its holes and literals, in order), group by group."""
+        self._join(other.first if other.group is not other.first else other._last())
+        for kind, arg, group in other.steps:
+            self.hole(kind, arg)
+            self._join(other._last() if group is other.group else group)
+        if self.length is not None:
+            self.length = None if other.length is None else self.length + other.length
+
+    def _last(self) -> list[bytes]:
+        return [*self.group, b"".join(self.pending)]
+
+    def _join(self, group: list[bytes]) -> None:
+        """Continue the current literal with group[0]; the rest follow after serial holes."""
+        self.pending.append(group[0])
+        if len(group) > 1:
+            self.group.append(b"".join(self.pending))
+            self.group.extend(group[1:-1])
+            self.pending = [group[-1]]
 
     def frozen(self) -> tuple[tuple[bytes, ...], tuple[Step, ...]]:
-        first: list[bytes] = []
-        steps: list[tuple[int, int, list[bytes]]] = []
-        group, pending = first, []
-        for token in self.tokens:
-            if isinstance(token, bytes):
-                pending.append(token)
-                continue
-            group.append(b"".join(pending))
-            pending = []
-            kind, arg = token
-            if kind != SERIAL:
-                group = []
-                steps.append((kind, arg, group))
-        group.append(b"".join(pending))
-        return tuple(first), tuple((k, a, tuple(g)) for k, a, g in steps)
+        last = [*self.group, b"".join(self.pending)]
+        first = last if self.group is self.first else self.first
+        steps = [(k, a, tuple(last if g is self.group else g)) for k, a, g in self.steps]
+        return tuple(first), tuple(steps)
 
     def fixed_length(self) -> int | None:
         """The rendered length, when no hole varies in length (no READ)."""
-        total = 0
-        for token in self.tokens:
-            if isinstance(token, bytes):
-                total += len(token)
-            elif token[0] == SERIAL:
-                total += SERIAL_DIGITS
-            elif token[0] == STAMP:
-                total += 24
-            else:
-                return None
-        return total
+        return self.length
 
 
 def render(
@@ -318,60 +334,61 @@ def build_template(
     path_spans = _checked(record.path_ids, len(path), where, "path")
     body_spans = _checked(record.body_ids, len(body), where, "body")
 
-    # Pass 1: which ids does this record define? Those get minted; references to them follow.
-    ordinals: dict[str, int] = {}
-    traces: set[str] = set()
-    observations: set[str] = set()
+    # Pass 1: which ids does this record define? Those get minted (their constant prefix and
+    # ordinal, found once per distinct id); references to them follow.
+    minted: dict[bytes, tuple[bytes, bytes]] = {}
+    traces: set[bytes] = set()
+    observations: set[bytes] = set()
     ack: tuple[bytes, bytes] | None = None
     for text, spans in ((path, path_spans), (body, body_spans)):
         for start, length, kind in spans:
-            if kind in (IdKind.TRACE, IdKind.OBSERVATION):
-                original = _ascii(text[start : start + length], where)
-                check_id(
-                    original, f"{where}: {'trace' if kind == IdKind.TRACE else 'observation'} id"
-                )
-                if original not in ordinals:
-                    if len(ordinals) > MAX_ORDINAL:
-                        raise RewriteError(
-                            f"{where}: more than {MAX_ORDINAL + 1} ids in one record"
-                        )
-                    ordinals[original] = len(ordinals)
-                (traces if kind == IdKind.TRACE else observations).add(original)
-                if kind == IdKind.TRACE and ack is None:
-                    ack = (minter.prefix(original), _ORDINALS[ordinals[original]])
+            if kind != _TRACE and kind != _OBSERVATION:
+                continue
+            raw = text[start : start + length]
+            (traces if kind == _TRACE else observations).add(raw)
+            if raw in minted:
+                continue
+            original = _ascii(raw, where)
+            check_id(original, f"{where}: {'trace' if kind == _TRACE else 'observation'} id")
+            if len(minted) > MAX_ORDINAL:
+                raise RewriteError(f"{where}: more than {MAX_ORDINAL + 1} ids in one record")
+            minted[raw] = (minter.prefix(original), _ORDINALS[len(minted)])
+            if kind == _TRACE and ack is None:
+                ack = minted[raw]
 
     read_fallback = b""
 
     def splice(text: bytes, spans: list[tuple[int, int, int]], out: Splice) -> None:
+        """Write `text` into `out` with its spans as holes (the hot part of a build)."""
         nonlocal read_fallback
         pos = 0
+        grown = len(text)  # minted ids and moved timestamps keep their length
         for start, length, kind in spans:
-            out.text(text[pos:start])
             raw = text[start : start + length]
-            pos = start + length
-            original = raw.decode("latin-1")
-            defined = (kind in (IdKind.TRACE, IdKind.OBSERVATION)) or (
-                (kind == IdKind.TRACE_REF and original in traces)
-                or (kind == IdKind.OBSERVATION_REF and original in observations)
-            )
-            if defined:
-                out.text(minter.prefix(original))
-                out.hole(SERIAL)
-                out.text(_ORDINALS[ordinals[original]])
-            elif kind == IdKind.TRACE_REF:
+            if (
+                kind in (_TRACE, _OBSERVATION)
+                or (kind == _TRACE_REF and raw in traces)
+                or (kind == _OBSERVATION_REF and raw in observations)
+            ):
+                prefix, ordinal = minted[raw]
+                out.serial(text[pos:start] + prefix, ordinal)
+            elif kind == _TIMESTAMP and created_ms is not None and (ms := _iso_ms(raw)) is not None:
+                out.pending.append(text[pos:start])
+                out.hole(STAMP, ms)
+            elif kind == _TRACE_REF:
+                out.pending.append(text[pos:start])
                 out.hole(READ)
                 read_fallback = read_fallback or raw
-            elif (
-                kind == IdKind.TIMESTAMP
-                and created_ms is not None
-                and (ms := parse_iso_ms(original)) is not None
-            ):
-                out.hole(STAMP, ms)
-            elif kind == IdKind.PROJECT and project_id is not None:
-                out.text(project_id.encode("utf-8"))
+            elif kind == _PROJECT and project_id is not None:
+                replacement = project_id.encode("utf-8")
+                out.pending.append(text[pos:start] + replacement)
+                grown += len(replacement) - length
             else:  # unresolved observation reference, unparseable timestamp: left as recorded
-                out.text(raw)
-        out.text(text[pos:])
+                out.pending.append(text[pos : start + length])
+            pos = start + length
+        out.pending.append(text[pos:])
+        if out.length is not None:
+            out.length += grown
 
     head = Splice()
     head.text(request_start(record.method))
@@ -391,6 +408,31 @@ def build_template(
     return Template(
         record.endpoint, record.offset_ns, recorded_ms, head, body_splice, ack, read_fallback
     )
+
+
+_TRACE, _TRACE_REF = int(IdKind.TRACE), int(IdKind.TRACE_REF)
+_OBSERVATION, _OBSERVATION_REF = int(IdKind.OBSERVATION), int(IdKind.OBSERVATION_REF)
+_TIMESTAMP, _PROJECT = int(IdKind.TIMESTAMP), int(IdKind.PROJECT)
+_SECONDS_RAW: dict[bytes, int] = {}  # parse_iso_ms's cache, by the raw 'YYYY-MM-DDTHH:MM:SS'
+
+
+def _iso_ms(raw: bytes) -> int | None:
+    """parse_iso_ms of raw bytes, without decoding them when the second was seen before."""
+    seconds = _SECONDS_RAW.get(raw[:19])
+    if (
+        seconds is None
+        or len(raw) != 24
+        or raw[19:20] != b"."
+        or raw[23:24] != b"Z"
+        or not raw[20:23].isdigit()
+    ):
+        ms = parse_iso_ms(raw.decode("latin-1"))
+        if ms is not None:
+            if len(_SECONDS_RAW) >= 65536:
+                _SECONDS_RAW.clear()
+            _SECONDS_RAW[raw[:19]] = ms // 1000
+        return ms
+    return seconds * 1000 + int(raw[20:23])
 
 
 def _ascii(raw: bytes, where: str) -> str:
