@@ -36,7 +36,7 @@ import string
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from capture.corpus import IdKind, Record
+from capture.corpus import IdKind, IdSpans, Record
 
 SERIAL, STAMP, READ = 0, 1, 2
 SERIAL_DIGITS = 9
@@ -285,9 +285,7 @@ class Template:
         else:
             self.body_first, self.body_steps = body.frozen()
         self.ack_prefix, self.ack_suffix = ack if ack is not None else (b"", b"")
-        self.has_read = any(k == READ for k, _, _ in self.steps) or any(
-            k == READ for k, _, _ in self.body_steps
-        )
+        self.has_read = (head.length is None) or (body is not None and body.length is None)
         self.read_fallback = read_fallback
 
     @property
@@ -445,12 +443,22 @@ def _ascii(raw: bytes, where: str) -> str:
 def _checked(
     spans: Iterable[tuple[int, int, int]], size: int, where: str, part: str
 ) -> list[tuple[int, int, int]]:
-    ordered = sorted((int(s), int(n), int(k)) for s, n, k in spans)
-    pos = 0
-    for start, length, _kind in ordered:
-        if start < pos or length <= 0 or start + length > size:
-            raise RewriteError(
-                f"{where}: {part} span ({start}, {length}) overlaps or is out of range"
-            )
-        pos = start + length
-    return ordered
+    """The spans in order, each inside the text and none overlapping (RewriteError)."""
+    if isinstance(spans, IdSpans):
+        ordered = list(spans)  # ints already, and usually in order: no sort
+    else:
+        ordered = [(int(s), int(n), int(k)) for s, n, k in spans]
+    for attempt in range(2):
+        pos = 0
+        for start, length, _kind in ordered:
+            if start < pos and attempt == 0:
+                break  # out of order: sort, then check again
+            if start < pos or length <= 0 or start + length > size:
+                raise RewriteError(
+                    f"{where}: {part} span ({start}, {length}) overlaps or is out of range"
+                )
+            pos = start + length
+        else:
+            return ordered
+        ordered.sort()
+    return ordered  # pragma: no cover - the second pass returns or raises

@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
-import gevent.event
 import gevent.os
 import msgpack
 
@@ -53,6 +52,7 @@ ACK_RING = 256  # reads name the oldest of the last 256 traces this worker saw i
 AHEAD = 4096  # requests (or templates) prepared ahead of the schedule, at most
 SLICE_NS = 200_000  # the preparing greenlet holds the loop for about this long at a time
 BATCH = 32  # items prepared between two looks at the clock
+PREFILL_MARGIN_NS = 20_000_000  # work ahead until this long before the start instant
 SPIN_NS = 1_500_000  # the scheduler keeps the loop spinning when the next request is this near
 FOLDS = 10  # recorder flushes per interval, sent together at its end
 DISPATCH_BATCH = 64  # requests sent per turn of the loop at most, when catching up
@@ -189,18 +189,22 @@ class Shard:
 
 class Ahead:
     """Work done ahead of the schedule: items from `source` (due times and templates, or
-    templates alone), produced by a greenlet into a bounded deque in slices of at most
-    SLICE_NS, so that pacing maths, corpus decoding and template building (streamed
-    shards) never run inside a dispatch and never hold the loop for long.
+    templates alone) put into a bounded deque in slices of about SLICE_NS, by a check
+    watcher that runs once per turn of the loop while the deque is below half full. So
+    pacing maths, corpus decoding and template building (streamed shards) never run inside
+    a dispatch, and never hold the loop for long. (Not a greenlet: a greenlet that yields
+    with sleep(0) is resumed by gevent's callback runner before the loop polls again, for
+    up to its switch interval, and starves the sockets.)
 
-    `items` is read and popped by the consumer; `poke()` after popping wakes the producer
-    when the deque has drained below half. `on_fill` is called after each slice (the
-    closed model restarts VUs that found it empty). `exhausted` once the source ends.
+    The consumer reads and pops `items`, then calls `poke()`. `on_fill` is called after each
+    slice (the closed model restarts VUs that found the deque empty); `exhausted` is set
+    once the source has ended.
     """
 
     def __init__(
         self,
         source: Iterator[Any],
+        loop: Any,
         size: int = AHEAD,
         on_fill: Callable[[], None] | None = None,
     ) -> None:
@@ -209,44 +213,49 @@ class Ahead:
         self.exhausted = False
         self.on_fill = on_fill
         self._source = source
-        self._room = gevent.event.Event()
-        self._greenlet: gevent.Greenlet[Any, Any] | None = None
+        self._check = loop.check()
+        self._spin = loop.idle()  # keeps the loop from blocking while there is work
+        self._filling = False
 
-    def start(self) -> None:
-        self.fill_slice()  # the first slice before the start instant
-        self._greenlet = gevent.spawn(self._run)
-
-    def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill(block=False)
+    def prefill(self, until_ns: int) -> None:
+        """Fill up before the start (until full, or until `until_ns`), then keep it so."""
+        while not self.exhausted and len(self.items) < self.size:
+            self.fill_slice()
+            if time.monotonic_ns() > until_ns:
+                break
+        self.poke()
 
     def poke(self) -> None:
-        if len(self.items) < self.size // 2 and not self._room.is_set():
-            self._room.set()
+        if not self._filling and not self.exhausted and len(self.items) < self.size // 2:
+            self._filling = True
+            self._check.start(self._on_check)
+            self._spin.start(_nothing)
+
+    def stop(self) -> None:
+        self._filling = False
+        self._check.stop()
+        self._spin.stop()
+
+    def _on_check(self) -> None:
+        self.fill_slice()
+        if self.exhausted or len(self.items) >= self.size:
+            self.stop()
 
     def fill_slice(self) -> None:
         items, source, size = self.items, self._source, self.size
         until = time.monotonic_ns() + SLICE_NS
         monotonic_ns = time.monotonic_ns
         while len(items) < size:
+            want = min(BATCH, size - len(items))
             before = len(items)
-            items.extend(itertools.islice(source, min(BATCH, size - before)))
-            if len(items) - before < min(BATCH, size - before):
+            items.extend(itertools.islice(source, want))
+            if len(items) - before < want:
                 self.exhausted = True
                 break
             if monotonic_ns() > until:
                 break
         if self.on_fill is not None:
             self.on_fill()
-
-    def _run(self) -> None:
-        while not self.exhausted:
-            self.fill_slice()
-            if len(self.items) >= self.size:
-                self._room.clear()
-                self._room.wait()
-            else:
-                gevent.sleep(0)
 
 
 class Worker:
@@ -555,10 +564,10 @@ class Worker:
         closed = cfg.model == "closed"
         if closed:
             self._think = cfg.think_ns / NS if cfg.think_ns else None
-            self.ahead = Ahead(self.shard.cycle(), on_fill=self._unpark)
+            self.ahead = Ahead(self.shard.cycle(), self.loop, on_fill=self._unpark)
         else:
-            self.ahead = Ahead(self._schedule())
-        self.ahead.start()
+            self.ahead = Ahead(self._schedule(), self.loop)
+        self.ahead.prefill(start_ns - PREFILL_MARGIN_NS)
         background = [gevent.spawn(self._watchdog)]
         if self.pipe is not None:
             background.append(gevent.spawn(self._control))
@@ -620,8 +629,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         pipe.send("error", worker_index, _kind(exc), str(exc))
         return 3
+    # The templates live all run: freeze them out of the collector's sight. During the run
+    # the collector stays off: requests make no reference cycles (their garbage goes by
+    # reference counting), and a collection pass over a streamed shard's templates would
+    # hold the loop for milliseconds. bench/memory.py checks that memory stays flat.
     gc.collect()
-    gc.freeze()  # the templates live all run: keep the collector from walking them again
+    gc.freeze()
+    gc.disable()
     pipe.send("ready", cfg.worker, info)
     message = pipe.receive()
     if message is None or message[0] != "start":
