@@ -271,7 +271,14 @@ See docs/planner.md.
     default="5m",
     help="How long the scale command and readiness may take, per pod count.",
 )
-@click.option("--slo", "p99_ms", type=SLO_P99, default="p99<100ms", help="A step passes under it.")
+@click.option(
+    "--slo",
+    "p99_ms",
+    type=SLO_P99,
+    default="p99<100ms",
+    metavar="p99<LIMIT",
+    help="A step passes under it.",
+)
 @click.option(
     "--max-error-rate", type=FRACTION, default="1%", help="... and with at most these errors."
 )
