@@ -126,19 +126,16 @@ class Shard:
             self.created = header.meta.created
             last = header.chunks[-1].last_ns if header.chunks else 0
             self.period_ns = pacing.loop_period(header.duration_ns, last, header.records)
+        # First the size of this shard (decoding only); templates only if it fits, so that
+        # a streamed shard never builds a cache it then throws away (nor keeps its memory).
         self.cached: list[tuple[Any, Template]] | None = None
         self.mine = 0
-        cached: list[tuple[Any, Template]] | None = []
         budget = cfg.cache_bytes
-        for entry, record in self._walk(everyone=False):
+        for _entry, record in self._walk(everyone=False):
             self.mine += 1
-            if cached is not None:
-                budget -= len(record.body) + len(record.path) + 512
-                if budget < 0:
-                    cached = None  # too big to keep: stream each pass instead
-                else:
-                    cached.append((entry, build(record, entry.index)))
-        self.cached = cached
+            budget -= len(record.body) + len(record.path) + 512
+        if budget >= 0:
+            self.cached = [(e, build(r, e.index)) for e, r in self._walk(everyone=False)]
         self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
 
     def _walk(self, everyone: bool) -> Iterator[tuple[Any, Any]]:
