@@ -252,9 +252,6 @@ class USLRegressor(RegressorMixin, BaseEstimator):
                 "need at least three"
             )
         best = solve(n, x, self.start)
-        self.sigma_, self.kappa_, self.lambda_ = (float(v) for v in best.x)
-        self.params_ = USLParams(self.sigma_, self.kappa_, self.lambda_)
-        self.cost_ = float(best.cost)
         self.on_bound_ = tuple(
             name
             for name, value, active in zip(
@@ -262,6 +259,14 @@ class USLRegressor(RegressorMixin, BaseEstimator):
             )
             if active != 0 or value <= 1e-12
         )
+        # A coefficient held by its bound is zero, not the solver's 1e-33: left as it was,
+        # κ = 2e-33 put the peak at 10^16 pods in the report.
+        self.sigma_, self.kappa_, self.lambda_ = (
+            0.0 if name in self.on_bound_ else float(value)
+            for name, value in zip(PARAMETERS, best.x, strict=True)
+        )
+        self.params_ = USLParams(self.sigma_, self.kappa_, self.lambda_)
+        self.cost_ = float(best.cost)
         self.sigma_se_, self.kappa_se_, self.lambda_se_ = _standard_errors(
             jacobian(best.x, n, x), best.fun
         )
