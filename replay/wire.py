@@ -65,13 +65,13 @@ IDLE_CHECK_NS = 20_000_000  # a connection idle longer than this is checked befo
 
 
 _SOCKET = monkey.get_original("socket", "socket")  # not gevent's: the loop drives it
-_SELECT = monkey.get_original("select", "select")
+SELECT = monkey.get_original("select", "select")  # the real, blocking select
 
 
 def _readable(sock: Any) -> bool:
     """Whether an idle connection has something to read (EOF, when the server closed it)."""
     try:
-        return bool(_SELECT([sock], [], [], 0)[0])
+        return bool(SELECT([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return True
 
