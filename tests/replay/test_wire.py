@@ -416,3 +416,33 @@ def test_tls(tmp_path: Any) -> None:
 )
 def test_classify(exc: BaseException, expired: bool, outcome: str) -> None:
     assert wire.classify(exc, expired) == outcome
+
+
+def test_a_connection_opened_ahead_fails_silently() -> None:
+    # connect() before any request: a refusal is no outcome; the first request reports it
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    client = Client(Target.parse(f"http://127.0.0.1:{port}"))
+    client.conn.connect()
+    gevent.sleep(0.05)
+    assert client.conn.ready and client.outcomes == []
+    assert client.outcome() == "refused"
+
+
+def test_a_connection_opened_ahead_is_used(serve: Any) -> None:
+    accepted = []
+
+    def handler(sock: Any) -> None:
+        accepted.append(1)
+        while _read_request(sock):
+            sock.sendall(OK)
+
+    client = serve(handler)
+    client.conn.connect()
+    while not client.conn.ready:
+        gevent.sleep(0.001)
+    assert client.conn.sock is not None and client.outcomes == []
+    assert [client.outcome(), client.outcome()] == ["200", "200"]
+    assert len(accepted) == 1

@@ -205,3 +205,34 @@ def test_sharding_keeps_each_trace_in_one_worker(synth_corpus: Any) -> None:
 )
 def test_split(total: int, workers: int, shares: list[int]) -> None:
     assert [split(total, workers, w) for w in range(workers)] == shares
+
+
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [
+        ("rate", {"rate": 300.0}),  # the pacing schedule over a streamed shard
+        ("timeline", {"speed": 2.0, "scale": 2.0}),  # loops re-read and re-encoded
+        ("closed", {"vus": 3}),  # VUs fed from the stream
+    ],
+)
+def test_a_streamed_shard_replays_like_a_cached_one(
+    synth_corpus: Any, server: Any, model: str, options: dict[str, Any]
+) -> None:
+    # a cache of 1 byte: nothing fits, so every pass decodes and builds ahead of the
+    # schedule; the requests are the same as from memory, ids fresh on every pass
+    corpus = synth_corpus("mixed", rate=80, seconds=1)
+    counts = []
+    for cache_bytes in (48 << 20, 1):
+        srv = server()
+        worker, cap, info = run_worker(corpus, srv.url, model=model, duration_ns=NS,
+                                       cache_bytes=cache_bytes, **options)  # fmt: skip
+        whole = cap.aggregate.whole()
+        assert worker.shard is not None
+        assert (worker.shard.cached is None) == (cache_bytes == 1)
+        assert whole.requests() == info["serial"] == len(srv.paths) > 0
+        assert whole.dropped() == 0 and whole.errors() == 0
+        traces = [t for t in srv.ingested if t]  # (POSTed queries name no trace)
+        assert traces and len(set(traces)) == len(traces)  # every ingest a fresh trace
+        counts.append(whole.requests())
+    if model != "closed":  # the schedule, not the target's speed, decides how many
+        assert counts[0] == counts[1]
