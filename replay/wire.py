@@ -1,11 +1,18 @@
-"""The wire: the target's address, request heads encoded once, and responses parsed cheaply.
+"""The wire: the target's address, request heads encoded once, responses parsed cheaply.
 
 Requests are whole byte strings before they reach a socket (see rewrite.py): this module
 encodes the parts of the head that replay adds (Host, Authorization, Content-Length; the
-recorded headers minus hop-by-hop and credential headers) and, per connection, writes a
-request and reads one response with geventhttpclient's C parser (llhttp), fed straight from
-the socket. The parser calls back into Python only where it must (headers are not collected:
-replay needs the status and where the message ends).
+recorded headers minus hop-by-hop and credential headers, each header set once) and runs
+exchanges on keep-alive connections driven by the event loop: a `Connection` is a raw
+non-blocking socket with a read watcher that stays on, so a response is read, parsed and
+handed to its owner in the loop's callback, with no greenlet per request and no switch.
+
+Parsing: `parse_head` reads the common response (HTTP/1.1, one Content-Length, no
+Transfer-Encoding) with a handful of bytes operations, and whole small responses already
+seen are recognised by one dict lookup (a target repeats itself: nginx's answers differ
+only in a Date header). Anything else (chunked, 1xx, HTTP/1.0, odd or broken heads) is
+parsed from its first byte by geventhttpclient's C parser, llhttp, which also decides what
+is malformed; tests/replay/test_wire.py checks with hypothesis that the two agree.
 
 Every way a request can fail is an outcome string, like a status code (`classify`):
 
@@ -16,10 +23,11 @@ Every way a request can fail is an outcome string, like a status code (`classify
     closed     the peer closed the connection before a complete response
     other      anything else (unreachable host, TLS failure, ...)
 
-A keep-alive connection that sat idle for more than 20 ms is checked before reuse (one
-zero-timeout select): if the server closed it meanwhile, a new one is opened. A request that
-has been sent is never retried: a reset or close after the send is the target's answer and
-is counted as such.
+A keep-alive connection closed by the server while idle is noticed by its read watcher and
+dropped; one that sat idle for more than 20 ms is also checked before reuse (one
+zero-timeout select), in case the close has not been read yet. A request that has been sent
+is never retried: a reset or close after the send is the target's answer and is counted as
+such. A response followed by bytes nobody asked for is counted, and its connection closed.
 """
 
 from __future__ import annotations

@@ -2,23 +2,31 @@
 
 Started by the coordinator as ``python -m replay.worker CONTROL_FD DATA_FD`` (a clean
 interpreter; gevent's monkey-patching happens in `main` and nowhere else). It reads its
-`WorkerConfig` from the control pipe, loads its shard of the corpus into request templates,
-says ``ready``, and waits for ``start`` with the common start instant (CLOCK_MONOTONIC, which
-is system-wide on Linux, so every worker paces on the same clock).
+`WorkerConfig` from the control pipe, loads its shard of the corpus into request templates
+(or, when they do not fit the cache, measures it and streams it), opens connections ahead,
+says ``ready``, and waits for ``start`` with the common start instant (CLOCK_MONOTONIC,
+which is system-wide on Linux, so every worker paces on the same clock).
 
-Open models (corpus timeline, arrival rate): one scheduler greenlet walks the pacing
-schedule, sleeping until each request's intended time. At that time it takes an idle
-connection and hands the request to a new greenlet, never blocking on the target; with no
-idle connection (``--max-inflight`` reached) the request is dropped and counted, not
-delayed. Closed model: each VU greenlet owns a connection and sends its next request when
-the last was answered (plus think time).
+Requests are not greenlets. Each `wire.Connection` parses its response in the loop's read
+callback and calls `Worker._done`, which records it and then reuses the connection: the
+closed model sends the VU's next request at once (or after its think time, on a timer);
+the open models put it back on the idle list. The open models' scheduler is a check
+watcher (it runs after every poll of the loop): it sends every request already due, each
+stamped with its own intended time, on an idle connection, or drops it when none is idle
+(``--max-inflight`` reached) - counted, never delayed. Between requests due within SPIN_NS
+it naps in a select() on the loop's epoll descriptor (microsecond resolution, woken by any
+socket); further ahead it sleeps on a timer (millisecond resolution) until SPIN_NS before.
+Pacing maths, corpus decoding and template building happen ahead of the schedule (`Ahead`),
+in slices of about 0.2 ms between turns of the loop, never inside a dispatch.
 
-A ticker greenlet flushes the IntervalRecorder at each whole second since the start and
-writes the delta to the coordinator; a watchdog closes connections whose request has
-outlived --timeout (their outcome is "timeout"); a control greenlet obeys ``stop``.
+A ticker greenlet folds the IntervalRecorder ten times a second (each fold holds the loop a
+tenth as long as one a second) and sends each second's folds together; a watchdog expires
+connections whose request has outlived --timeout (their outcome is "timeout"); a control
+greenlet obeys ``stop``.
 
-Messages (msgpack arrays, worker -> coordinator): ["ready", w, info], ["delta", w, k, [bytes]],
-["done", w, info], ["error", w, kind, text]; coordinator -> worker: a config map, then
+Messages (msgpack arrays, worker -> coordinator): ["ready", w, info],
+["delta", w, k, [bytes, ...]] (interval k's recorder deltas), ["done", w, info],
+["error", w, kind, text]; coordinator -> worker: a config map, then
 ["start", mono_ns, wall_ns], ["stop"].
 """
 
