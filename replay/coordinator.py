@@ -221,6 +221,9 @@ class Coordinator:
         if kind == "delta":  # one interval: the recorder's deltas of its folds
             for payload in message[3]:
                 self.aggregate.add(payload)
+            # Merge the folds' histograms now (interval_series merges what it reads), so an
+            # interval keeps one part per series and metric, not one per fold.
+            self.aggregate.interval_series(int(message[2]))
         elif kind == "ready":
             proc.state = "ready"
             proc.info = dict(message[2])
