@@ -259,6 +259,7 @@ class Template:
         "endpoint",
         "first",
         "has_read",
+        "head",
         "offset_ns",
         "read_fallback",
         "recorded_ms",
@@ -287,6 +288,7 @@ class Template:
         self.ack_prefix, self.ack_suffix = ack if ack is not None else (b"", b"")
         self.has_read = (head.length is None) or (body is not None and body.length is None)
         self.read_fallback = read_fallback
+        self.head = self.first[0].startswith(b"HEAD ")  # its response ends with its head
 
     @property
     def defines_trace(self) -> bool:

@@ -273,10 +273,11 @@ class Worker:
     calls `_done` from the loop, which records it and (closed model) sends the VU's next
     request, or (open models) returns the connection to the idle list. The open-model
     scheduler is a check watcher (it runs after every poll of the loop): it dispatches
-    every request already due, each stamped with its own intended time, and keeps the
-    loop spinning (an idle watcher) while the next one is due within SPIN_NS, sleeping on
-    a timer only until SPIN_NS before it: the loop's timers have millisecond resolution,
-    which is too coarse for send lag.
+    every request already due, each stamped with its own intended time. While the next one
+    is due within SPIN_NS the loop does not block in its own poll (an idle watcher) but
+    naps in a select() on its epoll descriptor until just before it (`_nap`); further
+    ahead it sleeps on a timer until SPIN_NS before: the loop's timers have millisecond
+    resolution, too coarse for send lag.
     """
 
     def __init__(self, cfg: WorkerConfig, pipe: Pipe | None) -> None:
@@ -338,7 +339,8 @@ class Worker:
         with CorpusReader(cfg.corpus) as reader:
             created_holder.append(rewrite.created_ms(reader.header.meta.created))
         self.shard = Shard(cfg, build)
-        if self.shard.cached is not None:  # acknowledged ingests matter only to reads
+        if self.shard.cached is not None and not self.shard.everyone:
+            # acknowledged ingests matter only to templates that read a trace
             self.reads = any(tpl.has_read for _entry, tpl in self.shard.cached)
         family, addr = wire.resolve(self.target)
         self.loop = gevent.get_hub().loop
@@ -381,7 +383,7 @@ class Worker:
         self.busy += 1
         sent = conn.sent = time.monotonic_ns()
         conn.deadline = sent + self.timeout_ns
-        conn.send(data, sent)
+        conn.send(data, sent, tpl.head)
 
     def _done(self, conn: Connection, outcome: str, done: int) -> None:
         """Every exchange ends here, called from the loop: record, then reuse the connection."""

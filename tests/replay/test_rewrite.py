@@ -279,3 +279,9 @@ def test_serial_digits_cover_long_runs() -> None:
     assert rewrite.MAX_SERIAL == 16**9 - 1
     assert len(serial_hex(rewrite.MAX_SERIAL)) == rewrite.SERIAL_DIGITS
     assert len({serial_hex(n) for n in itertools.islice(range(10**6), 0, 10**6, 997)}) == 1004
+
+
+@pytest.mark.parametrize(("method", "head"), [("HEAD", True), ("GET", False), ("POST", False)])
+def test_a_template_knows_when_its_response_has_no_body(method: str, head: bool) -> None:
+    # the answer to HEAD ends with its head, whatever its Content-Length says
+    assert _build(_get()._replace(method=method)).head is head
