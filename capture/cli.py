@@ -9,19 +9,23 @@ from pathlib import Path
 import click
 
 from capture.arrivals import PROFILES
-from capture.cli_errors import entry_point, fail
+from capture.cli_errors import InputError, OneLineGroup
 from capture.inspect import inspect_corpus, render_stats
 from capture.synth import DEFAULT_EPOCH, WORKLOADS, SynthSpec, write_synth_corpus
 from capture.units import DURATION, RATE
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(
+    name="capture",
+    cls=OneLineGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(package_name="agenttrace-loadtools")
-def cli() -> None:
+def main() -> None:
     """Record or synthesise AgentTrace traffic into corpora, and inspect them."""
 
 
-@cli.command()
+@main.command()
 @click.option("--workload", type=click.Choice(WORKLOADS), required=True, help="Traffic to make.")
 @click.option("--rate", type=RATE, required=True, help="Mean requests per second (200, 1.5k).")
 @click.option("--duration", type=DURATION, required=True, help="Length: 90, 90s, 5m, 2h.")
@@ -47,9 +51,9 @@ def synth(
     try:
         spec = SynthSpec(workload, rate, duration, seed, profile, epoch)
     except ValueError as exc:
-        fail(str(exc))
+        raise InputError(str(exc)) from None
     if output.parent and not output.parent.exists():
-        fail(f"{output}: directory {output.parent} does not exist")
+        raise InputError(f"{output}: directory {output.parent} does not exist")
     started = time.perf_counter()
     write_synth_corpus(spec, output)
     elapsed = time.perf_counter() - started
@@ -61,7 +65,7 @@ def synth(
     )
 
 
-@cli.command()
+@main.command()
 @click.argument("corpus", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--recover", is_flag=True, help="Read an unfinished corpus chunk by chunk.")
@@ -72,6 +76,3 @@ def inspect(corpus: Path, as_json: bool, recover: bool) -> None:
         click.echo(json.dumps(stats.to_json(), indent=2))
     else:
         click.echo(render_stats(stats))
-
-
-main = entry_point(cli, "capture")

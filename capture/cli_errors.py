@@ -1,16 +1,19 @@
 """One line and exit status 2 for every bad input, in every command of the project.
 
-click prints usage errors as a usage block plus the error; an SRE at 2 a.m. wants the one
-line that says what is wrong and where. `run_cli` runs a click command in non-standalone
-mode and turns usage errors, corpus errors and bad files into `prog: error: ...` on stderr
-with exit status 2. Anything else is a bug and keeps its traceback.
+click prints a usage error as a usage block plus the error; an SRE at 2 a.m. wants the one
+line that says what is wrong and where. Every command and group of the project is a
+`OneLineCommand` or a `OneLineGroup`: in standalone mode (a console script, or click's test
+runner) they turn usage errors, `InputError` (bad files, bad values inside them, an
+unreachable target) and corpus errors into `command path: error: ...` on stderr with exit
+status 2, and Ctrl-C into `interrupted` with 130. Anything else is a bug and keeps its
+traceback. The packages' own bad-input errors subclass `InputError`.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import click
 
@@ -24,43 +27,63 @@ class InputError(Exception):
     """Bad input found past argument parsing: a file, a value inside a file, a target."""
 
 
-def fail(message: str) -> NoReturn:
-    raise InputError(message)
-
-
-def run_cli(command: click.Command, prog: str, args: Sequence[str] | None = None) -> NoReturn:
-    """Run `command` as `prog` and exit with its status; bad input is one line, status 2."""
-    try:
-        result = command.main(args=args, prog_name=prog, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo(f"{prog}: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.UsageError as exc:
-        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else f"{prog}: "
-        click.echo(f"{where}error: {_one_line(exc.format_message())}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except click.ClickException as exc:
-        click.echo(f"{prog}: error: {_one_line(exc.format_message())}", err=True)
-        sys.exit(exc.exit_code if exc.exit_code else EXIT_BAD_INPUT)
-    except (CorpusError, InputError) as exc:
-        click.echo(f"{prog}: error: {_one_line(str(exc))}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        click.echo(f"{prog}: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(result if isinstance(result, int) else 0)
-
-
-def _one_line(message: str) -> str:
+def one_line(message: str) -> str:
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
-def entry_point(command: click.Command, prog: str) -> Callable[[], NoReturn]:
-    """A console-script entry point for `command`."""
+class _OneLineMain:
+    """The standalone `main` of a click command, with bad input as one line."""
 
-    def main() -> NoReturn:
-        run_cli(command, prog)
+    name: str | None
 
-    return main
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = super().main  # type: ignore[misc]
+        if not standalone_mode:
+            return run(args, prog_name, complete_var, standalone_mode=False, **extra)
+        prog = prog_name or self.name or "command"
+        try:
+            result = run(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            _fail(f"{prog}: interrupted", EXIT_INTERRUPTED)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else prog
+            _fail(f"{where}: error: {one_line(exc.format_message())}", EXIT_BAD_INPUT)
+        except click.ClickException as exc:
+            _fail(f"{prog}: error: {one_line(exc.format_message())}", exc.exit_code or 2)
+        except (InputError, CorpusError) as exc:
+            where = getattr(exc, "command_path", prog)
+            _fail(f"{where}: error: {one_line(str(exc))}", EXIT_BAD_INPUT)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(line: str, status: int) -> NoReturn:
+    click.echo(line, err=True)
+    sys.exit(status)
+
+
+class OneLineCommand(_OneLineMain, click.Command):
+    """A click command whose bad input is one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (InputError, CorpusError) as exc:
+            # Name the command the error came from (`replay run: error: ...`), not the group.
+            if not hasattr(exc, "command_path"):
+                exc.command_path = ctx.command_path  # type: ignore[union-attr]
+            raise
+
+
+class OneLineGroup(_OneLineMain, click.Group):
+    """A click group whose subcommands' bad input is one line on stderr and exit status 2."""
+
+    command_class = OneLineCommand

@@ -6,7 +6,6 @@ line on stderr naming the file and the line or field, and exit status 2; never a
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from capture.cli_errors import OneLineGroup
 from capture.units import DURATION, RATE
 from planner.capacity import MIN_POINTS_FOR_FIT, fit_caveats, fit_usl, loo_compare, plan
 from planner.caveats import Caveat
@@ -35,20 +35,6 @@ EXIT_BAD_INPUT = 2
 _OUT = click.Path(dir_okay=False, path_type=Path)
 
 
-def _one_line_errors(func: F) -> F:
-    """InputError (and unwritable outputs) become one line on stderr and exit status 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except InputError as exc:
-            click.echo(f"planner: {exc}", err=True)
-            raise SystemExit(EXIT_BAD_INPUT) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
@@ -64,7 +50,11 @@ def _echo_caveats(found: list[Caveat] | tuple[Caveat, ...]) -> None:
             click.echo(f"  [{c.code}] {c.message}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(
+    name="planner",
+    cls=OneLineGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(package_name="agenttrace-loadtools")
 def main() -> None:
     """Capacity planning: fit the Universal Scalability Law to measured throughput and
@@ -80,7 +70,6 @@ def main() -> None:
     help="Measured points: a header with 'pods' (or 'concurrency') and 'throughput'.",
 )
 @click.option("--json", "json_out", type=_OUT, help="Write the fit as JSON (planner-fit/1).")
-@_one_line_errors
 def fit(csv_path: Path, json_out: Path | None) -> None:
     """Fit the USL to points measured elsewhere and print σ, κ, λ, the peak and warnings."""
     points = read_csv(csv_path)
@@ -146,7 +135,6 @@ def fit(csv_path: Path, json_out: Path | None) -> None:
 @click.option("--json", "json_out", type=_OUT, help="Write the report as JSON (planner-report/1).")
 @click.option("--md", "md_out", type=_OUT, help="Write the report as Markdown.")
 @click.option("--html", "html_out", type=_OUT, help="Write the report as self-contained HTML.")
-@_one_line_errors
 def report(
     sweeps: tuple[Path, ...],
     csv_path: Path | None,
@@ -198,30 +186,6 @@ def report(
 # ----------------------------------------------------------------------------- sweep
 
 
-class _OneLineUsage(click.UsageError):
-    """A usage error shown as one line (no usage block), exit status 2."""
-
-    def show(self, file: Any = None) -> None:
-        text = " ".join(part.strip() for part in self.format_message().splitlines() if part)
-        click.echo(f"planner: {text}", err=True)
-
-
-class _OneLineCommand(click.Command):
-    """A command whose argument errors are one line, like every other bad input."""
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except click.UsageError as exc:
-            raise _OneLineUsage(exc.format_message()) from None
-
-
 _SWEEP_EPILOG = """\b
 Examples:
   planner sweep --sandbox --pods 1,2,3,4,6,8 --out sweep.json
@@ -242,7 +206,7 @@ See docs/planner.md.
 """
 
 
-@main.command(cls=_OneLineCommand, epilog=_SWEEP_EPILOG)
+@main.command(epilog=_SWEEP_EPILOG)
 @click.option("--target", metavar="URL", help="Base URL of the service to measure.")
 @click.option(
     "--sandbox",
@@ -315,7 +279,6 @@ See docs/planner.md.
 @click.option("--out", type=_OUT, required=True, help="The sweep file (planner-sweep/1).")
 @click.option("--resume", is_flag=True, help="Continue the sweep in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
-@_one_line_errors
 def sweep(**options: Any) -> None:
     """Measure capacity at each pod count: scale, then a ladder of offered rates that
     brackets the knee; writes the sweep file that `planner report` reads."""

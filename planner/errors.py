@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from capture.cli_errors import InputError as _BadInput
 
-class InputError(ValueError):
+
+class InputError(_BadInput, ValueError):
     """Bad input: ``path`` (may be empty), ``where`` (``line 4``, ``points[2].x_max``), message."""
 
     def __init__(self, path: str | Path, where: str, message: str) -> None:

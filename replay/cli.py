@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import click
 
+from capture.cli_errors import OneLineGroup
 from replay.cli_merge import merge
 from replay.cli_run import run
 from sandbox.cli import command as sandbox_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(
+    name="replay",
+    cls=OneLineGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(package_name="agenttrace-loadtools")
 def main() -> None:
     """Replay AgentTrace corpora at scaled rates and measure honestly."""

@@ -9,42 +9,16 @@ run's summary is printed. Exit status 0, 99 when a threshold fails on the merged
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
+from capture.cli_errors import InputError, OneLineCommand
 from replay.results import ResultsError, merge_results, read_results, write_results
 from replay.summary import render_summary
 from replay.thresholds import EXIT_THRESHOLD_FAILED, THRESHOLD, Threshold
 
 
-class BadInput(click.ClickException):
-    """Bad input: one line on stderr, exit status 2 (never a usage block or a traceback)."""
-
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        message = " ".join(line.strip() for line in self.format_message().splitlines())
-        click.echo(f"replay merge: error: {message.strip()}", err=True)
-
-
-class MergeCommand(click.Command):
-    """Argument errors (a bad --threshold, no file given) are one line too."""
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except click.UsageError as exc:
-            raise BadInput(exc.format_message()) from None
-
-
-@click.command("merge", cls=MergeCommand)
+@click.command("merge", cls=OneLineCommand)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
 @click.option(
     "-o",
@@ -73,14 +47,14 @@ def merge(
         inputs = [read_results(path) for path in files]
         merged = merge_results(inputs, [str(p) for p in files], thresholds)
     except ResultsError as exc:
-        raise BadInput(str(exc)) from None
+        raise InputError(str(exc)) from None
     if out is not None:
         if not out.parent.is_dir():
-            raise BadInput(f"{out}: directory {out.parent} does not exist")
+            raise InputError(f"{out}: directory {out.parent} does not exist")
         try:
             write_results(out, merged)
         except OSError as exc:
-            raise BadInput(f"{out}: cannot write ({exc.strerror or exc})") from None
+            raise InputError(f"{out}: cannot write ({exc.strerror or exc})") from None
     click.echo(render_summary(merged), nl=False)
     failed = any(not verdict["ok"] for verdict in merged["thresholds"])
     ctx.exit(EXIT_THRESHOLD_FAILED if failed else 0)

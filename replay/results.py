@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from capture.cli_errors import InputError
 from replay.metrics import (
     ERROR_KINDS,
     HIGHEST_US,
@@ -60,7 +61,7 @@ SEND_LAG_LIMIT_MS = 10.0
 ENCODING = "HdrHistogram V2 compressed, base64"
 
 
-class ResultsError(ValueError):
+class ResultsError(InputError, ValueError):
     """A results file that cannot be used: the message names the file and the field."""
 
 

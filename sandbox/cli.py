@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from capture.cli_errors import OneLineCommand
 from capture.units import DELAY, RATE, SIZE, ParsedType
 from sandbox.capacity import MAX_PODS, Emulation
 from sandbox.config import DEFAULT_MAX_BODY, MAX_API_PODS, SandboxConfig, parse_api_key
@@ -20,28 +21,6 @@ from sandbox.faults import parse_faults
 
 API_KEY = ParsedType("key:project", parse_api_key)
 FAULTS = ParsedType("spec", parse_faults)
-
-
-class _OneLineErrors(click.Command):
-    """Usage errors as one line ``Error: ...`` (exit 2), without the usage block."""
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            raise click.UsageError(exc.format_message()) from None
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except click.UsageError as exc:
-            raise click.UsageError(exc.format_message()) from None
 
 
 EPILOG = """\b
@@ -65,7 +44,7 @@ See docs/sandbox.md.
 
 @click.command(
     "sandbox",
-    cls=_OneLineErrors,
+    cls=OneLineCommand,
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )
@@ -209,7 +188,7 @@ def command(
     try:
         status = Supervisor(config, ready_fd=ready_fd).run()
     except StartError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"{click.get_current_context().command_path}: error: {exc}", err=True)
         sys.exit(exc.status)
     sys.exit(status)
 

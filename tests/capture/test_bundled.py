@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from capture.cli import cli
+from capture.cli import main as cli
 from capture.corpus import CorpusReader
 from corpora import BUNDLED, bundled_path
 

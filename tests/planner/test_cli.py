@@ -95,14 +95,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, content, args, expected):
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"planner: {expected.format(f=f)}"), lines[0]
+    assert lines[0].startswith(f"planner {args[0]}: error: {expected.format(f=f)}"), lines[0]
     assert "Traceback" not in result.output
 
 
 def test_unwritable_output_is_one_line(tmp_path, cisco_csv):
     result = run("fit", "--csv", str(cisco_csv), "--json", str(tmp_path / "no" / "such" / "f"))
     assert result.exit_code == 2
-    assert result.stderr.startswith("planner: ") and "cannot write it" in result.stderr
+    assert result.stderr.startswith("planner fit: error: ") and "cannot write it" in result.stderr
 
 
 @pytest.mark.parametrize(

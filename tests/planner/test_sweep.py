@@ -474,7 +474,7 @@ def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("planner: ")
+    assert lines[0].startswith("planner sweep: error: ")
     assert "Traceback" not in result.output
     return str(lines[0])
 

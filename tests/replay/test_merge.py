@@ -28,6 +28,7 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from replay.cli import main as replay_main
 from replay.cli_merge import merge
 from replay.metrics import HIGHEST_US, IntervalRecorder, RunAggregate
 from replay.results import (
@@ -218,13 +219,10 @@ def results_file(tmp_path: Path, name: str, latency_us: int, thresholds: list[st
 
 
 def run_merge(*args: str) -> subprocess.CompletedProcess[str]:
-    """`replay merge` as the project's entry points run commands (capture.cli_errors)."""
-    code = (
-        "import sys; from capture.cli_errors import run_cli; from replay.cli_merge import merge; "
-        "run_cli(merge, 'replay merge', sys.argv[1:])"
-    )
+    """`replay merge` as the console script runs it."""
+    code = "from replay.cli import main; main(prog_name='replay')"
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, "merge", *args], capture_output=True, text=True, timeout=60
     )
 
 
@@ -299,7 +297,7 @@ def test_a_bad_threshold_or_output_directory_is_one_line(tmp_path: Path) -> None
     assert done.returncode == 2 and "does not exist" in done.stderr
     # Under click's own runner too (the `replay` group as installed): no usage block.
     for args in (["--threshold", "http_req_failed: rate<lots", str(good)], []):
-        standalone = CliRunner().invoke(merge, args)
+        standalone = CliRunner().invoke(replay_main, ["merge", *args])
         assert standalone.exit_code == 2
         assert standalone.stderr.startswith("replay merge: error: ")
         assert standalone.stderr.count("\n") == 1 and "Usage" not in standalone.stderr

@@ -39,7 +39,7 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], mentions: str) -> Non
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("Error: ") and mentions in lines[0]
+    assert lines[0].startswith("python -m sandbox: error: ") and mentions in lines[0]
     assert "Traceback" not in done.stderr
 
 
@@ -55,9 +55,9 @@ def test_port_in_use_is_one_line() -> None:
             timeout=60,
         )
     assert done.returncode == 2
-    errors = [line for line in done.stderr.splitlines() if line.startswith("Error")]
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
     assert errors == [
-        f"Error: --host/--port: cannot listen on 127.0.0.1:{port}: Address already in use"
+        f"python -m sandbox: error: --host/--port: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
     assert "Traceback" not in done.stderr
 
@@ -75,7 +75,7 @@ def test_replay_mounts_the_command() -> None:
     assert main.commands["sandbox"] is command  # type: ignore[attr-defined]
     result = CliRunner().invoke(main, ["sandbox", "--pods", "zero"])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines()[-1].startswith("Error: ")
+    assert result.output.strip().splitlines()[-1].startswith("replay sandbox: error: ")
 
 
 @pytest.mark.parametrize(
