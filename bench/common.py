@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,10 +101,48 @@ def free_port() -> int:
         return port
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds spent by everything on the machine (all cores, /proc/stat), so far."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+def pid_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class Others:
+    """CPU used by everything but the benchmark over a stretch of time, in cores: the
+    machine's busy time minus the tool's (waited-for children) and the target's."""
+
+    def __init__(self, target_pid: int) -> None:
+        self.target_pid = target_pid
+        self._start = (busy_cpu_s(), children_cpu_s(), pid_cpu_s(target_pid), time.monotonic())
+
+    def cores(self) -> float:
+        busy, kids, target, wall = self._start
+        used = (
+            busy_cpu_s() - busy - (children_cpu_s() - kids) - (pid_cpu_s(self.target_pid) - target)
+        )
+        return max(used, 0.0) / max(time.monotonic() - wall, 1e-9)
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def nginx(core: int | None = 0) -> Iterator[str]:
+def nginx(core: int | None = 0) -> Iterator[Server]:
     """nginx (one worker, pinned to `core`) with bench/nginx.conf on a free loopback port:
-    yields its base URL; stopped by its pid at the end."""
+    yields its URL and pid; stopped by its pid at the end."""
     binary = shutil.which("nginx") or ensure_tool("nginx", "nginx-light")
     prefix = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
     (prefix / "body").mkdir()
@@ -123,7 +162,7 @@ def nginx(core: int | None = 0) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not start: {(prefix / 'error.log').read_text()}")
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield Server(f"http://127.0.0.1:{port}", proc.pid)
     finally:
         proc.terminate()
         try:

@@ -64,8 +64,9 @@ def main() -> None:
     samples: list[tuple[float, float]] = []  # (wall time, RSS MiB)
     with (
         tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp,
-        common.nginx(args.target_core) as url,
+        common.nginx(args.target_core) as server,
     ):
+        url = server.url
         load = common.wait_quiet(args.max_load, args.patience)
         out = Path(tmp) / "r.json"
         argv = common.replay_argv(

@@ -75,6 +75,7 @@ class Run:
     cpu_s: float
     load: float
     extra: dict[str, Any] = field(default_factory=dict)
+    others: float = 0.0  # cores used by other processes meanwhile
 
     @property
     def cpu_us(self) -> float:
@@ -176,8 +177,9 @@ def main() -> None:
     runs: list[Run] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp,
-        common.nginx(args.target_core) as url,
+        common.nginx(args.target_core) as server,
     ):
+        url = server.url
         work = Path(tmp)
         (work / "body.json").write_bytes(body)
         (work / "post.lua").write_text(WRK_LUA)
@@ -190,12 +192,15 @@ def main() -> None:
             order = tools[r % len(tools) :] + tools[: r % len(tools)]
             for tool in order:
                 time.sleep(args.pause)
+                others = common.Others(server.pid)
                 run = run_tool(tool, args, url, work)
                 run.round = r
+                run.others = others.cores()
                 runs.append(run)
                 common.say(
                     f"round {r + 1} {tool:<7} {run.rps:>10,.0f} req/s  "
-                    f"{run.cpu_us:5.1f} µs CPU/req  load {run.load:.2f}"
+                    f"{run.cpu_us:5.1f} µs CPU/req  load {run.load:.2f}  "
+                    f"others {run.others:.2f} cores"
                 )
     report(runs, tools, args, body)
     if args.json:
@@ -207,7 +212,12 @@ def report(runs: list[Run], tools: list[str], args: argparse.Namespace, body: by
     print(f"date      {common.today()}")
     print(f"machine   {common.machine()}")
     loads = [r.load for r in runs]
-    print(f"load avg  {min(loads):.2f}-{max(loads):.2f} (1 min, at the start of each run)")
+    others = [r.others for r in runs]
+    print(
+        f"load avg  {loads[0]:.2f} at the start ({min(loads):.2f}-{max(loads):.2f} before each "
+        f"run, the benchmark's own two busy processes included); other processes used "
+        f"{min(others):.2f}-{max(others):.2f} cores during the runs"
+    )
     print(
         f"setup     nginx pinned to core {args.target_core}; each tool pinned to core "
         f"{args.tool_core}; {args.vus} keep-alive connections; POST of a {len(body)}-byte "

@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
 
+SERVER_PID = [0]  # nginx, whose CPU is not "other processes"
+
 
 def run(url: str, corpus: Path, workers: int, load: list[str], secs: int) -> dict[str, float]:
     """req/s, achieved ÷ offered, send-lag p99 and CPU µs per request of one run."""
@@ -40,14 +42,17 @@ def run(url: str, corpus: Path, workers: int, load: list[str], secs: int) -> dic
             out=Path(tmp) / "r.json",
         )  # fmt: skip
         before = common.children_cpu_s()
+        others = common.Others(SERVER_PID[0])
         results = common.run_replay(argv, secs + 60)
         cpu = common.children_cpu_s() - before
+        other_cores = others.cores()
     totals = results["totals"]
     return {
         "rps": float(totals["achieved_rps"]),
         "achieved": totals["requests"] / max(totals["offered"], 1),
         "lag_p99": float(results["send_lag_ms"]["p99"] or 0),
         "cpu_us": cpu / max(totals["requests"], 1) * 1e6,
+        "others": other_cores,
     }
 
 
@@ -63,7 +68,9 @@ def main() -> None:
     args = parser.parse_args()
     corpus, _ = common.cached_corpus(20_000)
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
-    with common.nginx(None) as url:
+    with common.nginx(None) as server:
+        url = server.url
+        SERVER_PID[0] = server.pid
         load = common.wait_quiet(args.max_load, args.patience)
         for r in range(args.rounds):
             for model in ("closed", "open"):
@@ -76,7 +83,7 @@ def main() -> None:
                     common.say(
                         f"round {r + 1} {model} W={w}: {row['rps']:,.0f} req/s, achieved "
                         f"{row['achieved']:.2%}, lag p99 {row['lag_p99']} ms, "
-                        f"{row['cpu_us']:.1f} µs CPU/req"
+                        f"{row['cpu_us']:.1f} µs CPU/req, others {row['others']:.2f} cores"
                     )
 
     def med(model: str, w: int, key: str) -> float:
@@ -84,7 +91,11 @@ def main() -> None:
 
     print(f"date      {common.today()}")
     print(f"machine   {common.machine()}")
-    print(f"load avg  {load:.2f} at the start")
+    others = [x["others"] for rows in runs.values() for x in rows]
+    print(
+        f"load avg  {load:.2f} at the start; other processes used "
+        f"{min(others):.2f}-{max(others):.2f} cores during the runs"
+    )
     print(
         f"setup     1.8 KB JSON bodies vs nginx (all unpinned); closed: --vus {args.vus}; "
         f"open: --rate {args.rate:g} per worker; {args.duration}s runs, {args.rounds} rounds"

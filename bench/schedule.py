@@ -52,7 +52,9 @@ def probe(url: str, corpus: Path, rate: float, args: argparse.Namespace) -> dict
             out=Path(tmp) / "r.json",
         )  # fmt: skip
         load = common.load1()
+        others = common.Others(args.server_pid)
         results = common.run_replay(common.pinned(args.tool_core, argv), args.duration + 60)
+        other_cores = others.cores()
     totals, lag = results["totals"], results["send_lag_ms"]
     offered = totals["offered"] or 1
     row = {
@@ -66,12 +68,13 @@ def probe(url: str, corpus: Path, rate: float, args: argparse.Namespace) -> dict
         "lag_max": lag["max"],
         "latency_p99": results["latency_ms"]["p99"],
         "load": load,
+        "others": other_cores,
     }
     row["ok"] = row["achieved"] >= ACHIEVED and (row["lag_p99"] or 0) <= P99_LAG_MS
     common.say(
         f"rate {rate:>8,.0f}/s  achieved {row['achieved']:.2%}  lag p50 {row['lag_p50']} "
         f"p99 {row['lag_p99']} max {row['lag_max']} ms  {'ok' if row['ok'] else 'NOT ok'}"
-        f"  (load {load:.2f})"
+        f"  (load {load:.2f}, others {other_cores:.2f} cores)"
     )
     return row
 
@@ -125,13 +128,19 @@ def main() -> None:
     args = parser.parse_args()
     corpus = corpus_path(args.corpus)
 
-    with common.nginx(args.target_core) as url:
+    with common.nginx(args.target_core) as server:
+        url = server.url
+        args.server_pid = server.pid
         load = common.wait_quiet(args.max_load, args.patience)
         fixed = probe(url, corpus, args.rate, args)
         best, rows = search(url, corpus, args) if args.search else (None, [])
     print(f"date      {common.today()}")
     print(f"machine   {common.machine()}")
-    print(f"load avg  {load:.2f} at the start")
+    others = [r["others"] for r in [fixed, *rows]]
+    print(
+        f"load avg  {load:.2f} at the start; other processes used "
+        f"{min(others):.2f}-{max(others):.2f} cores during the runs"
+    )
     print(
         f"setup     nginx on core {args.target_core}; replay run {corpus.name} --rate R "
         f"--workers 1 --duration {args.duration}s on core {args.tool_core}; max-inflight "
