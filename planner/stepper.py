@@ -52,7 +52,7 @@ def make_step_plan(
     try:
         return make_plan(corpus, options, command_line="planner sweep")
     except ReplayInputError as exc:
-        raise ValueError(exc.format_message()) from None
+        raise ValueError(str(exc)) from None
 
 
 class ReplayStepper:

@@ -11,77 +11,29 @@ from typing import Any, NoReturn
 
 import click
 
-from capture.units import DURATION, FACTOR, RATE, parse_duration_ns, parse_rate
+from capture.cli_errors import InputError, OneLineCommand, one_line
+from capture.units import DURATION, FACTOR, RATE, ParsedType, parse_duration_ns, parse_rate
 from replay.config import ARRIVALS
 from replay.rewrite import MAX_WORKERS
 
 NS = 1_000_000_000
 
 
-class InputError(click.ClickException):
-    """Bad input: printed as one line, exit status 2 (never a usage block, never a traceback)."""
-
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"replay run: error: {_one_line(self.format_message())}", err=True)
-
-
-class RunCommand(click.Command):
-    """A click command whose argument errors are one line, like every other bad input."""
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except click.UsageError as exc:
-            raise InputError(exc.format_message()) from None
-
-
-def _one_line(message: str) -> str:
-    return " ".join(part.strip() for part in message.splitlines() if part.strip())
-
-
 def _parse_stage(text: str) -> tuple[int, float]:
     duration, sep, rate = text.partition(":")
     if not sep:
         raise ValueError(f"{text!r} is not a stage: write DURATION:RATE, e.g. 30s:200")
-    return parse_duration_ns(duration), parse_rate(rate)
+    ns = parse_duration_ns(duration)
+    if ns <= 0:
+        raise ValueError(f"{text!r}: a stage must last longer than zero")
+    return ns, parse_rate(rate)
 
 
-class _Stage(click.ParamType):
-    name = "duration:rate"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            ns, rate = _parse_stage(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if ns <= 0:
-            self.fail(f"{value!r}: a stage must last longer than zero", param, ctx)
-        return ns, rate
+STAGE = ParsedType("duration:rate", _parse_stage)
+THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
 
 
-class _NonNegativeDuration(click.ParamType):
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return parse_duration_ns(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-@click.command("run", cls=RunCommand)
+@click.command("run", cls=OneLineCommand)
 @click.argument("corpus", required=False, default="ingestion")
 @click.option("--target", metavar="URL", help="Base URL; without it, the embedded sandbox.")
 @click.option("--api-key", envvar="API_KEY", metavar="KEY", help="Bearer key [env API_KEY].")
@@ -95,12 +47,12 @@ class _NonNegativeDuration(click.ParamType):
 @click.option(
     "--stage",
     "stages",
-    type=_Stage(),
+    type=STAGE,
     multiple=True,
     help="Ramp to RATE over DURATION (repeat; from --rate or 0).",
 )
 @click.option("--vus", type=click.IntRange(min=1), help="Closed model: virtual users.")
-@click.option("--think-time", type=_NonNegativeDuration(), help="Closed model: pause per VU.")
+@click.option("--think-time", type=THINK_TIME, help="Closed model: pause per VU.")
 @click.option("--duration", type=DURATION, help="Run length [default: the corpus's].")
 @click.option(
     "--workers",
@@ -156,7 +108,7 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     try:
         code = Coordinator(plan, target).run()
     except RunFailed as exc:
-        click.echo(f"replay run: error: {_one_line(str(exc))}", err=True)
+        click.echo(f"replay run: error: {one_line(str(exc))}", err=True)
         code = exc.code
     except KeyboardInterrupt:
         click.echo("replay run: interrupted", err=True)
