@@ -32,6 +32,7 @@ Messages (msgpack arrays, worker -> coordinator): ["ready", w, info],
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import os
@@ -43,6 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
+import gevent.lock
 import gevent.os
 import msgpack
 
@@ -72,7 +74,13 @@ PRECONNECT_WAIT_NS = 2 * NS
 
 
 class Pipe:
-    """Framed msgpack messages over a pair of pipe fds, cooperative under gevent."""
+    """Framed msgpack messages over a pair of pipe fds, cooperative under gevent.
+
+    A message larger than the pipe's buffer is written in pieces, the greenlet waiting for
+    the coordinator to read in between: `lock` (re-entrant) keeps another greenlet's
+    message from landing in the middle, and whoever kills a sender holds it first, so that
+    no message is cut.
+    """
 
     def __init__(self, read_fd: int, write_fd: int) -> None:
 
@@ -83,12 +91,14 @@ class Pipe:
         self._packer = msgpack.Packer(use_bin_type=True)
         self._nb_read = gevent.os.nb_read
         self._nb_write = gevent.os.nb_write
+        self.lock = gevent.lock.RLock()
 
     def send(self, *message: Any) -> None:
         data = memoryview(self._packer.pack(list(message)))
-        while data:
-            written = self._nb_write(self._write_fd, data)
-            data = data[written:]
+        with self.lock:
+            while data:
+                written = self._nb_write(self._write_fd, data)
+                data = data[written:]
 
     def receive(self) -> Any:
         """The next message; None when the coordinator has gone."""
@@ -553,10 +563,15 @@ class Worker:
         self._send_interval()
 
     def _send_interval(self) -> None:
-        folds, self.folds = self.folds, []
-        if self.pipe is not None:
-            self.pipe.send("delta", self.cfg.worker, self.interval, folds)
-        self.interval += 1
+        with self._pipe_lock():  # a ticker killed while waiting here loses no fold
+            folds, self.folds = self.folds, []
+            if self.pipe is not None:
+                self.pipe.send("delta", self.cfg.worker, self.interval, folds)
+            self.interval += 1
+
+    def _pipe_lock(self) -> Any:
+        lock = getattr(self.pipe, "lock", None)
+        return lock if lock is not None else contextlib.nullcontext()
 
     def _watchdog(self) -> None:
 
@@ -624,7 +639,8 @@ class Worker:
                     conn.abandon()
                     self.busy -= 1
                     self.abandoned += 1
-        gevent.killall(background)
+        with self._pipe_lock():
+            gevent.killall(background)  # (never the ticker halfway through an interval)
         self.flush()  # the last, partial interval
         for conn in self.conns:
             conn.close()

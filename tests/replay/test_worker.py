@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.lock
 import pytest
 from gevent.server import StreamServer
 
@@ -236,3 +237,69 @@ def test_a_streamed_shard_replays_like_a_cached_one(
         counts.append(whole.requests())
     if model != "closed":  # the schedule, not the target's speed, decides how many
         assert counts[0] == counts[1]
+
+
+def test_pipe_messages_are_never_cut_or_interleaved() -> None:
+    # two greenlets send messages far larger than the pipe's buffer while the reader is
+    # slow; the sender holding the lock is never killed halfway: every message arrives whole
+    import os
+
+    import msgpack
+
+    from replay.worker import Pipe
+
+    read_fd, write_fd = os.pipe()
+    pipe = Pipe(read_fd, write_fd)
+    blob = b"x" * 300_000
+    senders = [gevent.spawn(lambda n=n: [pipe.send("m", n, i, blob) for i in range(5)])
+               for n in range(2)]  # fmt: skip
+    got: list[Any] = []
+    unpacker = msgpack.Unpacker(raw=False)
+
+    def reader() -> None:  # the coordinator: slow, 50 kB at a time
+        while True:
+            gevent.sleep(0.001)
+            try:
+                unpacker.feed(os.read(read_fd, 50_000))
+            except BlockingIOError:
+                continue
+            got.extend(unpacker)
+
+    reading = gevent.spawn(reader)
+    gevent.sleep(0.02)
+    with pipe.lock:  # what the worker does before killing its ticker
+        gevent.killall(senders)
+    gevent.sleep(0.3)  # the rest drains
+    reading.kill()
+    os.close(read_fd)
+    os.close(write_fd)
+    assert got and all(m[0] == "m" and m[3] == blob for m in got)
+    for n in (0, 1):  # each sender's messages in order, none missing before the kill
+        mine = [m[2] for m in got if m[1] == n]
+        assert mine == list(range(len(mine)))
+
+
+def test_an_interval_is_never_lost_when_the_ticker_is_stopped(synth_corpus: Any) -> None:
+    # the run's end kills the ticker while holding the pipe's lock: a ticker waiting for
+    # the lock with an interval's folds still holds none of them, so the last send has all
+    sent: list[tuple[int, list[bytes]]] = []
+
+    class LockedPipe:
+        lock = gevent.lock.RLock()
+
+        def send(self, kind: str, _worker: int, k: int, payloads: list[bytes]) -> None:
+            sent.append((k, payloads))
+
+    options: dict[str, Any] = {"worker": 0, "workers": 1, "corpus": str(synth_corpus()),
+                               "target": "http://127.0.0.1:9", "api_key": None,
+                               "project_id": None, "model": "rate", "duration_ns": NS,
+                               "nonce": 1}  # fmt: skip
+    worker = Worker(WorkerConfig(**options), LockedPipe())  # type: ignore[arg-type]
+    worker.folds = [b"fold-1", b"fold-2"]
+    with LockedPipe.lock:
+        ticker = gevent.spawn(worker._send_interval)
+        gevent.sleep(0.01)  # the ticker now waits for the lock
+        ticker.kill()
+    worker.folds.append(b"fold-3")
+    worker._send_interval()
+    assert sent == [(0, [b"fold-1", b"fold-2", b"fold-3"])]
