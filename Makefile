@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := pyproject.toml setup.cfg
 
-.PHONY: demo test lint typecheck check bench corpora clean
+.PHONY: demo test lint typecheck bench corpora clean
 
 # The virtualenv is rebuilt only when the packaging files change.
 $(BIN)/python:
@@ -34,8 +34,16 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+# Benchmarks, not tests: each prints a table. peers.py installs nginx, wrk, hey (apt) and
+# Locust (its own venv) on demand; all traffic stays on 127.0.0.1.
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/corpus.py
+	$(BIN)/python bench/corpus.py --records 200000
+	$(BIN)/python bench/recorder.py
+	$(BIN)/python bench/sandbox.py --pods 1 2 --usl
+	$(BIN)/python bench/peers.py
+	$(BIN)/python bench/schedule.py --search
+	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/memory.py --rate 20000
 
 # Regenerate the bundled corpora with the commands recorded in corpora/README.md.
 corpora: $(VENV)/.installed-test

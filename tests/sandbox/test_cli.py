@@ -57,7 +57,8 @@ def test_port_in_use_is_one_line() -> None:
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
     assert errors == [
-        f"python -m sandbox: error: --host/--port: cannot listen on 127.0.0.1:{port}: Address already in use"
+        f"python -m sandbox: error: --host/--port: cannot listen on 127.0.0.1:{port}: "
+        "Address already in use"
     ]
     assert "Traceback" not in done.stderr
 
