@@ -7,9 +7,8 @@ line on stderr naming the file and the line or field, and exit status 2; never a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -28,9 +27,6 @@ from planner.report import (
     to_json,
 )
 from planner.sweep_cli import FRACTION, PODS, SECONDS, SLO_P99
-
-F = TypeVar("F", bound=Callable[..., Any])
-EXIT_BAD_INPUT = 2
 
 _OUT = click.Path(dir_okay=False, path_type=Path)
 
