@@ -23,6 +23,8 @@ API_KEY = ParsedType("key:project", parse_api_key)
 FAULTS = ParsedType("spec", parse_faults)
 
 
+_MODEL = Emulation()  # the one place the emulation's defaults are set
+
 EPILOG = """\b
 Fault spec (--faults), rates as fractions or percentages, summing to at most 1:
   error=0.01          answer 500 (error=0.01:503 for another 5xx)
@@ -102,19 +104,21 @@ See docs/sandbox.md.
     default=None,
     help="Emulate N pods: throughput follows the USL with the next flags.",
 )
-@click.option("--pod-rate", type=RATE, default="150/s", help="L: one emulated pod's throughput.")
-@click.option("--sigma", type=click.FloatRange(0, 1), default=0.05, help="USL contention.")
-@click.option("--kappa", type=click.FloatRange(0, 1), default=0.001, help="USL coherency.")
+@click.option(
+    "--pod-rate", type=RATE, default=_MODEL.pod_rate, help="L: one emulated pod's throughput (/s)."
+)
+@click.option("--sigma", type=click.FloatRange(0, 1), default=_MODEL.sigma, help="USL contention.")
+@click.option("--kappa", type=click.FloatRange(0, 1), default=_MODEL.kappa, help="USL coherency.")
 @click.option(
     "--service-cv",
     type=click.FloatRange(0, 4),
-    default=0.5,
+    default=_MODEL.service_cv,
     help="Variation of emulated service times (0: constant).",
 )
 @click.option(
     "--queue-depth",
     type=click.IntRange(0),
-    default=128,
+    default=_MODEL.queue_depth,
     help="Requests each emulated pod may queue before 503.",
 )
 @click.option("--faults", type=FAULTS, default=None, help="Fault injection spec (see below).")
