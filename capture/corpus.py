@@ -50,7 +50,6 @@ HEADER_SIZE = _HEADER.size
 CHUNK_HEADER_SIZE = _CHUNK.size
 
 ENDPOINTS = ("ingest", "list", "get", "search", "metrics", "graphql", "project", "batch")
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 # Headers that carry credentials never enter a corpus: replay adds the target's own key.
 SECRET_HEADERS = frozenset(
@@ -149,9 +148,6 @@ class Record(NamedTuple):
     trace: str | None = None  # the trace this request belongs to, for sharding by trace
     status: int | None = None  # recorded response status, when recorded from real traffic
     latency_ns: int | None = None  # recorded response latency
-
-
-RECORD_FIELDS = len(Record._fields)
 
 
 @dataclass(frozen=True)
@@ -316,10 +312,6 @@ class CorpusWriter:
             self.close()
         else:
             self.abort()
-
-    @property
-    def records_written(self) -> int:
-        return self._records + sum(c[1] for c in self._compressing) + len(self._pending)
 
     def write(self, record: Record) -> None:
         if self._closed:
@@ -683,7 +675,3 @@ class CorpusReader:
 
     def __iter__(self) -> Iterator[Record]:
         return self.records()
-
-
-def open_corpus(path: str | os.PathLike[str], *, recover: bool = False) -> CorpusReader:
-    return CorpusReader(path, recover=recover)
