@@ -401,6 +401,13 @@ class Coordinator:
         abandoned = sum(int(p.info.get("abandoned", 0)) for p in self.procs)
         if abandoned:
             notes.append(f"{abandoned} requests still in flight at the stop were not counted")
+        unsent = sum(int(p.info.get("unsent", 0)) for p in self.procs)
+        if unsent:
+            cut_short = any(p.info.get("unsent_counted") is False for p in self.procs)
+            notes.append(
+                f"{'at least ' if cut_short else ''}{unsent:,} requests came due but were never "
+                "sent (the load generator fell behind its schedule): counted as dropped"
+            )
         verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate)
         meta = RunMeta(
             corpus=plan.corpus_label,

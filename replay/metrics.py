@@ -39,7 +39,8 @@ array converts each int on append (~70 ns more per value); the conversion to int
 once per interval, in ``flush()``, with numpy. ``outcome`` is the HTTP status as a string
 ("200", "503") or an error kind ("refused", "reset", "timeout", "malformed", "closed",
 "other"). ``drop(endpoint, intended_ns)`` counts a request the generator could not send
-(max-inflight reached); ``offered(n)`` counts requests that came due, sent or dropped.
+(max-inflight reached, or due but never reached by a worker behind its schedule);
+``offered(n)`` counts requests that came due, sent or dropped.
 
 ``flush(interval, inflight) -> bytes`` folds the interval's buffers into per-series bucket
 counts and returns one msgpack map (the *delta*, ``DELTA_VERSION`` 1)::
@@ -511,7 +512,8 @@ class IntervalRecorder:
         self._rec_done(done_ns)
 
     def drop(self, endpoint: str, intended_ns: int) -> None:
-        """A due request was not sent (max-inflight reached): counted, never delayed.
+        """A due request was not sent (max-inflight reached, or the run ended before a worker
+        behind its schedule got to it): counted, never delayed.
 
         ``intended_ns`` is accepted for symmetry with ``record``; the drop is counted in the
         interval being filled.

@@ -15,7 +15,8 @@ judged again on the merged data. ``merge_results([r])`` reproduces ``r`` (metada
 
 The load generator, not the target, was the limit (``load_generator.limited``) when any
 request was dropped (a worker had ``--max-inflight`` requests outstanding when the next came
-due) or when the send lag p99 exceeds ``SEND_LAG_LIMIT_MS`` (requests left late because the
+due, or it came due but the run ended before the worker, behind its schedule, got to it) or
+when the send lag p99 exceeds ``SEND_LAG_LIMIT_MS`` (requests left late because the
 worker's CPU or event loop could not keep the schedule; latencies from the intended time
 then include that lag).
 
@@ -160,8 +161,8 @@ def generator_limit_reasons(dropped: int, offered: int, send_lag_p99_ms: float |
     if dropped > 0:
         share = f" ({dropped / offered:.2%} of {offered:,} due)" if offered else ""
         reasons.append(
-            f"{dropped:,} requests dropped{share}: a worker had --max-inflight requests "
-            "outstanding when they came due"
+            f"{dropped:,} requests dropped{share}: they came due while a worker had "
+            "--max-inflight requests outstanding, or after it had fallen behind its schedule"
         )
     if send_lag_p99_ms is not None and send_lag_p99_ms > SEND_LAG_LIMIT_MS:
         reasons.append(

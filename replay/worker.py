@@ -13,7 +13,9 @@ closed model sends the VU's next request at once (or after its think time, on a 
 the open models put it back on the idle list. The open models' scheduler is a check
 watcher (it runs after every poll of the loop): it sends every request already due, each
 stamped with its own intended time, on an idle connection, or drops it when none is idle
-(``--max-inflight`` reached) - counted, never delayed. Between requests due within SPIN_NS
+(``--max-inflight`` reached) - counted, never delayed. When the run ends with requests due
+that the worker never got to (it fell behind its own schedule), they are counted as dropped
+too: `offered` is the schedule's, not what the worker managed. Between requests due within SPIN_NS
 it naps in a select() on the loop's epoll descriptor (microsecond resolution, woken by any
 socket); further ahead it sleeps on a timer (millisecond resolution) until SPIN_NS before.
 Pacing maths, corpus decoding and template building happen ahead of the schedule (`Ahead`),
@@ -71,6 +73,8 @@ FOLDS = 10  # recorder flushes per interval, sent together at its end
 DISPATCH_BATCH = 64  # requests sent per turn of the loop at most, when catching up
 PRECONNECT = 64  # open models: connections opened before the start (closed: one per VU)
 PRECONNECT_WAIT_NS = 2 * NS
+COUNT_UNSENT_NS = 5 * NS  # counting what fell behind takes at most this long (a stop: 1 s)
+COUNT_SLICE = 4096  # unsent requests counted between two turns of the loop
 
 
 class Pipe:
@@ -178,6 +182,11 @@ class Shard:
         if everyone or shard_of(record.trace, index, cfg.workers) == cfg.worker:
             yield TimelineEntry(index, record.offset_ns, next_ns - record.offset_ns), record
 
+    def stop_building(self) -> None:
+        """From now on a streamed pass yields stand-ins that only name their endpoint: what
+        is left of the schedule is counted, not sent, so it is not worth encoding."""
+        self._build = _unbuilt
+
     def one_pass(self) -> Iterator[tuple[Any, Template]]:
         """One pass over the shard: from memory, or read and encoded again."""
         if self.cached is not None:
@@ -259,6 +268,12 @@ class Ahead:
         if self.exhausted or len(self.items) >= self.size:
             self.stop()
 
+    def rest(self) -> Iterator[Any]:
+        """What was prepared, then what was not (once stopped): for counting what is left."""
+        while self.items:
+            yield self.items.popleft()
+        yield from self._source
+
     def fill_slice(self) -> None:
         items, source, size = self.items, self._source, self.size
         until = time.monotonic_ns() + SLICE_NS
@@ -311,6 +326,8 @@ class Worker:
         self.wall_ms = 0
         self.stopping = False
         self.abandoned = 0
+        self.unsent = 0  # due before the end, never sent: the worker fell behind
+        self.unsent_counted = True  # False: counting stopped at COUNT_UNSENT_NS
         self.interval = 0  # the next interval to send
         self.folds: list[bytes] = []  # recorder deltas of the interval, not sent yet
         self.conns: list[Connection] = []
@@ -628,6 +645,8 @@ class Worker:
             gevent.sleep(min(0.05, max(end - time.monotonic_ns(), 0) / NS))
         self._stop_scheduler()  # no new requests; those in flight may finish
         self.ahead.stop()
+        if not closed:
+            self._count_unsent(min(time.monotonic_ns(), end) - start_ns)
         grace = STOP_GRACE_NS if self.stopping else cfg.timeout_ns + NS // 2
         drain_until = time.monotonic_ns() + grace
         while self.busy and time.monotonic_ns() < drain_until:
@@ -644,7 +663,48 @@ class Worker:
         self.flush()  # the last, partial interval
         for conn in self.conns:
             conn.close()
-        return {"abandoned": self.abandoned, "serial": self.serial, "intervals": self.interval}
+        return {
+            "abandoned": self.abandoned,
+            "serial": self.serial,
+            "intervals": self.interval,
+            "unsent": self.unsent,
+            "unsent_counted": self.unsent_counted,
+        }
+
+    def _count_unsent(self, cutoff_ns: int) -> None:
+        """Requests due before `cutoff_ns` (from the start) that were never sent because the
+        worker had fallen behind its schedule: dropped, each under its endpoint. Counted in
+        slices between turns of the loop (responses in flight are still read), for at most
+        COUNT_UNSENT_NS; past that, `unsent_counted` is False and the count a lower bound."""
+        assert self.ahead is not None and self.shard is not None
+        self.shard.stop_building()
+        drop, n = self.recorder.drop, 0
+        give_up = time.monotonic_ns() + (NS if self.stopping else COUNT_UNSENT_NS)
+        for due, tpl in self.ahead.rest():
+            if due >= cutoff_ns:
+                break
+            drop(tpl.endpoint, due)
+            n += 1
+            if n % COUNT_SLICE == 0:
+                if time.monotonic_ns() > give_up:
+                    self.unsent_counted = False
+                    break
+                gevent.sleep(0)
+        self.recorder.offered(n)
+        self.unsent = n
+
+
+class _Unbuilt:
+    """A request that is only counted: its endpoint, nothing encoded."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+
+def _unbuilt(record: Any, _index: int) -> Any:
+    return _Unbuilt(record.endpoint)
 
 
 def _nothing() -> None:

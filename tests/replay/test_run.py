@@ -82,6 +82,24 @@ def test_rate_model_is_exact_over_workers(
     assert totals["dropped"] == 0
 
 
+def test_a_generator_that_falls_behind_says_so(
+    replay: Any, synth_corpus: Any, tiny_server: Any, tmp_path: Path
+) -> None:
+    # 300,000/s from one worker for half a second: far more than it can send (dropped at
+    # --max-inflight, or never sent when the worker fell behind). The results still account
+    # for all 150,000 due requests, and the summary names the generator as the limit.
+    url = tiny_server()
+    out = tmp_path / "r.json"
+    done = replay(str(synth_corpus()), "--target", url, "--rate", "300000", "--duration",
+                  "500ms", "--workers", "1", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = _results(out)
+    totals = results["totals"]
+    assert totals["offered"] == 150_000
+    assert totals["requests"] + totals["dropped"] == 150_000 and totals["dropped"] > 0
+    assert results["load_generator"]["limited"] is True
+
+
 def test_merge_is_exact(replay: Any, synth_corpus: Any, tiny_server: Any, tmp_path: Path) -> None:
     # per-second timeline, per-endpoint counts and histograms all add up to the totals
     url = tiny_server()

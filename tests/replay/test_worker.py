@@ -303,3 +303,21 @@ def test_an_interval_is_never_lost_when_the_ticker_is_stopped(synth_corpus: Any)
     worker.folds.append(b"fold-3")
     worker._send_interval()
     assert sent == [(0, [b"fold-1", b"fold-2", b"fold-3"])]
+
+
+@pytest.mark.parametrize("cache_bytes", [48 << 20, 1])
+def test_what_the_worker_never_got_to_is_counted_as_dropped(
+    synth_corpus: Any, server: Any, cache_bytes: int
+) -> None:
+    # 400,000/s for a quarter second is far more than one Python worker can send (nor can
+    # the in-process server answer): it falls behind its schedule. Every one of the 100,000
+    # due requests is still accounted for, sent or dropped, cached shard or streamed.
+    srv = server()
+    _, cap, info = run_worker(
+        synth_corpus(), srv.url, rate=400_000.0, duration_ns=NS // 4, cache_bytes=cache_bytes
+    )
+    whole = cap.aggregate.whole()
+    assert whole.offered == 100_000
+    assert whole.requests() + whole.dropped() == 100_000
+    assert info["unsent"] > 0 and info["unsent_counted"] is True
+    assert whole.requests() == info["serial"] == len(srv.paths)
