@@ -116,6 +116,8 @@ class Stamps:
 
 
 _TO_SHAPE = str.maketrans(dict.fromkeys(string.ascii_letters + string.digits, "x"))
+_ALNUM = (string.ascii_letters + string.digits).encode("ascii")
+_BYTES_TO_SHAPE = bytes(ord("x") if i in _ALNUM else i for i in range(256))
 
 
 class IdMinter:
@@ -128,6 +130,18 @@ class IdMinter:
         noise = hashlib.sha256(b"%d" % nonce).hexdigest()
         self._fill = f"{worker:02x}{noise}"
         self._prefixes: dict[str, bytes] = {}
+        self._by_shape: dict[bytes, bytes] = {}
+
+    def prefix_of(self, raw: bytes, where: str, what: str) -> bytes:
+        """prefix() of a `what` id as a record at `where` holds it, checked (RewriteError).
+        Both depend only on the id's shape, so each shape is checked and built once."""
+        shape = raw.translate(_BYTES_TO_SHAPE)
+        cached = self._by_shape.get(shape)
+        if cached is None:
+            original = _ascii(raw, where)
+            check_id(original, f"{where}: {what} id")
+            cached = self._by_shape[shape] = self.prefix(original)
+        return cached
 
     def prefix(self, original: str) -> bytes:
         """What replaces `original` before the tag: worker, nonce; separators kept."""
@@ -160,73 +174,40 @@ def check_id(original: str, what: str) -> None:
 
 
 Step = tuple[int, int, tuple[bytes, ...]]  # (hole kind, its argument, the group after it)
+Piece = bytes | tuple[int, int] | None  # a literal, a (STAMP or READ, argument) hole, a serial
 
 
-class Splice:
-    """Bytes with holes, frozen as they are written: groups of literals joined by the serial,
-    separated by the other holes (STAMP, READ), and the rendered length while it is fixed."""
-
-    __slots__ = ("first", "group", "length", "pending", "steps")
-
-    def __init__(self) -> None:
-        self.first: list[bytes] = []
-        self.steps: list[tuple[int, int, list[bytes]]] = []
-        self.group = self.first  # the group being written
-        self.pending: list[bytes] = []  # literals since the last hole
-        self.length: int | None = 0  # None once a READ hole makes it vary
-
-    def text(self, data: bytes) -> None:
-        self.pending.append(data)
-        if self.length is not None:
-            self.length += len(data)
-
-    def serial(self, before: bytes, after: bytes) -> None:
-        """`before`, the serial hole, `after` (a minted id: the length does not change)."""
-        self.pending.append(before)
-        self.group.append(b"".join(self.pending))
-        self.pending = [after]
-
-    def hole(self, kind: int, arg: int = 0) -> None:
-        """A hole; `length` counts literals only (callers count what fills STAMP and
-        SERIAL holes), and a READ hole makes it vary."""
-        self.group.append(b"".join(self.pending))
-        self.pending = []
-        if kind == SERIAL:
-            return
-        self.group = []
-        self.steps.append((kind, arg, self.group))
-        if kind == READ:
-            self.length = None
-
-    def extend(self, other: Splice) -> None:
-        """Append `other` (its holes and literals, in order), group by group."""
-        self._join(other.first if other.group is not other.first else other._last())
-        for kind, arg, group in other.steps:
-            self.hole(kind, arg)
-            self._join(other._last() if group is other.group else group)
-        if self.length is not None:
-            self.length = None if other.length is None else self.length + other.length
-
-    def _last(self) -> list[bytes]:
-        return [*self.group, b"".join(self.pending)]
-
-    def _join(self, group: list[bytes]) -> None:
-        """Continue the current literal with group[0]; the rest follow after serial holes."""
-        self.pending.append(group[0])
-        if len(group) > 1:
-            self.group.append(b"".join(self.pending))
-            self.group.extend(group[1:-1])
-            self.pending = [group[-1]]
-
-    def frozen(self) -> tuple[tuple[bytes, ...], tuple[Step, ...]]:
-        last = [*self.group, b"".join(self.pending)]
-        first = last if self.group is self.first else self.first
-        steps = [(k, a, tuple(last if g is self.group else g)) for k, a, g in self.steps]
-        return tuple(first), tuple(steps)
-
-    def fixed_length(self) -> int | None:
-        """The rendered length, when no hole varies in length (no READ)."""
-        return self.length
+def freeze(pieces: list[Piece]) -> tuple[tuple[bytes, ...], tuple[Step, ...], bool]:
+    """(first, steps, reads) of bytes written as `pieces`: literals, None for the serial,
+    (kind, argument) for a STAMP or READ hole. `first` holds the literals before the first
+    such hole, split at the serials (so the serial joins them); each step is a hole and the
+    group after it. `reads` says whether a READ hole is among them."""
+    first: tuple[bytes, ...] | None = None
+    steps: list[Step] = []
+    group: list[bytes] = []
+    run: list[bytes] = []
+    kind = arg = 0
+    reads = False
+    for piece in pieces:
+        if piece.__class__ is bytes:
+            run.append(piece)
+            continue
+        group.append(b"".join(run))
+        run = []
+        if piece is None:
+            continue
+        if first is None:
+            first = tuple(group)
+        else:
+            steps.append((kind, arg, tuple(group)))
+        group = []
+        kind, arg = piece
+        reads = reads or kind == READ
+    group.append(b"".join(run))
+    if first is None:
+        return tuple(group), (), False
+    steps.append((kind, arg, tuple(group)))
+    return first, tuple(steps), reads
 
 
 def render(
@@ -271,22 +252,21 @@ class Template:
         endpoint: str,
         offset_ns: int,
         recorded_ms: int,
-        head: Splice,
-        body: Splice | None,
+        head: tuple[tuple[bytes, ...], tuple[Step, ...]],
+        body: tuple[tuple[bytes, ...], tuple[Step, ...]] | None,
         ack: tuple[bytes, bytes] | None,
         read_fallback: bytes,
+        has_read: bool,
     ) -> None:
         self.endpoint = endpoint
         self.offset_ns = offset_ns
         self.recorded_ms = recorded_ms  # wall-clock ms the record was (synthetically) sent
-        self.first, self.steps = head.frozen()
-        if body is None:
-            self.body_first: tuple[bytes, ...] | None = None
-            self.body_steps: tuple[Step, ...] = ()
-        else:
-            self.body_first, self.body_steps = body.frozen()
+        self.first, self.steps = head
+        self.body_first: tuple[bytes, ...] | None
+        self.body_steps: tuple[Step, ...]
+        self.body_first, self.body_steps = body if body is not None else (None, ())
         self.ack_prefix, self.ack_suffix = ack if ack is not None else (b"", b"")
-        self.has_read = (head.length is None) or (body is not None and body.length is None)
+        self.has_read = has_read
         self.read_fallback = read_fallback
         self.head = self.first[0].startswith(b"HEAD ")  # its response ends with its head
 
@@ -328,6 +308,9 @@ def build_template(
     `request_start(method)` gives b'METHOD /base'; `head_end(headers, content_length)` the
     rest of the head: with Content-Length for a length, none for NO_BODY, and ending in
     'Content-Length: ' for None (the body's length is then written per request).
+
+    This runs once per record sent when a shard is streamed, so it is one pass over the
+    spans into a flat list of pieces, frozen once (`freeze`), with no object per span.
     """
     path = record.path.encode("utf-8")
     body = bytes(record.body)
@@ -348,71 +331,86 @@ def build_template(
             (traces if kind == _TRACE else observations).add(raw)
             if raw in minted:
                 continue
-            original = _ascii(raw, where)
-            check_id(original, f"{where}: {'trace' if kind == _TRACE else 'observation'} id")
             if len(minted) > MAX_ORDINAL:
                 raise RewriteError(f"{where}: more than {MAX_ORDINAL + 1} ids in one record")
-            minted[raw] = (minter.prefix(original), _ORDINALS[len(minted)])
+            what = "trace" if kind == _TRACE else "observation"
+            minted[raw] = (minter.prefix_of(raw, where, what), _ORDINALS[len(minted)])
             if kind == _TRACE and ack is None:
                 ack = minted[raw]
 
+    project = project_id.encode("utf-8") if project_id is not None else None
     read_fallback = b""
 
-    def splice(text: bytes, spans: list[tuple[int, int, int]], out: Splice) -> None:
-        """Write `text` into `out` with its spans as holes (the hot part of a build)."""
+    def splice(text: bytes, spans: list[tuple[int, int, int]], out: list[Piece]) -> int:
+        """Append `text` to `out` as pieces, its spans as holes; the length it adds."""
         nonlocal read_fallback
+        append = out.append
         pos = 0
         grown = len(text)  # minted ids and moved timestamps keep their length
         for start, length, kind in spans:
-            raw = text[start : start + length]
-            if (
+            end = start + length
+            raw = text[start:end]
+            if kind == _TIMESTAMP and created_ms is not None and (ms := _iso_ms(raw)) is not None:
+                append(text[pos:start])
+                append((STAMP, ms))
+            elif (
                 kind in (_TRACE, _OBSERVATION)
                 or (kind == _TRACE_REF and raw in traces)
                 or (kind == _OBSERVATION_REF and raw in observations)
             ):
-                prefix, ordinal = minted[raw]
-                out.serial(text[pos:start] + prefix, ordinal)
-            elif kind == _TIMESTAMP and created_ms is not None and (ms := _iso_ms(raw)) is not None:
-                out.pending.append(text[pos:start])
-                out.hole(STAMP, ms)
-            elif kind == _TRACE_REF:
-                out.pending.append(text[pos:start])
-                out.hole(READ)
+                before, ordinal = minted[raw]
+                append(text[pos:start] + before)
+                append(None)
+                append(ordinal)
+            elif kind == _TRACE_REF:  # a trace this record does not define: a read
+                append(text[pos:start])
+                append(_READ_HOLE)
                 read_fallback = read_fallback or raw
-            elif kind == _PROJECT and project_id is not None:
-                replacement = project_id.encode("utf-8")
-                out.pending.append(text[pos:start] + replacement)
-                grown += len(replacement) - length
-            else:  # unresolved observation reference, unparseable timestamp: left as recorded
-                out.pending.append(text[pos : start + length])
-            pos = start + length
-        out.pending.append(text[pos:])
-        if out.length is not None:
-            out.length += grown
+                grown = -1
+            elif kind == _PROJECT and project is not None:
+                append(text[pos:start])
+                append(project)
+                if grown >= 0:
+                    grown += len(project) - length
+            else:  # an unresolved reference, an unparseable timestamp: left as recorded
+                append(text[pos:end])
+            pos = end
+        append(text[pos:])
+        return grown
 
-    head = Splice()
-    head.text(request_start(record.method))
-    splice(path, path_spans, head)
-    body_splice: Splice | None = None
+    pieces: list[Piece] = [request_start(record.method)]
+    splice(path, path_spans, pieces)
+    body_part = None
     if body or record.method in ("POST", "PUT", "PATCH"):
-        body_splice = Splice()
-        splice(body, body_spans, body_splice)
-        body_length = body_splice.fixed_length()
-        head.text(head_end(record.headers, body_length))
-        if body_length is not None:  # one contiguous template: head and body
-            head.extend(body_splice)
-            body_splice = None
+        body_pieces: list[Piece] = []
+        body_length = splice(body, body_spans, body_pieces)
+        if body_length >= 0:  # one contiguous template: head and body
+            pieces.append(head_end(record.headers, body_length))
+            pieces += body_pieces
+        else:  # a READ hole in the body: its length is written per request
+            pieces.append(head_end(record.headers, None))
+            body_first, body_steps, _reads = freeze(body_pieces)
+            body_part = (body_first, body_steps)
     else:
-        head.text(head_end(record.headers, NO_BODY))
+        pieces.append(head_end(record.headers, NO_BODY))
+    first, steps, reads = freeze(pieces)
     recorded_ms = (created_ms or 0) + record.offset_ns // 1_000_000
     return Template(
-        record.endpoint, record.offset_ns, recorded_ms, head, body_splice, ack, read_fallback
+        record.endpoint,
+        record.offset_ns,
+        recorded_ms,
+        (first, steps),
+        body_part,
+        ack,
+        read_fallback,
+        reads or body_part is not None,
     )
 
 
 _TRACE, _TRACE_REF = int(IdKind.TRACE), int(IdKind.TRACE_REF)
 _OBSERVATION, _OBSERVATION_REF = int(IdKind.OBSERVATION), int(IdKind.OBSERVATION_REF)
 _TIMESTAMP, _PROJECT = int(IdKind.TIMESTAMP), int(IdKind.PROJECT)
+_READ_HOLE = (READ, 0)
 _SECONDS_RAW: dict[bytes, int] = {}  # parse_iso_ms's cache, by the raw 'YYYY-MM-DDTHH:MM:SS'
 
 

@@ -285,3 +285,111 @@ def test_serial_digits_cover_long_runs() -> None:
 def test_a_template_knows_when_its_response_has_no_body(method: str, head: bool) -> None:
     # the answer to HEAD ends with its head, whatever its Content-Length says
     assert _build(_get()._replace(method=method)).head is head
+
+
+# --- templates against a reference rewrite -------------------------------------------------
+
+_IDS = [TRACE, OBS1, OBS2, "0123456789abcdef0123456789abcdef", "a7d4e1c2b-4bbb-8ccc-0123456789ab"]
+_STAMPS = [STAMP1, STAMP2, "2026-01-01T00:00:00Z", "2026-02-30T00:00:00.000Z"]
+_KINDS = [IdKind.TRACE, IdKind.TRACE_REF, IdKind.OBSERVATION, IdKind.OBSERVATION_REF]
+_filler = st.text(alphabet='abc{}":, ', max_size=6)
+_span = st.one_of(
+    st.tuples(st.sampled_from(_IDS), st.sampled_from(_KINDS)),
+    st.tuples(st.sampled_from(_STAMPS), st.just(IdKind.TIMESTAMP)),
+    st.tuples(st.sampled_from(["proj_a", "p"]), st.just(IdKind.PROJECT)),
+)
+
+
+def _text(parts: list[tuple[str, tuple[str, IdKind]]], tail: str) -> tuple[bytes, tuple[Any, ...]]:
+    text, spans = "", []
+    for filler, (value, kind) in parts:
+        text += filler
+        spans.append((len(text), len(value), int(kind)))
+        text += value
+    return (text + tail).encode(), tuple(spans)
+
+
+def _reference(
+    record: Record, serial: bytes, delta_ms: int, read: bytes, created_ms: int | None,
+    project_id: str | None, minter: IdMinter,
+) -> bytes:  # fmt: skip
+    """What a request must be, span by span, written without templates or pieces."""
+    texts = ((record.path.encode(), record.path_ids), (bytes(record.body), record.body_ids))
+    ordinal: dict[bytes, int] = {}
+    defined: dict[int, set[bytes]] = {IdKind.TRACE: set(), IdKind.OBSERVATION: set()}
+    for text, spans in texts:
+        for start, length, kind in spans:
+            if kind in (IdKind.TRACE, IdKind.OBSERVATION):
+                defined[kind].add(text[start : start + length])
+                ordinal.setdefault(text[start : start + length], len(ordinal))
+
+    def rewritten(text: bytes, spans: Any) -> bytes:
+        out, pos = b"", 0
+        for start, length, kind in spans:
+            raw = text[start : start + length]
+            ms = rewrite.parse_iso_ms(raw.decode("latin-1"))
+            refers_to = {IdKind.TRACE_REF: IdKind.TRACE, IdKind.OBSERVATION_REF: IdKind.OBSERVATION}
+            if kind in (IdKind.TRACE, IdKind.OBSERVATION) or raw in defined.get(
+                refers_to.get(kind, -1), ()
+            ):
+                raw = minter.prefix(raw.decode()) + serial + b"%03x" % ordinal[raw]
+            elif kind == IdKind.TRACE_REF:
+                raw = read
+            elif kind == IdKind.TIMESTAMP and created_ms is not None and ms is not None:
+                raw = Stamps().iso(ms + delta_ms)
+            elif kind == IdKind.PROJECT and project_id is not None:
+                raw = project_id.encode()
+            out, pos = out + text[pos:start] + raw, start + length
+        return out + text[pos:]
+
+    enc = _encoder()
+    path, body = (rewritten(text, spans) for text, spans in texts)
+    start = enc.request_start(record.method) + path
+    if body or record.method in ("POST", "PUT", "PATCH"):
+        return start + enc.head_end(record.headers, len(body)) + body
+    return start + enc.head_end(record.headers, rewrite.NO_BODY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "HEAD", "DELETE", "PUT"]),
+    path_id=st.one_of(st.none(), st.tuples(st.sampled_from(_IDS), st.sampled_from(_KINDS))),
+    body=st.lists(st.tuples(_filler, _span), max_size=8),
+    tail=_filler,
+    created=st.booleans(),
+    project_id=st.one_of(st.none(), st.just("proj_loadtest")),
+    serial=st.integers(0, 2**36 - 1),
+    delta_ms=st.integers(-(10**9), 10**9),
+)
+def test_a_template_renders_what_a_span_by_span_rewrite_writes(
+    method: str, path_id: Any, body: Any, tail: str, created: bool, project_id: str | None,
+    serial: int, delta_ms: int,
+) -> None:  # fmt: skip
+    # Random records (ids defined and referenced in any order, in the path and the body,
+    # timestamps valid and not, project ids): the template's bytes, whatever the serial,
+    # delta and read, are those of a naive rewrite of each span in place.
+    path, path_ids = _text([("/api/public/traces/", path_id)] if path_id else [], "")
+    body_bytes, body_ids = _text(body, tail)
+    record = Record(
+        offset_ns=5_000_000_000, endpoint="e", method=method,
+        path=path.decode() or "/api/public/traces", headers=(("Accept", "*/*"),),
+        body=body_bytes, path_ids=path_ids, body_ids=body_ids, trace=TRACE,
+    )  # fmt: skip
+    created_ms = CREATED_MS if created else None
+    minter = IdMinter(3, 9)
+    tpl = build_template(
+        record, request_start=_encoder().request_start, head_end=_encoder().head_end,
+        minter=minter, created_ms=created_ms, project_id=project_id,
+    )  # fmt: skip
+    tag = serial_hex(serial)
+    read = b"fedcba9876543210fedcba9876543210"
+    got = tpl.render(tag, delta_ms, read, Stamps().iso)
+    assert got == _reference(record, tag, delta_ms, read, created_ms, project_id, minter)
+    unresolved = [
+        (text, s) for text, spans in ((path, path_ids), (body_bytes, body_ids)) for s in spans
+        if s[2] == IdKind.TRACE_REF and text[s[0] : s[0] + s[1]] not in {
+            t[s0 : s0 + n] for t, sp in ((path, path_ids), (body_bytes, body_ids))
+            for s0, n, k in sp if k == IdKind.TRACE
+        }
+    ]  # fmt: skip
+    assert tpl.has_read == bool(unresolved)
