@@ -160,27 +160,30 @@ class Shard:
             self.mine += 1
             budget -= len(record.body) + len(record.path) + 512
         if budget >= 0:
-            self.cached = [(e, build(r, e.index)) for e, r in self._walk(everyone=False)]
+            self.cached = [(e, build(r, e.record)) for e, r in self._walk(everyone=False)]
         self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
 
     def _walk(self, everyone: bool) -> Iterator[tuple[Any, Any]]:
-        """(TimelineEntry, Record) of this shard, with global index and gap, in order."""
-        with self._reader_cls(self.cfg.corpus) as reader:
+        """(TimelineEntry, Record) of this shard, with global index and gap, in order. Each
+        record is yielded once the next one's offset (its gap) is known."""
+        cfg = self.cfg
+        worker, workers = cfg.worker, cfg.workers
+        with self._reader_cls(cfg.corpus) as reader:
             previous = None
-            index = 0
+            index = -1
             for record in reader.records():
-                if previous is not None:
-                    yield from self._keep(previous, index - 1, record.offset_ns, everyone)
+                if previous is not None and (
+                    everyone or shard_of(previous.trace, index, workers) == worker
+                ):
+                    offset = previous.offset_ns
+                    yield TimelineEntry(index, offset, record.offset_ns - offset), previous
                 previous = record
                 index += 1
-            if previous is not None:
-                yield from self._keep(previous, index - 1, self.period_ns, everyone)
-
-    def _keep(self, record: Any, index: int, next_ns: int, everyone: bool) -> Iterator[Any]:
-
-        cfg = self.cfg
-        if everyone or shard_of(record.trace, index, cfg.workers) == cfg.worker:
-            yield TimelineEntry(index, record.offset_ns, next_ns - record.offset_ns), record
+            if previous is not None and (
+                everyone or shard_of(previous.trace, index, workers) == worker
+            ):
+                offset = previous.offset_ns
+                yield TimelineEntry(index, offset, self.period_ns - offset), previous
 
     def stop_building(self) -> None:
         """From now on a streamed pass yields stand-ins that only name their endpoint: what
@@ -191,7 +194,7 @@ class Shard:
         """One pass over the shard: from memory, or read and encoded again."""
         if self.cached is not None:
             return iter(self.cached)
-        return ((e, self._build(r, e.index)) for e, r in self._walk(everyone=False))
+        return ((e, self._build(r, e.record)) for e, r in self._walk(everyone=False))
 
     def cycle(self) -> Iterator[Template]:
         """Templates in corpus order, round and round (rate and closed models)."""
@@ -203,7 +206,7 @@ class Shard:
         while True:
             source: Iterator[tuple[Any, Template]]
             if self.everyone:
-                source = ((e, self._build(r, e.index)) for e, r in self._walk(everyone=True))
+                source = ((e, self._build(r, e.record)) for e, r in self._walk(everyone=True))
             else:
                 source = self.one_pass()
             empty = True
