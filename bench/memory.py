@@ -1,7 +1,7 @@
 """Worker memory over a long replay: RSS sampled while one worker plays a 1M-record corpus.
 
     .venv/bin/python bench/memory.py [--records 1000000] [--rate 20000] [--interval 0.5]
-                                     [--corpus PATH]
+                                     [--corpus PATH] [--rounds 1]
 
 A corpus of --records 1.8 KB JSON bodies (bench/common.py; kept in the temp dir between
 runs) is far beyond the worker's 48 MB template cache, so the worker streams it: it decodes
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--target-core", type=int, default=0)
     parser.add_argument("--max-load", type=float, default=0.3)
     parser.add_argument("--patience", type=float, default=0, help="s to wait for quiet")
+    parser.add_argument("--rounds", type=int, default=1, help="runs, one after the other")
     args = parser.parse_args()
     if args.corpus:
         from capture.corpus import CorpusReader
@@ -61,7 +62,16 @@ def main() -> None:
         records = args.records
     seconds = max(1, round(records / args.rate))
 
+    for round_ in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"round {round_} of {args.rounds}")
+        _round(args, corpus, records, seconds)
+        print()
+
+
+def _round(args: argparse.Namespace, corpus: Path, records: int, seconds: int) -> None:
     samples: list[tuple[float, float]] = []  # (wall time, RSS MiB)
+    cpu_s = 0.0  # the worker's user + system CPU, at the last sample
     with (
         tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp,
         common.nginx(args.target_core) as server,
@@ -88,6 +98,8 @@ def main() -> None:
             if worker is not None:
                 with contextlib.suppress(psutil.Error):
                     samples.append((time.time(), worker.memory_info().rss / 2**20))
+                    times = worker.cpu_times()
+                    cpu_s = times.user + times.system
             time.sleep(args.interval)
         if proc.poll() is None:
             proc.kill()
@@ -126,6 +138,10 @@ def main() -> None:
         f"schedule              {totals['requests']:,} of {totals['offered']:,} offered answered "
         f"({totals['requests'] / max(totals['offered'], 1):.2%}), {totals['dropped']:,} dropped; "
         f"send lag p50 {lag['p50']} p99 {lag['p99']} max {lag['max']} ms"
+    )
+    print(
+        f"worker CPU            {cpu_s:.1f} s for the whole process (load and run), "
+        f"{cpu_s / max(totals['requests'], 1) * 1e6:.1f} µs per request"
     )
 
 
