@@ -99,7 +99,7 @@ def main() -> None:
     )
     print(
         f"flush() of {n:,} records    {min(flush_ms):6.2f} ms  ({min(flush_ms) * 1e6 / n:.0f} ns"
-        f" per record, once a second off the send path)"
+        f" per record, on the worker's event loop)"
     )
     print(f"delta size                   {size:,} bytes")
     print(f"RunAggregate.add(delta)      {min(add_ms):6.2f} ms")

@@ -1,8 +1,9 @@
 """Latency histograms, the worker's per-interval recorder and the coordinator's run aggregate.
 
 Measurement flows one way: ``IntervalRecorder`` (one per worker process, on the hot path)
--> ``flush()`` once a second -> one msgpack delta over the pipe -> ``RunAggregate.add()`` in the
-coordinator -> ``whole()``, ``timeline``, ``windows()`` for thresholds, results and summary.
+-> ``flush()`` ten times a second -> msgpack deltas, each second's sent together over the pipe
+-> ``RunAggregate.add()`` in the coordinator -> ``whole()``, ``timeline``, ``windows()`` for
+thresholds, results and summary.
 
 Latencies (wrk2's honest open model)
 ------------------------------------
@@ -36,14 +37,17 @@ The worker's recorder (hot path)
 lookup (the (endpoint, outcome) series id) and four list appends of the caller's own ints:
 no object is created per request. Plain lists beat ``array('q').append`` here because the
 array converts each int on append (~70 ns more per value); the conversion to int64 happens
-once per interval, in ``flush()``, with numpy. ``outcome`` is the HTTP status as a string
+once per fold, in ``flush()``, with numpy. ``outcome`` is the HTTP status as a string
 ("200", "503") or an error kind ("refused", "reset", "timeout", "malformed", "closed",
 "other"). ``drop(endpoint, intended_ns)`` counts a request the generator could not send
 (max-inflight reached, or due but never reached by a worker behind its schedule);
 ``offered(n)`` counts requests that came due, sent or dropped.
 
-``flush(interval, inflight) -> bytes`` folds the interval's buffers into per-series bucket
-counts and returns one msgpack map (the *delta*, ``DELTA_VERSION`` 1)::
+``flush(interval, inflight) -> bytes`` folds the buffers into per-series bucket counts and
+returns one msgpack map (the *delta*, ``DELTA_VERSION`` 1). The fold runs on the worker's
+event loop (ten times a second), so it is one counting pass per metric: each value becomes a
+cell of one (series, bucket) table, counted by ``np.bincount`` when the table is small and by
+one sort of the values when it is not (``fold_series``)::
 
     {"v": 1, "worker": int, "interval": int (seconds since the common start),
      "inflight": int, "offered": int, "dropped": {endpoint: int},
@@ -401,14 +405,6 @@ def status_matches(outcome: str, status: str | None) -> bool:
 
 
 # -- worker side ---------------------------------------------------------------------------
-def _sparse_wire(sparse: Sparse) -> list[Any]:
-    return [
-        sparse.buckets.astype("<u2").tobytes(),
-        sparse.counts.astype("<u4").tobytes(),
-        sparse.clamped,
-    ]
-
-
 def _sparse_from_wire(obj: Any) -> Sparse:
     index_bytes, count_bytes, clamped = obj
     buckets = np.frombuffer(index_bytes, dtype="<u2")
@@ -433,25 +429,63 @@ def _ns_to_us(ns: IntArray) -> IntArray:
     return (ns + 500) // 1000
 
 
-def _series_buckets(key: IntArray, values_us: IntArray) -> dict[int, Sparse]:
-    """Per series id, the sparse histogram of its values (one sort for all series)."""
-    over = values_us > HIGHEST_US
-    v = np.clip(values_us, 0, HIGHEST_US)
-    combined = key * COUNTS_LEN + bucket_indices(v)
-    if combined.size and int(key.max()) < 2**31 // COUNTS_LEN - 1:
-        combined = combined.astype(np.int32)  # sorts about twice as fast as int64
-    pairs, counts = np.unique(combined, return_counts=True)
-    pairs = pairs.astype(np.int64)
-    series = pairs // COUNTS_LEN
-    starts = np.flatnonzero(np.r_[True, series[1:] != series[:-1]])
-    ends = np.r_[starts[1:], series.size]
-    clamped = np.bincount(key[over]) if over.any() else np.zeros(0, np.int64)
-    out = {}
-    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-        k = int(series[lo])
-        c = int(clamped[k]) if k < clamped.size else 0
-        out[k] = Sparse(pairs[lo:hi] - k * COUNTS_LEN, counts[lo:hi].astype(np.int64), c)
-    return out
+class Folded(NamedTuple):
+    """Several series' histograms of one metric, one after another (``fold_series``).
+
+    Series ``s`` has the non-zero buckets ``buckets[bounds[s]:bounds[s + 1]]`` (ascending)
+    with the same slice of ``counts``, and ``clamped[s]`` values that were above one hour.
+    """
+
+    bounds: IntArray
+    buckets: IntArray
+    counts: IntArray
+    clamped: IntArray
+
+
+DENSE_BINS_PER_VALUE = 4
+"""``fold_series`` counts in a dense (series, bucket) table while it has at most this many
+cells per value (plus ``DENSE_BINS_MIN``); beyond that, sorting the values is cheaper than
+scanning the table for its non-zero cells. Both give the same result."""
+DENSE_BINS_MIN = 4096
+
+
+def fold_series(
+    series: IntArray, n_series: int, values_us: IntArray, *, dense: bool | None = None
+) -> Folded:
+    """The histogram of each series' values (µs; clamped into range, negatives as 0).
+
+    ``series[i]`` (in 0 .. n_series - 1) is the series of ``values_us[i]``. Each value
+    becomes one cell of a (series, bucket) table, ``series * span + bucket - lowest``, where
+    lowest .. lowest + span - 1 are the buckets in use, so cell order is series order then
+    bucket order. The cells are counted by one ``bincount`` (``dense``) or one sort of the
+    values; ``None`` picks the cheaper for the table's size.
+    """
+    n = int(values_us.size)
+    clamped = np.bincount(series[values_us > HIGHEST_US], minlength=n_series)
+    if not n:
+        empty = np.zeros(0, np.int64)
+        return Folded(np.zeros(n_series + 1, np.int64), empty, empty, clamped)
+    bucket = bucket_indices(np.clip(values_us, 0, HIGHEST_US))
+    lowest = int(bucket.min())
+    span = int(bucket.max()) - lowest + 1
+    cell = series * span + (bucket - lowest)
+    cells = n_series * span
+    if dense is None:
+        dense = cells <= DENSE_BINS_PER_VALUE * n + DENSE_BINS_MIN
+    if dense:
+        table = np.bincount(cell, minlength=cells)
+        used = (table != 0).nonzero()[0]
+        counts = table[used]
+    else:
+        ordered = np.sort(cell.astype(np.int32) if cells <= 2**31 else cell)
+        first = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        starts = np.concatenate((np.zeros(1, np.int64), first))
+        used = ordered[starts].astype(np.int64)
+        counts = np.diff(np.concatenate((starts, np.full(1, n, np.int64))))
+    of_series = used // span
+    buckets = used - of_series * span + lowest
+    bounds = np.searchsorted(of_series, np.arange(n_series + 1, dtype=np.int64))
+    return Folded(bounds.astype(np.int64), buckets, counts.astype(np.int64), clamped)
 
 
 class IntervalRecorder:
@@ -543,21 +577,43 @@ class IntervalRecorder:
         n = len(keys)
         series: list[list[Any]] = []
         if n:
-            key = np.fromiter(keys, dtype=np.int64, count=n)
+            if len(self._keys) <= 256:  # every id fits a byte: bytes() converts them fastest
+                key = np.frombuffer(bytes(keys), dtype=np.uint8).astype(np.int64)
+            else:
+                key = np.fromiter(keys, dtype=np.int64, count=n)
             t_intended = np.fromiter(intended, dtype=np.int64, count=n)
             t_sent = np.fromiter(sent, dtype=np.int64, count=n)
             t_done = np.fromiter(done, dtype=np.int64, count=n)
-            # One sort per metric: (series, bucket) pairs as series * COUNTS_LEN + bucket.
-            per_metric = [
-                _series_buckets(key, _ns_to_us(t_done - t_intended)),
-                _series_buckets(key, _ns_to_us(t_done - t_sent)),
-                _series_buckets(key, _ns_to_us(t_sent - t_intended)),
-            ]
+            # The series of this interval, numbered 0 .. m-1 in the order of their ids.
             sizes = np.bincount(key)
-            for k in np.flatnonzero(sizes).tolist():
+            present = np.flatnonzero(sizes)
+            number = np.zeros(sizes.size, np.int64)
+            number[present] = np.arange(present.size)
+            of = number[key]
+            m = int(present.size)
+            wire = []  # per metric: bounds, then every series' buckets and counts as bytes
+            for values_us in (
+                _ns_to_us(t_done - t_intended),
+                _ns_to_us(t_done - t_sent),
+                _ns_to_us(t_sent - t_intended),
+            ):
+                folded = fold_series(of, m, values_us)
+                wire.append(
+                    (
+                        folded.bounds.tolist(),
+                        folded.buckets.astype("<u2").tobytes(),
+                        folded.counts.astype("<u4").tobytes(),
+                        folded.clamped.tolist(),
+                    )
+                )
+            counted = zip(present.tolist(), sizes[present].tolist(), strict=True)
+            for s, (k, size) in enumerate(counted):
                 endpoint, outcome = self._keys[k]
-                hists = [_sparse_wire(m[k]) for m in per_metric]
-                series.append([endpoint, outcome, int(sizes[k]), hists])
+                hists = []
+                for bounds, buckets, counts, clamped in wire:
+                    lo, hi = bounds[s], bounds[s + 1]
+                    hists.append([buckets[2 * lo : 2 * hi], counts[4 * lo : 4 * hi], clamped[s]])
+                series.append([endpoint, outcome, size, hists])
         delta = {
             "v": DELTA_VERSION,
             "worker": self.worker,

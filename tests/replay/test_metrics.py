@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import random
+import struct
 import zlib
+from collections import Counter
 
 import msgpack
 import numpy as np
@@ -30,6 +32,7 @@ from replay.metrics import (
     bucket_indices,
     decode_sparse,
     encode_sparse,
+    fold_series,
     is_ok,
     sparse_from_values,
     status_matches,
@@ -273,6 +276,161 @@ def test_flush_counts_series_drops_offers_and_resets() -> None:
     again = msgpack.unpackb(rec.flush(2, 0))
     assert (again["offered"], again["dropped"], again["series"]) == (0, {}, [])
     assert rec.pending() == 0
+
+
+# -- the fold, against a straightforward one -----------------------------------------------------
+_HDR = HdrHistogram(1, HIGHEST_US, 3)  # hdrh's own bucket index, one value at a time
+Record = tuple[str, str, int, int, int]  # endpoint, outcome, intended, sent, done (ns)
+
+
+def reference_bucket(value_us: int) -> tuple[int, bool]:
+    """(bucket, clamped) of one value: above one hour counts as one hour, below 0 as 0."""
+    clamped = value_us > HIGHEST_US
+    return _HDR._counts_index_for(min(max(value_us, 0), HIGHEST_US)), clamped
+
+
+def reference_hist(values_us: list[int]) -> list[object]:
+    """One series' histogram on the wire: uint16 buckets, uint32 counts, clamped."""
+    counted = Counter(reference_bucket(v)[0] for v in values_us)
+    buckets = sorted(counted)
+    return [
+        struct.pack(f"<{len(buckets)}H", *buckets),
+        struct.pack(f"<{len(buckets)}I", *(counted[b] for b in buckets)),
+        sum(reference_bucket(v)[1] for v in values_us),
+    ]
+
+
+def reference_delta(
+    ids: dict[tuple[str, str], int],
+    worker: int,
+    interval: int,
+    inflight: int,
+    offered: int,
+    dropped: list[str],
+    records: list[Record],
+) -> bytes:
+    """The delta of one interval, folded record by record with Counters; ``ids`` numbers
+    the series in the order the recorder first saw them (over its whole life)."""
+    per_series: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+    for endpoint, outcome, intended, sent, done in records:
+        ids.setdefault((endpoint, outcome), len(ids))
+        us = [(done - intended + 500) // 1000, (done - sent + 500) // 1000]
+        per_series.setdefault((endpoint, outcome), []).append(
+            (us[0], us[1], (sent - intended + 500) // 1000)
+        )
+    series = []
+    for key in sorted(per_series, key=ids.__getitem__):
+        values = per_series[key]
+        hists = [reference_hist([v[m] for v in values]) for m in range(3)]
+        series.append([key[0], key[1], len(values), hists])
+    delta = {
+        "v": 1,
+        "worker": worker,
+        "interval": interval,
+        "inflight": inflight,
+        "offered": offered,
+        "dropped": dict(Counter(dropped)),
+        "series": series,
+    }
+    packed: bytes = msgpack.packb(delta, use_bin_type=True)
+    return packed
+
+
+HOUR_NS = HIGHEST_US * 1000
+offsets_ns = st.one_of(
+    st.integers(-3_000, 3_000_000),  # around the exact range: many values share a bucket
+    st.integers(-(10**9), 10**10),
+    st.integers(0, 4 * HOUR_NS),  # some clamp
+    st.sampled_from([HOUR_NS + 499, HOUR_NS + 500, HOUR_NS - 500, -500, -501]),  # rounding
+)
+records_st = st.lists(
+    st.tuples(
+        st.sampled_from(["ingest", "list", "get", "search", "e5", "e6", "e7", "e8"]),
+        st.sampled_from(["200", "204", "404", "503", "timeout", "reset"]),
+        st.integers(0, 2**40),
+        offsets_ns,
+        offsets_ns,
+    ).map(lambda r: (r[0], r[1], r[2], r[2] + r[3], r[2] + r[3] + r[4])),
+    max_size=150,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(records_st, records_st.map(lambda rs: [("get", "200", *r[2:]) for r in rs])),
+            st.lists(st.sampled_from(["ingest", "get"]), max_size=3),
+            st.integers(0, 100),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.integers(0, 7),
+)
+def test_flush_is_byte_for_byte_a_straightforward_fold(
+    intervals: list[tuple[list[Record], list[str], int]], worker: int
+) -> None:
+    rec = IntervalRecorder(worker)
+    ids: dict[tuple[str, str], int] = {}
+    for k, (records, dropped, offered) in enumerate(intervals):
+        rec.offered(offered)
+        for record in records:
+            rec.record(*record)
+        for endpoint in dropped:
+            rec.drop(endpoint, 0)
+        expected = reference_delta(ids, worker, k, k + 1, offered, dropped, records)
+        assert rec.flush(k, k + 1) == expected
+
+
+def test_flush_of_more_series_than_fit_a_byte_is_the_straightforward_fold() -> None:
+    rng = random.Random(5)
+    records: list[Record] = []
+    for i in range(900):
+        intended = rng.randrange(2**40)
+        sent = intended + rng.randrange(-1000, 10**6)
+        done = sent + rng.choice([rng.randrange(10**9), 5 * HOUR_NS])
+        records.append((f"e{i % 300}", "200" if i % 7 else "503", intended, sent, done))
+    rec = IntervalRecorder(1)
+    for record in records:
+        rec.record(*record)
+    ids: dict[tuple[str, str], int] = {}
+    assert rec.flush(0, 0) == reference_delta(ids, 1, 0, 0, 0, [], records)
+    assert len(ids) > 256
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.lists(
+        st.tuples(
+            st.integers(0, 39),
+            st.one_of(
+                st.integers(-5, 5000),
+                st.integers(-(10**6), 2 * HIGHEST_US),
+                st.sampled_from([HIGHEST_US, HIGHEST_US + 1]),
+            ),
+        ),
+        max_size=300,
+    ),
+    st.sampled_from([None, True, False]),
+)
+def test_fold_series_counts_what_a_counter_counts(
+    n_series: int, pairs: list[tuple[int, int]], dense: bool | None
+) -> None:
+    pairs = [(s % n_series, v) for s, v in pairs]
+    series = np.array([s for s, _ in pairs], dtype=np.int64)
+    values = np.array([v for _, v in pairs], dtype=np.int64)
+    folded = fold_series(series, n_series, values, dense=dense)
+    assert folded.bounds.tolist()[0] == 0 and len(folded.bounds) == n_series + 1
+    for s in range(n_series):
+        mine = [v for t, v in pairs if t == s]
+        counted = Counter(reference_bucket(v)[0] for v in mine)
+        lo, hi = folded.bounds[s], folded.bounds[s + 1]
+        assert folded.buckets[lo:hi].tolist() == sorted(counted)
+        assert folded.counts[lo:hi].tolist() == [counted[b] for b in sorted(counted)]
+        assert folded.clamped[s] == sum(reference_bucket(v)[1] for v in mine)
+    assert folded.bounds[-1] == len(folded.buckets) == len(folded.counts)
 
 
 def test_aggregate_counts_ok_errors_dropped_and_sums_inflight() -> None:
