@@ -18,7 +18,9 @@ import time
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from replay.metrics import HIGHEST_US, IntervalRecorder, LatencyHistogram, RunAggregate
+from replay.aggregate import RunAggregate
+from replay.histogram import HIGHEST_US, LatencyHistogram
+from replay.recorder import IntervalRecorder
 
 ENDPOINTS = ("ingest", "list", "get", "search")
 OUTCOMES = ("200", "200", "200", "503", "timeout")

@@ -112,7 +112,7 @@ class Coordinator:
         stdout: TextIO | None = None,
         stderr: TextIO | None = None,
     ) -> None:
-        from replay.metrics import RunAggregate
+        from replay.aggregate import RunAggregate
 
         self.plan = plan
         self.target = target

@@ -38,20 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from capture.cli_errors import InputError
-from replay.metrics import (
-    ERROR_KINDS,
+from replay.aggregate import RunAggregate, Slice, is_ok
+from replay.histogram import (
     HIGHEST_US,
     LOWEST_US,
-    METRICS,
     SIGNIFICANT_FIGURES,
     LatencyHistogram,
-    RunAggregate,
-    SeriesDelta,
-    Slice,
     decode_sparse,
     encode_sparse,
-    is_ok,
 )
+from replay.recorder import ERROR_KINDS, METRICS, SeriesDelta
 from replay.thresholds import Threshold, Verdict, evaluate, parse_threshold
 
 SCHEMA = "replay-results/1"

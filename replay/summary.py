@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from replay.metrics import ProgressSnapshot
+from replay.aggregate import ProgressSnapshot
 from replay.thresholds import TREND, parse_threshold
 
 _WIDTH = 38  # k6's dotted name column, indent included

@@ -57,7 +57,8 @@ import click
 
 from capture.corpus import ENDPOINTS
 from capture.units import parse_positive_duration_ns
-from replay.metrics import ERROR_KINDS, RunAggregate, Slice
+from replay.aggregate import RunAggregate, Slice
+from replay.recorder import ERROR_KINDS
 
 EXIT_THRESHOLD_FAILED = 99
 

@@ -53,8 +53,8 @@ import msgpack
 from capture.corpus import CorpusError, CorpusReader
 from replay import pacing, rewrite, wire
 from replay.config import WorkerConfig, shard_of
-from replay.metrics import IntervalRecorder
 from replay.pacing import TimelineEntry
+from replay.recorder import IntervalRecorder
 from replay.rewrite import RewriteError, Template
 from replay.wire import Connection
 

@@ -303,7 +303,9 @@ def test_overwrite_replaces_an_earlier_sweep(tmp_path: Path) -> None:
 
 
 def test_a_step_measures_only_its_window(tmp_path: Path) -> None:
-    from replay.metrics import RunAggregate, SeriesDelta, sparse_from_values
+    from replay.aggregate import RunAggregate
+    from replay.histogram import sparse_from_values
+    from replay.recorder import SeriesDelta
 
     def series(outcome: str, latencies_ms: list[float]) -> SeriesDelta:
         us = [round(v * 1000) for v in latencies_ms]

@@ -28,9 +28,11 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from replay.aggregate import RunAggregate
 from replay.cli import main as replay_main
 from replay.cli_merge import merge
-from replay.metrics import HIGHEST_US, IntervalRecorder, RunAggregate
+from replay.histogram import HIGHEST_US
+from replay.recorder import IntervalRecorder
 from replay.results import (
     RunMeta,
     build_results,

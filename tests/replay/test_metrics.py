@@ -1,4 +1,5 @@
-"""Histograms, the worker's recorder and the coordinator's aggregate (replay/metrics.py).
+"""Histograms, the worker's recorder and the coordinator's aggregate (replay/histogram.py,
+replay/recorder.py, replay/aggregate.py).
 
 The histogram is checked against ``hdrh`` itself, an independent implementation of the same
 layout: bucket boundaries, indices, every statistic and the encoded bytes.
@@ -20,23 +21,20 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replay.metrics import (
+from replay.aggregate import RunAggregate, is_ok, status_matches
+from replay.histogram import (
     COUNTS_LEN,
     HIGHEST_EQUIVALENT,
     HIGHEST_US,
     LOWEST_EQUIVALENT,
     MEDIAN_EQUIVALENT,
-    IntervalRecorder,
     LatencyHistogram,
-    RunAggregate,
     bucket_indices,
     decode_sparse,
     encode_sparse,
-    fold_series,
-    is_ok,
     sparse_from_values,
-    status_matches,
 )
+from replay.recorder import IntervalRecorder, fold_series
 
 MS = 1_000_000  # ns
 values_us = st.lists(st.integers(min_value=0, max_value=HIGHEST_US), max_size=300)

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from replay.metrics import HIGHEST_US, IntervalRecorder, LatencyHistogram, RunAggregate
+from replay.aggregate import RunAggregate
+from replay.histogram import HIGHEST_US, LatencyHistogram
+from replay.recorder import IntervalRecorder
 from replay.results import (
     SCHEMA,
     SEND_LAG_LIMIT_MS,

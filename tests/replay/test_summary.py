@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from replay.metrics import IntervalRecorder, ProgressSnapshot, RunAggregate
+from replay.aggregate import ProgressSnapshot, RunAggregate
+from replay.recorder import IntervalRecorder
 from replay.results import RunMeta, build_results
 from replay.summary import format_ms, format_value, render_progress, render_summary
 from replay.thresholds import evaluate, parse_threshold

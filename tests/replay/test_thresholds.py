@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.corpus import ENDPOINTS
-from replay.metrics import ERROR_KINDS, IntervalRecorder, RunAggregate
+from replay.aggregate import RunAggregate
+from replay.recorder import ERROR_KINDS, IntervalRecorder
 from replay.thresholds import (
     AGGREGATIONS,
     EXIT_THRESHOLD_FAILED,

@@ -14,8 +14,8 @@ import pytest
 from gevent.server import StreamServer
 
 from capture.corpus import CorpusReader
+from replay.aggregate import RunAggregate
 from replay.config import WorkerConfig, shard_of, split
-from replay.metrics import RunAggregate
 from replay.worker import Worker
 
 NS = 1_000_000_000
