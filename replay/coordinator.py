@@ -8,7 +8,7 @@
     barrier    every worker loads its shard and says `ready`; the coordinator then picks a
                start instant 250 ms ahead on CLOCK_MONOTONIC (system-wide on Linux) and
                sends it to all, so every worker's schedule runs on the same clock
-    gather     per-second deltas (msgpack, from replay.metrics) are merged into a
+    gather     per-second deltas (msgpack, replay.recorder) are merged into a
                RunAggregate; a progress line goes to stderr once a second; with
                --abort-on-fail the thresholds are checked as intervals complete
     finish     every worker says `done` after its last, partial interval; results are built
