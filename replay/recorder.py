@@ -9,7 +9,8 @@ replay/histogram.py's.
 Latencies (wrk2's honest open model)
 ------------------------------------
 Every request has an intended send time (when the pacer said it was due), an actual send time
-and a completion time, all ``time.perf_counter_ns()`` values on the worker's clock:
+and a completion time, all ``time.monotonic_ns()`` values (CLOCK_MONOTONIC, one clock for
+every worker process on Linux):
 
     latency              = done - intended   (coordinated omission corrected: the default)
     latency_uncorrected  = done - sent       (what a closed-loop tool would report)
@@ -190,7 +191,7 @@ class IntervalRecorder:
     def record(
         self, endpoint: str, outcome: str, intended_ns: int, sent_ns: int, done_ns: int
     ) -> None:
-        """A request completed (with a status or an error kind). perf_counter_ns values."""
+        """A request completed (with a status or an error kind). monotonic_ns values."""
         try:
             key = self._ids[endpoint][outcome]
         except KeyError:
