@@ -321,3 +321,19 @@ def test_what_the_worker_never_got_to_is_counted_as_dropped(
     assert whole.requests() + whole.dropped() == 100_000
     assert info["unsent"] > 0 and info["unsent_counted"] is True
     assert whole.requests() == info["serial"] == len(srv.paths)
+
+
+def test_counting_what_was_never_sent_is_bounded_and_says_so(
+    synth_corpus: Any, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with no time to count, the worker counts one slice of what it never sent, then stops
+    # and says the count is a lower bound (the coordinator's note then reads "at least")
+    import replay.worker
+
+    monkeypatch.setattr(replay.worker, "COUNT_UNSENT_NS", 0)
+    srv = server()
+    _, cap, info = run_worker(synth_corpus(), srv.url, rate=400_000.0, duration_ns=NS // 4)
+    whole = cap.aggregate.whole()
+    assert info["unsent_counted"] is False
+    assert info["unsent"] == replay.worker.COUNT_SLICE
+    assert whole.requests() + whole.dropped() == whole.offered < 100_000
