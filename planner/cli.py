@@ -14,8 +14,8 @@ import click
 
 from capture.cli_errors import OneLineGroup
 from capture.units import DURATION, RATE
-from planner.capacity import MIN_POINTS_FOR_FIT, fit_caveats, fit_usl, loo_compare, plan
-from planner.caveats import Caveat
+from planner.capacity import MIN_POINTS_FOR_FIT, fit_usl, loo_compare, plan
+from planner.caveats import Caveat, fit_caveats
 from planner.errors import InputError
 from planner.points import gather, read_csv
 from planner.report import (
