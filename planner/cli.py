@@ -18,14 +18,8 @@ from planner.capacity import MIN_POINTS_FOR_FIT, fit_usl, loo_compare, plan
 from planner.caveats import Caveat, fit_caveats
 from planner.errors import InputError
 from planner.points import gather, read_csv
-from planner.report import (
-    fit_dict,
-    headline,
-    render_html,
-    render_markdown,
-    report_dict,
-    to_json,
-)
+from planner.render import headline, render_html, render_markdown
+from planner.report import fit_dict, report_dict, to_json
 from planner.sweep_cli import FRACTION, PODS, SECONDS, SLO_P99
 
 _OUT = click.Path(dir_okay=False, path_type=Path)

@@ -8,7 +8,8 @@ import re
 
 from planner.capacity import plan
 from planner.points import gather
-from planner.report import REPORT_SCHEMA, render_html, render_markdown, report_dict, to_json
+from planner.render import render_html, render_markdown
+from planner.report import REPORT_SCHEMA, report_dict, sources, to_json
 
 FAST = {"resamples": 100, "seed": 0}
 
@@ -58,6 +59,16 @@ def test_unreachable_json_has_the_shortfall(make_sweep):
     short = data["shortfall"]
     assert short["rps"] == 10_000 - short["best_rps"] > 0
     assert "unreachable" in {w["code"] for w in data["warnings"]}
+
+
+def test_sources_are_the_sweeps_in_order_then_the_csv_each_once(make_sweep, tmp_path):
+    # the JSON's "sources" and the Markdown's "Built from" line both come from `sources`
+    first = make_sweep([2, 4, 6], 0.04, 0.0015, 1800.0)
+    second = make_sweep([1, 3], 0.04, 0.0015, 1800.0)
+    csv = tmp_path / "elsewhere.csv"
+    csv.write_text("pods,throughput\n1,1700\n8,9000\n")
+    measured = gather([first, second], csv)
+    assert sources(measured) == [str(first), str(second), str(csv)]
 
 
 def test_single_point_report_explains_and_bounds(tmp_path):
