@@ -44,7 +44,7 @@ from replay.target import RunTarget
 
 NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
-READY_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 120.0  # a loading worker silent this long (no "loading" message) is stuck
 STOP_TIMEOUT_S = 8.0  # after `stop`, how long workers get to say done before being killed
 
 EXIT_OK = 0
@@ -89,6 +89,8 @@ class _Proc:
     stderr_tail: bytearray = field(default_factory=bytearray)
     state: str = "loading"  # loading, ready, running, done, failed, dead
     info: dict[str, Any] = field(default_factory=dict)
+    heard: float = field(default_factory=time.monotonic)  # its last message while loading
+    loaded: tuple[int, int] = (0, 0)  # records read of the corpus's, while loading
 
     @property
     def live(self) -> bool:
@@ -224,6 +226,9 @@ class Coordinator:
             # Merge the folds' histograms now (interval_series merges what it reads), so an
             # interval keeps one part per series and metric, not one per fold.
             self.aggregate.interval_series(int(message[2]))
+        elif kind == "loading":  # a long corpus: still reading it
+            proc.heard = time.monotonic()
+            proc.loaded = (int(message[2]), int(message[3]))
         elif kind == "ready":
             proc.state = "ready"
             proc.info = dict(message[2])
@@ -303,14 +308,27 @@ class Coordinator:
         return self._finish()
 
     def _barrier(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        """Wait for every worker's `ready`: as long as each loading worker keeps saying how
+        far it has read (a corpus of tens of millions of records takes minutes), showing it."""
+        shown = time.monotonic()
         while any(p.state == "loading" for p in self.procs):
             if self.failure is not None:
                 raise RunFailed(self.failure, self.failure_code)
             if self.interrupted:
                 raise RunFailed("interrupted before the start", EXIT_INTERRUPTED)
-            if time.monotonic() > deadline:
-                raise RunFailed(f"workers not ready within {READY_TIMEOUT_S:.0f}s", EXIT_FAILED)
+            now = time.monotonic()
+            loading = [p for p in self.procs if p.state == "loading"]
+            if any(now - p.heard > READY_TIMEOUT_S for p in loading):
+                raise RunFailed(
+                    f"workers not ready: silent for {READY_TIMEOUT_S:.0f}s while loading",
+                    EXIT_FAILED,
+                )
+            if self.plan.progress and now - shown >= 1 and any(p.loaded[1] for p in loading):
+                shown = now
+                read = min(p.loaded[0] for p in loading)
+                total = max(p.loaded[1] for p in loading)
+                self.stderr.write(f"replay loading: {read:,} of {total:,} records read\n")
+                self.stderr.flush()
             self._pump(0.1)
         if self.failure is not None:
             raise RunFailed(self.failure, self.failure_code)

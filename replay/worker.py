@@ -26,7 +26,8 @@ tenth as long as one a second) and sends each second's folds together; a watchdo
 connections whose request has outlived --timeout (their outcome is "timeout"); a control
 greenlet obeys ``stop``.
 
-Messages (msgpack arrays, worker -> coordinator): ["ready", w, info],
+Messages (msgpack arrays, worker -> coordinator): ["loading", w, read, records] (while a
+long corpus is read), ["ready", w, info],
 ["delta", w, k, [bytes, ...]] (interval k's recorder deltas), ["done", w, info],
 ["error", w, kind, text]; coordinator -> worker: a config map, then
 ["start", mono_ns, wall_ns], ["stop"].
@@ -73,6 +74,7 @@ FOLDS = 10  # recorder flushes per interval, sent together at its end
 DISPATCH_BATCH = 64  # requests sent per turn of the loop at most, when catching up
 PRECONNECT = 64  # open models: connections opened before the start (closed: one per VU)
 PRECONNECT_WAIT_NS = 2 * NS
+LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messages
 COUNT_UNSENT_NS = 5 * NS  # counting what fell behind takes at most this long (a stop: 1 s)
 COUNT_SLICE = 4096  # unsent requests counted between two turns of the loop
 
@@ -140,7 +142,12 @@ class AckRing:
 class Shard:
     """This worker's records as templates: kept in memory when they fit, else streamed."""
 
-    def __init__(self, cfg: WorkerConfig, build: Callable[[Any, int], Template]) -> None:
+    def __init__(
+        self,
+        cfg: WorkerConfig,
+        build: Callable[[Any, int], Template],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
 
         self.cfg = cfg
         self._build = build
@@ -156,9 +163,11 @@ class Shard:
         self.cached: list[tuple[Any, Template]] | None = None
         self.mine = 0
         budget = cfg.cache_bytes
+        self._progress = progress  # while loading: a long corpus says it is still being read
         for _entry, record in self._walk(everyone=False):
             self.mine += 1
             budget -= len(record.body) + len(record.path) + 512
+        self._progress = None
         if budget >= 0:
             self.cached = [(e, build(r, e.record)) for e, r in self._walk(everyone=False)]
         self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
@@ -171,7 +180,10 @@ class Shard:
         with self._reader_cls(cfg.corpus) as reader:
             previous = None
             index = -1
+            progress, records = self._progress, self.records
             for record in reader.records():
+                if progress is not None and (index + 2) % LOAD_PROGRESS_EVERY == 0:
+                    progress(index + 2, records)  # (records read, this one included)
                 if previous is not None and (
                     everyone or shard_of(previous.trace, index, workers) == worker
                 ):
@@ -368,7 +380,7 @@ class Worker:
 
         with CorpusReader(cfg.corpus) as reader:
             created_holder.append(rewrite.created_ms(reader.header.meta.created))
-        self.shard = Shard(cfg, build)
+        self.shard = Shard(cfg, build, self._loading)
         if self.shard.cached is not None and not self.shard.everyone:
             # acknowledged ingests matter only to templates that read a trace
             self.reads = any(tpl.has_read for _entry, tpl in self.shard.cached)
@@ -386,6 +398,12 @@ class Worker:
             "records": self.shard.mine,
             "cached": self.shard.cached is not None,
         }
+
+    def _loading(self, read: int, records: int) -> None:
+        """Still loading: `read` of the corpus's `records` read so far (the coordinator waits
+        as long as these keep coming, and shows them)."""
+        if self.pipe is not None:
+            self.pipe.send("loading", self.cfg.worker, read, records)
 
     def _preconnect(self, conns: list[Connection]) -> None:
         """Open connections before the start, as wrk does: a connect costs the kernel up to

@@ -337,3 +337,31 @@ def test_counting_what_was_never_sent_is_bounded_and_says_so(
     assert info["unsent_counted"] is False
     assert info["unsent"] == replay.worker.COUNT_SLICE
     assert whole.requests() + whole.dropped() == whole.offered < 100_000
+
+
+def test_a_long_load_says_how_far_it_has_read(
+    synth_corpus: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # while a worker reads its corpus it tells the coordinator how far it is, so that a
+    # corpus of tens of millions of records is waited for as long as reading goes on
+    import replay.worker
+
+    monkeypatch.setattr(replay.worker, "LOAD_PROGRESS_EVERY", 50)
+    corpus = synth_corpus(rate=300, seconds=2)
+    with CorpusReader(corpus) as reader:
+        records = reader.header.records
+    sent: list[tuple[Any, ...]] = []
+
+    class Recording:
+        def send(self, *message: Any) -> None:
+            sent.append(message)
+
+    options: dict[str, Any] = {"worker": 0, "workers": 2, "corpus": str(corpus), "nonce": 3,
+                               "target": "http://127.0.0.1:9", "api_key": "k", "rate": 10.0,
+                               "project_id": None, "model": "rate", "duration_ns": NS,
+                               "max_inflight": 0}  # fmt: skip
+    worker = Worker(WorkerConfig(**options), Recording())  # type: ignore[arg-type]
+    worker.load()
+    reads = [m[2] for m in sent if m[0] == "loading"]
+    assert reads == list(range(50, records + 1, 50))  # every 50 records read, in order
+    assert all(m[3] == records for m in sent if m[0] == "loading")
