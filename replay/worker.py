@@ -74,9 +74,12 @@ FOLDS = 10  # recorder flushes per interval, sent together at its end
 DISPATCH_BATCH = 64  # requests sent per turn of the loop at most, when catching up
 PRECONNECT = 64  # open models: connections opened before the start (closed: one per VU)
 PRECONNECT_WAIT_NS = 2 * NS
-LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messages
+LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messages,
+LOAD_PROGRESS_NS = NS  # or this long, whichever comes first (large records: slow reading)
+LOAD_CHECK = 1024  # records read between two looks at the clock while loading
 COUNT_UNSENT_NS = 5 * NS  # counting what fell behind takes at most this long (a stop: 1 s)
-COUNT_SLICE = 4096  # unsent requests counted between two turns of the loop
+COUNT_CHECK = 8  # unsent requests counted between two looks at the clock
+COUNT_SLICE_NS = 1_000_000  # ... and the loop gets a turn (responses are read) this often
 
 
 class Pipe:
@@ -181,9 +184,15 @@ class Shard:
             previous = None
             index = -1
             progress, records = self._progress, self.records
+            said = time.monotonic_ns()
             for record in reader.records():
-                if progress is not None and (index + 2) % LOAD_PROGRESS_EVERY == 0:
-                    progress(index + 2, records)  # (records read, this one included)
+                if progress is not None:  # (loading only)
+                    read = index + 2  # records read, this one included
+                    if read % LOAD_PROGRESS_EVERY == 0 or (
+                        read % LOAD_CHECK == 0 and time.monotonic_ns() - said > LOAD_PROGRESS_NS
+                    ):
+                        progress(read, records)
+                        said = time.monotonic_ns()
                 if previous is not None and (
                     everyone or shard_of(previous.trace, index, workers) == worker
                 ):
@@ -342,6 +351,7 @@ class Worker:
         self.stopping = False
         self.abandoned = 0
         self.unsent = 0  # due before the end, never sent: the worker fell behind
+        self.stopped_at = 0  # when a stop came (monotonic ns)
         self.unsent_counted = True  # False: counting stopped at COUNT_UNSENT_NS
         self.interval = 0  # the next interval to send
         self.folds: list[bytes] = []  # recorder deltas of the interval, not sent yet
@@ -630,6 +640,8 @@ class Worker:
                 return
 
     def stop(self) -> None:
+        if not self.stopping:
+            self.stopped_at = time.monotonic_ns()
         self.stopping = True
 
     # --- the run -------------------------------------------------------------------------
@@ -666,8 +678,8 @@ class Worker:
             gevent.sleep(min(0.05, max(end - time.monotonic_ns(), 0) / NS))
         self._stop_scheduler()  # no new requests; those in flight may finish
         self.ahead.stop()
-        if not closed:
-            self._count_unsent(min(time.monotonic_ns(), end) - start_ns)
+        if not closed:  # what was due until the end, or until the stop, and never sent
+            self._count_unsent(min(self.stopped_at if self.stopping else end, end) - start_ns)
         grace = STOP_GRACE_NS if self.stopping else cfg.timeout_ns + NS // 2
         drain_until = time.monotonic_ns() + grace
         while self.busy and time.monotonic_ns() < drain_until:
@@ -694,24 +706,37 @@ class Worker:
 
     def _count_unsent(self, cutoff_ns: int) -> None:
         """Requests due before `cutoff_ns` (from the start) that were never sent because the
-        worker had fallen behind its schedule: dropped, each under its endpoint. Counted in
-        slices between turns of the loop (responses in flight are still read), for at most
-        COUNT_UNSENT_NS; past that, `unsent_counted` is False and the count a lower bound."""
+        worker had fallen behind its schedule: dropped, each under its endpoint, and offered.
+        The loop gets a turn every COUNT_SLICE_NS (responses in flight are still read, the
+        ticker folds what was counted so far: drops and offered together). Counting takes at
+        most COUNT_UNSENT_NS, or 1 s from a stop; past that `unsent_counted` is False and
+        the count a lower bound. (One counted request of a streamed shard may read several
+        records: the clock is read every COUNT_CHECK requests, not every slice.)"""
         assert self.ahead is not None and self.shard is not None
         self.shard.stop_building()
-        drop, n = self.recorder.drop, 0
-        give_up = time.monotonic_ns() + (NS if self.stopping else COUNT_UNSENT_NS)
+        drop, offered = self.recorder.drop, self.recorder.offered
+        began = turn = time.monotonic_ns()
+        n = told = 0
         for due, tpl in self.ahead.rest():
             if due >= cutoff_ns:
                 break
             drop(tpl.endpoint, due)
             n += 1
-            if n % COUNT_SLICE == 0:
-                if time.monotonic_ns() > give_up:
-                    self.unsent_counted = False
-                    break
+            if n % COUNT_CHECK:
+                continue
+            now = time.monotonic_ns()
+            limit = began + COUNT_UNSENT_NS
+            if self.stopping:
+                limit = min(limit, max(self.stopped_at, began) + NS)
+            if now > limit:
+                self.unsent_counted = False
+                break
+            if now - turn > COUNT_SLICE_NS:
+                offered(n - told)
+                told = n
                 gevent.sleep(0)
-        self.recorder.offered(n)
+                turn = time.monotonic_ns()
+        offered(n - told)
         self.unsent = n
 
 
