@@ -116,7 +116,8 @@ class USLParams:
         return self.x_peak if n_best is None else self.at(n_best)
 
     def pods_for_rate(self, rate: float) -> int | None:
-        """The smallest whole N ≥ 1 with X(N) ≥ rate, or None when no N reaches it.
+        """The smallest whole N ≥ 1 with X(N) ≥ rate, or None when no N reaches it; X(N)
+        within REACH_RTOL (1e-9) below the rate counts as reaching it.
 
         X(N) ≥ r  ⇔  rκN² + (r(σ−κ) − λ)N + r(1−σ) ≤ 0, so the answer is the ceiling of the
         smaller root (computed in the cancellation-free form 2c / (−b + √disc)), checked and
