@@ -154,7 +154,6 @@ class Shard:
 
         self.cfg = cfg
         self._build = build
-        self._reader_cls = CorpusReader
         with CorpusReader(cfg.corpus) as reader:
             header = reader.header
             self.records = header.records
@@ -166,45 +165,36 @@ class Shard:
         self.cached: list[tuple[Any, Template]] | None = None
         self.mine = 0
         budget = cfg.cache_bytes
-        self._progress = progress  # while loading: a long corpus says it is still being read
-        for _entry, record in self._walk(everyone=False):
+        for _entry, record in self._walk(everyone=False, progress=progress):
             self.mine += 1
             budget -= len(record.body) + len(record.path) + 512
-        self._progress = None
         if budget >= 0:
             self.cached = [(e, build(r, e.record)) for e, r in self._walk(everyone=False)]
         self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
 
-    def _walk(self, everyone: bool) -> Iterator[tuple[Any, Any]]:
-        """(TimelineEntry, Record) of this shard, with global index and gap, in order. Each
-        record is yielded once the next one's offset (its gap) is known."""
-        cfg = self.cfg
-        worker, workers = cfg.worker, cfg.workers
-        with self._reader_cls(cfg.corpus) as reader:
-            previous = None
-            index = -1
-            progress, records = self._progress, self.records
+    def _walk(
+        self, everyone: bool, progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[tuple[Any, Any]]:
+        """(TimelineEntry, Record) of this shard, with global index and gap (to the next
+        record, or to the end of the period for the last), in order. `progress(read,
+        records)`, when given (loading), hears how far a long corpus has been read."""
+        worker, workers, period = self.cfg.worker, self.cfg.workers, self.period_ns
+        with CorpusReader(self.cfg.corpus) as reader:
             said = time.monotonic_ns()
-            for record in reader.records():
-                if progress is not None:  # (loading only)
-                    read = index + 2  # records read, this one included
+            stream: Iterator[Any] = itertools.chain(reader.records(), (None,))
+            pairs = itertools.pairwise(stream)  # (record, the next or None)
+            for index, (record, following) in enumerate(pairs):
+                if progress is not None:
+                    read = index + 1
                     if read % LOAD_PROGRESS_EVERY == 0 or (
                         read % LOAD_CHECK == 0 and time.monotonic_ns() - said > LOAD_PROGRESS_NS
                     ):
-                        progress(read, records)
+                        progress(read, self.records)
                         said = time.monotonic_ns()
-                if previous is not None and (
-                    everyone or shard_of(previous.trace, index, workers) == worker
-                ):
-                    offset = previous.offset_ns
-                    yield TimelineEntry(index, offset, record.offset_ns - offset), previous
-                previous = record
-                index += 1
-            if previous is not None and (
-                everyone or shard_of(previous.trace, index, workers) == worker
-            ):
-                offset = previous.offset_ns
-                yield TimelineEntry(index, offset, self.period_ns - offset), previous
+                if everyone or shard_of(record.trace, index, workers) == worker:
+                    offset = record.offset_ns
+                    gap = (period if following is None else following.offset_ns) - offset
+                    yield TimelineEntry(index, offset, gap), record
 
     def stop_building(self) -> None:
         """From now on a streamed pass yields stand-ins that only name their endpoint: what
