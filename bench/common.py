@@ -6,6 +6,7 @@ Everything here targets 127.0.0.1 only and stops what it started by its pid.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -65,6 +66,16 @@ def wait_quiet(max_load: float, patience_s: float) -> float:
     if load > max_load:
         say(f"load average {load:.2f} > {max_load}: figures will be disturbed")
     return load
+
+
+def quiet_options(parser: argparse.ArgumentParser, *, pinned: bool = True) -> None:
+    """The options every benchmark shares: the cores the tool and the target are pinned to
+    (when `pinned`), and how quiet the machine must be before a run (`wait_quiet`)."""
+    if pinned:
+        parser.add_argument("--tool-core", type=int, default=1)
+        parser.add_argument("--target-core", type=int, default=0)
+    parser.add_argument("--max-load", type=float, default=0.3)
+    parser.add_argument("--patience", type=float, default=0, help="s to wait for quiet")
 
 
 def ensure_tool(binary: str, package: str) -> str:

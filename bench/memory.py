@@ -44,10 +44,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--interval", type=float, default=0.5, help="s between samples")
     parser.add_argument("--corpus", type=Path, help="replay this corpus instead")
-    parser.add_argument("--tool-core", type=int, default=1)
-    parser.add_argument("--target-core", type=int, default=0)
-    parser.add_argument("--max-load", type=float, default=0.3)
-    parser.add_argument("--patience", type=float, default=0, help="s to wait for quiet")
+    common.quiet_options(parser)
     parser.add_argument("--rounds", type=int, default=1, help="runs, one after the other")
     args = parser.parse_args()
     if args.corpus:

@@ -158,10 +158,7 @@ def main() -> None:
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--body-bytes", type=int, default=1800)
     parser.add_argument("--records", type=int, default=20_000, help="replay's corpus")
-    parser.add_argument("--tool-core", type=int, default=1)
-    parser.add_argument("--target-core", type=int, default=0)
-    parser.add_argument("--max-load", type=float, default=0.3)
-    parser.add_argument("--patience", type=float, default=0, help="s to wait for quiet")
+    common.quiet_options(parser)
     parser.add_argument("--pause", type=float, default=2.0, help="s between runs")
     parser.add_argument(
         "--peers-venv", default=str(Path(tempfile.gettempdir()) / "agenttrace-bench-peers-venv")
