@@ -172,7 +172,6 @@ class IntervalRecorder:
         self.worker = worker
         self._ids: dict[str, dict[str, int]] = {}
         self._keys: list[Key] = []
-        self._offered = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -181,6 +180,7 @@ class IntervalRecorder:
         self._sent: list[int] = []
         self._done: list[int] = []
         self._dropped: list[str] = []
+        self._offered = 0
         # Bound appends, looked up once: record() is the hottest call in the worker.
         self._rec_key = self._key.append
         self._rec_intended = self._intended.append
@@ -229,7 +229,6 @@ class IntervalRecorder:
         keys, intended, sent, done = self._key, self._intended, self._sent, self._done
         dropped, offered = self._dropped, self._offered
         self._reset()
-        self._offered = 0
         n = len(keys)
         series: list[list[Any]] = []
         if n:
