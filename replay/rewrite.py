@@ -49,7 +49,7 @@ MIN_ID_LENGTH = TAG_DIGITS + 4  # 2 worker digits and at least 2 nonce digits be
 
 _ORDINALS = tuple(b"%03x" % i for i in range(MAX_ORDINAL + 1))
 _MILLIS = tuple(b"%03dZ" % i for i in range(1000))
-_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+_ISO = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
 
 class RewriteError(ValueError):
@@ -61,26 +61,28 @@ def serial_hex(serial: int) -> bytes:
     return b"%09x" % serial
 
 
-_SECONDS: dict[str, int] = {}  # 'YYYY-MM-DDTHH:MM:SS' -> epoch seconds, parsed once each
+_SECONDS: dict[bytes, int] = {}  # b'YYYY-MM-DDTHH:MM:SS' -> epoch seconds, parsed once each
 
 
-def parse_iso_ms(text: str) -> int | None:
-    """Epoch milliseconds of 'YYYY-MM-DDTHH:MM:SS.mmmZ', or None when it is not one."""
-    if len(text) != 24 or text[19] != "." or text[23] != "Z" or not text[20:23].isdigit():
-        return None
-    head = text[:19]
+def parse_iso_ms(text: str | bytes) -> int | None:
+    """Epoch milliseconds of 'YYYY-MM-DDTHH:MM:SS.mmmZ' (as text or as the bytes a record
+    holds), or None when it is not one. ASCII digits only; each second is parsed once."""
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    if len(raw) != 24 or raw[19] != 0x2E or raw[23] != 0x5A or not raw[20:23].isdigit():
+        return None  # (0x2E '.', 0x5A 'Z'; bytes.isdigit() is ASCII digits only)
+    head = raw[:19]
     seconds = _SECONDS.get(head)
     if seconds is None:
-        if not _ISO.fullmatch(text):
+        if not _ISO.fullmatch(raw):
             return None
         try:
-            moment = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+            moment = datetime.strptime(head.decode("ascii"), "%Y-%m-%dT%H:%M:%S")
         except ValueError:
             return None
         if len(_SECONDS) >= 65536:
             _SECONDS.clear()
-        seconds = _SECONDS[head] = int(moment.timestamp())
-    return seconds * 1000 + int(text[20:23])
+        seconds = _SECONDS[head] = int(moment.replace(tzinfo=UTC).timestamp())
+    return seconds * 1000 + int(raw[20:23])
 
 
 def created_ms(text: str) -> int | None:
@@ -350,7 +352,8 @@ def build_template(
         for start, length, kind in spans:
             end = start + length
             raw = text[start:end]
-            if kind == _TIMESTAMP and created_ms is not None and (ms := _iso_ms(raw)) is not None:
+            stamp = kind == _TIMESTAMP and created_ms is not None
+            if stamp and (ms := parse_iso_ms(raw)) is not None:
                 append(text[pos:start])
                 append((STAMP, ms))
             elif (
@@ -411,26 +414,6 @@ _TRACE, _TRACE_REF = int(IdKind.TRACE), int(IdKind.TRACE_REF)
 _OBSERVATION, _OBSERVATION_REF = int(IdKind.OBSERVATION), int(IdKind.OBSERVATION_REF)
 _TIMESTAMP, _PROJECT = int(IdKind.TIMESTAMP), int(IdKind.PROJECT)
 _READ_HOLE = (READ, 0)
-_SECONDS_RAW: dict[bytes, int] = {}  # parse_iso_ms's cache, by the raw 'YYYY-MM-DDTHH:MM:SS'
-
-
-def _iso_ms(raw: bytes) -> int | None:
-    """parse_iso_ms of raw bytes, without decoding them when the second was seen before."""
-    seconds = _SECONDS_RAW.get(raw[:19])
-    if (
-        seconds is None
-        or len(raw) != 24
-        or raw[19:20] != b"."
-        or raw[23:24] != b"Z"
-        or not raw[20:23].isdigit()
-    ):
-        ms = parse_iso_ms(raw.decode("latin-1"))
-        if ms is not None:
-            if len(_SECONDS_RAW) >= 65536:
-                _SECONDS_RAW.clear()
-            _SECONDS_RAW[raw[:19]] = ms // 1000
-        return ms
-    return seconds * 1000 + int(raw[20:23])
 
 
 def _ascii(raw: bytes, where: str) -> str:

@@ -203,6 +203,15 @@ def test_parse_iso_refuses_other_text(text: str) -> None:
     assert rewrite.parse_iso_ms(text) is None
 
 
+def test_parse_iso_takes_ascii_digits_only_even_for_a_second_it_knows() -> None:
+    # '²' is a digit to str.isdigit() but not to int(): once the second was cached, such
+    # a timestamp in a record used to raise ValueError out of the template builder
+    assert rewrite.parse_iso_ms("2026-01-01T00:00:00.000Z") == CREATED_MS
+    assert rewrite.parse_iso_ms(b"2026-01-01T00:00:00.000Z") == CREATED_MS
+    assert rewrite.parse_iso_ms("2026-01-01T00:00:00.\u00b2\u00b2\u00b2Z") is None
+    assert rewrite.parse_iso_ms(b"2026-01-01T00:00:00.\xb2\xb2\xb2Z") is None
+
+
 def test_reads_name_the_given_trace_or_fall_back_to_the_recorded_one() -> None:
     tpl = _build(_get())
     assert tpl.has_read and not tpl.defines_trace
@@ -327,7 +336,7 @@ def _reference(
         out, pos = b"", 0
         for start, length, kind in spans:
             raw = text[start : start + length]
-            ms = rewrite.parse_iso_ms(raw.decode("latin-1"))
+            ms = rewrite.parse_iso_ms(raw)
             refers_to = {IdKind.TRACE_REF: IdKind.TRACE, IdKind.OBSERVATION_REF: IdKind.OBSERVATION}
             if kind in (IdKind.TRACE, IdKind.OBSERVATION) or raw in defined.get(
                 refers_to.get(kind, -1), ()
