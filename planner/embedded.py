@@ -41,7 +41,9 @@ class SandboxModel:
     service_cv: float = DEFAULT_SERVICE_CV
 
     def throughput(self, pods: int) -> float:
-        return self.pod_rate * pods / (1 + self.sigma * (pods - 1) + self.kappa * pods * (pods - 1))
+        from sandbox.capacity import usl_throughput  # the law the sandbox itself emulates
+
+        return float(usl_throughput(pods, self.pod_rate, self.sigma, self.kappa))
 
     def emulation(self, pods: int) -> Any:
         """The sandbox's `Emulation` at ``pods`` (ValueError for values it refuses)."""
