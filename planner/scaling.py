@@ -95,10 +95,16 @@ def wait_ready(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     probe: Callable[[str, float], tuple[bool, str]] | None = None,
+    started: float | None = None,
 ) -> int:
-    """Poll ``url`` until it answers 2xx; the number of attempts, or `ScaleError`."""
+    """Poll ``url`` until it answers 2xx; the number of attempts, or `ScaleError`.
+
+    The deadline is ``timeout_s`` after ``started`` (a ``clock()`` reading; now if
+    None), so a scale command and the wait after it share one budget and the error
+    names the budget the user gave, not what was left of it. One attempt is always made.
+    """
     probe = probe or http_probe
-    deadline = clock() + timeout_s
+    deadline = (clock() if started is None else started) + timeout_s
     attempts = 0
     while True:
         attempts += 1
@@ -147,8 +153,7 @@ class CommandScaler:
         if self.cmd is not None:
             run_scale_command(self.cmd, pods, shell=self.shell, timeout_s=self.timeout_s)
         if self.ready_url is not None:
-            left = self.timeout_s - (time.monotonic() - started)
-            wait_ready(self.ready_url, max(left, 1.0))
+            wait_ready(self.ready_url, self.timeout_s, started=started)
         if self.target_url is not None:
             why = tcp_probe(self.target_url)
             if why is not None:

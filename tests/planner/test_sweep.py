@@ -419,6 +419,35 @@ def test_wait_ready_gives_up_after_its_time_with_what_it_last_heard() -> None:
     assert calls == [float(i) for i in range(11)]  # once a second, bounded by the time
 
 
+def test_wait_ready_shares_its_budget_with_what_came_before_and_names_the_whole() -> None:
+    # The scale command took 3 s of a 10 s budget: 7 s of polling are left, and the
+    # error names the 10 s the user gave (CI once saw "within 1.7s" for "2s").
+    clock = FakeClock()
+    clock.now = 3.0
+    calls: list[float] = []
+
+    def probe(url: str, timeout: float) -> tuple[bool, str]:
+        calls.append(clock.now)
+        return False, "HTTP 503"
+
+    with pytest.raises(ScaleError, match=r"not ready within 10.0s \(8 attempts; last: HTTP 503\)"):
+        wait_ready(
+            "http://127.0.0.1:1/ready", 10.0, clock=clock, sleep=clock.sleep, probe=probe,
+            started=0.0,
+        )  # fmt: skip
+    assert calls == [float(i) for i in range(3, 11)]
+
+
+def test_wait_ready_tries_once_even_when_the_budget_is_spent() -> None:
+    clock = FakeClock()
+    clock.now = 12.0
+    attempts = wait_ready(
+        "http://127.0.0.1:1/ready", 10.0, clock=clock, sleep=clock.sleep,
+        probe=lambda url, timeout: (True, "HTTP 200"), started=0.0,
+    )  # fmt: skip
+    assert attempts == 1
+
+
 def test_wait_ready_returns_at_the_first_2xx() -> None:
     clock = FakeClock()
     answers = iter([(False, "connection refused"), (False, "HTTP 503"), (True, "HTTP 200")])
