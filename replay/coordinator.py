@@ -30,6 +30,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from replay.target import RunTarget
 NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
 READY_TIMEOUT_S = 120.0  # a loading worker silent this long (no "loading" message) is stuck
+LOADING_STAGES = ("read", "spool")  # a worker measures its shard, then may spool it
+LOADING_SAID = ("", "building templates: ")
 STOP_TIMEOUT_S = 8.0  # after `stop`, how long workers get to say done before being killed
 
 EXIT_OK = 0
@@ -90,7 +93,7 @@ class _Proc:
     state: str = "loading"  # loading, ready, running, done, failed, dead
     info: dict[str, Any] = field(default_factory=dict)
     heard: float = field(default_factory=time.monotonic)  # its last message while loading
-    loaded: tuple[int, int] = (0, 0)  # records read of the corpus's, while loading
+    loaded: tuple[int, int, int] = (0, 0, 0)  # (stage, records read, of), while loading
 
     @property
     def live(self) -> bool:
@@ -228,7 +231,8 @@ class Coordinator:
             self.aggregate.interval_series(int(message[2]))
         elif kind == "loading":  # a long corpus: still reading it
             proc.heard = time.monotonic()
-            proc.loaded = (int(message[2]), int(message[3]))
+            stage = LOADING_STAGES.index(message[4]) if len(message) > 4 else 0
+            proc.loaded = (stage, int(message[2]), int(message[3]))
         elif kind == "ready":
             proc.state = "ready"
             proc.info = dict(message[2])
@@ -323,15 +327,23 @@ class Coordinator:
                     f"workers not ready: silent for {READY_TIMEOUT_S:.0f}s while loading",
                     EXIT_FAILED,
                 )
-            if self.plan.progress and now - shown >= 1 and any(p.loaded[1] for p in loading):
+            if self.plan.progress and now - shown >= 1 and any(p.loaded[2] for p in loading):
                 shown = now
-                read = min(p.loaded[0] for p in loading)
-                total = max(p.loaded[1] for p in loading)
-                self.stderr.write(f"replay loading: {read:,} of {total:,} records read\n")
+                stage, read, _ = min(p.loaded for p in loading)  # the furthest behind
+                total = max(p.loaded[2] for p in loading)
+                doing = LOADING_SAID[stage]
+                self.stderr.write(f"replay loading: {doing}{read:,} of {total:,} records read\n")
                 self.stderr.flush()
             self._pump(0.1)
         if self.failure is not None:
             raise RunFailed(self.failure, self.failure_code)
+        spooled = sum(int(p.info.get("spooled", 0)) for p in self.procs)
+        if spooled and self.plan.progress:
+            size = sum(int(p.info.get("spool_bytes", 0)) for p in self.procs)
+            self.stderr.write(
+                f"replay loading: {spooled:,} templates spooled to {tempfile.gettempdir()} "
+                f"({size / 1e6:,.1f} MB, removed when the workers exit)\n"
+            )
         self.start_ns = time.monotonic_ns() + START_MARGIN_NS
         wall_ns = time.time_ns() + START_MARGIN_NS
         self.started_at = _iso(wall_ns)
@@ -426,6 +438,13 @@ class Coordinator:
                 f"{'at least ' if cut_short else ''}{unsent:,} requests came due but were never "
                 "sent (the load generator fell behind its schedule): counted as dropped"
             )
+        for p in self.procs:
+            why = p.info.get("spool_error")
+            if why:
+                notes.append(
+                    f"worker {p.index}: {why}; it decoded and built every request as it sent "
+                    "it instead (more CPU per request)"
+                )
         verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate)
         meta = RunMeta(
             corpus=plan.corpus_label,

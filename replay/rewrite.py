@@ -35,6 +35,7 @@ import re
 import string
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from capture.corpus import IdKind, IdSpans, Record
 
@@ -271,6 +272,25 @@ class Template:
         self.has_read = has_read
         self.read_fallback = read_fallback
         self.head = self.first[0].startswith(b"HEAD ")  # its response ends with its head
+
+    def state(self) -> tuple[object, ...]:
+        """Everything the template is, as plain values (for `replay.spool`)."""
+        return (
+            self.endpoint, self.offset_ns, self.recorded_ms, self.first, self.steps,
+            self.body_first, self.body_steps, self.ack_prefix, self.ack_suffix,
+            self.read_fallback, self.has_read, self.head,
+        )  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: tuple[Any, ...]) -> Template:
+        """The template whose `state()` this was (no checks: states come from `state()`)."""
+        template = cls.__new__(cls)
+        (
+            template.endpoint, template.offset_ns, template.recorded_ms, template.first,
+            template.steps, template.body_first, template.body_steps, template.ack_prefix,
+            template.ack_suffix, template.read_fallback, template.has_read, template.head,
+        ) = state  # fmt: skip
+        return template
 
     @property
     def defines_trace(self) -> bool:

@@ -26,8 +26,8 @@ tenth as long as one a second) and sends each second's folds together; a watchdo
 connections whose request has outlived --timeout (their outcome is "timeout"); a control
 greenlet obeys ``stop``.
 
-Messages (msgpack arrays, worker -> coordinator): ["loading", w, read, records] (while a
-long corpus is read), ["ready", w, info],
+Messages (msgpack arrays, worker -> coordinator): ["loading", w, read, records, stage]
+(while a long corpus is read: stage "read", then "spool"), ["ready", w, info],
 ["delta", w, k, [bytes, ...]] (interval k's recorder deltas), ["done", w, info],
 ["error", w, kind, text]; coordinator -> worker: a config map, then
 ["start", mono_ns, wall_ns], ["stop"].
@@ -35,12 +35,15 @@ long corpus is read), ["ready", w, info],
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gc
 import itertools
+import math
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -57,6 +60,7 @@ from replay.config import WorkerConfig, shard_of
 from replay.pacing import TimelineEntry
 from replay.recorder import IntervalRecorder
 from replay.rewrite import RewriteError, Template
+from replay.spool import TemplateSpool
 from replay.wire import Connection
 
 NS = 1_000_000_000
@@ -77,6 +81,7 @@ PRECONNECT_WAIT_NS = 2 * NS
 LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messages,
 LOAD_PROGRESS_NS = NS  # or this long, whichever comes first (large records: slow reading)
 LOAD_CHECK = 1024  # records read between two looks at the clock while loading
+CLOSED_MOST_RATE = 200_000  # req/s: more than one worker sends in the closed model (~75,000)
 COUNT_UNSENT_NS = 5 * NS  # counting what fell behind takes at most this long (a stop: 1 s)
 COUNT_CHECK = 8  # unsent requests counted between two looks at the clock
 COUNT_SLICE_NS = 1_000_000  # ... and the loop gets a turn (responses are read) this often
@@ -143,13 +148,23 @@ class AckRing:
 
 
 class Shard:
-    """This worker's records as templates: kept in memory when they fit, else streamed."""
+    """This worker's records as templates: in memory when they fit, else spooled to disk.
+
+    Loading reads the corpus once, building this worker's templates as it goes: kept in
+    memory while they fit `cfg.cache_bytes`, and past that written to a `TemplateSpool`
+    (the ones built so far first), so that a pass over a large shard reads templates built
+    once instead of decoding and building every record again on the core that sends. Only
+    what the run can reach is spooled: a run shorter than one pass of the corpus stops at
+    its end (`_spooled_enough`); anything after that is still built, as it is read, if the
+    run gets there after all. When the spool cannot be written (a full disk) every pass
+    decodes and builds on the fly, and `spool_error` says why.
+    """
 
     def __init__(
         self,
         cfg: WorkerConfig,
         build: Callable[[Any, int], Template],
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[[int, int, str], None] | None = None,
     ) -> None:
 
         self.cfg = cfg
@@ -160,36 +175,118 @@ class Shard:
             self.created = header.meta.created
             last = header.chunks[-1].last_ns if header.chunks else 0
             self.period_ns = pacing.loop_period(header.duration_ns, last, header.records)
-        # First the size of this shard (decoding only); templates only if it fits, so that
-        # a streamed shard never builds a cache it then throws away (nor keeps its memory).
         self.cached: list[tuple[Any, Template]] | None = None
+        self.spool: TemplateSpool | None = None
+        self.spool_error: str | None = None
+        self._most: int | None = None  # most_requests(cfg), once needed
         self.mine = 0
+        # First the size of this shard (decoding only), so that a spooled shard never builds
+        # a cache it then throws away: memory freed by the interpreter is not given back.
         budget = cfg.cache_bytes
-        for _entry, record in self._walk(everyone=False, progress=progress):
+        for _entry, record in self._walk(everyone=False, progress=progress, stage="read"):
             self.mine += 1
             budget -= len(record.body) + len(record.path) + 512
         if budget >= 0:
             self.cached = [(e, build(r, e.record)) for e, r in self._walk(everyone=False)]
+        elif self.mine:
+            self._fill_spool(progress)
         self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
 
+    def _fill_spool(self, progress: Callable[[int, int, str], None] | None) -> None:
+        """Build this shard's templates into a new spool, as far as the run can reach."""
+        try:
+            self.spool = TemplateSpool()
+        except OSError as exc:
+            self.spool_error = f"cannot create a template spool in {tempfile.gettempdir()}: {exc}"
+            return
+        for entry, record in self._walk(everyone=False, progress=progress, stage="spool"):
+            if not self._spool(entry, self._build(record, entry.record)):
+                return
+            if self._spooled_enough(entry, self.spool.count):
+                break
+        self._finish_spool()
+
+    def _spool(self, entry: Any, template: Template) -> bool:
+        assert self.spool is not None
+        try:
+            self.spool.add(entry, template)
+        except OSError as exc:
+            self._lose_spool(exc)
+            return False
+        return True
+
+    def _finish_spool(self) -> None:
+        assert self.spool is not None
+        try:
+            self.spool.finish()
+        except OSError as exc:
+            self._lose_spool(exc)
+
+    def _lose_spool(self, exc: OSError) -> None:
+        assert self.spool is not None
+        self.spool_error = f"cannot write the template spool in {tempfile.gettempdir()}: {exc}"
+        with contextlib.suppress(OSError):
+            self.spool.close()
+        self.spool = None
+
+    def _spooled_enough(self, entry: TimelineEntry, spooled: int) -> bool:
+        """Whether the run can reach no record of this shard after `entry` (the `spooled`-th
+        spooled): the timeline ends within the first pass before the next record, or the
+        rate and closed models cannot send more requests than that (with a wide margin)."""
+        cfg, period = self.cfg, self.period_ns
+        if cfg.model == "timeline":
+            if pacing.timeline_due(1, period, 0, cfg.speed) < cfg.duration_ns:
+                return False  # more than one pass: every record
+            return pacing.timeline_due(0, period, entry.offset_ns, cfg.speed) >= cfg.duration_ns
+        if self._most is None:
+            self._most = most_requests(cfg)
+        return spooled >= self._most
+
+    @property
+    def has_read(self) -> bool:
+        """Whether any of this shard's templates may read a trace it does not define."""
+        if self.cached is not None:
+            return any(tpl.has_read for _entry, tpl in self.cached)
+        if self.spool is not None and self.spool.count == self.mine:
+            return self.spool.has_read
+        return True  # not all built yet: assume it may
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+
     def _walk(
-        self, everyone: bool, progress: Callable[[int, int], None] | None = None
+        self,
+        everyone: bool,
+        progress: Callable[[int, int, str], None] | None = None,
+        stage: str = "read",
+        after: int = -1,
     ) -> Iterator[tuple[Any, Any]]:
         """(TimelineEntry, Record) of this shard, with global index and gap (to the next
-        record, or to the end of the period for the last), in order. `progress(read,
-        records)`, when given (loading), hears how far a long corpus has been read."""
+        record, or to the end of the period for the last), in order; only records after
+        corpus index `after`. `progress(read, records, stage)`, when given (loading: `stage` is
+        "read" while the shard is measured, "spool" while it is spooled), hears how far
+        a long corpus has been read."""
         worker, workers, period = self.cfg.worker, self.cfg.workers, self.period_ns
         with CorpusReader(self.cfg.corpus) as reader:
             said = time.monotonic_ns()
-            stream: Iterator[Any] = itertools.chain(reader.records(), (None,))
-            pairs = itertools.pairwise(stream)  # (record, the next or None)
-            for index, (record, following) in enumerate(pairs):
+            chunks = reader.header.chunks
+            # start at the chunk holding record `after` (its successor needs its offset)
+            first = max(bisect.bisect_right([c.first_seq for c in chunks], max(after, 0)) - 1, 0)
+            base = chunks[first].first_seq if chunks else 0
+            records = itertools.chain.from_iterable(map(reader.stream_chunk, chunks[first:]))
+            stream: Iterator[Any] = itertools.chain(records, (None,))
+            pairs: Iterator[tuple[Any, Any]] = itertools.pairwise(stream)  # (record, next)
+            if after >= base:
+                pairs = itertools.islice(pairs, after - base + 1, None)
+                base = after + 1
+            for index, (record, following) in enumerate(pairs, base):
                 if progress is not None:
                     read = index + 1
                     if read % LOAD_PROGRESS_EVERY == 0 or (
                         read % LOAD_CHECK == 0 and time.monotonic_ns() - said > LOAD_PROGRESS_NS
                     ):
-                        progress(read, self.records)
+                        progress(read, self.records, stage)
                         said = time.monotonic_ns()
                 if everyone or shard_of(record.trace, index, workers) == worker:
                     offset = record.offset_ns
@@ -197,14 +294,22 @@ class Shard:
                     yield TimelineEntry(index, offset, gap), record
 
     def stop_building(self) -> None:
-        """From now on a streamed pass yields stand-ins that only name their endpoint: what
-        is left of the schedule is counted, not sent, so it is not worth encoding."""
+        """From now on a pass yields stand-ins that only name their endpoint for records it
+        would build: what is left of the schedule is counted, not sent, so it is not worth
+        encoding."""
         self._build = _unbuilt
 
     def one_pass(self) -> Iterator[tuple[Any, Template]]:
-        """One pass over the shard: from memory, or read and encoded again."""
+        """One pass over the shard: from memory, from the spool (then any records after it,
+        built as read), or read and built again."""
         if self.cached is not None:
             return iter(self.cached)
+        if self.spool is not None:
+            spool = self.spool
+            if spool.count == self.mine:
+                return spool.read()
+            rest = self._walk(everyone=False, after=spool.last_record)
+            return itertools.chain(spool.read(), ((e, self._build(r, e.record)) for e, r in rest))
         return ((e, self._build(r, e.record)) for e, r in self._walk(everyone=False))
 
     def cycle(self) -> Iterator[Template]:
@@ -381,9 +486,9 @@ class Worker:
         with CorpusReader(cfg.corpus) as reader:
             created_holder.append(rewrite.created_ms(reader.header.meta.created))
         self.shard = Shard(cfg, build, self._loading)
-        if self.shard.cached is not None and not self.shard.everyone:
+        if not self.shard.everyone:
             # acknowledged ingests matter only to templates that read a trace
-            self.reads = any(tpl.has_read for _entry, tpl in self.shard.cached)
+            self.reads = self.shard.has_read
         family, addr = wire.resolve(self.target)
         self.loop = gevent.get_hub().loop
         n = cfg.max_inflight if cfg.model != "closed" else cfg.vus
@@ -397,13 +502,17 @@ class Worker:
             "pid": os.getpid(),
             "records": self.shard.mine,
             "cached": self.shard.cached is not None,
+            "spooled": self.shard.spool.count if self.shard.spool is not None else 0,
+            "spool_bytes": self.shard.spool.bytes_on_disk if self.shard.spool is not None else 0,
+            **({"spool_error": self.shard.spool_error} if self.shard.spool_error else {}),
         }
 
-    def _loading(self, read: int, records: int) -> None:
-        """Still loading: `read` of the corpus's `records` read so far (the coordinator waits
-        as long as these keep coming, and shows them)."""
+    def _loading(self, read: int, records: int, stage: str) -> None:
+        """Still loading: `read` of the corpus's `records` read so far, measuring the shard
+        (`stage` "read") or building its templates into the spool ("spool"). The coordinator
+        waits as long as these keep coming, and shows them."""
         if self.pipe is not None:
-            self.pipe.send("loading", self.cfg.worker, read, records)
+            self.pipe.send("loading", self.cfg.worker, read, records, stage)
 
     def _preconnect(self, conns: list[Connection]) -> None:
         """Open connections before the start, as wrk does: a connect costs the kernel up to
@@ -492,10 +601,7 @@ class Worker:
                 cfg.speed,
                 cfg.duration_ns,
             )
-        if cfg.stages:
-            curve = pacing.staged(cfg.stages, cfg.rate)
-        else:
-            curve = pacing.constant(cfg.rate, cfg.duration_ns)
+        curve = rate_curve(cfg)
         if cfg.arrival == "poisson":
             hits = pacing.poisson_hits(curve, cfg.seed, cfg.worker, cfg.workers)
         else:
@@ -686,6 +792,7 @@ class Worker:
         self.flush()  # the last, partial interval
         for conn in self.conns:
             conn.close()
+        self.shard.close()
         return {
             "abandoned": self.abandoned,
             "serial": self.serial,
@@ -728,6 +835,23 @@ class Worker:
                 turn = time.monotonic_ns()
         offered(n - told)
         self.unsent = n
+
+
+def rate_curve(cfg: WorkerConfig) -> pacing.RateCurve:
+    """The rate model's offered rate over the run: --stage ramps, or --rate throughout."""
+    if cfg.stages:
+        return pacing.staged(cfg.stages, cfg.rate)
+    return pacing.constant(cfg.rate, cfg.duration_ns)
+
+
+def most_requests(cfg: WorkerConfig) -> int:
+    """More requests than this worker can send in the run (rate and closed models): the
+    expected count of its share of the rate curve plus six standard deviations (Poisson
+    arrivals) and a few; the closed model's duration at CLOSED_MOST_RATE."""
+    if cfg.model == "closed":
+        return int(cfg.duration_ns / NS * CLOSED_MOST_RATE) + 1
+    expected = rate_curve(cfg).cumulative(cfg.duration_ns) / cfg.workers
+    return int(expected + 6 * math.sqrt(expected)) + 64
 
 
 class _Unbuilt:

@@ -217,26 +217,43 @@ def test_split(total: int, workers: int, shares: list[int]) -> None:
     ],
 )
 def test_a_streamed_shard_replays_like_a_cached_one(
-    synth_corpus: Any, server: Any, model: str, options: dict[str, Any]
-) -> None:
-    # a cache of 1 byte: nothing fits, so every pass decodes and builds ahead of the
-    # schedule; the requests are the same as from memory, ids fresh on every pass
+    synth_corpus: Any, server: Any, model: str, options: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # a cache of 1 byte: nothing fits, so the templates are spooled to disk at load and
+    # read back on every pass, or (when the spool cannot be written) decoded and built
+    # ahead of the schedule; the requests are the same as from memory, ids fresh every pass
+    from replay.spool import TemplateSpool
+
     corpus = synth_corpus("mixed", rate=80, seconds=1)
     counts = []
-    for cache_bytes in (48 << 20, 1):
+    for how in ("cached", "spooled", "built"):
+        if how == "built":
+            monkeypatch.setattr(TemplateSpool, "add", _disk_full)
         srv = server()
         worker, cap, info = run_worker(corpus, srv.url, model=model, duration_ns=NS,
-                                       cache_bytes=cache_bytes, **options)  # fmt: skip
+                                       cache_bytes=1 if how != "cached" else 48 << 20,
+                                       **options)  # fmt: skip
         whole = cap.aggregate.whole()
-        assert worker.shard is not None
-        assert (worker.shard.cached is None) == (cache_bytes == 1)
+        shard = worker.shard
+        assert shard is not None
+        assert (shard.cached is not None, shard.spool is not None) == (
+            how == "cached", how == "spooled",
+        )  # fmt: skip
+        assert (shard.spool_error is not None) == (how == "built")
         assert whole.requests() == info["serial"] == len(srv.paths) > 0
         assert whole.dropped() == 0 and whole.errors() == 0
         traces = [t for t in srv.ingested if t]  # (POSTed queries name no trace)
         assert traces and len(set(traces)) == len(traces)  # every ingest a fresh trace
         counts.append(whole.requests())
     if model != "closed":  # the schedule, not the target's speed, decides how many
-        assert counts[0] == counts[1]
+        assert counts[0] == counts[1] == counts[2]
+
+
+def _disk_full(*_args: Any) -> None:
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def test_pipe_messages_are_never_cut_or_interleaved() -> None:
@@ -367,6 +384,7 @@ def test_a_long_load_says_how_far_it_has_read(
     worker.load()
     reads = [m[2] for m in sent if m[0] == "loading"]
     assert reads == list(range(50, records + 1, 50))  # every 50 records read, in order
+    assert {m[4] for m in sent} == {"read"}  # (cached: built without a second read)
     assert all(m[3] == records for m in sent if m[0] == "loading")
     # large records read slowly: a message once a second whatever the count (here: at once)
     monkeypatch.setattr(replay.worker, "LOAD_PROGRESS_EVERY", 10**9)
@@ -374,6 +392,19 @@ def test_a_long_load_says_how_far_it_has_read(
     sent.clear()
     Worker(WorkerConfig(**options), Recording()).load()  # type: ignore[arg-type]
     assert [m[2] for m in sent if m[0] == "loading"] == list(range(7, records + 1, 7))
+    # a shard beyond the cache is read twice: measured, then built into the spool
+    monkeypatch.setattr(replay.worker, "LOAD_PROGRESS_EVERY", 50)
+    monkeypatch.setattr(replay.worker, "LOAD_PROGRESS_NS", NS * 3600)
+    sent.clear()
+    spooled = {**options, "cache_bytes": 1, "duration_ns": 3600 * NS}
+    worker = Worker(WorkerConfig(**spooled), Recording())  # type: ignore[arg-type]
+    worker.load()
+    assert worker.shard is not None and worker.shard.spool is not None
+    worker.shard.close()
+    every = list(range(50, records + 1, 50))
+    assert [(m[4], m[2]) for m in sent] == [("read", n) for n in every] + [
+        ("spool", n) for n in every
+    ]
 
 
 def test_a_stop_on_schedule_leaves_nothing_unsent(synth_corpus: Any, server: Any) -> None:

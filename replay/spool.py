@@ -1,0 +1,103 @@
+"""Templates built once and kept on disk, for a shard too large to keep in memory.
+
+Without it, a worker whose shard exceeds its template cache decodes and builds every record
+again as it sends it (~11 µs for a 1.8 KB record, ~38 µs for an ingestion trace), on the
+core that sends: one worker is then CPU-bound below 25,000 req/s. The spool builds each
+template once, while the worker loads, and writes it as msgpack in zstd frames of about
+FRAME_BYTES to an anonymous temporary file; a pass reads the frames back in order, which
+costs a few microseconds per template, and holds one frame in memory.
+
+The file is created unlinked (O_TMPFILE, in $TMPDIR or `directory`), so nothing is left
+behind however the worker ends. Each pass reads with `os.pread` at its own offsets, so
+passes do not share a file position. A failure to write (a full disk) is an `OSError` for
+the caller, which can fall back to building per pass.
+
+    with TemplateSpool() as spool:
+        spool.add(entry, template) ...   # in shard order
+        spool.finish()
+        for entry, template in spool.read(): ...   # as often as needed
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import msgpack
+import zstandard
+
+from replay.pacing import TimelineEntry
+from replay.rewrite import Template
+
+FRAME_BYTES = 64 << 10  # packed templates per zstd frame (what one read decompresses)
+LEVEL = 1  # zstd level: fast to write at load; templates compress like the corpus
+
+
+class TemplateSpool:
+    """(TimelineEntry, Template) pairs written once, read back any number of times."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        # (closed by close(), not a with block: the spool outlives this call)
+        self._file = tempfile.TemporaryFile(dir=directory, prefix="replay-spool-")  # noqa: SIM115
+        self._fd = self._file.fileno()
+        self._compressor = zstandard.ZstdCompressor(level=LEVEL)
+        self._packer = msgpack.Packer()
+        self._frame = bytearray()
+        self._frames: list[tuple[int, int]] = []  # (file offset, length) of each frame
+        self._written = 0
+        self.count = 0  # templates added
+        self.last_record = -1  # the corpus index of the last one
+        self.has_read = False  # does any template read a trace it does not define?
+        self.finished = False
+
+    def add(self, entry: TimelineEntry, template: Template) -> None:
+        item = (entry.record, entry.offset_ns, entry.gap_ns, template.state())
+        self._frame += self._packer.pack(item)
+        self.count += 1
+        self.last_record = entry.record
+        self.has_read = self.has_read or template.has_read
+        if len(self._frame) >= FRAME_BYTES:
+            self._flush()
+
+    def finish(self) -> None:
+        """No more templates: write the last frame (reads see only finished frames)."""
+        if self._frame:
+            self._flush()
+        self._file.flush()
+        self.finished = True
+
+    @property
+    def bytes_on_disk(self) -> int:
+        return self._written
+
+    def read(self) -> Iterator[tuple[TimelineEntry, Template]]:
+        """One pass over every template, in the order added."""
+        if not self.finished:
+            raise RuntimeError("TemplateSpool.read before finish")
+        decompress = zstandard.ZstdDecompressor().decompress
+        from_state = Template.from_state
+        for offset, length in self._frames:
+            data = os.pread(self._fd, length, offset)
+            if len(data) != length:
+                raise OSError(f"template spool: short read at byte {offset}")
+            unpacker = msgpack.Unpacker(use_list=False, raw=False)
+            unpacker.feed(decompress(data))
+            for index, offset_ns, gap_ns, state in unpacker:
+                yield TimelineEntry(index, offset_ns, gap_ns), from_state(state)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TemplateSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _flush(self) -> None:
+        compressed = self._compressor.compress(bytes(self._frame))
+        self._file.write(compressed)
+        self._frames.append((self._written, len(compressed)))
+        self._written += len(compressed)
+        self._frame.clear()

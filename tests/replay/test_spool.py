@@ -1,0 +1,241 @@
+"""The template spool, alone and as a worker's shard uses it (no network)."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from capture.corpus import CorpusReader, write_corpus
+from corpora import bundled_path
+from replay import rewrite, spool, wire
+from replay.config import WorkerConfig
+from replay.pacing import TimelineEntry
+from replay.spool import TemplateSpool
+from replay.worker import Shard, most_requests
+
+NS = 1_000_000_000
+ENCODER = wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-test", "test")
+
+
+def templates_of(corpus: Path) -> list[tuple[TimelineEntry, rewrite.Template]]:
+    minter = rewrite.IdMinter(0, 5)
+    with CorpusReader(corpus) as reader:
+        created = rewrite.created_ms(reader.header.meta.created)
+        records = list(reader.records())
+
+    def build(record: Any) -> rewrite.Template:
+        return rewrite.build_template(
+            record, request_start=ENCODER.request_start, head_end=ENCODER.head_end,
+            minter=minter, created_ms=created, project_id="proj-x",
+        )  # fmt: skip
+
+    return [(TimelineEntry(i, r.offset_ns, 7), build(r)) for i, r in enumerate(records)]
+
+
+def rendered(template: Any, serial: int) -> bytes:
+    stamps = rewrite.Stamps()
+    return bytes(template.render(rewrite.serial_hex(serial), 1234, b"t" * 32, stamps.iso))
+
+
+BUNDLED = {name: templates_of(bundled_path(name)) for name in ("ingestion", "query", "mixed")}
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_every_bundled_template_comes_back_the_same_pass_after_pass(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool, "FRAME_BYTES", 4096)  # many frames, some with one template
+    items = BUNDLED[name]
+    with TemplateSpool() as s:
+        for entry, template in items:
+            s.add(entry, template)
+        s.finish()
+        first, second = list(s.read()), list(s.read())
+    assert s.count == len(items) and s.last_record == items[-1][0].record
+    assert s.has_read == any(t.has_read for _e, t in items)
+    assert s.bytes_on_disk > 0
+    for got in (first, second):
+        assert [e for e, _t in got] == [e for e, _t in items]
+        assert [t.state() for _e, t in got] == [t.state() for _e, t in items]
+        assert [rendered(t, 77) for _e, t in got] == [rendered(t, 77) for _e, t in items]
+
+
+def test_passes_read_independently_of_each_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool, "FRAME_BYTES", 2048)
+    items = BUNDLED["mixed"]
+    with TemplateSpool() as s:
+        for entry, template in items:
+            s.add(entry, template)
+        s.finish()
+        a, b = s.read(), s.read()
+        interleaved = [(next(a)[0], next(b)[0]) for _ in range(len(items))]
+        assert next(a, None) is None and next(b, None) is None
+    assert [x for x, _y in interleaved] == [e for e, _t in items]
+    assert all(x == y for x, y in interleaved)
+
+
+def test_reading_before_finish_is_refused() -> None:
+    with TemplateSpool() as s:
+        s.add(*BUNDLED["query"][0])
+        with pytest.raises(RuntimeError, match="before finish"):
+            next(s.read())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, 10_000), min_size=0, max_size=60),
+    frame=st.integers(1, 20_000),
+)
+def test_any_selection_round_trips_at_any_frame_size(picks: list[int], frame: int) -> None:
+    pool = BUNDLED["ingestion"] + BUNDLED["query"]
+    items = [pool[p % len(pool)] for p in picks]
+    saved, spool.FRAME_BYTES = spool.FRAME_BYTES, frame
+    try:
+        with TemplateSpool() as s:
+            for entry, template in items:
+                s.add(entry, template)
+            s.finish()
+            got = list(s.read())
+    finally:
+        spool.FRAME_BYTES = saved
+    assert [(e, t.state()) for e, t in got] == [(e, t.state()) for e, t in items]
+
+
+# --- as a worker's shard --------------------------------------------------------------------
+
+
+def multi_chunk(tmp_path: Path, source: Path, chunk_records: int) -> Path:
+    """`source` rewritten with `chunk_records` records per chunk (many chunks)."""
+    with CorpusReader(source) as reader:
+        meta, duration, records = reader.header.meta, reader.header.duration_ns, list(reader)
+    return write_corpus(
+        tmp_path / f"chunked-{chunk_records}.atc", meta, records,
+        duration_ns=duration, chunk_records=chunk_records,
+    )  # fmt: skip
+
+
+def config(corpus: Path, **kw: Any) -> WorkerConfig:
+    options: dict[str, Any] = {
+        "worker": 0, "workers": 1, "corpus": str(corpus), "target": "http://127.0.0.1:9",
+        "api_key": "k", "project_id": None, "model": "timeline", "duration_ns": 3600 * NS,
+        "nonce": 3, **kw,
+    }  # fmt: skip
+    return WorkerConfig(**options)
+
+
+OPEN: list[Shard] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_shards() -> Any:
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
+def shard(cfg: WorkerConfig) -> Shard:
+    minter = rewrite.IdMinter(cfg.worker, cfg.nonce)
+    with CorpusReader(cfg.corpus) as reader:
+        created = rewrite.created_ms(reader.header.meta.created)
+
+    def build(record: Any, index: int) -> rewrite.Template:
+        return rewrite.build_template(
+            record, request_start=ENCODER.request_start, head_end=ENCODER.head_end,
+            minter=minter, created_ms=created, where=f"record {index}",
+        )  # fmt: skip
+
+    OPEN.append(Shard(cfg, build))
+    return OPEN[-1]
+
+
+def a_pass(s: Shard) -> list[tuple[TimelineEntry, bytes]]:
+    return [(e, rendered(t, 5)) for e, t in s.one_pass()]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_spooled_shard_is_the_cached_shard(
+    synth_corpus: Any, tmp_path: Path, workers: int
+) -> None:
+    corpus = multi_chunk(tmp_path, synth_corpus("mixed", rate=150, seconds=2), 37)
+    for worker in range(workers):
+        cached = shard(config(corpus, worker=worker, workers=workers))
+        spooled = shard(config(corpus, worker=worker, workers=workers, cache_bytes=1))
+        assert cached.cached is not None and cached.spool is None
+        assert spooled.cached is None and spooled.spool is not None
+        assert spooled.spool.count == spooled.mine == cached.mine > 0
+        assert spooled.has_read == cached.has_read
+        assert a_pass(spooled) == a_pass(cached) == a_pass(spooled)
+
+
+@pytest.mark.parametrize("seconds", [0.001, 0.4, 1.0, 1.7])
+def test_a_short_timeline_spools_only_what_it_reaches_and_builds_the_rest_if_asked(
+    synth_corpus: Any, tmp_path: Path, seconds: float
+) -> None:
+    # a 2 s corpus at speed 1 replayed for less: the spool ends at the first record due
+    # at or after the run's end; a pass still yields every record (the rest built from the
+    # corpus, starting inside a chunk), the same as a cached shard's
+    corpus = multi_chunk(tmp_path, synth_corpus("ingestion", rate=120, seconds=2), 23)
+    duration = int(seconds * NS)
+    cached = shard(config(corpus, duration_ns=duration))
+    spooled = shard(config(corpus, duration_ns=duration, cache_bytes=1))
+    assert spooled.spool is not None and cached.cached is not None
+    entries = [e for e, _t in cached.cached]
+    reached = [e for e in entries if e.offset_ns < duration]
+    assert spooled.spool.count == min(len(reached) + 1, len(entries))
+    assert spooled.spool.count < spooled.mine
+    assert spooled.has_read  # not all built: assumed
+    assert a_pass(spooled) == a_pass(cached)
+
+
+def test_a_timeline_that_loops_spools_every_record(synth_corpus: Any) -> None:
+    corpus = synth_corpus("ingestion", rate=60, seconds=1)
+    s = shard(config(corpus, duration_ns=NS, speed=2.0, cache_bytes=1))
+    assert s.spool is not None and s.spool.count == s.mine
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "most"),
+    [
+        ("rate", {"rate": 50.0, "duration_ns": NS}, 50 + 6 * 50**0.5 + 64),
+        ("rate", {"rate": 90.0, "duration_ns": NS, "workers": 3}, 30 + 6 * 30**0.5 + 64),
+        ("rate", {"rate": 0.0, "stages": [(NS, 100.0)], "duration_ns": NS}, 50 + 6 * 50**0.5 + 64),
+        ("closed", {"vus": 2, "duration_ns": NS // 1000}, 201),
+    ],
+)
+def test_rate_and_closed_runs_spool_at_most_what_they_can_send(
+    synth_corpus: Any, model: str, options: dict[str, Any], most: float
+) -> None:
+    corpus = synth_corpus("ingestion", rate=300, seconds=2)
+    cfg = config(corpus, model=model, cache_bytes=1, **options)
+    assert most_requests(cfg) == int(most)
+    s = shard(cfg)
+    assert s.spool is not None
+    assert s.spool.count == min(int(most), s.mine) < s.mine
+    assert len(list(itertools.islice(s.cycle(), s.mine + 5))) == s.mine + 5  # then built
+
+
+def test_a_spool_that_cannot_be_written_falls_back_to_building_each_pass(
+    synth_corpus: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = multi_chunk(tmp_path, synth_corpus("mixed", rate=100, seconds=1), 16)
+    cached = shard(config(corpus))
+    writes = 0
+
+    def full_disk(self: TemplateSpool) -> None:
+        nonlocal writes
+        writes += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool, "FRAME_BYTES", 1024)
+    monkeypatch.setattr(TemplateSpool, "_flush", full_disk)
+    broken = shard(config(corpus, cache_bytes=1))
+    assert writes == 1  # the first failure ends the spooling
+    assert broken.spool is None and broken.cached is None
+    assert broken.spool_error is not None and "No space left on device" in broken.spool_error
+    assert a_pass(broken) == a_pass(cached) == a_pass(broken)
