@@ -30,7 +30,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -231,7 +230,8 @@ class Coordinator:
             self.aggregate.interval_series(int(message[2]))
         elif kind == "loading":  # a long corpus: still reading it
             proc.heard = time.monotonic()
-            stage = LOADING_STAGES.index(message[4]) if len(message) > 4 else 0
+            said = message[4] if len(message) > 4 else "read"
+            stage = LOADING_STAGES.index(said) if said in LOADING_STAGES else 0
             proc.loaded = (stage, int(message[2]), int(message[3]))
         elif kind == "ready":
             proc.state = "ready"
@@ -340,8 +340,9 @@ class Coordinator:
         spooled = sum(int(p.info.get("spooled", 0)) for p in self.procs)
         if spooled and self.plan.progress:
             size = sum(int(p.info.get("spool_bytes", 0)) for p in self.procs)
+            where = sorted({str(p.info["spool_dir"]) for p in self.procs if p.info.get("spooled")})
             self.stderr.write(
-                f"replay loading: {spooled:,} templates spooled to {tempfile.gettempdir()} "
+                f"replay loading: {spooled:,} templates spooled to {', '.join(where)} "
                 f"({size / 1e6:,.1f} MB, removed when the workers exit)\n"
             )
         self.start_ns = time.monotonic_ns() + START_MARGIN_NS

@@ -178,7 +178,9 @@ class Shard:
         self.cached: list[tuple[Any, Template]] | None = None
         self.spool: TemplateSpool | None = None
         self.spool_error: str | None = None
+        self.spooled = 0  # templates in the spool once filled (kept after close())
         self._most: int | None = None  # most_requests(cfg), once needed
+        self._scale = pacing.as_fraction(cfg.scale)
         self.mine = 0
         # First the size of this shard (decoding only), so that a spooled shard never builds
         # a cache it then throws away: memory freed by the interpreter is not given back.
@@ -199,11 +201,15 @@ class Shard:
         except OSError as exc:
             self.spool_error = f"cannot create a template spool in {tempfile.gettempdir()}: {exc}"
             return
-        for entry, record in self._walk(everyone=False, progress=progress, stage="spool"):
-            if not self._spool(entry, self._build(record, entry.record)):
-                return
-            if self._spooled_enough(entry, self.spool.count):
-                break
+        try:
+            for entry, record in self._walk(everyone=False, progress=progress, stage="spool"):
+                if not self._spool(entry, self._build(record, entry.record)):
+                    return
+                if self._spooled_enough(entry, self.spool.count):
+                    break
+        except BaseException:  # a bad record (RewriteError), a damaged chunk: no open file left
+            self.close()
+            raise
         self._finish_spool()
 
     def _spool(self, entry: Any, template: Template) -> bool:
@@ -221,6 +227,8 @@ class Shard:
             self.spool.finish()
         except OSError as exc:
             self._lose_spool(exc)
+            return
+        self.spooled = self.spool.count
 
     def _lose_spool(self, exc: OSError) -> None:
         assert self.spool is not None
@@ -237,7 +245,9 @@ class Shard:
         if cfg.model == "timeline":
             if pacing.timeline_due(1, period, 0, cfg.speed) < cfg.duration_ns:
                 return False  # more than one pass: every record
-            return pacing.timeline_due(0, period, entry.offset_ns, cfg.speed) >= cfg.duration_ns
+            # (a record with no copy at this --scale does not end the timeline: it goes on)
+            due = pacing.timeline_due(0, period, entry.offset_ns, cfg.speed)
+            return due >= cfg.duration_ns and pacing.copies(entry.record, self._scale) > 0
         if self._most is None:
             self._most = most_requests(cfg)
         return spooled >= self._most
@@ -252,8 +262,10 @@ class Shard:
         return True  # not all built yet: assume it may
 
     def close(self) -> None:
+        """Close the spool (and forget it: a later pass reads and builds from the corpus)."""
         if self.spool is not None:
             self.spool.close()
+            self.spool = None
 
     def _walk(
         self,
@@ -271,8 +283,8 @@ class Shard:
         with CorpusReader(self.cfg.corpus) as reader:
             said = time.monotonic_ns()
             chunks = reader.header.chunks
-            # start at the chunk holding record `after` (its successor needs its offset)
-            first = max(bisect.bisect_right([c.first_seq for c in chunks], max(after, 0)) - 1, 0)
+            # start at the chunk holding the record after `after`
+            first = max(bisect.bisect_right([c.first_seq for c in chunks], after + 1) - 1, 0)
             base = chunks[first].first_seq if chunks else 0
             records = itertools.chain.from_iterable(map(reader.stream_chunk, chunks[first:]))
             stream: Iterator[Any] = itertools.chain(records, (None,))
@@ -502,8 +514,9 @@ class Worker:
             "pid": os.getpid(),
             "records": self.shard.mine,
             "cached": self.shard.cached is not None,
-            "spooled": self.shard.spool.count if self.shard.spool is not None else 0,
+            "spooled": self.shard.spooled,
             "spool_bytes": self.shard.spool.bytes_on_disk if self.shard.spool is not None else 0,
+            "spool_dir": tempfile.gettempdir(),
             **({"spool_error": self.shard.spool_error} if self.shard.spool_error else {}),
         }
 
@@ -848,8 +861,8 @@ def most_requests(cfg: WorkerConfig) -> int:
     """More requests than this worker can send in the run (rate and closed models): the
     expected count of its share of the rate curve plus six standard deviations (Poisson
     arrivals) and a few; the closed model's duration at CLOSED_MOST_RATE."""
-    if cfg.model == "closed":
-        return int(cfg.duration_ns / NS * CLOSED_MOST_RATE) + 1
+    if cfg.model == "closed":  # (plus what its VUs have prepared ahead, unsent at the end)
+        return int(cfg.duration_ns / NS * CLOSED_MOST_RATE) + AHEAD + 1
     expected = rate_curve(cfg).cumulative(cfg.duration_ns) / cfg.workers
     return int(expected + 6 * math.sqrt(expected)) + 64
 

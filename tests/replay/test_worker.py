@@ -237,7 +237,7 @@ def test_a_streamed_shard_replays_like_a_cached_one(
         whole = cap.aggregate.whole()
         shard = worker.shard
         assert shard is not None
-        assert (shard.cached is not None, shard.spool is not None) == (
+        assert (shard.cached is not None, shard.spooled > 0) == (
             how == "cached", how == "spooled",
         )  # fmt: skip
         assert (shard.spool_error is not None) == (how == "built")
