@@ -136,6 +136,12 @@ def _round(args: argparse.Namespace, corpus: Path, records: int, seconds: int) -
         f"({totals['requests'] / max(totals['offered'], 1):.2%}), {totals['dropped']:,} dropped; "
         f"send lag p50 {lag['p50']} p99 {lag['p99']} max {lag['max']} ms"
     )
+    drops = [(e["t"], e["dropped"], e["inflight"]) for e in results["timeline"] if e["dropped"]]
+    if drops:  # when, and with how many requests in flight (--max-inflight is 1000)
+        shown = ", ".join(f"{t}s: {d:,} (inflight {i:,})" for t, d, i in drops[:8])
+        print(f"dropped in second     {shown}{' ...' if len(drops) > 8 else ''}")
+    for note in results["meta"].get("notes", []):
+        print(f"note                  {note}")
     print(
         f"worker CPU            {cpu_s:.1f} s for the whole process (load and run), "
         f"{cpu_s / max(totals['requests'], 1) * 1e6:.1f} µs per request"
