@@ -4,8 +4,9 @@ Without it, a worker whose shard exceeds its template cache decodes and builds e
 again as it sends it (~11 µs for a 1.8 KB record, ~38 µs for an ingestion trace), on the
 core that sends: one worker is then CPU-bound below 25,000 req/s. The spool builds each
 template once, while the worker loads, and writes it as msgpack in zstd frames of about
-FRAME_BYTES to an anonymous temporary file; a pass reads the frames back in order, which
-costs a few microseconds per template, and holds one frame in memory.
+FRAME_BYTES to an anonymous temporary file, each frame after its length; a pass reads them
+back in order, which costs a few microseconds per template, and holds one frame in memory
+(nor is an index of frames kept: memory stays flat however long the shard).
 
 The file is created unlinked (O_TMPFILE, in $TMPDIR or `directory`), so nothing is left
 behind however the worker ends. Each pass reads with `os.pread` at its own offsets, so
@@ -21,6 +22,7 @@ the caller, which can fall back to building per pass.
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from collections.abc import Iterator
 
@@ -32,6 +34,7 @@ from replay.rewrite import Template
 
 FRAME_BYTES = 64 << 10  # packed templates per zstd frame (what one read decompresses)
 LEVEL = 1  # zstd level: fast to write at load; templates compress like the corpus
+FRAME_HEAD = struct.Struct("<I")  # each frame: its compressed length, then the zstd frame
 
 
 class TemplateSpool:
@@ -44,8 +47,7 @@ class TemplateSpool:
         self._compressor = zstandard.ZstdCompressor(level=LEVEL)
         self._packer = msgpack.Packer()
         self._frame = bytearray()
-        self._frames: list[tuple[int, int]] = []  # (file offset, length) of each frame
-        self._written = 0
+        self._written = 0  # bytes in the file (no index kept: memory stays flat however long)
         self.count = 0  # templates added
         self.last_record = -1  # the corpus index of the last one
         self.has_read = False  # does any template read a trace it does not define?
@@ -77,10 +79,14 @@ class TemplateSpool:
             raise RuntimeError("TemplateSpool.read before finish")
         decompress = zstandard.ZstdDecompressor().decompress
         from_state = Template.from_state
-        for offset, length in self._frames:
-            data = os.pread(self._fd, length, offset)
-            if len(data) != length:
+        fd, end, offset = self._fd, self._written, 0
+        while offset < end:
+            head = os.pread(fd, FRAME_HEAD.size, offset)
+            (length,) = FRAME_HEAD.unpack(head) if len(head) == FRAME_HEAD.size else (-1,)
+            data = os.pread(fd, length, offset + FRAME_HEAD.size) if length > 0 else b""
+            if len(data) != length or length <= 0:
                 raise OSError(f"template spool: short read at byte {offset}")
+            offset += FRAME_HEAD.size + length
             unpacker = msgpack.Unpacker(use_list=False, raw=False)
             unpacker.feed(decompress(data))
             for index, offset_ns, gap_ns, state in unpacker:
@@ -97,7 +103,6 @@ class TemplateSpool:
 
     def _flush(self) -> None:
         compressed = self._compressor.compress(bytes(self._frame))
-        self._file.write(compressed)
-        self._frames.append((self._written, len(compressed)))
-        self._written += len(compressed)
+        self._file.write(FRAME_HEAD.pack(len(compressed)) + compressed)
+        self._written += FRAME_HEAD.size + len(compressed)
         self._frame.clear()

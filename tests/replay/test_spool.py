@@ -309,3 +309,36 @@ def test_a_rate_run_never_sends_more_than_most_requests(
             else pacing.uniform_hits(curve, worker, workers)
         )
         assert sum(1 for t in hits if t < cfg.duration_ns) <= most_requests(cfg)
+
+
+def test_a_spool_keeps_no_per_frame_state_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a soak corpus of tens of millions of records makes millions of frames: the spool's
+    # memory must not grow with them (only the file does)
+    import tracemalloc
+
+    monkeypatch.setattr(spool, "FRAME_BYTES", 1)  # a frame per template
+    entry, template = BUNDLED["query"][0]
+    with TemplateSpool() as s:
+        for _ in range(2_000):
+            s.add(entry, template)
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20_000):
+            s.add(entry, template)
+        grown = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        s.finish()
+        assert sum(1 for _ in s.read()) == 22_000
+    assert grown < 20_000  # bytes, for 20,000 more frames (an index would take ~1.5 MB)
+
+
+def test_a_damaged_spool_says_where_instead_of_yielding_garbage() -> None:
+    import os
+
+    with TemplateSpool() as s:
+        for entry, template in BUNDLED["mixed"][:50]:
+            s.add(entry, template)
+        s.finish()
+        os.ftruncate(s._file.fileno(), s.bytes_on_disk - 3)  # the last frame cut short
+        with pytest.raises(OSError, match="template spool: short read at byte"):
+            list(s.read())
