@@ -439,6 +439,13 @@ class Coordinator:
                 f"{'at least ' if cut_short else ''}{unsent:,} requests came due but were never "
                 "sent (the load generator fell behind its schedule): counted as dropped"
             )
+        at_limit = self.aggregate.whole().dropped() - unsent
+        if at_limit > 0:
+            notes.append(
+                f"{at_limit:,} requests were dropped because they came due while a worker had "
+                f"--max-inflight requests outstanding ({plan.max_inflight:,} in all): a slow "
+                "target, or too few connections for its latency"
+            )
         for p in self.procs:
             why = p.info.get("spool_error")
             if why:

@@ -98,6 +98,32 @@ def test_a_generator_that_falls_behind_says_so(
     assert totals["offered"] == 150_000
     assert totals["requests"] + totals["dropped"] == 150_000 and totals["dropped"] > 0
     assert results["load_generator"]["limited"] is True
+    # the notes split the drops by cause, and the parts add up to the total
+    counts = {}
+    for note in results["meta"]["notes"]:
+        for cause in ("never sent", "--max-inflight"):
+            if cause in note:
+                counts[cause] = int(note.split(" requests")[0].split()[-1].replace(",", ""))
+    assert counts and sum(counts.values()) == totals["dropped"], results["meta"]["notes"]
+
+
+def test_drops_at_max_inflight_are_told_apart(
+    replay: Any, synth_corpus: Any, tiny_server: Any, tmp_path: Path
+) -> None:
+    # 200/s against 100 ms answers over 2 connections: the worker keeps its schedule but
+    # most requests find both connections busy; the note names --max-inflight, not lag
+    url = tiny_server("--delay-ms", "100")
+    out = tmp_path / "r.json"
+    done = replay(str(synth_corpus()), "--target", url, "--rate", "200", "--duration", "1s",
+                  "--workers", "1", "--max-inflight", "2", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = _results(out)
+    dropped = results["totals"]["dropped"]
+    assert dropped > 150
+    notes = results["meta"]["notes"]
+    assert f"{dropped:,} requests were dropped because they came due while a worker had " \
+        "--max-inflight requests outstanding (2 in all)" in " ".join(notes)  # fmt: skip
+    assert not any("never sent" in n for n in notes)
 
 
 def test_merge_is_exact(replay: Any, synth_corpus: Any, tiny_server: Any, tmp_path: Path) -> None:
