@@ -79,6 +79,11 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
 @click.option("--abort-on-fail", is_flag=True, help="Stop at the first failed threshold.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write results JSON here.")
 @click.option("--seed", type=click.IntRange(min=0), default=1, help="Poisson arrivals' seed.")
+@click.option(
+    "--spool-dir",
+    metavar="DIR",
+    help="Where workers spool the templates of a corpus too large for memory [$TMPDIR].",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
@@ -165,6 +170,7 @@ def make_plan(corpus: str, o: dict[str, Any], command_line: str = "") -> Any:
         duration = int(period / speed)
     else:
         duration = period
+    spool_dir = _spool_dir(o.get("spool_dir"))
     thresholds = tuple(_parse_thresholds(o.get("thresholds") or ()))
     if o.get("abort_on_fail") and not thresholds:
         raise InputError("--abort-on-fail needs at least one --threshold")
@@ -189,7 +195,28 @@ def make_plan(corpus: str, o: dict[str, Any], command_line: str = "") -> Any:
         out=o.get("out"),
         command_line=command_line,
         progress=not o.get("quiet"),
+        spool_dir=spool_dir,
     )
+
+
+def _spool_dir(given: str | None) -> str | None:
+    """--spool-dir, checked now (a worker finding it unusable after minutes of loading
+    could only fall back): an existing directory a file can be created in."""
+    if given is None:
+        return None
+    import tempfile
+
+    path = Path(given)
+    if not path.is_dir():
+        why = "not a directory" if path.exists() else "no such directory"
+        raise InputError(f"--spool-dir {given}: {why}")
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise InputError(f"--spool-dir {given}: cannot create a file there: {why}") from None
+    return str(path.resolve())
 
 
 def _parse_thresholds(texts: Any) -> list[Any]:

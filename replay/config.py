@@ -54,6 +54,7 @@ class WorkerConfig:
     timeout_ns: int = 10_000_000_000
     cache_bytes: int = 48 << 20  # keep templates in memory when the shard fits
     user_agent: str = "agenttrace-replay"
+    spool_dir: str | None = None  # where a shard too large for the cache is spooled ($TMPDIR)
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)

@@ -78,6 +78,7 @@ class RunPlan:
     abort_on_fail: bool = False
     out: str | None = None
     command_line: str = ""
+    spool_dir: str | None = None  # None: the temporary directory ($TMPDIR)
     progress: bool = True
 
 
@@ -188,6 +189,7 @@ class Coordinator:
             max_inflight=max(1, split(plan.max_inflight, plan.workers, w)),
             timeout_ns=plan.timeout_ns,
             user_agent=f"agenttrace-replay/{_version()}",
+            spool_dir=plan.spool_dir,
         )
 
     def _send(self, proc: _Proc, message: Any) -> None:

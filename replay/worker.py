@@ -179,6 +179,7 @@ class Shard:
         self.spool: TemplateSpool | None = None
         self.spool_error: str | None = None
         self.spooled = 0  # templates in the spool once filled (kept after close())
+        self.spool_dir = cfg.spool_dir or tempfile.gettempdir()
         self._most: int | None = None  # most_requests(cfg), once needed
         self._scale = pacing.as_fraction(cfg.scale)
         self.mine = 0
@@ -197,9 +198,9 @@ class Shard:
     def _fill_spool(self, progress: Callable[[int, int, str], None] | None) -> None:
         """Build this shard's templates into a new spool, as far as the run can reach."""
         try:
-            self.spool = TemplateSpool()
+            self.spool = TemplateSpool(self.spool_dir)
         except OSError as exc:
-            self.spool_error = f"cannot create a template spool in {tempfile.gettempdir()}: {exc}"
+            self.spool_error = f"cannot create a template spool in {self.spool_dir}: {exc}"
             return
         try:
             for entry, record in self._walk(everyone=False, progress=progress, stage="spool"):
@@ -232,7 +233,7 @@ class Shard:
 
     def _lose_spool(self, exc: OSError) -> None:
         assert self.spool is not None
-        self.spool_error = f"cannot write the template spool in {tempfile.gettempdir()}: {exc}"
+        self.spool_error = f"cannot write the template spool in {self.spool_dir}: {exc}"
         with contextlib.suppress(OSError):
             self.spool.close()
         self.spool = None
@@ -516,7 +517,7 @@ class Worker:
             "cached": self.shard.cached is not None,
             "spooled": self.shard.spooled,
             "spool_bytes": self.shard.spool.bytes_on_disk if self.shard.spool is not None else 0,
-            "spool_dir": tempfile.gettempdir(),
+            "spool_dir": self.shard.spool_dir,
             **({"spool_error": self.shard.spool_error} if self.shard.spool_error else {}),
         }
 

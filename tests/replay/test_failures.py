@@ -185,6 +185,10 @@ def _damage(corpus: Path, tmp_path: Path) -> Path:
         (["--rate", "fast"], "not a rate"),
         (["--workers", "0"], "--workers"),
         (["--target", "127.0.0.1:80"], "http://"),
+        (
+            ["--spool-dir", "/nonexistent/spool"],
+            "--spool-dir /nonexistent/spool: no such directory",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line(replay: Any, args: list[str], message: str) -> None:
@@ -192,6 +196,14 @@ def test_bad_arguments_are_one_line(replay: Any, args: list[str], message: str) 
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_spool_dir_that_is_a_file_is_one_line(replay: Any, tmp_path: Path) -> None:
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    done = replay("--spool-dir", str(a_file), "--target", "http://127.0.0.1:9")
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"replay run: error: --spool-dir {a_file}: not a directory"
 
 
 def test_corrupt_corpus_is_one_line(replay: Any, tmp_path: Path) -> None:

@@ -126,6 +126,29 @@ def test_drops_at_max_inflight_are_told_apart(
     assert not any("never sent" in n for n in notes)
 
 
+def test_a_corpus_beyond_memory_is_spooled_where_asked_and_left_nowhere(
+    replay: Any, synth_corpus: Any, tiny_server: Any, tmp_path: Path
+) -> None:
+    # ~16,000 ingestion traces (~60 MB of requests) exceed a worker's 48 MB template cache:
+    # the worker spools them, in $TMPDIR or --spool-dir, and the file is gone at the end
+    corpus = synth_corpus("ingestion", rate=8000, seconds=2)
+    url = tiny_server()
+    tmpdir, chosen = tmp_path / "tmp", tmp_path / "chosen"
+    tmpdir.mkdir()
+    chosen.mkdir()
+    for extra, where in (([], tmpdir), (["--spool-dir", str(chosen)], chosen)):
+        out = tmp_path / "r.json"
+        done = replay(str(corpus), "--target", url, "--rate", "400", "--duration", "1s",
+                      "--workers", "1", "--out", str(out), *extra,
+                      env={"TMPDIR": str(tmpdir)})  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        spooled = [ln for ln in done.stderr.splitlines() if "templates spooled to" in ln]
+        assert len(spooled) == 1 and f"spooled to {where} (" in spooled[0], done.stderr
+        totals = _results(out)["totals"]
+        assert totals["requests"] == totals["offered"] == 400 and totals["dropped"] == 0
+        assert list(where.iterdir()) == []  # unlinked from the start: nothing left behind
+
+
 def test_merge_is_exact(replay: Any, synth_corpus: Any, tiny_server: Any, tmp_path: Path) -> None:
     # per-second timeline, per-endpoint counts and histograms all add up to the totals
     url = tiny_server()
