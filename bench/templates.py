@@ -97,8 +97,7 @@ def measure(corpus: Path, records: int, repeat: int) -> dict[str, float]:
         return sum(1 for _ in itertools.islice(shard.cycle(), len(decoded)))
 
     def built() -> int:  # what every pass cost before the spool (and costs without one)
-        walk = shard._walk(everyone=False)
-        templates = (shard._build(r, e.record) for e, r in walk)
+        templates = shard._built(shard._walk(everyone=False))
         return sum(1 for _ in itertools.islice(templates, len(decoded)))
 
     templates = [build_one(record) for record in decoded]

@@ -204,15 +204,14 @@ def _spool_dir(given: str | None) -> str | None:
     could only fall back): an existing directory a file can be created in."""
     if given is None:
         return None
-    import tempfile
+    from replay.spool import TemplateSpool
 
     path = Path(given)
     if not path.is_dir():
         why = "not a directory" if path.exists() else "no such directory"
         raise InputError(f"--spool-dir {given}: {why}")
     try:
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        TemplateSpool(str(path)).close()  # what a worker will do there
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise InputError(f"--spool-dir {given}: cannot create a file there: {why}") from None

@@ -79,18 +79,21 @@ class TemplateSpool:
             raise RuntimeError("TemplateSpool.read before finish")
         decompress = zstandard.ZstdDecompressor().decompress
         from_state = Template.from_state
-        fd, end, offset = self._fd, self._written, 0
+        end, offset = self._written, 0
         while offset < end:
-            head = os.pread(fd, FRAME_HEAD.size, offset)
-            (length,) = FRAME_HEAD.unpack(head) if len(head) == FRAME_HEAD.size else (-1,)
-            data = os.pread(fd, length, offset + FRAME_HEAD.size) if length > 0 else b""
-            if len(data) != length or length <= 0:
-                raise OSError(f"template spool: short read at byte {offset}")
+            (length,) = FRAME_HEAD.unpack(self._pread(FRAME_HEAD.size, offset))
+            data = self._pread(length, offset + FRAME_HEAD.size)
             offset += FRAME_HEAD.size + length
             unpacker = msgpack.Unpacker(use_list=False, raw=False)
             unpacker.feed(decompress(data))
             for index, offset_ns, gap_ns, state in unpacker:
                 yield TimelineEntry(index, offset_ns, gap_ns), from_state(state)
+
+    def _pread(self, size: int, offset: int) -> bytes:
+        data = os.pread(self._fd, size, offset)
+        if len(data) != size:
+            raise OSError(f"template spool: short read at byte {offset}")
+        return data
 
     def close(self) -> None:
         self._file.close()

@@ -3,7 +3,7 @@
 Started by the coordinator as ``python -m replay.worker CONTROL_FD DATA_FD`` (a clean
 interpreter; gevent's monkey-patching happens in `main` and nowhere else). It reads its
 `WorkerConfig` from the control pipe, loads its shard of the corpus into request templates
-(or, when they do not fit the cache, measures it and streams it), opens connections ahead,
+(in memory, or, when they do not fit the cache, spooled to disk), opens connections ahead,
 says ``ready``, and waits for ``start`` with the common start instant (CLOCK_MONOTONIC,
 which is system-wide on Linux, so every worker paces on the same clock).
 
@@ -150,14 +150,13 @@ class AckRing:
 class Shard:
     """This worker's records as templates: in memory when they fit, else spooled to disk.
 
-    Loading reads the corpus once, building this worker's templates as it goes: kept in
-    memory while they fit `cfg.cache_bytes`, and past that written to a `TemplateSpool`
-    (the ones built so far first), so that a pass over a large shard reads templates built
-    once instead of decoding and building every record again on the core that sends. Only
-    what the run can reach is spooled: a run shorter than one pass of the corpus stops at
-    its end (`_spooled_enough`); anything after that is still built, as it is read, if the
-    run gets there after all. When the spool cannot be written (a full disk) every pass
-    decodes and builds on the fly, and `spool_error` says why.
+    Loading first measures the shard (decoding only). When it fits `cfg.cache_bytes` its
+    templates are built into memory; otherwise they are built into a `TemplateSpool`, so
+    that a pass over a large shard reads templates built once instead of decoding and
+    building every record again on the core that sends. Only what the run can reach is
+    spooled (`_spooled_enough`); records after that are built as they are read, if the run
+    gets there after all. When the spool cannot be written (a full disk) every pass decodes
+    and builds on the fly, and `spool_error` says why.
     """
 
     def __init__(
@@ -322,8 +321,13 @@ class Shard:
             if spool.count == self.mine:
                 return spool.read()
             rest = self._walk(everyone=False, after=spool.last_record)
-            return itertools.chain(spool.read(), ((e, self._build(r, e.record)) for e, r in rest))
-        return ((e, self._build(r, e.record)) for e, r in self._walk(everyone=False))
+            return itertools.chain(spool.read(), self._built(rest))
+        return self._built(self._walk(everyone=False))
+
+    def _built(self, walk: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Template]]:
+        """(entry, template) of records as read: built now (`_build` is looked up for each,
+        so that `stop_building` takes effect within a pass)."""
+        return ((e, self._build(r, e.record)) for e, r in walk)
 
     def cycle(self) -> Iterator[Template]:
         """Templates in corpus order, round and round (rate and closed models)."""
@@ -333,11 +337,8 @@ class Shard:
 
     def _cycle(self) -> Iterator[Template]:
         while True:
-            source: Iterator[tuple[Any, Template]]
-            if self.everyone:
-                source = ((e, self._build(r, e.record)) for e, r in self._walk(everyone=True))
-            else:
-                source = self.one_pass()
+            everyone = self.everyone
+            source = self._built(self._walk(everyone=True)) if everyone else self.one_pass()
             empty = True
             for _entry, template in source:
                 empty = False
