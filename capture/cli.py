@@ -10,9 +10,9 @@ import click
 
 from capture.arrivals import PROFILES
 from capture.cli_errors import InputError, OneLineGroup
+from capture.cli_units import DURATION, RATE
 from capture.inspect import inspect_corpus, render_stats
 from capture.synth import DEFAULT_EPOCH, WORKLOADS, SynthSpec, write_synth_corpus
-from capture.units import DURATION, RATE
 
 
 @click.group(

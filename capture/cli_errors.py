@@ -6,7 +6,7 @@ line that says what is wrong and where. Every command and group of the project i
 runner) they turn usage errors, `InputError` (bad files, bad values inside them, an
 unreachable target) and corpus errors into `command path: error: ...` on stderr with exit
 status 2, and Ctrl-C into `interrupted` with 130. Anything else is a bug and keeps its
-traceback. The packages' own bad-input errors subclass `InputError`.
+traceback. The packages' own bad-input errors subclass `capture.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,16 @@ from typing import Any, NoReturn
 import click
 
 from capture.corpus import CorpusError
+from capture.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-
-
-class InputError(Exception):
-    """Bad input found past argument parsing: a file, a value inside a file, a target."""
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERRUPTED",
+    "InputError",
+    "OneLineCommand",
+    "OneLineGroup",
+    "one_line",
+]
 
 
 def one_line(message: str) -> str:
@@ -58,7 +61,9 @@ class _OneLineMain:
             where = exc.ctx.command_path if exc.ctx is not None else prog
             _fail(f"{where}: error: {one_line(exc.format_message())}", EXIT_BAD_INPUT)
         except click.ClickException as exc:
-            _fail(f"{prog}: error: {one_line(exc.format_message())}", exc.exit_code or 2)
+            _fail(
+                f"{prog}: error: {one_line(exc.format_message())}", exc.exit_code or EXIT_BAD_INPUT
+            )
         except (InputError, CorpusError) as exc:
             where = getattr(exc, "command_path", prog)
             _fail(f"{where}: error: {one_line(str(exc))}", EXIT_BAD_INPUT)

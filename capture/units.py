@@ -1,18 +1,15 @@
 """Values a user types: durations (90, 90s, 5m, 1h30m, 250ms), rates, factors (5x), sizes.
 
 Each is parsed once, here, by a pure function that raises ValueError with a message fit to
-show the user; the click ParamTypes below turn that into click's usage error (exit 2).
-Every CLI in this project (capture, replay, planner, sandbox) takes its values through
-these types, so `2m` means the same thing everywhere.
+show the user; capture/cli_units.py wraps each in a click type. Every CLI in this project
+(capture, replay, planner, sandbox) takes its values through them, so `2m` means the same
+thing everywhere.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any
-
-import click
 
 _UNITS_NS = {
     "ns": 1,
@@ -137,31 +134,3 @@ def format_duration_ns(ns: int | float) -> str:
     if seconds >= 1:
         return f"{seconds:.1f}s"
     return f"{seconds * 1000:.0f}ms"
-
-
-class ParsedType(click.ParamType):
-    """A click type over a parse function that raises ValueError with the user's message."""
-
-    def __init__(self, name: str, parse: Any) -> None:
-        self.name = name
-        self._parse = parse
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, str):
-            return value
-        try:
-            return self._parse(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = ParsedType("duration", parse_positive_duration_ns)
-"""A positive duration, converted to integer nanoseconds."""
-DELAY = ParsedType("duration", parse_delay_s)
-"""A duration that may be zero, converted to seconds (float)."""
-RATE = ParsedType("rate", parse_rate)
-"""A positive rate, converted to requests per second (float)."""
-FACTOR = ParsedType("factor", parse_factor)
-"""A positive multiplier such as 5x, converted to float."""
-SIZE = ParsedType("size", parse_size)
-"""A positive size in bytes: 4.5MB, 512KiB."""

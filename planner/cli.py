@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from capture.cli_errors import OneLineGroup
-from capture.units import DURATION, RATE
+from capture.cli_units import DURATION, RATE
 from planner.capacity import MIN_POINTS_FOR_FIT, fit_usl, loo_compare, plan
 from planner.caveats import Caveat, fit_caveats
 from planner.errors import InputError
@@ -29,7 +29,7 @@ def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise InputError(path, "", f"cannot write it ({exc.strerror or exc})") from None
+        raise InputError(f"cannot write it ({exc.strerror or exc})", path=path) from None
     click.echo(f"wrote {path}")
 
 
@@ -144,9 +144,8 @@ def report(
     n, x = measured.capacity_series()
     if not n:
         raise InputError(
-            ", ".join(str(s) for s in sweeps),
-            "",
             "no pod count met the SLO at any offered rate: there is no capacity to plan from",
+            path=", ".join(str(s) for s in sweeps),
         )
     n_max, x_max = measured.x_max_series()
     result = plan(
@@ -272,6 +271,6 @@ See docs/planner.md.
 def sweep(**options: Any) -> None:
     """Measure capacity at each pod count: scale, then a ladder of offered rates that
     brackets the knee; writes the sweep file that `planner report` reads."""
-    from planner.sweep_cli import run_sweep_command
+    from planner.sweep_cli import SweepSettings, run_sweep_command
 
-    click.get_current_context().exit(run_sweep_command(options))
+    click.get_current_context().exit(run_sweep_command(SweepSettings(**options)))

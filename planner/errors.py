@@ -7,17 +7,8 @@ mistake in their data.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from capture.cli_errors import InputError as _BadInput
+from capture.errors import InputError as _BadInput
 
 
 class InputError(_BadInput, ValueError):
-    """Bad input: ``path`` (may be empty), ``where`` (``line 4``, ``points[2].x_max``), message."""
-
-    def __init__(self, path: str | Path, where: str, message: str) -> None:
-        self.path = str(path)
-        self.where = where
-        self.message = message
-        parts = [p for p in (self.path, where, message) if p]
-        super().__init__(": ".join(parts))
+    """Bad input in the planner's files or options: ``InputError(message, path=, where=)``."""

@@ -66,24 +66,28 @@ def parse_csv(text: str, path: str | Path = "") -> list[tuple[int, float]]:
             n_cols = [i for i, name in enumerate(header) if name in N_COLUMNS]
             if len(n_cols) != 1 or header.count(X_COLUMN) != 1:
                 raise InputError(
-                    path,
-                    where,
                     "expected a header with a 'pods' (or 'concurrency') column and a "
                     f"'throughput' column, found {','.join(row)!r}",
+                    path=path,
+                    where=where,
                 )
             n_col, x_col = n_cols[0], header.index(X_COLUMN)
             continue
         if len(row) <= max(n_col, x_col):
-            raise InputError(path, where, f"{len(row)} column(s), the header has {len(header)}")
+            raise InputError(
+                f"{len(row)} column(s), the header has {len(header)}", path=path, where=where
+            )
         pods = _whole(_number(row[n_col], header[n_col], path, where), header[n_col], path, where)
         x = _number(row[x_col], X_COLUMN, path, where)
         if x <= 0:
-            raise InputError(path, where, f"throughput {row[x_col].strip()} must be greater than 0")
+            raise InputError(
+                f"throughput {row[x_col].strip()} must be greater than 0", path=path, where=where
+            )
         out.append((pods, x))
     if header is None:
-        raise InputError(path, "", "empty: expected a header line 'pods,throughput' and data")
+        raise InputError("empty: expected a header line 'pods,throughput' and data", path=path)
     if not out:
-        raise InputError(path, "", "no data rows after the header")
+        raise InputError("no data rows after the header", path=path)
     return out
 
 
@@ -91,10 +95,10 @@ def read_csv(path: str | Path) -> list[Point]:
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise InputError(path, "", "no such file") from None
+        raise InputError("no such file", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InputError(path, "", f"cannot read it ({reason})") from None
+        raise InputError(f"cannot read it ({reason})", path=path) from None
     return [Point(n, x, None, str(path)) for n, x in parse_csv(text, path)]
 
 
@@ -164,15 +168,15 @@ def _number(cell: str, column: str, path: str | Path, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InputError(path, where, f"{column} {text!r} is not a number") from None
+        raise InputError(f"{column} {text!r} is not a number", path=path, where=where) from None
     if not math.isfinite(value):
-        raise InputError(path, where, f"{column} {text!r} is not a finite number")
+        raise InputError(f"{column} {text!r} is not a finite number", path=path, where=where)
     if value < 0:
-        raise InputError(path, where, f"{column} {text} is negative")
+        raise InputError(f"{column} {text} is negative", path=path, where=where)
     return value
 
 
 def _whole(value: float, column: str, path: str | Path, where: str) -> int:
     if value < 1 or value != int(value):
-        raise InputError(path, where, f"{column} {value:g} must be a whole number ≥ 1")
+        raise InputError(f"{column} {value:g} must be a whole number ≥ 1", path=path, where=where)
     return int(value)

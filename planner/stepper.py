@@ -23,52 +23,52 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
-from typing import Any
 
-from planner.sweep import EXIT_INTERRUPTED, Measurement, StepFailed, StepInterrupted
+from capture.errors import EXIT_INTERRUPTED, InputError
+from planner.sweep import Measurement, StepFailed, StepInterrupted
 from planner.sweep_format import Step
-
-NS = 1_000_000_000
+from replay.aggregate import RunAggregate
+from replay.coordinator import Coordinator, RunFailed
+from replay.pacing import NS
+from replay.plan import RunPlan, make_plan
+from replay.results import generator_limit_reasons
+from replay.target import RunTarget, TargetError, open_target
 
 
 def make_step_plan(
     corpus: str, *, workers: int, max_inflight: int, timeout_ns: int, seed: int = 1
-) -> Any:
+) -> RunPlan:
     """replay's `RunPlan` for the sweep's steps (rate and duration set per step).
 
     Raises ValueError with replay's one-line message for a corpus it cannot use."""
-    from replay.cli_run import InputError as ReplayInputError
-    from replay.cli_run import make_plan
-
-    options = {
-        "rate": 1.0,
-        "duration": NS,
-        "workers": workers,
-        "max_inflight": max_inflight,
-        "timeout": timeout_ns,
-        "seed": seed,
-        "quiet": True,
-    }
     try:
-        return make_plan(corpus, options, command_line="planner sweep")
-    except ReplayInputError as exc:
+        return make_plan(
+            corpus,
+            rate=1.0,
+            duration_ns=NS,
+            workers=workers,
+            max_inflight=max_inflight,
+            timeout_ns=timeout_ns,
+            seed=seed,
+            progress=False,
+            command_line="planner sweep",
+        )
+    except InputError as exc:
         raise ValueError(str(exc)) from None
 
 
 class ReplayStepper:
     """`Measure` through replay: ``stepper(rate)`` runs one step and returns it."""
 
-    def __init__(self, target: Any, plan: Any, *, warmup_s: int, step_s: int) -> None:
+    def __init__(self, target: RunTarget, plan: RunPlan, *, warmup_s: int, step_s: int) -> None:
         if step_s < 1 or warmup_s < 0:
             raise ValueError("a step lasts at least 1 s, after a warm-up of 0 s or more")
-        self.target = target  # replay.target.RunTarget
-        self.plan = plan  # replay.coordinator.RunPlan
+        self.target = target
+        self.plan = plan
         self.warmup_s = warmup_s
         self.step_s = step_s
 
     def __call__(self, rate: float) -> Measurement:
-        from replay.coordinator import Coordinator, RunFailed
-
         plan = replace(
             self.plan,
             model="rate",
@@ -92,10 +92,8 @@ class ReplayStepper:
         return measure_window(coordinator.aggregate, rate, self.warmup_s, self.step_s)
 
 
-def measure_window(aggregate: Any, rate: float, warmup_s: int, step_s: int) -> Measurement:
+def measure_window(aggregate: RunAggregate, rate: float, warmup_s: int, step_s: int) -> Measurement:
     """The step from seconds [warmup_s, warmup_s + step_s) of a replay `RunAggregate`."""
-    from replay.results import generator_limit_reasons
-
     window = aggregate.window(warmup_s, warmup_s + step_s)
     requests, ok, dropped = window.requests(), window.ok(), window.dropped()
     latency = window.histogram("latency")
@@ -122,10 +120,8 @@ def measure_window(aggregate: Any, rate: float, warmup_s: int, step_s: int) -> M
     return Measurement(step, note)
 
 
-def open_user_target(url: str, api_key: str | None, project_id: str | None) -> Any:
+def open_user_target(url: str, api_key: str | None, project_id: str | None) -> RunTarget:
     """replay's `RunTarget` for ``url`` after one TCP connect; ValueError if it refuses."""
-    from replay.target import TargetError, open_target
-
     try:
         return open_target(url, api_key, project_id)
     except TargetError as exc:

@@ -28,14 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from capture.errors import EXIT_BAD_INPUT, EXIT_FAILED
 from planner import __version__
 from planner.errors import InputError
 from planner.ladder import BLIND_FACTOR, HINTED_FACTOR, Ladder, hinted_start
 from planner.sweep_format import PodPoint, Slo, Step, Sweep, load_sweep, write_sweep
-
-EXIT_BAD_INPUT = 2  # also: the scale command failed, the target never became ready
-EXIT_FAILED = 1  # the load generator failed (a replay worker died)
-EXIT_INTERRUPTED = 130
 
 
 class Measurement(NamedTuple):
@@ -159,7 +156,7 @@ def begin(config: SweepConfig, now: str | None = None) -> Sweep:
     now = now or _now()
     if config.resume:
         if not out.exists():
-            raise InputError(out, "", "no such file to resume (without --resume: a new sweep)")
+            raise InputError("no such file to resume (without --resume: a new sweep)", path=out)
         previous = load_sweep(out)
         _check_same_experiment(previous, config)
         return replace(
@@ -170,10 +167,10 @@ def begin(config: SweepConfig, now: str | None = None) -> Sweep:
         )
     if out.exists() and not config.overwrite:
         raise InputError(
-            out, "", "already exists: --resume continues that sweep, --overwrite replaces it"
+            "already exists: --resume continues that sweep, --overwrite replaces it", path=out
         )
     if not out.parent.is_dir():
-        raise InputError(out, "", f"cannot write it (no directory {out.parent})")
+        raise InputError(f"cannot write it (no directory {out.parent})", path=out)
     return Sweep(
         target=config.target,
         slo=config.slo,
@@ -190,33 +187,33 @@ def _check_same_experiment(previous: Sweep, config: SweepConfig) -> None:
     out = config.out
     if previous.slo != config.slo:
         raise InputError(
-            out,
-            "slo",
             f"the file was judged against {_describe_slo(previous.slo)}; this sweep asks for "
             f"{_describe_slo(config.slo)}: resume with the same --slo and --max-error-rate, "
             "or start a new --out",
+            path=out,
+            where="slo",
         )
     sandbox_then, sandbox_now = previous.extra.get("sandbox"), config.extra.get("sandbox")
     if sandbox_then != sandbox_now:
         raise InputError(
-            out,
-            "extra.sandbox",
             f"the file measured {_describe_system(previous)}; this sweep measures "
             f"{_describe_system(config)}: resume with the same settings, or start a new --out",
+            path=out,
+            where="extra.sandbox",
         )
     if sandbox_now is None and previous.target != config.target:
         raise InputError(
-            out,
-            "target",
             f"the file measured {previous.target}, this sweep targets {config.target}: "
             "resume against the same target, or start a new --out",
+            path=out,
+            where="target",
         )
     if previous.corpus != config.corpus:
         raise InputError(
-            out,
-            "corpus",
             f"the file replayed {previous.corpus!r}, this sweep replays {config.corpus!r}: "
             "resume with the same --corpus, or start a new --out",
+            path=out,
+            where="corpus",
         )
 
 

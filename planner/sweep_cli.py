@@ -14,16 +14,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 import click
 
-from capture.units import ParsedType, format_duration_ns, parse_duration_ns
+from capture.cli_units import ParsedType
+from capture.errors import EXIT_INTERRUPTED
+from capture.units import format_duration_ns, parse_duration_ns
 from planner.errors import InputError
 from planner.sweep import (
-    EXIT_INTERRUPTED,
     PodEvent,
     StepEvent,
     SweepConfig,
@@ -93,7 +95,41 @@ SECONDS = ParsedType("seconds", parse_whole_seconds)
 # ----------------------------------------------------------------------------- the command
 
 
-def run_sweep_command(o: dict[str, Any], err: TextIO | None = None) -> int:
+@dataclass(frozen=True)
+class SweepSettings:
+    """`planner sweep`'s options, parsed (durations in ns or whole seconds, as named)."""
+
+    out: Path
+    target: str | None = None
+    sandbox: bool = False
+    pod_counts: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
+    scale_cmd: str | None = None
+    shell: bool = False
+    ready_url: str | None = None
+    ready_timeout: int = 300 * NS
+    p99_ms: float = 100.0
+    max_error_rate: float = 0.01
+    corpus: str = "ingestion"
+    api_key: str | None = None
+    project_id: str | None = None
+    step_s: int = 6
+    warmup_s: int = 2
+    start_rate: float = 50.0
+    max_rate: float | None = None
+    precision: float = 0.05
+    max_steps: int = 12
+    workers: int = 1
+    max_inflight: int = 1000
+    timeout_ns: int = 5 * NS
+    pod_rate: float | None = None
+    sigma: float | None = None
+    kappa: float | None = None
+    queue_depth: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+
+
+def run_sweep_command(s: SweepSettings, err: TextIO | None = None) -> int:
     """Check the options, open the target, run the sweep; the exit status.
 
     Bad input raises `InputError` (the CLI prints it as one line, exit 2); failures after the
@@ -101,7 +137,7 @@ def run_sweep_command(o: dict[str, Any], err: TextIO | None = None) -> int:
     err = err or sys.stderr
     with _sigterm_as_interrupt():
         try:
-            return _command(o, err)
+            return _command(s, err)
         except KeyboardInterrupt:
             err.write("\nplanner: interrupted before the first measurement\n")
             return EXIT_INTERRUPTED
@@ -125,130 +161,128 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _command(o: dict[str, Any], err: TextIO) -> int:
+def _command(s: SweepSettings, err: TextIO) -> int:
     from planner.embedded import SandboxModel
 
-    sandbox = bool(o["sandbox"])
-    model_options = {k: o[k] for k in ("pod_rate", "sigma", "kappa", "queue_depth")}
-    _check_combination(o, sandbox, model_options)
+    sandbox = bool(s.sandbox)
+    model_options = {k: getattr(s, k) for k in ("pod_rate", "sigma", "kappa", "queue_depth")}
+    _check_combination(s, sandbox, model_options)
     model: SandboxModel | None = None
     if sandbox:
         model = SandboxModel(**{k: v for k, v in model_options.items() if v is not None})
         try:
-            model.emulation(max(o["pod_counts"]))
+            model.emulation(max(s.pod_counts))
         except ValueError as exc:
-            raise InputError("--sandbox", "", str(exc)) from None
-    precision = o["precision"]
+            raise InputError(str(exc), path="--sandbox") from None
+    precision = s.precision
     if not 0 < precision < 1:
-        raise InputError("--precision", "", f"{precision:g}: must be above 0 and below 1")
-    if o["max_rate"] is not None and o["max_rate"] < o["start_rate"]:
-        raise InputError("--max-rate", "", "is below --start-rate")
-    plan = _step_plan(o)
-    out: Path = o["out"]
+        raise InputError(f"{precision:g}: must be above 0 and below 1", path="--precision")
+    if s.max_rate is not None and s.max_rate < s.start_rate:
+        raise InputError("is below --start-rate", path="--max-rate")
+    plan = _step_plan(s)
+    out: Path = s.out
     extra: dict[str, Any] = {
-        "step_s": o["step_s"],
-        "warmup_s": o["warmup_s"],
+        "step_s": s.step_s,
+        "warmup_s": s.warmup_s,
         "precision": precision,
-        "start_rate": o["start_rate"],
-        "workers": o["workers"],
+        "start_rate": s.start_rate,
+        "workers": s.workers,
         "arrival": "uniform",
     }
     if model is not None:
         extra["sandbox"] = model.as_extra()
     config = SweepConfig(
-        pods=o["pod_counts"],
+        pods=s.pod_counts,
         out=out,
-        target=o["target"] or "",
-        slo=Slo(p99_ms=o["p99_ms"], max_error_rate=o["max_error_rate"]),
-        start_rate=o["start_rate"],
+        target=s.target or "",
+        slo=Slo(p99_ms=s.p99_ms, max_error_rate=s.max_error_rate),
+        start_rate=s.start_rate,
         precision=precision,
-        max_steps=o["max_steps"],
-        max_rate=o["max_rate"],
-        resume=o["resume"],
-        overwrite=o["overwrite"],
-        scale_cmd=o["scale_cmd"],
-        corpus=o["corpus"],
+        max_steps=s.max_steps,
+        max_rate=s.max_rate,
+        resume=s.resume,
+        overwrite=s.overwrite,
+        scale_cmd=s.scale_cmd,
+        corpus=s.corpus,
         extra=extra,
     )
     if model is not None:
-        return _sweep_sandbox(config, model, plan, o, err)
-    return _sweep_target(config, plan, o, err)
+        return _sweep_sandbox(config, model, plan, s, err)
+    return _sweep_target(config, plan, s, err)
 
 
-def _check_combination(o: dict[str, Any], sandbox: bool, model: dict[str, Any]) -> None:
-    if o["resume"] and o["overwrite"]:
-        raise InputError("--resume", "", "and --overwrite cannot be combined")
+def _check_combination(s: SweepSettings, sandbox: bool, model: dict[str, Any]) -> None:
+    if s.resume and s.overwrite:
+        raise InputError("and --overwrite cannot be combined", path="--resume")
     if sandbox:
         for flag, key in (
             ("--target", "target"),
             ("--scale-cmd", "scale_cmd"),
             ("--ready-url", "ready_url"),
         ):
-            if o[key] is not None:
-                raise InputError(flag, "", "not with --sandbox (the sweep scales the sandbox)")
+            if getattr(s, key) is not None:
+                raise InputError("not with --sandbox (the sweep scales the sandbox)", path=flag)
         return
     given = [k for k, v in model.items() if v is not None]
     if given:
         flag = "--" + given[0].replace("_", "-")
-        raise InputError(flag, "", "sets the emulated sandbox: it needs --sandbox")
-    if o["target"] is None:
-        raise InputError("planner sweep", "", "give --target URL (with --scale-cmd), or --sandbox")
-    if o["scale_cmd"] is None and len(o["pod_counts"]) > 1:
+        raise InputError("sets the emulated sandbox: it needs --sandbox", path=flag)
+    if s.target is None:
+        raise InputError("give --target URL (with --scale-cmd), or --sandbox", path="planner sweep")
+    if s.scale_cmd is None and len(s.pod_counts) > 1:
         raise InputError(
-            "--scale-cmd",
-            "",
             "missing: with several pod counts the sweep must set each one "
             "(e.g. --scale-cmd 'kubectl scale deploy/api --replicas={pods}')",
+            path="--scale-cmd",
         )
-    if o["scale_cmd"] is not None:
+    if s.scale_cmd is not None:
         from planner.scaling import check_command
 
         try:
-            check_command(o["scale_cmd"], shell=o["shell"])
+            check_command(s.scale_cmd, shell=s.shell)
         except ValueError as exc:
-            raise InputError("--scale-cmd", "", str(exc)) from None
-    elif o["shell"]:
-        raise InputError("--shell", "", "applies to --scale-cmd, which is not given")
+            raise InputError(str(exc), path="--scale-cmd") from None
+    elif s.shell:
+        raise InputError("applies to --scale-cmd, which is not given", path="--shell")
 
 
-def _step_plan(o: dict[str, Any]) -> Any:
+def _step_plan(s: SweepSettings) -> Any:
     from planner.stepper import make_step_plan
 
     try:
         return make_step_plan(
-            o["corpus"],
-            workers=o["workers"],
-            max_inflight=o["max_inflight"],
-            timeout_ns=o["timeout_ns"],
+            s.corpus,
+            workers=s.workers,
+            max_inflight=s.max_inflight,
+            timeout_ns=s.timeout_ns,
         )
     except ValueError as exc:
-        raise InputError("--corpus", "", str(exc)) from None
+        raise InputError(str(exc), path="--corpus") from None
 
 
-def _sweep_target(config: SweepConfig, plan: Any, o: dict[str, Any], err: TextIO) -> int:
+def _sweep_target(config: SweepConfig, plan: Any, s: SweepSettings, err: TextIO) -> int:
     from planner.scaling import CommandScaler
     from planner.stepper import ReplayStepper, open_user_target
 
+    assert s.target is not None  # (checked: no --sandbox without --target)
     try:
-        target = open_user_target(o["target"], o["api_key"], o["project_id"])
+        target = open_user_target(s.target, s.api_key, s.project_id)
     except ValueError as exc:
-        raise InputError("--target", "", str(exc)) from None
+        raise InputError(str(exc), path="--target") from None
     scaler = CommandScaler(
-        cmd=o["scale_cmd"],
-        shell=o["shell"],
-        ready_url=o["ready_url"],
-        timeout_s=o["ready_timeout"] / NS,
-        target_url=o["target"],
+        cmd=s.scale_cmd,
+        shell=s.shell,
+        ready_url=s.ready_url,
+        timeout_s=s.ready_timeout / NS,
+        target_url=s.target,
     )
-    stepper = ReplayStepper(target, plan, warmup_s=o["warmup_s"], step_s=o["step_s"])
+    stepper = ReplayStepper(target, plan, warmup_s=s.warmup_s, step_s=s.step_s)
     return _run(config, stepper, scaler, err, describe=None)
 
 
 def _sweep_sandbox(
-    config: SweepConfig, model: Any, plan: Any, o: dict[str, Any], err: TextIO
+    config: SweepConfig, model: Any, plan: Any, s: SweepSettings, err: TextIO
 ) -> int:
-    from dataclasses import replace
-
     from planner.embedded import EmbeddedSandbox
     from planner.stepper import ReplayStepper
     from planner.sweep import begin
@@ -258,13 +292,13 @@ def _sweep_sandbox(
         sandbox = EmbeddedSandbox.start(model, config.pods[0])
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise InputError("--sandbox", "", first) from None
+        raise InputError(first, path="--sandbox") from None
     with sandbox:
         err.write(
             f"sandbox: {sandbox.url} (pid {sandbox.pid}), emulating X(N) = {model.pod_rate:g}·N / "
             f"(1 + {model.sigma:g}(N−1) + {model.kappa:g}N(N−1))\n"
         )
-        stepper = ReplayStepper(sandbox.target, plan, warmup_s=o["warmup_s"], step_s=o["step_s"])
+        stepper = ReplayStepper(sandbox.target, plan, warmup_s=s.warmup_s, step_s=s.step_s)
         config = replace(config, target=sandbox.url)
         return _run(config, stepper, sandbox.scale, err, describe=model.throughput)
 

@@ -190,13 +190,15 @@ def load_sweep(path: str | Path) -> Sweep:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(path, "", "no such file") from None
+        raise InputError("no such file", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, "", f"cannot read it ({_reason(exc)})") from None
+        raise InputError(f"cannot read it ({_reason(exc)})", path=path) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(path, f"line {exc.lineno}", f"not valid JSON ({exc.msg})") from None
+        raise InputError(
+            f"not valid JSON ({exc.msg})", path=path, where=f"line {exc.lineno}"
+        ) from None
     return sweep_from_dict(data, path)
 
 
@@ -205,7 +207,7 @@ def sweep_from_dict(data: Any, path: str | Path = "") -> Sweep:
     root = v.obj(data, "")
     schema = root.get("schema")
     if schema != SCHEMA:
-        raise InputError(path, "schema", f"expected {SCHEMA!r}, found {schema!r}")
+        raise InputError(f"expected {SCHEMA!r}, found {schema!r}", path=path, where="schema")
     slo_data = v.obj(v.req(root, "slo", ""), "slo")
     slo = Slo(
         p99_ms=v.number(v.req(slo_data, "p99_ms", "slo"), "slo.p99_ms", positive=True),
@@ -218,16 +220,16 @@ def sweep_from_dict(data: Any, path: str | Path = "") -> Sweep:
     )
     points_data = v.req(root, "points", "")
     if not isinstance(points_data, list):
-        raise InputError(path, "points", "expected a list")
+        raise InputError("expected a list", path=path, where="points")
     points: list[PodPoint] = []
     seen: dict[int, int] = {}
     for i, raw in enumerate(points_data):
         point = _point(v, raw, f"points[{i}]", slo)
         if point.pods in seen:
             raise InputError(
-                path,
-                f"points[{i}].pods",
                 f"{point.pods} pods already at points[{seen[point.pods]}]",
+                path=path,
+                where=f"points[{i}].pods",
             )
         seen[point.pods] = i
         points.append(point)
@@ -256,15 +258,15 @@ def _point(v: _Validator, raw: Any, where: str, slo: Slo) -> PodPoint:
     x_slo = None if x_slo_raw is None else v.number(x_slo_raw, f"{where}.x_slo")
     steps_raw = obj.get("steps", [])
     if not isinstance(steps_raw, list):
-        raise InputError(v.path, f"{where}.steps", "expected a list")
+        raise InputError("expected a list", path=v.path, where=f"{where}.steps")
     steps = tuple(_step(v, s, f"{where}.steps[{j}]", slo) for j, s in enumerate(steps_raw))
     if steps:
         highest = max(s.achieved_rps for s in steps)
         if not _close(x_max, highest):
             raise InputError(
-                v.path,
-                f"{where}.x_max",
                 f"{x_max:g} but its steps' highest achieved_rps is {highest:g}",
+                path=v.path,
+                where=f"{where}.x_max",
             )
         passed = [s.offered_rps for s in steps if s.passed_slo]
         expected = max(passed) if passed else None
@@ -273,13 +275,15 @@ def _point(v: _Validator, raw: Any, where: str, slo: Slo) -> PodPoint:
         ):
             shown = "null" if expected is None else f"{expected:g}"
             raise InputError(
-                v.path,
-                f"{where}.x_slo",
                 f"{'null' if x_slo is None else f'{x_slo:g}'} but its steps say {shown} "
                 "(the highest offered_rps of a step that passed the SLO)",
+                path=v.path,
+                where=f"{where}.x_slo",
             )
     elif complete:
-        raise InputError(v.path, f"{where}.steps", "a complete pod count needs at least one step")
+        raise InputError(
+            "a complete pod count needs at least one step", path=v.path, where=f"{where}.steps"
+        )
     return PodPoint(pods=pods, x_max=x_max, x_slo=x_slo, steps=steps, complete=complete)
 
 
@@ -312,16 +316,18 @@ def _step(v: _Validator, raw: Any, where: str, slo: Slo) -> Step:
     )
     if step.errors > step.requests:
         raise InputError(
-            v.path, f"{where}.errors", f"{step.errors} errors out of {step.requests} requests"
+            f"{step.errors} errors out of {step.requests} requests",
+            path=v.path,
+            where=f"{where}.errors",
         )
     if step.passed_slo != slo.passes(step):
         verdict = "passes" if slo.passes(step) else "fails"
         raise InputError(
-            v.path,
-            f"{where}.passed_slo",
             f"{str(step.passed_slo).lower()}, but the step {verdict} the file's SLO "
             f"(p99 < {slo.p99_ms:g} ms, error rate ≤ {slo.max_error_rate:g}, "
             f"achieved ≥ {slo.min_achieved_ratio:g} × offered)",
+            path=v.path,
+            where=f"{where}.passed_slo",
         )
     return step
 
@@ -341,7 +347,7 @@ class _Validator:
         self.path = path
 
     def fail(self, where: str, message: str) -> InputError:
-        return InputError(self.path, where or "top level", message)
+        return InputError(message, path=self.path, where=where or "top level")
 
     def obj(self, value: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):

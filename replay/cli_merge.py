@@ -13,9 +13,11 @@ from pathlib import Path
 import click
 
 from capture.cli_errors import InputError, OneLineCommand
+from capture.errors import EXIT_THRESHOLD_FAILED
+from replay.cli_types import THRESHOLD
 from replay.results import ResultsError, merge_results, read_results, write_results
 from replay.summary import render_summary
-from replay.thresholds import EXIT_THRESHOLD_FAILED, THRESHOLD, Threshold
+from replay.thresholds import Threshold
 
 
 @click.command("merge", cls=OneLineCommand)

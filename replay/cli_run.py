@@ -6,17 +6,20 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from capture.cli_errors import InputError, OneLineCommand, one_line
-from capture.units import DURATION, FACTOR, RATE, ParsedType, parse_duration_ns, parse_rate
+from capture.cli_units import DURATION, FACTOR, RATE, ParsedType
+from capture.errors import EXIT_INTERRUPTED
+from capture.units import parse_duration_ns, parse_rate
 from replay.config import ARRIVALS
+from replay.coordinator import Coordinator, RunFailed
+from replay.pacing import NS
+from replay.plan import RunPlan, make_plan
 from replay.rewrite import MAX_WORKERS
-
-NS = 1_000_000_000
+from replay.target import TargetError, open_target
 
 
 def _parse_stage(text: str) -> tuple[int, float]:
@@ -99,17 +102,14 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     counted as dropped. Exit status: 0 ok, 1 run failed, 2 bad input or target,
     99 a threshold failed, 130 interrupted.
     """
-    from replay.coordinator import Coordinator, RunFailed
-    from replay.target import TargetError, open_target
-
-    plan = make_plan(corpus, options, command_line=_command_line())
+    plan = plan_from_options(corpus, options, command_line=_command_line())
     try:
         target = open_target(options["target"], options["api_key"], options["project_id"])
     except TargetError as exc:
         raise InputError(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("replay run: interrupted", err=True)
-        ctx.exit(130)
+        ctx.exit(EXIT_INTERRUPTED)
     try:
         code = Coordinator(plan, target).run()
     except RunFailed as exc:
@@ -117,10 +117,35 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
         code = exc.code
     except KeyboardInterrupt:
         click.echo("replay run: interrupted", err=True)
-        code = 130
+        code = EXIT_INTERRUPTED
     finally:
         target.stop()
     ctx.exit(code)
+
+
+def plan_from_options(corpus: str, o: dict[str, Any], command_line: str = "") -> RunPlan:
+    """The RunPlan of `replay run`'s parsed options (keyed as click names them)."""
+    return make_plan(
+        corpus,
+        rate=o.get("rate"),
+        stages=tuple(o.get("stages") or ()),
+        arrival=str(o.get("arrival") or "uniform"),
+        vus=o.get("vus"),
+        think_ns=o.get("think_time"),
+        scale=o.get("scale"),
+        speed=o.get("speed"),
+        duration_ns=o.get("duration"),
+        workers=int(o.get("workers") or 1),
+        max_inflight=int(o.get("max_inflight") or 1000),
+        timeout_ns=int(o.get("timeout") or 10 * NS),
+        seed=int(o.get("seed") or 0),
+        thresholds=tuple(o.get("thresholds") or ()),
+        abort_on_fail=bool(o.get("abort_on_fail")),
+        out=o.get("out"),
+        spool_dir=o.get("spool_dir"),
+        progress=not o.get("quiet"),
+        command_line=command_line,
+    )
 
 
 def _command_line() -> str:
@@ -129,120 +154,6 @@ def _command_line() -> str:
     if argv[:1] == ["run"]:
         argv = argv[1:]
     return shlex.join(["replay", "run", *argv])
-
-
-def make_plan(corpus: str, o: dict[str, Any], command_line: str = "") -> Any:
-    """Check the combination of options and the corpus; the RunPlan, or InputError."""
-    from capture.corpus import CorpusError, CorpusReader
-    from replay import pacing
-    from replay.coordinator import RunPlan
-
-    path = _corpus_path(corpus)
-    try:
-        with CorpusReader(path) as reader:
-            header = reader.header
-    except CorpusError as exc:
-        raise InputError(str(exc)) from None
-    if header.records == 0:
-        raise InputError(f"{path}: the corpus holds no records")
-    last = header.chunks[-1].last_ns if header.chunks else 0
-    period = pacing.loop_period(header.duration_ns, last, header.records)
-
-    rate, stages, vus = o.get("rate"), tuple(o.get("stages") or ()), o.get("vus")
-    scale, speed = o.get("scale"), o.get("speed")
-    model = "closed" if vus else "rate" if (rate or stages) else "timeline"
-    if vus and (rate or stages):
-        raise InputError("--vus (closed model) cannot be combined with --rate or --stage")
-    if model != "timeline" and (scale or speed):
-        raise InputError("--scale and --speed apply to the corpus timeline, not --rate/--vus")
-    if model != "rate" and o.get("arrival") == "poisson":
-        raise InputError("--arrival poisson needs --rate or --stage")
-    if model != "closed" and o.get("think_time"):
-        raise InputError("--think-time needs --vus")
-    if stages and o.get("duration"):
-        raise InputError("with --stage the run lasts as long as its stages: drop --duration")
-    speed = speed or 1.0
-    if stages:
-        duration = sum(ns for ns, _ in stages)
-    elif o.get("duration"):
-        duration = int(o["duration"])
-    elif model == "timeline":
-        duration = int(period / speed)
-    else:
-        duration = period
-    spool_dir = _spool_dir(o.get("spool_dir"))
-    thresholds = tuple(_parse_thresholds(o.get("thresholds") or ()))
-    if o.get("abort_on_fail") and not thresholds:
-        raise InputError("--abort-on-fail needs at least one --threshold")
-    return RunPlan(
-        corpus=str(path),
-        corpus_label=corpus,
-        model=model,
-        duration_ns=duration,
-        workers=int(o.get("workers") or 1),
-        max_inflight=int(o.get("max_inflight") or 1000),
-        timeout_ns=int(o.get("timeout") or 10 * NS),
-        scale=float(scale or 1.0),
-        speed=float(speed),
-        rate=float(rate or 0.0),
-        arrival=str(o.get("arrival") or "uniform"),
-        stages=stages,
-        vus=int(vus or 0),
-        think_ns=int(o.get("think_time") or 0),
-        seed=int(o.get("seed") or 0),
-        thresholds=thresholds,
-        abort_on_fail=bool(o.get("abort_on_fail")),
-        out=o.get("out"),
-        command_line=command_line,
-        progress=not o.get("quiet"),
-        spool_dir=spool_dir,
-    )
-
-
-def _spool_dir(given: str | None) -> str | None:
-    """--spool-dir, checked now (a worker finding it unusable after minutes of loading
-    could only fall back): an existing directory a file can be created in."""
-    if given is None:
-        return None
-    from replay.spool import TemplateSpool
-
-    path = Path(given)
-    if not path.is_dir():
-        why = "not a directory" if path.exists() else "no such directory"
-        raise InputError(f"--spool-dir {given}: {why}")
-    try:
-        TemplateSpool(str(path)).close()  # what a worker will do there
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        raise InputError(f"--spool-dir {given}: cannot create a file there: {why}") from None
-    return str(path.resolve())
-
-
-def _parse_thresholds(texts: Any) -> list[Any]:
-    if not texts:
-        return []
-    from replay.thresholds import parse_threshold
-
-    out = []
-    for text in texts:
-        try:
-            out.append(parse_threshold(text))
-        except ValueError as exc:
-            raise InputError(f"--threshold: {exc}") from None
-    return out
-
-
-def _corpus_path(corpus: str) -> Path:
-    path = Path(corpus)
-    if path.exists() or os.sep in corpus or corpus.endswith(".atc"):
-        return path
-    from corpora import BUNDLED, bundled_path
-
-    if corpus in BUNDLED:
-        return bundled_path(corpus)
-    raise InputError(
-        f"{corpus}: no such file, and not a bundled corpus ({', '.join(sorted(BUNDLED))})"
-    )
 
 
 if __name__ == "__main__":  # `python -m replay.cli_run ...` is `replay run ...`

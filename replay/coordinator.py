@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
@@ -39,47 +38,18 @@ from typing import Any, TextIO
 
 import msgpack
 
+from capture.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
+from replay import protocol
 from replay.config import WorkerConfig, split
+from replay.plan import RunPlan
+from replay.protocol import LoadStage
 from replay.target import RunTarget
 
 NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
 READY_TIMEOUT_S = 120.0  # a loading worker silent this long (no "loading" message) is stuck
-LOADING_STAGES = ("read", "spool")  # a worker measures its shard, then may spool it
-LOADING_SAID = ("", "building templates: ")
+LOADING_SAID: dict[LoadStage, str] = {"read": "", "spool": "building templates: "}
 STOP_TIMEOUT_S = 8.0  # after `stop`, how long workers get to say done before being killed
-
-EXIT_OK = 0
-EXIT_FAILED = 1  # a worker died or failed: partial results
-EXIT_USAGE = 2  # bad arguments, corrupt corpus, unreachable target
-EXIT_INTERRUPTED = 130
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Everything `replay run` decided from its arguments."""
-
-    corpus: str  # a path
-    corpus_label: str  # as the user named it (a bundled name or a path)
-    model: str  # timeline, rate or closed
-    duration_ns: int
-    workers: int
-    max_inflight: int
-    timeout_ns: int
-    scale: float = 1.0
-    speed: float = 1.0
-    rate: float = 0.0
-    arrival: str = "uniform"
-    stages: tuple[tuple[int, float], ...] = ()
-    vus: int = 0
-    think_ns: int = 0
-    seed: int = 1
-    thresholds: tuple[Any, ...] = ()
-    abort_on_fail: bool = False
-    out: str | None = None
-    command_line: str = ""
-    spool_dir: str | None = None  # None: the temporary directory ($TMPDIR)
-    progress: bool = True
 
 
 @dataclass
@@ -103,7 +73,7 @@ class _Proc:
 class RunFailed(Exception):
     """The run could not start (exit 2) or a worker failed before the start."""
 
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
         super().__init__(message)
         self.code = code
 
@@ -222,32 +192,35 @@ class Coordinator:
             for message in proc.unpacker:
                 self._handle(proc, message)
 
-    def _handle(self, proc: _Proc, message: Sequence[Any]) -> None:
-        kind = message[0]
-        if kind == "delta":  # one interval: the recorder's deltas of its folds
-            for payload in message[3]:
+    def _handle(self, proc: _Proc, raw: Any) -> None:
+        try:
+            message = protocol.from_worker(raw)
+        except protocol.ProtocolError as exc:
+            self._fail(f"worker {proc.index}: {exc}", EXIT_FAILED)
+            return
+        if isinstance(message, protocol.Delta):  # one interval: its folds' recorder deltas
+            for payload in message.folds:
                 self.aggregate.add(payload)
             # Merge the folds' histograms now (interval_series merges what it reads), so an
             # interval keeps one part per series and metric, not one per fold.
-            self.aggregate.interval_series(int(message[2]))
-        elif kind == "loading":  # a long corpus: still reading it
+            self.aggregate.interval_series(message.interval)
+        elif isinstance(message, protocol.Loading):  # a long corpus: still reading it
             proc.heard = time.monotonic()
-            said = message[4] if len(message) > 4 else "read"
-            stage = LOADING_STAGES.index(said) if said in LOADING_STAGES else 0
-            proc.loaded = (stage, int(message[2]), int(message[3]))
-        elif kind == "ready":
+            stage = protocol.LOAD_STAGES.index(message.stage)
+            proc.loaded = (stage, message.read, message.records)
+        elif isinstance(message, protocol.Ready):
             proc.state = "ready"
-            proc.info = dict(message[2])
-        elif kind == "done":
+            proc.info = dict(message.info)
+        elif isinstance(message, protocol.Done):
             proc.state = "done"
-            proc.info.update(message[2])
+            proc.info.update(message.info)
             self.aggregate.retire(proc.index)
-        elif kind == "error":
+        else:
             proc.state = "failed"
             self.aggregate.retire(proc.index)
-            _, _, what, text = message
-            code = EXIT_USAGE if what in ("corpus", "target") else EXIT_FAILED
-            self._fail(f"worker {proc.index}: {text}" if what == "internal" else text, code)
+            code = EXIT_BAD_INPUT if message.kind in ("corpus", "target") else EXIT_FAILED
+            text = message.text
+            self._fail(f"worker {proc.index}: {text}" if message.kind == "internal" else text, code)
 
     def _lost(self, proc: _Proc) -> None:
         """The data pipe closed: fine after done, a death otherwise."""
@@ -276,7 +249,7 @@ class Coordinator:
         self.paced_until_ns = self.paced_until_ns or time.monotonic_ns()
         for proc in self.procs:
             if proc.live:
-                self._send(proc, ["stop"])
+                self._send(proc, protocol.Stop().encode())
 
     def _reap(self) -> None:
         """Make sure no worker outlives the run."""
@@ -333,7 +306,7 @@ class Coordinator:
                 shown = now
                 stage, read, _ = min(p.loaded for p in loading)  # the furthest behind
                 total = max(p.loaded[2] for p in loading)
-                doing = LOADING_SAID[stage]
+                doing = LOADING_SAID[protocol.LOAD_STAGES[stage]]
                 self.stderr.write(f"replay loading: {doing}{read:,} of {total:,} records read\n")
                 self.stderr.flush()
             self._pump(0.1)
@@ -352,7 +325,7 @@ class Coordinator:
         self.started_at = _iso(wall_ns)
         for proc in self.procs:
             proc.state = "running"
-            self._send(proc, ["start", self.start_ns, wall_ns])
+            self._send(proc, protocol.Start(self.start_ns, wall_ns).encode())
 
     def _gather(self) -> None:
         plan = self.plan

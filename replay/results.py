@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from capture.cli_errors import InputError
+from capture.errors import InputError
 from replay.aggregate import RunAggregate, Slice, is_ok
 from replay.histogram import (
     HIGHEST_US,

@@ -39,7 +39,7 @@ pass (count, max with > or >=, min with < or <=, any == or !=), which wait for t
 Exit status ``EXIT_THRESHOLD_FAILED`` (99, as k6) when any threshold fails.
 
 API: ``parse_threshold(text) -> Threshold`` (ValueError naming the bad part; ``str()`` of a
-Threshold is its canonical text), ``THRESHOLD`` (click ParamType), ``evaluate(thresholds,
+Threshold is its canonical text), ``evaluate(thresholds,
 aggregate) -> [Verdict]``, ``evaluate_interval(thresholds, aggregate, k) -> [Verdict]``,
 ``first_failure(thresholds, aggregate, k=None) -> Verdict | None``, ``exit_status(verdicts)``.
 """
@@ -53,14 +53,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import click
-
 from capture.corpus import ENDPOINTS
+from capture.errors import EXIT_THRESHOLD_FAILED as EXIT_THRESHOLD_FAILED
 from capture.units import parse_positive_duration_ns
 from replay.aggregate import RunAggregate, Slice
 from replay.recorder import ERROR_KINDS
-
-EXIT_THRESHOLD_FAILED = 99
 
 TREND = {
     "http_req_duration": "latency",
@@ -503,21 +500,3 @@ def all_ok(verdicts: Iterable[Verdict]) -> bool:
 def exit_status(verdicts: Iterable[Verdict]) -> int:
     """0 when every threshold held, ``EXIT_THRESHOLD_FAILED`` (99) otherwise."""
     return 0 if all_ok(verdicts) else EXIT_THRESHOLD_FAILED
-
-
-class _ThresholdType(click.ParamType):
-    """``--threshold 'http_req_failed: rate<0.01'``: parsed once, one clear line when wrong."""
-
-    name = "threshold"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, Threshold):
-            return value
-        try:
-            return parse_threshold(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-THRESHOLD = _ThresholdType()
-"""A click ParamType converting threshold text to a ``Threshold``."""

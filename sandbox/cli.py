@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from capture.cli_errors import OneLineCommand
-from capture.units import DELAY, RATE, SIZE, ParsedType
+from capture.cli_units import DELAY, RATE, SIZE, ParsedType
 from sandbox.capacity import MAX_PODS, Emulation
 from sandbox.config import DEFAULT_MAX_BODY, MAX_API_PODS, SandboxConfig, parse_api_key
 from sandbox.faults import parse_faults

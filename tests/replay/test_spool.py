@@ -16,8 +16,8 @@ from corpora import bundled_path
 from replay import rewrite, spool, wire
 from replay.config import WorkerConfig
 from replay.pacing import TimelineEntry
+from replay.shard import Shard, most_requests
 from replay.spool import TemplateSpool
-from replay.worker import Shard, most_requests
 
 NS = 1_000_000_000
 ENCODER = wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-test", "test")
@@ -294,7 +294,7 @@ def test_a_rate_run_never_sends_more_than_most_requests(
 ) -> None:
     # the rate model's spool stops at most_requests(cfg): no schedule may pass it
     from replay import pacing
-    from replay.worker import rate_curve
+    from replay.shard import rate_curve
 
     for worker in range(workers):
         cfg = WorkerConfig(

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from capture.corpus import ENDPOINTS
 from replay.aggregate import RunAggregate
+from replay.cli_types import THRESHOLD
 from replay.recorder import ERROR_KINDS, IntervalRecorder
 from replay.thresholds import (
     AGGREGATIONS,
     EXIT_THRESHOLD_FAILED,
-    THRESHOLD,
     Threshold,
     decidable_early,
     evaluate,

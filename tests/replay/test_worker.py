@@ -263,7 +263,7 @@ def test_pipe_messages_are_never_cut_or_interleaved() -> None:
 
     import msgpack
 
-    from replay.worker import Pipe
+    from replay.pipe import Pipe
 
     read_fd, write_fd = os.pipe()
     pipe = Pipe(read_fd, write_fd)
@@ -363,10 +363,10 @@ def test_a_long_load_says_how_far_it_has_read(
 ) -> None:
     # while a worker reads its corpus it tells the coordinator how far it is, so that a
     # corpus of tens of millions of records is waited for as long as reading goes on
-    import replay.worker
+    import replay.shard
 
-    monkeypatch.setattr(replay.worker, "LOAD_PROGRESS_EVERY", 50)
-    monkeypatch.setattr(replay.worker, "LOAD_CHECK", 7)  # (and a second gone by: never)
+    monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 50)
+    monkeypatch.setattr(replay.shard, "LOAD_CHECK", 7)  # (and a second gone by: never)
     corpus = synth_corpus(rate=300, seconds=2)
     with CorpusReader(corpus) as reader:
         records = reader.header.records
@@ -387,14 +387,14 @@ def test_a_long_load_says_how_far_it_has_read(
     assert {m[4] for m in sent} == {"read"}  # (cached: built without a second read)
     assert all(m[3] == records for m in sent if m[0] == "loading")
     # large records read slowly: a message once a second whatever the count (here: at once)
-    monkeypatch.setattr(replay.worker, "LOAD_PROGRESS_EVERY", 10**9)
-    monkeypatch.setattr(replay.worker, "LOAD_PROGRESS_NS", -1)
+    monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 10**9)
+    monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_NS", -1)
     sent.clear()
     Worker(WorkerConfig(**options), Recording()).load()  # type: ignore[arg-type]
     assert [m[2] for m in sent if m[0] == "loading"] == list(range(7, records + 1, 7))
     # a shard beyond the cache is read twice: measured, then built into the spool
-    monkeypatch.setattr(replay.worker, "LOAD_PROGRESS_EVERY", 50)
-    monkeypatch.setattr(replay.worker, "LOAD_PROGRESS_NS", NS * 3600)
+    monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 50)
+    monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_NS", NS * 3600)
     sent.clear()
     spooled = {**options, "cache_bytes": 1, "duration_ns": 3600 * NS}
     worker = Worker(WorkerConfig(**spooled), Recording())  # type: ignore[arg-type]

@@ -1,0 +1,241 @@
+"""A worker's shard of the corpus as request templates: in memory, or spooled to disk.
+
+Records belong to a worker by `replay.config.shard_of`. Loading measures the shard first
+(decoding only); a shard that fits the cache is built into memory, a larger one into a
+`TemplateSpool`, as far as the run can reach, so every pass reads templates built once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import itertools
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from capture.corpus import CorpusReader
+from replay import pacing
+from replay.config import WorkerConfig, shard_of
+from replay.pacing import NS, TimelineEntry
+from replay.protocol import LoadStage
+from replay.rewrite import Template
+from replay.schedulers import Reach, rate_curve, scheduler_class
+from replay.spool import TemplateSpool
+
+__all__ = ["Shard", "most_requests", "rate_curve"]
+
+LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messages,
+LOAD_PROGRESS_NS = NS  # or this long, whichever comes first (large records: slow reading)
+LOAD_CHECK = 1024  # records read between two looks at the clock while loading
+
+
+class Shard:
+    """This worker's records as templates: in memory when they fit, else spooled to disk.
+
+    Loading first measures the shard (decoding only). When it fits `cfg.cache_bytes` its
+    templates are built into memory; otherwise they are built into a `TemplateSpool`, so
+    that a pass over a large shard reads templates built once instead of decoding and
+    building every record again on the core that sends. Only what the run can reach is
+    spooled (`_spooled_enough`); records after that are built as they are read, if the run
+    gets there after all. When the spool cannot be written (a full disk) every pass decodes
+    and builds on the fly, and `spool_error` says why.
+    """
+
+    def __init__(
+        self,
+        cfg: WorkerConfig,
+        build: Callable[[Any, int], Template],
+        progress: Callable[[int, int, LoadStage], None] | None = None,
+    ) -> None:
+
+        self.cfg = cfg
+        self._build = build
+        with CorpusReader(cfg.corpus) as reader:
+            header = reader.header
+            self.records = header.records
+            self.created = header.meta.created
+            last = header.chunks[-1].last_ns if header.chunks else 0
+            self.period_ns = pacing.loop_period(header.duration_ns, last, header.records)
+        self.cached: list[tuple[Any, Template]] | None = None
+        self.spool: TemplateSpool | None = None
+        self.spool_error: str | None = None
+        self.spooled = 0  # templates in the spool once filled (kept after close())
+        self.spool_dir = cfg.spool_dir or tempfile.gettempdir()
+        self._reach: Reach | None = None  # the load model's, once needed
+        self._scale = pacing.as_fraction(cfg.scale)
+        self.mine = 0
+        # First the size of this shard (decoding only), so that a spooled shard never builds
+        # a cache it then throws away: memory freed by the interpreter is not given back.
+        budget = cfg.cache_bytes
+        for _entry, record in self._walk(everyone=False, progress=progress, stage="read"):
+            self.mine += 1
+            budget -= len(record.body) + len(record.path) + 512
+        if budget >= 0:
+            self.cached = [(e, build(r, e.record)) for e, r in self._walk(everyone=False)]
+        elif self.mine:
+            self._fill_spool(progress)
+        self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
+
+    def _fill_spool(self, progress: Callable[[int, int, LoadStage], None] | None) -> None:
+        """Build this shard's templates into a new spool, as far as the run can reach."""
+        try:
+            self.spool = TemplateSpool(self.spool_dir)
+        except OSError as exc:
+            self.spool_error = f"cannot create a template spool in {self.spool_dir}: {exc}"
+            return
+        try:
+            for entry, record in self._walk(everyone=False, progress=progress, stage="spool"):
+                if not self._spool(entry, self._build(record, entry.record)):
+                    return
+                if self._spooled_enough(entry, self.spool.count):
+                    break
+        except BaseException:  # a bad record (RewriteError), a damaged chunk: no open file left
+            self.close()
+            raise
+        self._finish_spool()
+
+    def _spool(self, entry: Any, template: Template) -> bool:
+        assert self.spool is not None
+        try:
+            self.spool.add(entry, template)
+        except OSError as exc:
+            self._lose_spool(exc)
+            return False
+        return True
+
+    def _finish_spool(self) -> None:
+        assert self.spool is not None
+        try:
+            self.spool.finish()
+        except OSError as exc:
+            self._lose_spool(exc)
+            return
+        self.spooled = self.spool.count
+
+    def _lose_spool(self, exc: OSError) -> None:
+        assert self.spool is not None
+        self.spool_error = f"cannot write the template spool in {self.spool_dir}: {exc}"
+        with contextlib.suppress(OSError):
+            self.spool.close()
+        self.spool = None
+
+    def _spooled_enough(self, entry: TimelineEntry, spooled: int) -> bool:
+        """Whether the run can reach no record of this shard after `entry` (the `spooled`-th
+        spooled), as the load model's scheduler reckons it (with a wide margin)."""
+        if self._reach is None:
+            self._reach = scheduler_class(self.cfg.model).spool_reach(self.cfg, self.period_ns)
+        return self._reach(entry, spooled)
+
+    @property
+    def has_read(self) -> bool:
+        """Whether any of this shard's templates may read a trace it does not define."""
+        if self.cached is not None:
+            return any(tpl.has_read for _entry, tpl in self.cached)
+        if self.spool is not None and self.spool.count == self.mine:
+            return self.spool.has_read
+        return True  # not all built yet: assume it may
+
+    def close(self) -> None:
+        """Close the spool (and forget it: a later pass reads and builds from the corpus)."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+    def _walk(
+        self,
+        everyone: bool,
+        progress: Callable[[int, int, LoadStage], None] | None = None,
+        stage: LoadStage = "read",
+        after: int = -1,
+    ) -> Iterator[tuple[Any, Any]]:
+        """(TimelineEntry, Record) of this shard, with global index and gap (to the next
+        record, or to the end of the period for the last), in order; only records after
+        corpus index `after`. `progress(read, records, stage)`, when given (loading: `stage` is
+        "read" while the shard is measured, "spool" while it is spooled), hears how far
+        a long corpus has been read."""
+        worker, workers, period = self.cfg.worker, self.cfg.workers, self.period_ns
+        with CorpusReader(self.cfg.corpus) as reader:
+            said = time.monotonic_ns()
+            chunks = reader.header.chunks
+            # start at the chunk holding the record after `after`
+            first = max(bisect.bisect_right([c.first_seq for c in chunks], after + 1) - 1, 0)
+            base = chunks[first].first_seq if chunks else 0
+            records = itertools.chain.from_iterable(map(reader.stream_chunk, chunks[first:]))
+            stream: Iterator[Any] = itertools.chain(records, (None,))
+            pairs: Iterator[tuple[Any, Any]] = itertools.pairwise(stream)  # (record, next)
+            if after >= base:
+                pairs = itertools.islice(pairs, after - base + 1, None)
+                base = after + 1
+            for index, (record, following) in enumerate(pairs, base):
+                if progress is not None:
+                    read = index + 1
+                    if read % LOAD_PROGRESS_EVERY == 0 or (
+                        read % LOAD_CHECK == 0 and time.monotonic_ns() - said > LOAD_PROGRESS_NS
+                    ):
+                        progress(read, self.records, stage)
+                        said = time.monotonic_ns()
+                if everyone or shard_of(record.trace, index, workers) == worker:
+                    offset = record.offset_ns
+                    gap = (period if following is None else following.offset_ns) - offset
+                    yield TimelineEntry(index, offset, gap), record
+
+    def stop_building(self) -> None:
+        """From now on a pass yields stand-ins that only name their endpoint for records it
+        would build: what is left of the schedule is counted, not sent, so it is not worth
+        encoding."""
+        self._build = _unbuilt
+
+    def one_pass(self) -> Iterator[tuple[Any, Template]]:
+        """One pass over the shard: from memory, from the spool (then any records after it,
+        built as read), or read and built again."""
+        if self.cached is not None:
+            return iter(self.cached)
+        if self.spool is not None:
+            spool = self.spool
+            if spool.count == self.mine:
+                return spool.read()
+            rest = self._walk(everyone=False, after=spool.last_record)
+            return itertools.chain(spool.read(), self._built(rest))
+        return self._built(self._walk(everyone=False))
+
+    def _built(self, walk: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Template]]:
+        """(entry, template) of records as read: built now (`_build` is looked up for each,
+        so that `stop_building` takes effect within a pass)."""
+        return ((e, self._build(r, e.record)) for e, r in walk)
+
+    def cycle(self) -> Iterator[Template]:
+        """Templates in corpus order, round and round (rate and closed models)."""
+        if self.cached and not self.everyone:
+            return itertools.cycle([template for _entry, template in self.cached])
+        return self._cycle()
+
+    def _cycle(self) -> Iterator[Template]:
+        while True:
+            everyone = self.everyone
+            source = self._built(self._walk(everyone=True)) if everyone else self.one_pass()
+            empty = True
+            for _entry, template in source:
+                empty = False
+                yield template
+            if empty:
+                return
+
+
+def most_requests(cfg: WorkerConfig) -> int:
+    """More requests than this worker can send in the run, as its load model reckons it."""
+    return scheduler_class(cfg.model).most_requests(cfg)
+
+
+class _Unbuilt:
+    """A request that is only counted: its endpoint, nothing encoded."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+
+def _unbuilt(record: Any, _index: int) -> Any:
+    return _Unbuilt(record.endpoint)
