@@ -91,11 +91,16 @@ def test_reading_before_finish_is_refused() -> None:
 @given(
     picks=st.lists(st.integers(0, 10_000), min_size=0, max_size=60),
     frame=st.integers(1, 20_000),
+    read=st.integers(1, 40_000),
 )
-def test_any_selection_round_trips_at_any_frame_size(picks: list[int], frame: int) -> None:
+def test_any_selection_round_trips_at_any_frame_size(
+    picks: list[int], frame: int, read: int
+) -> None:
+    # frames smaller and larger than a read: a frame may begin in one read and end in the next
     pool = BUNDLED["ingestion"] + BUNDLED["query"]
     items = [pool[p % len(pool)] for p in picks]
     saved, spool.FRAME_BYTES = spool.FRAME_BYTES, frame
+    saved_read, spool.READ_BYTES = spool.READ_BYTES, read
     try:
         with TemplateSpool() as s:
             for entry, template in items:
@@ -103,7 +108,7 @@ def test_any_selection_round_trips_at_any_frame_size(picks: list[int], frame: in
             s.finish()
             got = list(s.read())
     finally:
-        spool.FRAME_BYTES = saved
+        spool.FRAME_BYTES, spool.READ_BYTES = saved, saved_read
     assert [(e, t.state()) for e, t in got] == [(e, t.state()) for e, t in items]
 
 
