@@ -71,3 +71,26 @@ def chunk_shard(reader: CorpusReader, shard: int, shards: int) -> Iterator[tuple
     only that shard's chunks. Trace affinity holds when `whole_trace_chunks(reader.header)`."""
     for chunk in reader.chunks(shard=shard, shards=shards):
         yield from enumerate(reader.stream_chunk(chunk), chunk.first_seq)
+
+
+def walk_chunks(
+    reader: CorpusReader, shard: int, shards: int, period_ns: int, after: int = -1
+) -> Iterator[tuple[int, int, Record]]:
+    """(corpus index, gap, record) of shard `shard` of `shards` by chunk, after corpus index
+    `after`: `gap` is the time to the next record of the whole corpus (or to `period_ns` for
+    the last), taken from the next chunk's first offset in the index at a chunk's end, so the
+    chunks of other shards are never decoded."""
+    chunks = reader.header.chunks
+    for chunk in reader.chunks(shard=shard, shards=shards):
+        if chunk.first_seq + chunk.records <= after + 1:
+            continue
+        following = chunks[chunk.number + 1].first_ns if chunk.number + 1 < len(chunks) else None
+        end_ns = period_ns if following is None else following
+        held: Record | None = None
+        index = chunk.first_seq - 1
+        for record in reader.stream_chunk(chunk):
+            if held is not None and index > after:
+                yield index, record.offset_ns - held.offset_ns, held
+            held, index = record, index + 1
+        if held is not None and index > after:
+            yield index, end_ns - held.offset_ns, held

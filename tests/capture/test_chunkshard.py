@@ -8,7 +8,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capture.chunkshard import Split, chunk_shard, declare, split_traces, whole_trace_chunks
+from capture.chunkshard import (
+    Split,
+    chunk_shard,
+    declare,
+    split_traces,
+    walk_chunks,
+    whole_trace_chunks,
+)
 from capture.corpus import CorpusMeta, CorpusReader, Record, write_corpus
 from capture.synth import SynthSpec, corpus_meta, synthesize
 from corpora import bundled_path
@@ -98,3 +105,35 @@ def test_mixed_and_query_corpora_are_not_assumed_whole() -> None:
         assert next(split_traces(reader), None) is not None  # its gets read earlier traces
     with CorpusReader(bundled_path("query")) as reader:
         assert not whole_trace_chunks(reader.header)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    offsets=st.lists(st.integers(0, 50), min_size=1, max_size=40),
+    per=st.integers(1, 6),
+    shards=st.integers(1, 4),
+    after=st.integers(-1, 45),
+)
+def test_a_chunk_walk_has_the_whole_corpus_gaps(
+    offsets: list[int], per: int, shards: int, after: int, tmp_path: Path
+) -> None:
+    # the gap after a record is to the next record of the corpus, whichever shard holds it
+    times = sorted(offsets)
+    records = [request(t, f"t{i}") for i, t in enumerate(times)]
+    path = write_corpus(
+        tmp_path / "w.atc", declare(META), records, duration_ns=100, chunk_records=per
+    )
+    period = times[-1] + 7
+    expected = {
+        i: (times[i + 1] if i + 1 < len(times) else period) - times[i]
+        for i in range(after + 1, len(times))
+    }
+    got: dict[int, int] = {}
+    with CorpusReader(path) as reader:
+        for shard in range(shards):
+            for index, gap, record in walk_chunks(reader, shard, shards, period, after):
+                assert index not in got and record == records[index]
+                got[index] = gap
+    assert got == expected
