@@ -40,6 +40,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/corpus.py --records 200000
 	$(BIN)/python bench/recorder.py
 	$(BIN)/python bench/templates.py
+	$(BIN)/python bench/spool_formats.py
 	$(BIN)/python bench/sandbox.py --pods 1 2 --usl
 	$(BIN)/python bench/peers.py
 	$(BIN)/python bench/schedule.py --search
