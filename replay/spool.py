@@ -19,6 +19,10 @@ the caller, which can fall back to building per pass.
         spool.add(entry, template) ...   # in shard order
         spool.finish()
         for entry, template in spool.read(): ...   # as often as needed
+
+A pass may also begin while templates are still being added (`follow()`): it reads the
+frames written so far and says when it has caught up, so sending can start before the spool
+is complete.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterator
+from typing import cast
 
 import lz4.block
 import msgpack
@@ -67,7 +72,6 @@ class TemplateSpool:
         """No more templates: write the last frame (reads see only finished frames)."""
         if self._frame:
             self._flush()
-        self._file.flush()
         self.finished = True
 
     @property
@@ -78,12 +82,27 @@ class TemplateSpool:
         """One pass over every template, in the order added."""
         if not self.finished:
             raise RuntimeError("TemplateSpool.read before finish")
+        return cast(Iterator[tuple[TimelineEntry, Template]], self._pass())  # (never waits)
+
+    def follow(self) -> Iterator[tuple[TimelineEntry, Template] | None]:
+        """One pass that may begin before `finish()`: every template once its frame is written,
+        and None each time the pass has caught up with the writer (ask again later; the pass
+        goes on from where it was). It ends after the last template once finished."""
+        return self._pass()
+
+    def _pass(self) -> Iterator[tuple[TimelineEntry, Template] | None]:
         decompress = lz4.block.decompress
         from_state = Template.from_state
         head, unpack_head = FRAME_HEAD.size, FRAME_HEAD.unpack_from
-        end, offset = self._written, 0
+        offset = 0
         buffer, at = b"", 0  # whole frames read at once, and where the next begins in them
-        while offset < end:
+        while True:
+            end = self._written  # whole frames only (see _flush)
+            if offset >= end:
+                if self.finished:
+                    return
+                yield None
+                continue
             if at + head > len(buffer):
                 buffer, at = self._pread(max(min(READ_BYTES, end - offset), head), offset), 0
             packed, raw = unpack_head(buffer, at)
@@ -117,5 +136,6 @@ class TemplateSpool:
     def _flush(self) -> None:
         compressed = lz4.block.compress(bytes(self._frame), store_size=False)
         self._file.write(FRAME_HEAD.pack(len(compressed), len(self._frame)) + compressed)
+        self._file.flush()  # in the file before a pass that follows the writer may read it
         self._written += FRAME_HEAD.size + len(compressed)
         self._frame.clear()
