@@ -40,11 +40,13 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/corpus.py --records 200000
 	$(BIN)/python bench/recorder.py
 	$(BIN)/python bench/templates.py
+	$(BIN)/python bench/spool_formats.py
 	$(BIN)/python bench/sandbox.py --pods 1 2 --usl
 	$(BIN)/python bench/peers.py
 	$(BIN)/python bench/schedule.py --search
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/memory.py --rate 20000
+	$(BIN)/python bench/spooled.py
 
 # Regenerate the bundled corpora with the commands recorded in corpora/README.md.
 corpora: $(VENV)/.installed-test

@@ -91,11 +91,16 @@ def test_reading_before_finish_is_refused() -> None:
 @given(
     picks=st.lists(st.integers(0, 10_000), min_size=0, max_size=60),
     frame=st.integers(1, 20_000),
+    read=st.integers(1, 40_000),
 )
-def test_any_selection_round_trips_at_any_frame_size(picks: list[int], frame: int) -> None:
+def test_any_selection_round_trips_at_any_frame_size(
+    picks: list[int], frame: int, read: int
+) -> None:
+    # frames smaller and larger than a read: a frame may begin in one read and end in the next
     pool = BUNDLED["ingestion"] + BUNDLED["query"]
     items = [pool[p % len(pool)] for p in picks]
     saved, spool.FRAME_BYTES = spool.FRAME_BYTES, frame
+    saved_read, spool.READ_BYTES = spool.READ_BYTES, read
     try:
         with TemplateSpool() as s:
             for entry, template in items:
@@ -103,8 +108,54 @@ def test_any_selection_round_trips_at_any_frame_size(picks: list[int], frame: in
             s.finish()
             got = list(s.read())
     finally:
-        spool.FRAME_BYTES = saved
+        spool.FRAME_BYTES, spool.READ_BYTES = saved, saved_read
     assert [(e, t.state()) for e, t in got] == [(e, t.state()) for e, t in items]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, 10_000), min_size=0, max_size=60),
+    frame=st.integers(1, 20_000),
+    read=st.integers(1, 40_000),
+    steps=st.lists(st.integers(0, 12), min_size=1, max_size=30).filter(any),
+)
+def test_a_pass_that_follows_the_writer_sees_what_a_finished_pass_sees(
+    picks: list[int], frame: int, read: int, steps: list[int]
+) -> None:
+    # sending starts before the spool is complete: adds and reads take turns, `steps` saying
+    # how many templates each turn adds; the follower gets every template, in order, once
+    pool = BUNDLED["ingestion"] + BUNDLED["query"]
+    items = [pool[p % len(pool)] for p in picks]
+    saved = spool.FRAME_BYTES, spool.READ_BYTES
+    spool.FRAME_BYTES, spool.READ_BYTES = frame, read
+    try:
+        with TemplateSpool() as s:
+            follower = s.follow()
+            got: list[tuple[TimelineEntry, rewrite.Template]] = []
+            waits, added, turns = 0, 0, itertools.cycle(steps)
+            while added < len(items) or not s.finished:
+                n = next(turns)
+                for entry, template in items[added : added + n]:
+                    s.add(entry, template)
+                added = min(added + n, len(items))
+                if added == len(items):
+                    s.finish()
+                for item in follower:  # until it has caught up, or to the end once finished
+                    if item is None:
+                        waits += 1
+                        break
+                    got.append(item)
+                    assert len(got) <= s.count  # never a template before it was added
+            assert next(follower, "over") == "over"
+            after = list(s.read())
+    finally:
+        spool.FRAME_BYTES, spool.READ_BYTES = saved
+    expected = [(e, t.state()) for e, t in items]
+    assert [(e, t.state()) for e, t in got] == expected
+    assert [(e, t.state()) for e, t in after] == expected
+    assert [rendered(t, 5) for _e, t in got] == [rendered(t, 5) for _e, t in items]
+    if len(items) > 1 and frame == 1 and steps[0] <= 1:
+        assert waits > 0  # a frame per template, at most one in the first turn: caught up
 
 
 # --- as a worker's shard --------------------------------------------------------------------

@@ -1,0 +1,143 @@
+"""Spool frame formats side by side: what reading one template back costs in each.
+
+    .venv/bin/python bench/spool_formats.py [--corpus ingestion] [--repeat 15]
+
+The corpus's templates are packed into frames of replay/spool.py's FRAME_BYTES in each
+format, then read back as `TemplateSpool.read` does (decompress a frame, unpack it, make the
+TimelineEntry and the Template), the formats taking turns, best of --repeat turns each:
+
+    zstd + msgpack     the spool's first format (zstd level 1)
+    lz4 + msgpack      the spool's format now (LZ4 block)
+    lz4 + marshal      the same with marshal instead of msgpack
+    raw + msgpack      no compression (the file is ~5x larger)
+
+Printed: µs per template and bytes per template on disk. What is left once decompression
+is cheap is unpacking: making the template's pieces again as Python objects. No network;
+no file (frames stay in memory, so this is the decode cost alone). A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import marshal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import lz4.block
+import msgpack
+import zstandard
+
+from bench import common
+from capture.corpus import CorpusReader
+from corpora import BUNDLED, bundled_path
+from replay import rewrite, spool, wire
+from replay.pacing import TimelineEntry
+from replay.rewrite import Template
+
+Item = tuple[int, int, int, tuple[object, ...]]
+
+
+def items_of(corpus: Path) -> list[Item]:
+    encoder = wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-bench", "bench")
+    minter = rewrite.IdMinter(0, 1)
+    with CorpusReader(corpus) as reader:
+        created = rewrite.created_ms(reader.header.meta.created)
+        records = list(reader.records())
+    return [
+        (i, r.offset_ns, 1000, rewrite.build_template(
+            r, request_start=encoder.request_start, head_end=encoder.head_end, minter=minter,
+            created_ms=created,
+        ).state())
+        for i, r in enumerate(records)
+    ]  # fmt: skip
+
+
+def frames(items: list[Item]) -> list[list[Item]]:
+    """`items` cut where the spool would cut them (packed size >= FRAME_BYTES)."""
+    out: list[list[Item]] = [[]]
+    size = 0
+    for item in items:
+        out[-1].append(item)
+        size += len(msgpack.packb(item))
+        if size >= spool.FRAME_BYTES:
+            out.append([])
+            size = 0
+    return [f for f in out if f]
+
+
+def reader(
+    blobs: list[bytes], decompress: Callable[[bytes], bytes], unpack: str
+) -> Callable[[], int]:
+    from_state = Template.from_state
+
+    def run() -> int:
+        n = 0
+        for blob in blobs:
+            data = decompress(blob)
+            found: Iterable[Any]
+            if unpack == "msgpack":
+                unpacker = msgpack.Unpacker(use_list=False, raw=False)
+                unpacker.feed(data)
+                found = unpacker
+            else:
+                found = marshal.loads(data)
+            for index, offset_ns, gap_ns, state in found:
+                TimelineEntry(index, offset_ns, gap_ns)
+                from_state(state)
+                n += 1
+        return n
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default="ingestion", help="bundled name or path")
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    path = Path(bundled_path(args.corpus)) if args.corpus in BUNDLED else Path(args.corpus)
+    items = items_of(path)
+    cut = frames(items)
+    packed = [b"".join(msgpack.packb(i) for i in f) for f in cut]
+    marshalled = [marshal.dumps(tuple(f)) for f in cut]
+    zc, zd = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
+
+    def lz4_decompress(blob: bytes) -> bytes:
+        return lz4.block.decompress(blob)
+
+    def as_is(blob: bytes) -> bytes:
+        return blob
+
+    formats = {
+        "zstd + msgpack": ([zc.compress(p) for p in packed], zd.decompress, "msgpack"),
+        "lz4 + msgpack": ([lz4.block.compress(p) for p in packed], lz4_decompress, "msgpack"),
+        "lz4 + marshal": ([lz4.block.compress(m) for m in marshalled], lz4_decompress, "marshal"),
+        "raw + msgpack": (packed, as_is, "msgpack"),
+    }
+    runs = {name: reader(*spec) for name, spec in formats.items()}
+    best = dict.fromkeys(formats, float("inf"))
+    for _ in range(args.repeat):
+        for name, run in runs.items():  # taking turns: a busy spell hits every format
+            started = time.perf_counter()
+            n = run()
+            best[name] = min(best[name], (time.perf_counter() - started) / n)
+    print(f"date      {common.today()}")
+    print(f"machine   {common.machine()}")
+    print(f"load avg  {common.load1():.2f} at the end")
+    print(f"corpus    {path.name}: {len(items):,} templates in {len(cut)} frames")
+    print()
+    print("| format | read back, per template | ÷ zstd + msgpack | on disk, per template |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, (blobs, _d, _u) in formats.items():
+        size = sum(len(b) for b in blobs) / len(items)
+        ratio = best[name] / best["zstd + msgpack"]
+        print(f"| {name} | {best[name] * 1e6:.2f} µs | {ratio:.2f} | {size:,.0f} B |")
+
+
+if __name__ == "__main__":
+    main()
