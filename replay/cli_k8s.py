@@ -15,6 +15,7 @@ from capture.units import DURATION
 from replay.k8s_manifest import MAX_SEGMENTS, METRICS_PORT
 
 DEFAULT_SECRET = "agenttrace-api-key/api-key"
+MIN_START_IN_S = 10
 
 
 @click.group("k8s", cls=OneLineGroup)
@@ -71,6 +72,11 @@ def manifest(
     try:
         args = km.check_run_args(run_args)
         _check_with_run_parser(args)
+        if start_in < MIN_START_IN_S * 1_000_000_000:
+            raise ValueError(
+                f"--start-in: at least {MIN_START_IN_S}s: the pods must be scheduled, "
+                "pull the image and load the corpus before the start"
+            )
         start_at = km.start_time(datetime.now(UTC), start_in)
         spec = km.JobSpec(
             name=km.check_name(name) if name else km.default_name(start_at),
@@ -135,6 +141,13 @@ def _check_with_run_parser(args: tuple[str, ...]) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the merged results (replay-results/1) here.",
 )
+@click.option(
+    "--wait",
+    "wait_for",
+    type=DURATION,
+    metavar="DURATION",
+    help="First wait up to this long for the Job to complete or fail.",
+)
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="[default: $KUBECONFIG]")
 @click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context.")
 @click.pass_context
@@ -143,16 +156,17 @@ def collect(
     job: str,
     namespace: str | None,
     out: Path | None,
+    wait_for: int | None,
     kubeconfig: str | None,
     kube_context: str | None,
 ) -> None:
     """Merge the results of every pod of Job NAME exactly and judge its thresholds.
 
-    Exit status: 0 ok, 1 a segment is missing or failed (what there is, is merged and
-    written), 2 bad input or the API cannot be reached, 99 a threshold failed over all
-    segments.
+    With --wait, first poll the Job until it completes or fails. Exit status: 0 ok, 1 a
+    segment is missing or failed (what there is, is merged and written), 2 bad input or
+    the API cannot be reached, 99 a threshold failed over all segments.
     """
-    from replay.k8s_collect import CollectError, collect_job
+    from replay.k8s_collect import CollectError, collect_job, wait_for_job
     from replay.results import ResultsError, write_results
     from replay.summary import render_summary
 
@@ -164,6 +178,12 @@ def collect(
 
     ns = namespace or default_namespace
     try:
+        if wait_for and wait_for_job(batch, job, ns, wait_for / 1e9) is None:
+            click.echo(
+                f"replay k8s collect: job {ns}/{job} still running after --wait; "
+                "collecting what has finished",
+                err=True,
+            )
         collection = collect_job(core, batch, job, ns)
     except (CollectError, ResultsError) as exc:
         raise InputError(str(exc)) from None

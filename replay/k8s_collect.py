@@ -22,7 +22,8 @@ or anything answering the same three calls), so this module imports no client it
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -152,6 +153,34 @@ def _segment_check(results: Mapping[str, Any], segment: Segment, k: int) -> str 
     if claimed is not None and claimed != expected:
         return f"{segment.label}: its results are of segment {claimed}, expected {expected}"
     return None
+
+
+def job_finished(job_obj: Any) -> str | None:
+    """ "Complete" or "Failed" once the Job controller has said so, else None."""
+    status = job_obj.status
+    for condition in (status.conditions or []) if status else []:
+        if condition.type in ("Complete", "Failed") and condition.status == "True":
+            return str(condition.type)
+    return None
+
+
+def wait_for_job(
+    batch: BatchApi,
+    job: str,
+    namespace: str,
+    timeout_s: float,
+    *,
+    poll_s: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str | None:
+    """Poll the Job until it is Complete or Failed (returned) or ``timeout_s`` passes (None)."""
+    deadline = clock() + timeout_s
+    while True:
+        finished = job_finished(batch.read_namespaced_job(job, namespace))
+        if finished or clock() >= deadline:
+            return finished
+        sleep(max(0.0, min(poll_s, deadline - clock())))
 
 
 def collect_job(core: CoreApi, batch: BatchApi, job: str, namespace: str) -> Collection:

@@ -46,6 +46,20 @@ class FakeCluster:
     job: dict[str, Any]
     pods: list[FakePod] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    finish_at_read: int = 0  # the Job read at which the pods become ``finished`` (1-based)
+    finished: list[FakePod] = field(default_factory=list)
+    job_reads: int = 0
+
+    def read_job(self) -> dict[str, Any]:
+        """The Job, Complete (and its pods ``finished``) from read ``finish_at_read`` on."""
+        self.job_reads += 1
+        if self.finish_at_read and self.job_reads >= self.finish_at_read:
+            self.pods = self.finished
+            self.job["status"] = {
+                "conditions": [{"type": "Complete", "status": "True"}],
+                "succeeded": len(self.finished),
+            }
+        return self.job
 
     @property
     def job_name(self) -> str:
@@ -135,7 +149,7 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
             parts = url.path.strip("/").split("/")
             ns = cluster.namespace
             if parts == ["apis", "batch", "v1", "namespaces", ns, "jobs", cluster.job_name]:
-                self._json(200, cluster.job)
+                self._json(200, cluster.read_job())
             elif parts == ["api", "v1", "namespaces", ns, "pods"]:
                 selector = query.get("labelSelector", [""])[0]
                 key, _, value = selector.partition("=")

@@ -22,7 +22,7 @@ from hdrh.histogram import HdrHistogram
 
 from replay.aggregate import RunAggregate
 from replay.cli import main as replay_main
-from replay.k8s_collect import results_from_log
+from replay.k8s_collect import results_from_log, wait_for_job
 from replay.k8s_manifest import JobSpec, build_job
 from replay.recorder import IntervalRecorder
 from replay.results import ResultsError, RunMeta, build_results, dumps_results, merge_results
@@ -280,3 +280,36 @@ def test_results_are_found_between_stderr_lines() -> None:
     assert results_from_log(pod_log(doc) + pod_log(later), "pod a") == later
     with pytest.raises(ResultsError, match="pod a: no results in its log"):
         results_from_log("replay run: error: --rate: 'x' is not a rate\n", "pod a")
+
+
+def test_wait_polls_the_job_until_it_completes(cluster_at: Any, tmp_path: Path) -> None:
+    from kubernetes import client, config
+
+    docs = [segment_results(i, 2, FAST) for i in range(2)]
+    cluster = FakeCluster(
+        NS,
+        job(2),
+        [FakePod(i, "Running") for i in range(2)],
+        finish_at_read=3,
+        finished=[FakePod(i, "Succeeded", pod_log(docs[i])) for i in range(2)],
+    )
+    path = cluster_at(cluster)
+    api = config.new_client_from_config(config_file=str(path))
+    batch = client.BatchV1Api(api)
+    assert wait_for_job(batch, JOB, NS, 60, poll_s=0.01) == "Complete"
+    assert cluster.job_reads == 3  # two polls while running, the third saw it complete
+    result = collect(path, "--wait", "1m", "-o", str(tmp_path / "m.json"))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["totals"]["requests"] == 200
+
+
+def test_wait_gives_up_and_names_what_is_still_running(cluster_at: Any) -> None:
+    docs = [segment_results(i, 2, FAST) for i in range(2)]
+    pods = [FakePod(0, "Succeeded", pod_log(docs[0])), FakePod(1, "Running")]
+    result = collect(cluster_at(FakeCluster(NS, job(2), pods)), "--wait", "0.3s")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"replay k8s collect: job {NS}/{JOB} still running after --wait; "
+        "collecting what has finished",
+        f"replay k8s collect: segment 1/2 (pod {JOB}-1-x0001): missing, the pod is Running",
+    ]

@@ -170,6 +170,7 @@ def test_the_api_key_comes_from_a_secret_never_a_command_line() -> None:
         (RUN_ARGS, ["--cpu", "two"], "--cpu 'two': not a CPU quantity"),
         (RUN_ARGS, ["--memory", "64Mi"], "--memory '64Mi': a segment needs at least 128Mi"),
         (RUN_ARGS, ["--api-key-secret", "a/b c"], "--api-key-secret 'a/b c'"),
+        (RUN_ARGS, ["--start-in", "2s"], "--start-in: at least 10s"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(
