@@ -313,3 +313,15 @@ def test_wait_gives_up_and_names_what_is_still_running(cluster_at: Any) -> None:
         "collecting what has finished",
         f"replay k8s collect: segment 1/2 (pod {JOB}-1-x0001): missing, the pod is Running",
     ]
+
+
+def test_of_two_pods_for_one_index_the_succeeded_one_counts(cluster_at: Any) -> None:
+    docs = [segment_results(i, 2, FAST) for i in range(2)]
+    pods = [
+        FakePod(0, "Succeeded", pod_log(docs[0])),
+        FakePod(1, "Failed", "killed\n", exit_code=137, reason="OOMKilled", name="first"),
+        FakePod(1, "Succeeded", pod_log(docs[1]), created="2026-11-29T04:59:00Z"),
+    ]
+    result = collect(cluster_at(FakeCluster(NS, job(2), pods)))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
