@@ -212,20 +212,21 @@ def _clients(kubeconfig: str | None, context: str | None) -> tuple[Any, Any, str
             "pip install 'agenttrace-loadtools[k8s]'"
         ) from None
     from kubernetes.config.config_exception import ConfigException
+    from yaml import YAMLError
 
     namespace = "default"
     try:
         if kubeconfig or context or not _in_cluster():
             config.load_kube_config(config_file=kubeconfig, context=context)
-            _contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
             chosen = active
             if context:
-                chosen = next((c for c in _contexts if c.get("name") == context), active)
+                chosen = next((c for c in contexts if c.get("name") == context), active)
             namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
         else:
             config.load_incluster_config()
             namespace = _in_cluster_namespace()
-    except (ConfigException, OSError, ValueError) as exc:
+    except (ConfigException, YAMLError, OSError, ValueError) as exc:
         where = kubeconfig or "kubeconfig"
         raise InputError(f"{where}: {one_line(str(exc))}") from None
     api = client.ApiClient()

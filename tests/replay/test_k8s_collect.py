@@ -263,9 +263,12 @@ def test_an_unreachable_api_is_one_line(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_bad_kubeconfig_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "text", ["apiVersion: v1\nkind: Config\nclusters: []\n", "clusters: [\n  - {name: \n"]
+)
+def test_a_bad_kubeconfig_is_one_line(tmp_path: Path, text: str) -> None:
     config = tmp_path / "kubeconfig"
-    config.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    config.write_text(text)
     result = collect(config)
     assert result.exit_code == 2
     assert str(config) in result.stderr
