@@ -25,10 +25,14 @@ def k8s() -> None:
 
 @k8s.command("manifest")
 @click.option("--segments", type=click.IntRange(1, MAX_SEGMENTS), required=True, metavar="K")
-@click.option("--image", required=True, help="The replay image (deploy/Containerfile).")
+@click.option(
+    "--image", required=True, metavar="IMAGE", help="The replay image (deploy/Containerfile)."
+)
 @click.option("-n", "--namespace", metavar="NS", help="[default: kubectl's current]")
-@click.option("--cpu", default="2", show_default=True, help="Cores per pod (also --workers).")
-@click.option("--memory", default="2Gi", show_default=True, help="Memory per pod.")
+@click.option(
+    "--cpu", default="2", metavar="N", show_default=True, help="Cores per pod (also --workers)."
+)
+@click.option("--memory", default="2Gi", metavar="M", show_default=True, help="Memory per pod.")
 @click.option(
     "--start-in",
     type=DURATION,
@@ -36,8 +40,14 @@ def k8s() -> None:
     show_default=True,
     help="Start every segment this long after now: time to apply, schedule, pull and load.",
 )
-@click.option("--name", help="The Job's name [default: replay-<start time>].")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), default=METRICS_PORT)
+@click.option("--name", metavar="NAME", help="The Job's name [default: replay-<start time>].")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=METRICS_PORT,
+    metavar="PORT",
+    help="Each pod's Prometheus port (replay run --metrics-port).",
+)
 @click.option(
     "--api-key-secret",
     metavar="NAME[/KEY]",
