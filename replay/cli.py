@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from capture.cli_errors import OneLineGroup
+from replay.cli_k8s import k8s
 from replay.cli_merge import merge
 from replay.cli_run import run
 from sandbox.cli import command as sandbox_command
@@ -23,3 +24,4 @@ def main() -> None:
 main.add_command(sandbox_command, name="sandbox")
 main.add_command(run)
 main.add_command(merge)
+main.add_command(k8s)

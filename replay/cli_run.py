@@ -16,8 +16,10 @@ from capture.errors import EXIT_INTERRUPTED
 from capture.units import parse_duration_ns, parse_rate
 from replay.config import ARRIVALS
 from replay.coordinator import Coordinator, RunFailed
+from replay.open_files import warn_open_files
 from replay.pacing import NS
 from replay.plan import RunPlan, make_plan
+from replay.results_stdout import StdoutResults
 from replay.rewrite import MAX_WORKERS
 from replay.target import TargetError, open_target
 
@@ -80,7 +82,9 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     "'http_req_failed: rate<0.01 [window=10s]'; exit 99 when one fails.",
 )
 @click.option("--abort-on-fail", is_flag=True, help="Stop at the first failed threshold.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write results JSON here.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Write results JSON here ('-': stdout)."
+)
 @click.option("--seed", type=click.IntRange(min=0), default=1, help="Poisson arrivals' seed.")
 @click.option(
     "--spool-dir",
@@ -102,7 +106,9 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     counted as dropped. Exit status: 0 ok, 1 run failed, 2 bad input or target,
     99 a threshold failed, 130 interrupted.
     """
+    to_stdout = StdoutResults.take(options)  # --out -
     plan = plan_from_options(corpus, options, command_line=_command_line())
+    warn_open_files(plan.max_inflight)
     try:
         target = open_target(options["target"], options["api_key"], options["project_id"])
     except TargetError as exc:
@@ -111,7 +117,7 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
         click.echo("replay run: interrupted", err=True)
         ctx.exit(EXIT_INTERRUPTED)
     try:
-        code = Coordinator(plan, target).run()
+        code = Coordinator(plan, target, stdout=to_stdout.summary_stream).run()
     except RunFailed as exc:
         click.echo(f"replay run: error: {one_line(str(exc))}", err=True)
         code = exc.code
@@ -120,6 +126,7 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
         code = EXIT_INTERRUPTED
     finally:
         target.stop()
+        to_stdout.finish()
     ctx.exit(code)
 
 
