@@ -42,7 +42,7 @@ def _series(s: Second) -> list[SeriesDelta]:
     lag = np.full(us.size, round(s.send_lag_ms * 1000), np.int64)
     out = []
     start = 0
-    parts = [("200", us.size - sum(s.errors.values()))] + list(s.errors.items())
+    parts = [("200", us.size - sum(s.errors.values())), *list(s.errors.items())]
     for outcome, count in parts:
         if count <= 0:
             continue

@@ -48,7 +48,7 @@ def test_large_counts_take_multi_byte_words() -> None:
     hist.record_value(1500, 2**40)
     hist.record_value(900_000_000, 3)
     encoded = hist.encode().decode("ascii")
-    item, bucket, count = decode_many([encoded])
+    _item, bucket, count = decode_many([encoded])
     expected = decode_sparse(encoded)
     assert np.array_equal(bucket, expected.buckets)
     assert count.tolist() == [2**40, 3]
