@@ -57,7 +57,7 @@ class Recovery:
             "recovered": self.recovered,
             "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 3),
             "definition": DEFINITION,
-            "fall_s": self.fall_s,
+            "fall_s": None if self.fall_s is None else round(self.fall_s, 6),
             "recovered_at_s": self.recovered_at_s,
             "baseline_p99_ms": self.baseline_p99_ms,
             "baseline_error_rate": self.baseline_error_rate,
