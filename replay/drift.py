@@ -55,9 +55,9 @@ class Slope:
 
     def to_json(self, digits: int) -> dict[str, Any]:
         return {
-            "estimate": round(self.estimate, digits),
-            "ci_low": round(self.ci_low, digits),
-            "ci_high": round(self.ci_high, digits),
+            "estimate": round(self.estimate, digits) + 0.0,  # no -0.0
+            "ci_low": round(self.ci_low, digits) + 0.0,
+            "ci_high": round(self.ci_high, digits) + 0.0,
         }
 
 

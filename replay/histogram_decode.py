@@ -126,10 +126,10 @@ def _words(payloads: Sequence[bytes]) -> tuple[IntArray, IntArray, IntArray] | N
     zigzag = (values >> 1) ^ -(values & 1)
     step = np.where(zigzag < 0, -zigzag, 1)  # a negative word is a run of that many zeros
     before = np.cumsum(step) - step
-    item = np.searchsorted(bounds, starts, side="right")
-    first = np.searchsorted(starts, bounds - sizes)  # each payload's first word
-    first = np.minimum(first, starts.size - 1)
-    index = before - before[first][item]
+    words = np.diff(np.searchsorted(ends, bounds - 1, side="right"), prepend=0)
+    item = np.repeat(np.arange(sizes.size), words)
+    first = np.cumsum(words) - words  # each payload's first word
+    index = before - np.repeat(before[np.minimum(first, ends.size - 1)], words)
     keep = zigzag > 0
     index, item = index[keep], item[keep]
     if index.size and int(index.max()) >= COUNTS_LEN:

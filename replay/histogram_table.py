@@ -46,8 +46,9 @@ class HistTable:
             return cls(max(groups, 0), empty, empty, empty)
         key = group[keep].astype(np.int64) * COUNTS_LEN + bucket[keep]
         counts = count[keep].astype(np.int64)
-        order = np.argsort(key, kind="stable")
-        key, counts = key[order], counts[order]
+        if key.size > 1 and not bool(np.all(key[1:] >= key[:-1])):
+            order = np.argsort(key, kind="stable")
+            key, counts = key[order], counts[order]
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
         key = key[starts]
         summed = np.add.reduceat(counts, starts)

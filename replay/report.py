@@ -188,7 +188,12 @@ def _recovery(series: RunSeries, run: Phases, rows: list[dict[str, Any]]) -> Rec
 def _verdicts(
     series: RunSeries, run: Phases, rows: list[dict[str, Any]], limited: bool
 ) -> list[Verdict]:
-    i = judged_phase([r["name"] for r in rows], [r["offered_rps"] for r in rows], run.spike_shaped)
+    i = judged_phase(
+        [r["name"] for r in rows],
+        [r["offered_rps"] for r in rows],
+        [r["seconds"][1] - r["seconds"][0] for r in rows],
+        run.spike_shaped,
+    )
     row = rows[i]
     a, b = row["seconds"]
     eps = series.endpoints

@@ -127,7 +127,7 @@ def _soak_verdict(
     hours = (b - a) / 3600.0
     words = [
         f"over seconds {a}–{b} p99 was {p99:,.1f} ms (soak threshold < {SOAK_P99_MS:,.0f} ms) "
-        f"and the error rate {rate:.3%} (threshold < {SOAK_ERROR_RATE:.1%})"
+        f"and the error rate {100 * rate:.3g}% (threshold < {100 * SOAK_ERROR_RATE:g}%)"
     ]
     rising = [w for w in warnings if " rises " in w]
     s99 = slopes["p99"]

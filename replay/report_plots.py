@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,7 @@ _DPI = 90
 _WIDTH = 9.0
 _SHADES = ("#e8eef7", "#f7efe3", "#eaf5ea", "#f5e8f0", "#efefef")
 _KINDS_SHOWN = 6
+_POINTS = 1500  # longer runs are drawn with several seconds per point
 
 
 def _rate(num: npt.ArrayLike, den: npt.ArrayLike) -> FloatArray:
@@ -54,7 +56,8 @@ class _Canvas:
     def __init__(self, report: Report, rows: int, title: str) -> None:
         self.n = report.series.seconds
         self.unit, self.unit_name = _time_axis(max(self.n, 1))
-        self.t = np.arange(self.n, dtype=np.float64) + 0.5  # a second's middle
+        self.step = max(1, -(-self.n // _POINTS))  # seconds per plotted point
+        self.t = self.x(np.arange(0, self.n, self.step, dtype=np.float64) + self.step / 2)
         self.fig = Figure(figsize=(_WIDTH, 1.2 + 2.1 * rows), dpi=_DPI, layout="constrained")
         FigureCanvasAgg(self.fig)
         self.axes: list[Axes] = [self.fig.add_subplot(rows, 1, i + 1) for i in range(rows)]
@@ -63,33 +66,49 @@ class _Canvas:
         self.fig.suptitle(title, fontsize=11)
         self._phases(report.phases.phases)
 
+    def x(self, seconds: npt.ArrayLike) -> FloatArray:
+        """Seconds since the start, in the axis' unit."""
+        return np.asarray(seconds, np.float64) / self.unit
+
     def _phases(self, phases: Sequence[Phase]) -> None:
         span = max(self.n, 1)
         for ax in self.axes:
             for i, p in enumerate(phases):
-                ax.axvspan(
-                    p.start_s, p.end_s, color=_SHADES[i % len(_SHADES)], zorder=0, linewidth=0
-                )
-            ax.set_xlim(0, span)
+                shade = _SHADES[i % len(_SHADES)]
+                ax.axvspan(p.start_s / self.unit, p.end_s / self.unit, color=shade, zorder=0,
+                           linewidth=0)  # fmt: skip
+            ax.set_xlim(0, span / self.unit)
             ax.grid(True, alpha=0.3)
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / self.unit:g}"))
         top = self.axes[0]
         for p in phases:
             if (p.end_s - p.start_s) / span >= 0.04:
-                top.annotate(
-                    p.name,
-                    ((p.start_s + p.end_s) / 2, 1.0),
-                    xycoords=("data", "axes fraction"),
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    color="#555555",
-                    annotation_clip=False,
-                )
-        self.axes[-1].set_xlabel(f"time since the run's start ({self.unit_name})")
+                middle = (p.start_s + p.end_s) / 2 / self.unit
+                top.annotate(p.name, (middle, 1.0), xycoords=("data", "axes fraction"),
+                             ha="center", va="bottom", fontsize=7, color="#555555",
+                             annotation_clip=False)  # fmt: skip
+        per = "" if self.step == 1 else f"; each point {self.step} s"
+        self.axes[-1].set_xlabel(f"time since the run's start ({self.unit_name}{per})")
 
-    def line(self, ax: Axes, values: npt.ArrayLike, label: str, **style: object) -> None:
-        ax.plot(self.t, np.asarray(values, np.float64), label=label, linewidth=1.0, **style)  # type: ignore[arg-type]
+    def binned(self, values: npt.ArrayLike) -> FloatArray:
+        """A per-second column as plotted: the mean over each point's seconds."""
+        v = np.asarray(values, np.float64)
+        if self.step == 1:
+            return v
+        edges = np.arange(0, v.size, self.step)
+        sums = np.add.reduceat(np.nan_to_num(v), edges)
+        counts = np.add.reduceat(np.isfinite(v).astype(np.float64), edges)
+        return np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
+
+    def line(self, ax: Axes, values: npt.ArrayLike, label: str, **style: Any) -> None:
+        """A per-second count or rate (averaged over each point's seconds)."""
+        ax.plot(self.t, self.binned(values), label=label, linewidth=1.0, **style)
+
+    def peaks(self, ax: Axes, values: npt.ArrayLike, label: str, **style: Any) -> None:
+        """A per-second percentile (the highest of each point's seconds)."""
+        v = np.asarray(values, np.float64)
+        if self.step > 1 and v.size:
+            v = np.fmax.reduceat(v, np.arange(0, v.size, self.step))
+        ax.plot(self.t, v, label=label, linewidth=1.0, **style)
 
     def finish(self) -> bytes:
         for ax in self.axes:
@@ -124,10 +143,10 @@ def latency_png(report: Report) -> bytes:
     p = report.series.percentiles
     c = _Canvas(report, 1, "Latency per second: from intended time (and uncorrected)")
     ax = c.axes[0]
-    c.line(ax, p["p99_ms"], "p99 from intended time", color="tab:red")
-    c.line(ax, p["p50_ms"], "p50 from intended time", color="tab:blue")
-    c.line(ax, p["p99_uncorrected_ms"], "p99 uncorrected", color="tab:red", linestyle=":")
-    c.line(ax, p["p50_uncorrected_ms"], "p50 uncorrected", color="tab:blue", linestyle=":")
+    c.peaks(ax, p["p99_ms"], "p99 from intended time", color="tab:red")
+    c.peaks(ax, p["p50_ms"], "p50 from intended time", color="tab:blue")
+    c.peaks(ax, p["p99_uncorrected_ms"], "p99 uncorrected", color="tab:red", linestyle=":")
+    c.peaks(ax, p["p50_uncorrected_ms"], "p50 uncorrected", color="tab:blue", linestyle=":")
     _log_if_wide(ax, p["p99_ms"], p["p50_ms"])
     ax.set_ylabel("ms")
     return c.finish()
@@ -138,11 +157,12 @@ def errors_png(report: Report) -> bytes:
     c = _Canvas(report, 1, "Error rate per second, by kind")
     ax = c.axes[0]
     kinds = list(s.errors_by_kind.items())
+    requests = c.binned(s.requests)
     for kind, counts in kinds[:_KINDS_SHOWN]:
-        c.line(ax, 100 * _rate(counts, s.requests), kind)
+        ax.plot(c.t, 100 * _rate(c.binned(counts), requests), label=kind, linewidth=1.0)
     if len(kinds) > _KINDS_SHOWN:
-        rest = sum(v for _, v in kinds[_KINDS_SHOWN:])
-        c.line(ax, 100 * _rate(rest, s.requests), "other kinds")
+        rest = c.binned(sum(v for _, v in kinds[_KINDS_SHOWN:]))
+        ax.plot(c.t, 100 * _rate(rest, requests), label="other kinds", linewidth=1.0)
     if not kinds:
         ax.text(
             0.5,
@@ -163,8 +183,8 @@ def generator_png(report: Report) -> bytes:
     c.line(c.axes[0], s.dropped, "dropped", color="tab:orange", drawstyle="steps-mid")
     c.axes[0].set_ylabel("dropped/s")
     c.axes[0].set_ylim(bottom=0)
-    c.line(c.axes[1], s.percentiles["send_lag_p99_ms"], "send lag p99", color="tab:purple")
-    c.line(
+    c.peaks(c.axes[1], s.percentiles["send_lag_p99_ms"], "send lag p99", color="tab:purple")
+    c.peaks(
         c.axes[1],
         s.percentiles["send_lag_p50_ms"],
         "send lag p50",
@@ -199,7 +219,7 @@ def endpoints_png(report: Report) -> bytes | None:
     for k, name in enumerate(names):
         colour = f"C{k % 10}"
         c.line(c.axes[0], s.endpoint_requests.get(name, np.zeros(s.seconds)), name, color=colour)
-        c.line(c.axes[1], p[k], name, color=colour)
+        c.peaks(c.axes[1], p[k], name, color=colour)
     c.axes[0].set_ylabel("requests/s")
     c.axes[1].set_ylabel("p99 ms")
     _log_if_wide(c.axes[1], p)
@@ -221,7 +241,7 @@ def scenarios_png(report: Report) -> bytes | None:
         vus = s.counts.get("active_vus")
         if vus is not None:
             c.line(c.axes[0], vus, f"{name} VUs", color=colour, linestyle=":")
-        c.line(c.axes[1], s.p99_ms, name, color=colour)
+        c.peaks(c.axes[1], s.p99_ms, name, color=colour)
     c.axes[0].set_ylabel("requests/s, VUs")
     c.axes[1].set_ylabel("p99 ms")
     return c.finish()
@@ -233,8 +253,8 @@ def visibility_png(report: Report) -> bytes | None:
         return None
     c = _Canvas(report, 2, "Ingest-to-visible lag, by acknowledgment second")
     p = v.lag.percentiles([50, 99])
-    c.line(c.axes[0], p[:, 1], "p99", color="tab:red")
-    c.line(c.axes[0], p[:, 0], "p50", color="tab:blue")
+    c.peaks(c.axes[0], p[:, 1], "p99", color="tab:red")
+    c.peaks(c.axes[0], p[:, 0], "p50", color="tab:blue")
     c.axes[0].set_ylabel("ms")
     c.line(c.axes[1], v.count, "probes answered", color="tab:green", drawstyle="steps-mid")
     c.line(c.axes[1], v.timeouts, "probes timed out", color="tab:red", drawstyle="steps-mid")
@@ -252,7 +272,7 @@ def scrape_png(report: Report) -> bytes | None:
         for k, s in enumerate(x for x in report.scrape if x.metric == metric):
             t, values, unit = s.shown()
             ax.plot(
-                t,
+                c.x(t),
                 values,
                 label=s.label,
                 color=f"C{k % 10}",
@@ -270,7 +290,7 @@ def drift_png(report: Report) -> bytes | None:
     if d is None:
         return None
     c = _Canvas(report, 2, f"Drift: {d.width_s} s windows and fitted slopes")
-    mid = d.start_s + d.x_hours * 3600.0
+    mid = c.x(d.start_s + d.x_hours * 3600.0)
     for ax, key, values, colour in (
         (c.axes[0], "p99", d.p99_ms, "tab:red"),
         (c.axes[0], "p50", d.p50_ms, "tab:blue"),

@@ -142,13 +142,16 @@ def judge(f: PhaseFigures, generator_limited: bool) -> list[Verdict]:
 
 
 def judged_phase(
-    names: Sequence[str], offered_rps: Sequence[float | None], spike_shaped: bool
+    names: Sequence[str],
+    offered_rps: Sequence[float | None],
+    lengths: Sequence[float],
+    spike_shaped: bool,
 ) -> int:
-    """Index of the phase the targets are judged on."""
+    """Index of the phase the targets are judged on: the spike, else the longest of the
+    phases whose offered rate is within 1% of the highest."""
     if spike_shaped and "spike" in names:
         return list(names).index("spike")
-    best, index = -1.0, 0
-    for i, rate in enumerate(offered_rps):
-        if rate is not None and rate > best:
-            best, index = rate, i
-    return index
+    rates = [r if r is not None else -1.0 for r in offered_rps]
+    best = max(rates, default=-1.0)
+    close = [i for i, r in enumerate(rates) if r >= 0.99 * best]
+    return max(close, key=lambda i: (lengths[i], -i)) if close else 0

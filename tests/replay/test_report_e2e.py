@@ -4,6 +4,7 @@ linearly (drift); and the HTML as a browser shows it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 
 from replay.report import build_report
+from replay.results import write_results
 
-from .conftest import HERE
+from .conftest import HERE, ROOT
 from .report_files import Second, make_results, write
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -166,3 +168,26 @@ def _page_requests(netlog: Path) -> list[str]:
         ).startswith("file://"):
             urls.append(params["url"])
     return urls
+
+
+@pytest.mark.slow
+def test_a_four_hour_soak_reports_in_one_html_under_2_mb(tmp_path: Path) -> None:
+    # bench/report.py times it; here only the sizes and the answers are checked
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = tmp_path / "soak.json"
+    write_results(results, bench.soak_document(hours=4, rate=100))
+    sizes = bench.report_files(results, tmp_path)
+    assert sizes["html_bytes"] < 2_000_000
+    doc = json.loads((tmp_path / "soak.report.json").read_text())
+    assert len(doc["series"]["t"]) == 14_400 + 600
+    drift = doc["drift"]
+    # the hold is stage 2: 240 windows of 60 s; latency drifts by +2 ms an hour
+    assert drift["span"] == "stage 2" and drift["windows"] == 240 and drift["window_s"] == 60
+    p50 = drift["p50_ms_per_hour"]
+    assert p50["ci_low"] <= 2.0 <= p50["ci_high"]
+    # +8 ms on 12 ms over the hold: within the soak thresholds, but drifting
+    assert drift["verdict"]["status"] == "met, drifting"
+    assert drift["warnings"][0].startswith("p50 rises by 2.0")
