@@ -11,6 +11,7 @@ docs/report.md describes every field.
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ from replay.report_verdicts import (
 from replay.results import merge_results, read_results
 
 SCHEMA = "replay-report/1"
+RUN_KEYS = ("corpus", "target", "model", "scale", "speed", "rate", "workers", "started",
+            "ended", "command_line", "notes")  # fmt: skip
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -50,6 +53,34 @@ def _column(values: npt.ArrayLike, digits: int = 3) -> list[float | None]:
     arr = np.asarray(values, dtype=np.float64)
     rounded = np.round(arr, digits)
     return [None if math.isnan(v) else v for v in rounded.tolist()]
+
+
+SECRET_OPTIONS = ("--api-key",)
+
+
+def redact_command(command: str) -> str:
+    """The command lines with every secret option's value replaced by ``***``."""
+    parts = []
+    for part in command.split(" ; "):
+        try:
+            words = shlex.split(part)
+        except ValueError:
+            parts.append("(a command line that cannot be read, not shown)")
+            continue
+        out, hide = [], False
+        for word in words:
+            if hide:
+                out.append("***")
+                hide = False
+            elif word in SECRET_OPTIONS:
+                out.append(word)
+                hide = True
+            elif word.startswith(tuple(f"{o}=" for o in SECRET_OPTIONS)):
+                out.append(word.split("=", 1)[0] + "=***")
+            else:
+                out.append(word)
+        parts.append(shlex.join(out))
+    return " ; ".join(parts)
 
 
 def _meta_for_phases(documents: Sequence[dict[str, Any]], merged: dict[str, Any]) -> dict[str, Any]:
@@ -82,25 +113,12 @@ def build_report(paths: Sequence[str], phases: str | None = None) -> Report:
     verdicts = _verdicts(series, run, phase_rows, limited)
     scrape = read_scrape(documents, names)
     notes = list(run.notes) + _presence_notes(series, scrape, documents)
+    shown = {k: merged["meta"].get(k) for k in RUN_KEYS}
+    shown["command_line"] = redact_command(str(shown.get("command_line") or ""))
     document: dict[str, Any] = {
         "schema": SCHEMA,
         "sources": names,
-        "run": {
-            k: merged["meta"].get(k)
-            for k in (
-                "corpus",
-                "target",
-                "model",
-                "scale",
-                "speed",
-                "rate",
-                "workers",
-                "started",
-                "ended",
-                "command_line",
-                "notes",
-            )
-        },
+        "run": shown,
         "totals": merged["totals"],
         "latency_ms": merged["latency_ms"],
         "latency_uncorrected_ms": merged["latency_uncorrected_ms"],

@@ -217,3 +217,20 @@ def test_the_json_keeps_a_column_per_line(tmp_path: Path) -> None:
     assert any(line.startswith('    "p99_ms": [') for line in lines)
     assert json.loads(out.read_text())["series"]["p99_ms"] == [pytest.approx(3.0, rel=1e-3)] * 6
     assert np.isfinite(json.loads(out.read_text())["phases"][0]["p99_ms"])
+
+
+def test_an_api_key_on_the_command_line_never_reaches_the_report(tmp_path: Path) -> None:
+    cmd = "replay run --target http://127.0.0.1:1 --api-key sk-secret-1 --rate 5 ; " \
+        "replay run --api-key=sk-secret-2 --rate 5"  # fmt: skip
+    results = write(tmp_path / "r.json", make_results([Second(5)] * 5, command_line=cmd))
+    html, md, js = tmp_path / "r.html", tmp_path / "r.md", tmp_path / "r.report.json"
+    done = _cli(str(results), "--html", str(html), "--md", str(md), "--json", str(js))
+    assert done.returncode == 0, done.stderr
+    for path in (html, md, js):
+        assert "sk-secret" not in path.read_text()
+    assert "sk-secret" not in done.stdout
+    run = json.loads(js.read_text())["run"]
+    assert run["command_line"] == (
+        "replay run --target http://127.0.0.1:1 --api-key '***' --rate 5 ; "
+        "replay run '--api-key=***' --rate 5"
+    )
