@@ -27,7 +27,7 @@ values_us = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(values_us, min_size=1, max_size=8))
 def test_batch_decode_equals_decode_sparse(batches: list[list[int]]) -> None:
     encoded = [encode_sparse(sparse_from_values(v)) for v in batches]
@@ -98,7 +98,7 @@ def test_a_truncated_word_is_refused() -> None:
         decode_histogram(encoded)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     st.lists(values_us, min_size=1, max_size=6),
     st.lists(st.floats(0, 100), min_size=1, max_size=5),
