@@ -207,21 +207,23 @@ def load_series(documents: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
     endpoints = sorted(set(ep_req) | set(ep_drop))
     seconds = np.asarray(item_second, np.int64)
     ep_index = np.asarray([endpoints.index(e) for e in item_endpoint], np.int64)
-    tables = []
-    for m, metric in enumerate(METRICS):
-        try:
-            item, bucket, count = decode_many(strings[m])
-        except HistogramDecodeError as exc:
-            raise ReportError(f"{where[exc.index]}.{metric}: {exc}") from None
-        tables.append(HistTable.from_rows(len(strings[m]), item, bucket, count))
-    per_second = [t.regroup(seconds, n) for t in tables]
-    endpoint_latency = tables[0].regroup(ep_index * n + seconds, n * max(len(endpoints), 1))
-    percentiles = {}
-    for t, suffix in zip(per_second, ("", "_uncorrected", "_send_lag"), strict=True):
-        p = t.percentiles([50, 99])
-        label = "send_lag" if suffix == "_send_lag" else None
-        percentiles[f"{label}_p50_ms" if label else f"p50{suffix}_ms"] = p[:, 0]
-        percentiles[f"{label}_p99_ms" if label else f"p99{suffix}_ms"] = p[:, 1]
+    columns = (("p50_ms", "p99_ms"), ("p50_uncorrected_ms", "p99_uncorrected_ms"),
+             ("send_lag_p50_ms", "send_lag_p99_ms"))  # fmt: skip
+    percentiles: dict[str, FloatArray] = {}
+    latency = endpoint_latency = None
+    for m, metric in enumerate(METRICS):  # one metric at a time: memory for one
+        item, bucket, count = _decode_chunked(strings[m], where, metric)
+        strings[m] = []
+        table = HistTable.from_rows(len(item_second), item, bucket, count)
+        del item, bucket, count
+        per_second = table.regroup(seconds, n)
+        if m == 0:
+            latency = per_second
+            endpoint_latency = table.regroup(ep_index * n + seconds, n * max(len(endpoints), 1))
+        del table
+        p = per_second.percentiles([50, 99])
+        percentiles[columns[m][0]], percentiles[columns[m][1]] = p[:, 0], p[:, 1]
+    assert latency is not None and endpoint_latency is not None
     return RunSeries(
         seconds=n,
         offered=cols["offered"],
@@ -235,12 +237,32 @@ def load_series(documents: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
         endpoint_requests=ep_req,
         endpoint_ok=ep_ok,
         endpoint_dropped=ep_drop,
-        latency=per_second[0],
+        latency=latency,
         endpoint_latency=endpoint_latency,
         percentiles=percentiles,
         scenarios=_scenarios(scenario_rows, n, len(documents)),
         visibility=_visibility(vis_rows, n),
     )
+
+
+DECODE_CHUNK = 2048
+"""Histograms decoded per vectorised pass: bounds the decoder's scratch memory."""
+
+
+def _decode_chunked(
+    strings: Sequence[str], where: Sequence[str], metric: str
+) -> tuple[IntArray, IntArray, IntArray]:
+    parts = []
+    for start in range(0, len(strings), DECODE_CHUNK):
+        try:
+            item, bucket, count = decode_many(strings[start : start + DECODE_CHUNK])
+        except HistogramDecodeError as exc:
+            raise ReportError(f"{where[start + exc.index]}.{metric}: {exc}") from None
+        parts.append((item + start, bucket, count))
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))  # type: ignore[return-value]
 
 
 def _is_ok(outcome: str) -> bool:
