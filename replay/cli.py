@@ -7,6 +7,7 @@ import click
 from capture.cli_errors import OneLineGroup
 from replay.cli_k8s import k8s
 from replay.cli_merge import merge
+from replay.cli_report import report
 from replay.cli_run import run
 from sandbox.cli import command as sandbox_command
 
@@ -25,3 +26,4 @@ main.add_command(sandbox_command, name="sandbox")
 main.add_command(run)
 main.add_command(merge)
 main.add_command(k8s)
+main.add_command(report)
