@@ -19,6 +19,13 @@ from replay.coordinator import Coordinator, RunFailed
 from replay.pacing import NS
 from replay.plan import RunPlan, make_plan
 from replay.rewrite import MAX_WORKERS
+from replay.segments import (
+    MAX_SEGMENTS,
+    ExecutionSegment,
+    parse_segment,
+    parse_start_at,
+    segment_from_env,
+)
 from replay.target import TargetError, open_target
 
 
@@ -33,6 +40,8 @@ def _parse_stage(text: str) -> tuple[int, float]:
 
 
 STAGE = ParsedType("duration:rate", _parse_stage)
+SEGMENT = ParsedType("I/K", parse_segment)
+START_AT = ParsedType("time", parse_start_at)
 THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
 
 
@@ -86,6 +95,29 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     "--spool-dir",
     metavar="DIR",
     help="Where workers spool the templates of a corpus too large for memory [$TMPDIR].",
+)
+@click.option(
+    "--segment",
+    type=SEGMENT,
+    help="Run execution segment I of K (0-based, e.g. 0/3): K machines, one run.",
+)
+@click.option(
+    "--segments",
+    type=click.IntRange(1, MAX_SEGMENTS),
+    help="K segments; this one is $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).",
+)
+@click.option(
+    "--start-at",
+    type=START_AT,
+    metavar="TIME",
+    help="Start at this wall-clock instant (unix seconds or RFC 3339), not when ready.",
+)
+@click.option(
+    "--max-start-skew",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="With --start-at: refuse to start when ready later than it by more than this.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
@@ -145,7 +177,24 @@ def plan_from_options(corpus: str, o: dict[str, Any], command_line: str = "") ->
         spool_dir=o.get("spool_dir"),
         progress=not o.get("quiet"),
         command_line=command_line,
+        segment=_segment(o.get("segment"), o.get("segments")),
+        start_at_ns=o.get("start_at"),
+        max_start_skew_ns=int(o["max_start_skew"] if o.get("max_start_skew") is not None else NS),
     )
+
+
+def _segment(given: ExecutionSegment | None, count: int | None) -> ExecutionSegment | None:
+    """--segment I/K, or --segments K with $JOB_COMPLETION_INDEX; they must agree."""
+    if given is not None:
+        if count is not None and count != given.count:
+            raise InputError(f"--segment {given} and --segments {count} disagree")
+        return given
+    if count is None:
+        return None
+    try:
+        return segment_from_env(count)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _command_line() -> str:

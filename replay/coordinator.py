@@ -40,13 +40,15 @@ import msgpack
 
 from capture.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from replay import protocol
-from replay.config import WorkerConfig, split
+from replay.config import WorkerConfig
 from replay.plan import RunPlan
 from replay.protocol import LoadStage
+from replay.segments import share
 from replay.target import RunTarget
 
 NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
+START_AT_MARGIN_NS = 50_000_000  # --start-at: the least time the workers get to hear it
 READY_TIMEOUT_S = 120.0  # a loading worker silent this long (no "loading" message) is stuck
 LOADING_SAID: dict[LoadStage, str] = {"read": "", "spool": "building templates: "}
 STOP_TIMEOUT_S = 8.0  # after `stop`, how long workers get to say done before being killed
@@ -105,6 +107,7 @@ class Coordinator:
         self.stop_sent = False
         self.start_ns = 0
         self.started_at = ""
+        self.start_late_ns = 0  # --start-at: how much later than it this segment started
         self.paced_until_ns = 0
         self.notes: list[str] = []
 
@@ -138,6 +141,7 @@ class Coordinator:
 
     def _config(self, w: int) -> WorkerConfig:
         plan, target = self.plan, self.target
+        seg = plan.segment
         return WorkerConfig(
             worker=w,
             workers=plan.workers,
@@ -154,12 +158,14 @@ class Coordinator:
             rate=plan.rate,
             arrival=plan.arrival,
             stages=list(plan.stages),
-            vus=split(plan.vus, plan.workers, w),
+            vus=share(plan.vus, seg.index, seg.count, w, plan.workers),
             think_ns=plan.think_ns,
-            max_inflight=max(1, split(plan.max_inflight, plan.workers, w)),
+            max_inflight=max(1, share(plan.max_inflight, seg.index, seg.count, w, plan.workers)),
             timeout_ns=plan.timeout_ns,
             user_agent=f"agenttrace-replay/{_version()}",
             spool_dir=plan.spool_dir,
+            segment=seg.index,
+            segments=seg.count,
         )
 
     def _send(self, proc: _Proc, message: Any) -> None:
@@ -320,12 +326,38 @@ class Coordinator:
                 f"replay loading: {spooled:,} templates spooled to {', '.join(where)} "
                 f"({size / 1e6:,.1f} MB, removed when the workers exit)\n"
             )
-        self.start_ns = time.monotonic_ns() + START_MARGIN_NS
-        wall_ns = time.time_ns() + START_MARGIN_NS
+        self.start_ns, wall_ns = self._start_instant()
         self.started_at = _iso(wall_ns)
         for proc in self.procs:
             proc.state = "running"
             self._send(proc, protocol.Start(self.start_ns, wall_ns).encode())
+
+    def _start_instant(self) -> tuple[int, int]:
+        """(monotonic, wall) ns of the start: START_MARGIN_NS from now, or --start-at when
+        given (a segment ready within --max-start-skew after it starts that late; later, it
+        refuses rather than skew the run). Wall and monotonic clocks are read together."""
+        plan = self.plan
+        mono, wall = time.monotonic_ns(), time.time_ns()
+        if plan.start_at_ns is None:
+            return mono + START_MARGIN_NS, wall + START_MARGIN_NS
+        earliest = wall + START_AT_MARGIN_NS
+        late = earliest - plan.start_at_ns
+        if late > plan.max_start_skew_ns:
+            raise RunFailed(
+                f"ready at {_iso(wall)}, {late / NS:.3f}s after --start-at {_iso(plan.start_at_ns)}"
+                f" (more than --max-start-skew {plan.max_start_skew_ns / NS:g}s): not starting "
+                "a skewed segment; give a later --start-at",
+                EXIT_BAD_INPUT,
+            )
+        self.start_late_ns = max(late, 0)
+        start_wall = max(plan.start_at_ns, earliest)
+        if plan.progress and start_wall - wall > NS:
+            self.stderr.write(
+                f"replay: ready; starting at {_iso(start_wall)} "
+                f"(--start-at, in {(start_wall - wall) / NS:,.1f}s)\n"
+            )
+            self.stderr.flush()
+        return mono + (start_wall - wall), start_wall
 
     def _gather(self) -> None:
         plan = self.plan
@@ -443,6 +475,9 @@ class Coordinator:
             host_cores=os.cpu_count() or 1,
             command_line=plan.command_line,
             notes=notes,
+            segment=None if plan.segment.whole else str(plan.segment),
+            start_at=None if plan.start_at_ns is None else _iso(plan.start_at_ns),
+            start_late_ms=None if plan.start_at_ns is None else self.start_late_ns / 1e6,
         )
         results = build_results(self.aggregate, meta, verdicts)
         if plan.out:

@@ -18,6 +18,7 @@ from corpora import BUNDLED, bundled_path
 from replay import pacing
 from replay.config import ARRIVALS, MODELS
 from replay.pacing import NS
+from replay.segments import WHOLE_RUN, ExecutionSegment
 from replay.spool import TemplateSpool
 from replay.thresholds import Threshold, parse_threshold
 
@@ -47,6 +48,9 @@ class RunPlan:
     command_line: str = ""
     spool_dir: str | None = None  # None: the temporary directory ($TMPDIR)
     progress: bool = True
+    segment: ExecutionSegment = WHOLE_RUN  # this machine's part of the run
+    start_at_ns: int | None = None  # wall clock (unix ns): start then, not when ready
+    max_start_skew_ns: int = NS  # ready later than start_at + this: refuse to run
 
 
 def make_plan(
@@ -71,6 +75,9 @@ def make_plan(
     spool_dir: str | None = None,
     progress: bool = True,
     command_line: str = "",
+    segment: ExecutionSegment | None = None,
+    start_at_ns: int | None = None,
+    max_start_skew_ns: int = NS,
 ) -> RunPlan:
     """Check the combination of arguments and the corpus (a bundled name or a path); the
     RunPlan, or InputError naming the option at fault. Without `model` the load model
@@ -120,6 +127,9 @@ def make_plan(
     parsed = tuple(_parse_thresholds(thresholds))
     if abort_on_fail and not parsed:
         raise InputError("--abort-on-fail needs at least one --threshold")
+    segment = segment or ExecutionSegment()
+    if max_start_skew_ns < 0:
+        raise InputError("--max-start-skew cannot be negative")
     return RunPlan(
         corpus=str(path),
         corpus_label=corpus,
@@ -142,6 +152,9 @@ def make_plan(
         command_line=command_line,
         progress=progress,
         spool_dir=checked_spool_dir,
+        segment=segment,
+        start_at_ns=start_at_ns,
+        max_start_skew_ns=int(max_start_skew_ns),
     )
 
 

@@ -82,7 +82,7 @@ class Worker:
         self.pipe = pipe
         self.target = wire.Target.parse(cfg.target)
         self.encoder = wire.Encoder(self.target, cfg.api_key, cfg.user_agent)
-        self.minter = rewrite.IdMinter(cfg.worker, cfg.nonce)
+        self.minter = rewrite.IdMinter(cfg.worker, cfg.nonce, cfg.segment, cfg.segments)
         self.stamps = rewrite.Stamps()
         self.recorder = IntervalRecorder(cfg.worker)
         self.record = self.recorder.record
