@@ -16,6 +16,7 @@ from capture.errors import EXIT_INTERRUPTED
 from capture.units import parse_duration_ns, parse_rate
 from replay.config import ARRIVALS
 from replay.coordinator import Coordinator, RunFailed
+from replay.live import parse_listen
 from replay.pacing import NS
 from replay.plan import RunPlan, make_plan
 from replay.rewrite import MAX_WORKERS
@@ -42,6 +43,7 @@ def _parse_stage(text: str) -> tuple[int, float]:
 STAGE = ParsedType("duration:rate", _parse_stage)
 SEGMENT = ParsedType("I/K", parse_segment)
 START_AT = ParsedType("time", parse_start_at)
+LISTEN = ParsedType("[host:]port", parse_listen)
 THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
 
 
@@ -119,6 +121,12 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     show_default=True,
     help="With --start-at: refuse to start when ready later than it by more than this.",
 )
+@click.option(
+    "--metrics-port",
+    type=LISTEN,
+    metavar="[HOST:]PORT",
+    help="Serve live Prometheus metrics at /metrics during the run (all interfaces).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
@@ -180,6 +188,7 @@ def plan_from_options(corpus: str, o: dict[str, Any], command_line: str = "") ->
         segment=_segment(o.get("segment"), o.get("segments")),
         start_at_ns=o.get("start_at"),
         max_start_skew_ns=int(o["max_start_skew"] if o.get("max_start_skew") is not None else NS),
+        metrics_listen=o.get("metrics_port"),
     )
 
 

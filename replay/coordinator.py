@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgpack
 
@@ -43,8 +43,12 @@ from replay import protocol
 from replay.config import WorkerConfig
 from replay.plan import RunPlan
 from replay.protocol import LoadStage
+from replay.recorder import read_delta
 from replay.segments import share
 from replay.target import RunTarget
+
+if TYPE_CHECKING:
+    from replay.live import LiveMetrics, MetricsServer
 
 NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
@@ -110,6 +114,8 @@ class Coordinator:
         self.start_late_ns = 0  # --start-at: how much later than it this segment started
         self.paced_until_ns = 0
         self.notes: list[str] = []
+        self.live: LiveMetrics | None = None
+        self.metrics_server: MetricsServer | None = None
 
     # --- processes -----------------------------------------------------------------------
 
@@ -207,6 +213,8 @@ class Coordinator:
         if isinstance(message, protocol.Delta):  # one interval: its folds' recorder deltas
             for payload in message.folds:
                 self.aggregate.add(payload)
+                if self.live is not None:
+                    self.live.add(read_delta(payload))
             # Merge the folds' histograms now (interval_series merges what it reads), so an
             # interval keeps one part per series and metric, not one per fold.
             self.aggregate.interval_series(message.interval)
@@ -221,6 +229,8 @@ class Coordinator:
             proc.state = "done"
             proc.info.update(message.info)
             self.aggregate.retire(proc.index)
+            if self.live is not None:
+                self.live.retire(proc.index)
         else:
             proc.state = "failed"
             self.aggregate.retire(proc.index)
@@ -282,6 +292,7 @@ class Coordinator:
 
     def run(self) -> int:
         """The whole run; returns the exit status. Raises RunFailed before the start."""
+        self._serve_metrics()
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             self._spawn()
@@ -290,7 +301,29 @@ class Coordinator:
         finally:
             self._reap()
             signal.signal(signal.SIGINT, previous)
-        return self._finish()
+        try:
+            return self._finish()
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+
+    def _serve_metrics(self) -> None:
+        """--metrics-port: live metrics from before the workers start (RunFailed if the
+        address cannot be bound)."""
+        plan = self.plan
+        if plan.metrics_listen is None:
+            return
+        from replay.live import LiveMetrics, MetricsServer
+
+        self.live = LiveMetrics(str(plan.segment), vus=plan.vus)
+        host, port = plan.metrics_listen
+        try:
+            self.metrics_server = MetricsServer(self.live, host, port)
+        except OSError as exc:
+            raise RunFailed(f"--metrics-port {host}:{port}: {exc.strerror or exc}") from None
+        if plan.progress:
+            self.stderr.write(f"replay: live metrics at {self.metrics_server.url}\n")
+            self.stderr.flush()
 
     def _barrier(self) -> None:
         """Wait for every worker's `ready`: as long as each loading worker keeps saying how

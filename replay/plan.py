@@ -51,6 +51,7 @@ class RunPlan:
     segment: ExecutionSegment = WHOLE_RUN  # this machine's part of the run
     start_at_ns: int | None = None  # wall clock (unix ns): start then, not when ready
     max_start_skew_ns: int = NS  # ready later than start_at + this: refuse to run
+    metrics_listen: tuple[str, int] | None = None  # serve live Prometheus metrics there
 
 
 def make_plan(
@@ -78,6 +79,7 @@ def make_plan(
     segment: ExecutionSegment | None = None,
     start_at_ns: int | None = None,
     max_start_skew_ns: int = NS,
+    metrics_listen: tuple[str, int] | None = None,
 ) -> RunPlan:
     """Check the combination of arguments and the corpus (a bundled name or a path); the
     RunPlan, or InputError naming the option at fault. Without `model` the load model
@@ -155,6 +157,7 @@ def make_plan(
         segment=segment,
         start_at_ns=start_at_ns,
         max_start_skew_ns=int(max_start_skew_ns),
+        metrics_listen=metrics_listen,
     )
 
 
