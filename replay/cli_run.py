@@ -127,6 +127,20 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     metavar="[HOST:]PORT",
     help="Serve live Prometheus metrics at /metrics during the run (all interfaces).",
 )
+@click.option(
+    "--scrape",
+    multiple=True,
+    metavar="URL",
+    help="The target's Prometheus /metrics, read every --scrape-interval into the results.",
+)
+@click.option(
+    "--scrape-metric",
+    "scrape_metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Keep this metric too (beside process memory and CPU).",
+)
+@click.option("--scrape-interval", type=DURATION, default="10s", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
@@ -189,6 +203,9 @@ def plan_from_options(corpus: str, o: dict[str, Any], command_line: str = "") ->
         start_at_ns=o.get("start_at"),
         max_start_skew_ns=int(o["max_start_skew"] if o.get("max_start_skew") is not None else NS),
         metrics_listen=o.get("metrics_port"),
+        scrape=tuple(o.get("scrape") or ()),
+        scrape_metrics=tuple(o.get("scrape_metrics") or ()),
+        scrape_interval_s=(o.get("scrape_interval") or 10 * NS) / NS,
     )
 
 

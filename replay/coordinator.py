@@ -49,6 +49,7 @@ from replay.target import RunTarget
 
 if TYPE_CHECKING:
     from replay.live import LiveMetrics, MetricsServer
+    from replay.scrape import TargetScraper
 
 NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
@@ -115,6 +116,7 @@ class Coordinator:
         self.paced_until_ns = 0
         self.notes: list[str] = []
         self.live: LiveMetrics | None = None
+        self.scraper: TargetScraper | None = None
         self.metrics_server: MetricsServer | None = None
 
     # --- processes -----------------------------------------------------------------------
@@ -361,6 +363,13 @@ class Coordinator:
             )
         self.start_ns, wall_ns = self._start_instant()
         self.started_at = _iso(wall_ns)
+        if self.plan.scrape:
+            from replay.scrape import TargetScraper
+
+            self.scraper = TargetScraper(
+                self.plan.scrape, self.plan.scrape_metrics, self.plan.scrape_interval_s
+            )
+            self.scraper.start(self.start_ns)
         for proc in self.procs:
             proc.state = "running"
             self._send(proc, protocol.Start(self.start_ns, wall_ns).encode())
@@ -493,6 +502,9 @@ class Coordinator:
                     f"worker {p.index}: {why}; it decoded and built every request as it sent "
                     "it instead (more CPU per request)"
                 )
+        if self.scraper is not None:
+            self.scraper.stop()
+            notes.extend(self.scraper.notes())
         verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate)
         meta = RunMeta(
             corpus=plan.corpus_label,
@@ -513,6 +525,8 @@ class Coordinator:
             start_late_ms=None if plan.start_at_ns is None else self.start_late_ns / 1e6,
         )
         results = build_results(self.aggregate, meta, verdicts)
+        if self.scraper is not None:
+            results["scrape"] = self.scraper.results()
         if plan.out:
             write_results(plan.out, results)
         self.stdout.write(_render_summary(results))

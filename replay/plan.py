@@ -18,6 +18,7 @@ from corpora import BUNDLED, bundled_path
 from replay import pacing
 from replay.config import ARRIVALS, MODELS
 from replay.pacing import NS
+from replay.scrape import check_scrape_url
 from replay.segments import WHOLE_RUN, ExecutionSegment
 from replay.spool import TemplateSpool
 from replay.thresholds import Threshold, parse_threshold
@@ -52,6 +53,9 @@ class RunPlan:
     start_at_ns: int | None = None  # wall clock (unix ns): start then, not when ready
     max_start_skew_ns: int = NS  # ready later than start_at + this: refuse to run
     metrics_listen: tuple[str, int] | None = None  # serve live Prometheus metrics there
+    scrape: tuple[str, ...] = ()  # the target's Prometheus endpoints, read during the run
+    scrape_metrics: tuple[str, ...] = ()  # metrics kept beside memory and CPU
+    scrape_interval_s: float = 10.0
 
 
 def make_plan(
@@ -80,6 +84,9 @@ def make_plan(
     start_at_ns: int | None = None,
     max_start_skew_ns: int = NS,
     metrics_listen: tuple[str, int] | None = None,
+    scrape: Sequence[str] = (),
+    scrape_metrics: Sequence[str] = (),
+    scrape_interval_s: float = 10.0,
 ) -> RunPlan:
     """Check the combination of arguments and the corpus (a bundled name or a path); the
     RunPlan, or InputError naming the option at fault. Without `model` the load model
@@ -158,6 +165,9 @@ def make_plan(
         start_at_ns=start_at_ns,
         max_start_skew_ns=int(max_start_skew_ns),
         metrics_listen=metrics_listen,
+        scrape=_scrape_urls(scrape),
+        scrape_metrics=tuple(scrape_metrics),
+        scrape_interval_s=float(scrape_interval_s),
     )
 
 
@@ -176,6 +186,16 @@ def _spool_dir(given: str | None) -> str | None:
         why = exc.strerror or str(exc)
         raise InputError(f"--spool-dir {given}: cannot create a file there: {why}") from None
     return str(path.resolve())
+
+
+def _scrape_urls(urls: Sequence[str]) -> tuple[str, ...]:
+    out = []
+    for url in urls:
+        try:
+            out.append(check_scrape_url(url))
+        except ValueError as exc:
+            raise InputError(f"--scrape: {exc}") from None
+    return tuple(out)
 
 
 def _parse_thresholds(texts: Sequence[str | Threshold]) -> list[Threshold]:
