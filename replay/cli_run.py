@@ -141,6 +141,20 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     help="Keep this metric too (beside process memory and CPU).",
 )
 @click.option("--scrape-interval", type=DURATION, default="10s", show_default=True)
+@click.option(
+    "--visibility-probe",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="FRACTION",
+    help="Poll this fraction of acknowledged traces until readable: ingest-to-visible lag.",
+)
+@click.option(
+    "--visibility-timeout",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="A probed trace not readable after this counts as a timeout.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
@@ -206,6 +220,8 @@ def plan_from_options(corpus: str, o: dict[str, Any], command_line: str = "") ->
         scrape=tuple(o.get("scrape") or ()),
         scrape_metrics=tuple(o.get("scrape_metrics") or ()),
         scrape_interval_s=(o.get("scrape_interval") or 10 * NS) / NS,
+        visibility_probe=float(o.get("visibility_probe") or 0.0),
+        visibility_timeout_ns=int(o.get("visibility_timeout") or 300 * NS),
     )
 
 

@@ -60,6 +60,8 @@ class WorkerConfig:
     spool_dir: str | None = None  # where a shard too large for the cache is spooled ($TMPDIR)
     segment: int = 0  # this machine's execution segment (replay.segments) ...
     segments: int = 1  # ... of this many
+    visibility_probe: float = 0.0  # fraction of acknowledged ingestions probed (replay.probe)
+    visibility_timeout_ns: int = 300_000_000_000
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)

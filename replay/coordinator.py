@@ -42,10 +42,12 @@ from capture.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from replay import protocol
 from replay.config import WorkerConfig
 from replay.plan import RunPlan
+from replay.probe import MAX_PENDING
 from replay.protocol import LoadStage
 from replay.recorder import read_delta
 from replay.segments import share
 from replay.target import RunTarget
+from replay.visibility import VisibilityAggregate
 
 if TYPE_CHECKING:
     from replay.live import LiveMetrics, MetricsServer
@@ -117,6 +119,7 @@ class Coordinator:
         self.notes: list[str] = []
         self.live: LiveMetrics | None = None
         self.scraper: TargetScraper | None = None
+        self.visibility: VisibilityAggregate | None = None
         self.metrics_server: MetricsServer | None = None
 
     # --- processes -----------------------------------------------------------------------
@@ -172,6 +175,8 @@ class Coordinator:
             timeout_ns=plan.timeout_ns,
             user_agent=f"agenttrace-replay/{_version()}",
             spool_dir=plan.spool_dir,
+            visibility_probe=plan.visibility_probe,
+            visibility_timeout_ns=plan.visibility_timeout_ns,
             segment=seg.index,
             segments=seg.count,
         )
@@ -220,6 +225,13 @@ class Coordinator:
             # Merge the folds' histograms now (interval_series merges what it reads), so an
             # interval keeps one part per series and metric, not one per fold.
             self.aggregate.interval_series(message.interval)
+        elif isinstance(message, protocol.Probes):
+            if self.visibility is None:
+                self.visibility = VisibilityAggregate()
+            try:
+                self.visibility.add(message.ended)
+            except ValueError as exc:
+                self._fail(f"worker {proc.index}: {exc}", EXIT_FAILED)
         elif isinstance(message, protocol.Loading):  # a long corpus: still reading it
             proc.heard = time.monotonic()
             stage = protocol.LOAD_STAGES.index(message.stage)
@@ -405,6 +417,8 @@ class Coordinator:
         plan = self.plan
         end = self.start_ns + plan.duration_ns
         hard_end = end + plan.timeout_ns + 15 * NS  # past this, workers are hung
+        if plan.visibility_probe:  # workers wait for their last probes
+            hard_end += plan.visibility_timeout_ns + 2 * NS
         stop_deadline: float | None = None
         tty = self.stderr.isatty()
         next_progress = self.start_ns + NS + NS // 5
@@ -505,7 +519,16 @@ class Coordinator:
         if self.scraper is not None:
             self.scraper.stop()
             notes.extend(self.scraper.notes())
-        verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate)
+        if plan.visibility_probe and self.visibility is None:
+            self.visibility = VisibilityAggregate()  # probing, and nothing was acknowledged
+        if self.visibility is not None:
+            self.visibility.skipped = sum(int(p.info.get("probes_skipped", 0)) for p in self.procs)
+            if self.visibility.skipped:
+                notes.append(
+                    f"{self.visibility.skipped:,} visibility probes were not started: each "
+                    f"worker polls at most {MAX_PENDING} traces at once"
+                )
+        verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate, self.visibility)
         meta = RunMeta(
             corpus=plan.corpus_label,
             target=self.target.url,
@@ -527,6 +550,8 @@ class Coordinator:
         results = build_results(self.aggregate, meta, verdicts)
         if self.scraper is not None:
             results["scrape"] = self.scraper.results()
+        if self.visibility is not None:
+            self.visibility.add_to_results(results)
         if plan.out:
             write_results(plan.out, results)
         self.stdout.write(_render_summary(results))

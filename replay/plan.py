@@ -56,6 +56,8 @@ class RunPlan:
     scrape: tuple[str, ...] = ()  # the target's Prometheus endpoints, read during the run
     scrape_metrics: tuple[str, ...] = ()  # metrics kept beside memory and CPU
     scrape_interval_s: float = 10.0
+    visibility_probe: float = 0.0  # fraction of acknowledged ingestions polled until readable
+    visibility_timeout_ns: int = 300 * NS
 
 
 def make_plan(
@@ -87,6 +89,8 @@ def make_plan(
     scrape: Sequence[str] = (),
     scrape_metrics: Sequence[str] = (),
     scrape_interval_s: float = 10.0,
+    visibility_probe: float = 0.0,
+    visibility_timeout_ns: int = 300 * NS,
 ) -> RunPlan:
     """Check the combination of arguments and the corpus (a bundled name or a path); the
     RunPlan, or InputError naming the option at fault. Without `model` the load model
@@ -168,6 +172,8 @@ def make_plan(
         scrape=_scrape_urls(scrape),
         scrape_metrics=tuple(scrape_metrics),
         scrape_interval_s=float(scrape_interval_s),
+        visibility_probe=_fraction(visibility_probe),
+        visibility_timeout_ns=int(visibility_timeout_ns),
     )
 
 
@@ -186,6 +192,12 @@ def _spool_dir(given: str | None) -> str | None:
         why = exc.strerror or str(exc)
         raise InputError(f"--spool-dir {given}: cannot create a file there: {why}") from None
     return str(path.resolve())
+
+
+def _fraction(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"--visibility-probe {value:g}: give a fraction between 0 and 1")
+    return float(value)
 
 
 def _scrape_urls(urls: Sequence[str]) -> tuple[str, ...]:

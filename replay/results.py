@@ -50,6 +50,7 @@ from replay.histogram import (
 from replay.recorder import ERROR_KINDS, METRICS, SeriesDelta
 from replay.segments import join_segments
 from replay.thresholds import Threshold, Verdict, evaluate, parse_threshold
+from replay.visibility import merged as merged_visibility
 
 SCHEMA = "replay-results/1"
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
@@ -621,5 +622,9 @@ def merge_results(
     longest = max(durations)
     if longest > 0:
         aggregate.set_duration(longest)
-    verdicts = evaluate(list(wanted.values()), aggregate)
-    return build_results(aggregate, merge_meta(metas, names), verdicts)
+    vis = merged_visibility(results, names)
+    verdicts = evaluate(list(wanted.values()), aggregate, vis)
+    out = build_results(aggregate, merge_meta(metas, names), verdicts)
+    if vis is not None:
+        vis.add_to_results(out)
+    return out
