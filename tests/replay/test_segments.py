@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from capture.corpus import CorpusReader
@@ -51,6 +51,7 @@ def replay_env() -> dict[str, str]:
 layouts = st.lists(st.integers(1, 5), min_size=1, max_size=6)
 
 
+@settings(deadline=None)  # a busy CI machine: no per-example time limit
 @given(layouts, st.lists(st.one_of(st.none(), st.text(min_size=1, max_size=12)), max_size=60))
 def test_every_record_has_exactly_one_segment_and_worker(
     workers: list[int], traces: list[str | None]
@@ -66,6 +67,7 @@ def test_every_record_has_exactly_one_segment_and_worker(
         assert len(owners) == 1, (trace, index, owners)
 
 
+@settings(deadline=None)  # a busy CI machine: no per-example time limit
 @given(layouts, st.text(min_size=1, max_size=12), st.integers(0, 1000), st.integers(0, 1000))
 def test_a_traces_requests_stay_in_one_segment(
     workers: list[int], trace: str, a: int, b: int
@@ -106,6 +108,7 @@ curves = st.one_of(
 )
 
 
+@settings(deadline=None)  # a busy CI machine: no per-example time limit
 @given(curves, layouts)
 @example(pacing.RateCurve([(NS, 100.0, 100.0)]), [1, 1, 1])  # 100/s over 3: 34, 33, 33
 def test_arrival_hits_of_all_segments_are_exactly_the_whole_run(
@@ -126,6 +129,7 @@ def test_arrival_hits_of_all_segments_are_exactly_the_whole_run(
         assert abs(len(part) - len(whole) / k) <= 1
 
 
+@settings(deadline=None)  # a busy CI machine: no per-example time limit
 @given(layouts, st.integers(1, 3))
 def test_poisson_segments_superpose_to_the_whole_intensity(workers: list[int], seed: int) -> None:
     # each worker of each segment draws 1/(K*W_i)... of the intensity; the K segments
@@ -143,6 +147,7 @@ def test_poisson_segments_superpose_to_the_whole_intensity(workers: list[int], s
     assert abs(total - 2000) < 5 * 2000**0.5
 
 
+@settings(deadline=None)  # a busy CI machine: no per-example time limit
 @given(st.integers(0, 10_000), layouts)
 def test_vus_are_split_as_evenly_as_integers_allow(total: int, workers: list[int]) -> None:
     k = len(workers)
@@ -193,6 +198,7 @@ def test_joining_segments_says_what_is_missing() -> None:
         join_segments(["0/2", None], ["a", "b"])
 
 
+@settings(deadline=None)  # a busy CI machine: no per-example time limit
 @given(
     st.integers(0, 255), st.integers(0, 255), st.integers(0, 99), st.integers(0, 99),
     st.integers(0, 2**62), st.integers(0, 2**62), st.integers(1, 100),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replay.probe import next_poll_ns
@@ -70,6 +70,7 @@ def delayed() -> Iterator[str]:
     thread.join(timeout=5)
 
 
+@settings(deadline=None)
 @given(st.integers(0, 600_000).map(lambda ms: ms * MS))
 def test_the_poll_schedule_overstates_the_lag_by_at_most_ten_percent_and_50_ms(v: int) -> None:
     # walk the schedule from the acknowledgment; the first poll at or after v is no later
