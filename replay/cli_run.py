@@ -16,11 +16,19 @@ from capture.errors import EXIT_INTERRUPTED
 from capture.units import parse_duration_ns, parse_rate
 from replay.config import ARRIVALS
 from replay.coordinator import Coordinator, RunFailed
+from replay.live import parse_listen
 from replay.open_files import warn_open_files
 from replay.pacing import NS
 from replay.plan import RunPlan, make_plan
 from replay.results_stdout import StdoutResults
 from replay.rewrite import MAX_WORKERS
+from replay.segments import (
+    MAX_SEGMENTS,
+    ExecutionSegment,
+    parse_segment,
+    parse_start_at,
+    segment_from_env,
+)
 from replay.target import TargetError, open_target
 
 
@@ -35,6 +43,9 @@ def _parse_stage(text: str) -> tuple[int, float]:
 
 
 STAGE = ParsedType("duration:rate", _parse_stage)
+SEGMENT = ParsedType("I/K", parse_segment)
+START_AT = ParsedType("time", parse_start_at)
+LISTEN = ParsedType("[host:]port", parse_listen)
 THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
 
 
@@ -90,6 +101,63 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     "--spool-dir",
     metavar="DIR",
     help="Where workers spool the templates of a corpus too large for memory [$TMPDIR].",
+)
+@click.option(
+    "--segment",
+    type=SEGMENT,
+    help="Run execution segment I of K (0-based, e.g. 0/3): K machines, one run.",
+)
+@click.option(
+    "--segments",
+    type=click.IntRange(1, MAX_SEGMENTS),
+    help="K segments; this one is $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).",
+)
+@click.option(
+    "--start-at",
+    type=START_AT,
+    metavar="TIME",
+    help="Start at this wall-clock instant (unix seconds or RFC 3339), not when ready.",
+)
+@click.option(
+    "--max-start-skew",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="With --start-at: refuse to start when ready later than it by more than this.",
+)
+@click.option(
+    "--metrics-port",
+    type=LISTEN,
+    metavar="[HOST:]PORT",
+    help="Serve live Prometheus metrics at /metrics during the run (all interfaces).",
+)
+@click.option(
+    "--scrape",
+    multiple=True,
+    metavar="URL",
+    help="The target's Prometheus /metrics, read every --scrape-interval into the results.",
+)
+@click.option(
+    "--scrape-metric",
+    "scrape_metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Keep this metric too (beside process memory and CPU).",
+)
+@click.option("--scrape-interval", type=DURATION, default="10s", show_default=True)
+@click.option(
+    "--visibility-probe",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="FRACTION",
+    help="Poll this fraction of acknowledged traces until readable: ingest-to-visible lag.",
+)
+@click.option(
+    "--visibility-timeout",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="A probed trace not readable after this counts as a timeout.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
@@ -152,7 +220,30 @@ def plan_from_options(corpus: str, o: dict[str, Any], command_line: str = "") ->
         spool_dir=o.get("spool_dir"),
         progress=not o.get("quiet"),
         command_line=command_line,
+        segment=_segment(o.get("segment"), o.get("segments")),
+        start_at_ns=o.get("start_at"),
+        max_start_skew_ns=int(o["max_start_skew"] if o.get("max_start_skew") is not None else NS),
+        metrics_listen=o.get("metrics_port"),
+        scrape=tuple(o.get("scrape") or ()),
+        scrape_metrics=tuple(o.get("scrape_metrics") or ()),
+        scrape_interval_s=(o.get("scrape_interval") or 10 * NS) / NS,
+        visibility_probe=float(o.get("visibility_probe") or 0.0),
+        visibility_timeout_ns=int(o.get("visibility_timeout") or 300 * NS),
     )
+
+
+def _segment(given: ExecutionSegment | None, count: int | None) -> ExecutionSegment | None:
+    """--segment I/K, or --segments K with $JOB_COMPLETION_INDEX; they must agree."""
+    if given is not None:
+        if count is not None and count != given.count:
+            raise InputError(f"--segment {given} and --segments {count} disagree")
+        return given
+    if count is None:
+        return None
+    try:
+        return segment_from_env(count)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _command_line() -> str:

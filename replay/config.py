@@ -8,22 +8,25 @@ requests that name no trace are dealt round-robin by their position in the corpu
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from replay.segments import owner, record_key
 
 MODELS = ("timeline", "rate", "closed")
 ARRIVALS = ("uniform", "poisson")
 
 
-def shard_of(trace: str | None, index: int, workers: int) -> int:
-    """The worker a record belongs to: CRC-32 of its trace id (stable across processes and
-    Python versions, unlike hash()), or its corpus position when it names no trace."""
-    if workers <= 1:
+def shard_of(
+    trace: str | None, index: int, workers: int, segment: int = 0, segments: int = 1
+) -> int:
+    """The worker (within `segment`) a record belongs to, or -1 when it belongs to another
+    segment: by the CRC-32 of its trace id, or its corpus position when it names no trace
+    (replay.segments)."""
+    if workers <= 1 and segments <= 1:
         return 0
-    if trace:
-        return zlib.crc32(trace.encode("utf-8")) % workers
-    return index % workers
+    mine, worker = owner(record_key(trace, index), segments, workers)
+    return worker if mine == segment else -1
 
 
 def split(total: int, workers: int, worker: int) -> int:
@@ -55,6 +58,10 @@ class WorkerConfig:
     cache_bytes: int = 48 << 20  # keep templates in memory when the shard fits
     user_agent: str = "agenttrace-replay"
     spool_dir: str | None = None  # where a shard too large for the cache is spooled ($TMPDIR)
+    segment: int = 0  # this machine's execution segment (replay.segments) ...
+    segments: int = 1  # ... of this many
+    visibility_probe: float = 0.0  # fraction of acknowledged ingestions probed (replay.probe)
+    visibility_timeout_ns: int = 300_000_000_000
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)

@@ -34,19 +34,28 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgpack
 
 from capture.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from replay import protocol
-from replay.config import WorkerConfig, split
+from replay.config import WorkerConfig
 from replay.plan import RunPlan
+from replay.probe import MAX_PENDING
 from replay.protocol import LoadStage
+from replay.recorder import read_delta
+from replay.segments import share
 from replay.target import RunTarget
+from replay.visibility import VisibilityAggregate
+
+if TYPE_CHECKING:
+    from replay.live import LiveMetrics, MetricsServer
+    from replay.scrape import TargetScraper
 
 NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
+START_AT_MARGIN_NS = 50_000_000  # --start-at: the least time the workers get to hear it
 READY_TIMEOUT_S = 120.0  # a loading worker silent this long (no "loading" message) is stuck
 LOADING_SAID: dict[LoadStage, str] = {"read": "", "spool": "building templates: "}
 STOP_TIMEOUT_S = 8.0  # after `stop`, how long workers get to say done before being killed
@@ -105,8 +114,13 @@ class Coordinator:
         self.stop_sent = False
         self.start_ns = 0
         self.started_at = ""
+        self.start_late_ns = 0  # --start-at: how much later than it this segment started
         self.paced_until_ns = 0
         self.notes: list[str] = []
+        self.live: LiveMetrics | None = None
+        self.scraper: TargetScraper | None = None
+        self.visibility: VisibilityAggregate | None = None
+        self.metrics_server: MetricsServer | None = None
 
     # --- processes -----------------------------------------------------------------------
 
@@ -138,6 +152,7 @@ class Coordinator:
 
     def _config(self, w: int) -> WorkerConfig:
         plan, target = self.plan, self.target
+        seg = plan.segment
         return WorkerConfig(
             worker=w,
             workers=plan.workers,
@@ -154,12 +169,16 @@ class Coordinator:
             rate=plan.rate,
             arrival=plan.arrival,
             stages=list(plan.stages),
-            vus=split(plan.vus, plan.workers, w),
+            vus=share(plan.vus, seg.index, seg.count, w, plan.workers),
             think_ns=plan.think_ns,
-            max_inflight=max(1, split(plan.max_inflight, plan.workers, w)),
+            max_inflight=max(1, share(plan.max_inflight, seg.index, seg.count, w, plan.workers)),
             timeout_ns=plan.timeout_ns,
             user_agent=f"agenttrace-replay/{_version()}",
             spool_dir=plan.spool_dir,
+            visibility_probe=plan.visibility_probe,
+            visibility_timeout_ns=plan.visibility_timeout_ns,
+            segment=seg.index,
+            segments=seg.count,
         )
 
     def _send(self, proc: _Proc, message: Any) -> None:
@@ -201,9 +220,18 @@ class Coordinator:
         if isinstance(message, protocol.Delta):  # one interval: its folds' recorder deltas
             for payload in message.folds:
                 self.aggregate.add(payload)
+                if self.live is not None:
+                    self.live.add(read_delta(payload))
             # Merge the folds' histograms now (interval_series merges what it reads), so an
             # interval keeps one part per series and metric, not one per fold.
             self.aggregate.interval_series(message.interval)
+        elif isinstance(message, protocol.Probes):
+            if self.visibility is None:
+                self.visibility = VisibilityAggregate()
+            try:
+                self.visibility.add(message.ended)
+            except ValueError as exc:
+                self._fail(f"worker {proc.index}: {exc}", EXIT_FAILED)
         elif isinstance(message, protocol.Loading):  # a long corpus: still reading it
             proc.heard = time.monotonic()
             stage = protocol.LOAD_STAGES.index(message.stage)
@@ -215,6 +243,8 @@ class Coordinator:
             proc.state = "done"
             proc.info.update(message.info)
             self.aggregate.retire(proc.index)
+            if self.live is not None:
+                self.live.retire(proc.index)
         else:
             proc.state = "failed"
             self.aggregate.retire(proc.index)
@@ -276,6 +306,7 @@ class Coordinator:
 
     def run(self) -> int:
         """The whole run; returns the exit status. Raises RunFailed before the start."""
+        self._serve_metrics()
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             self._spawn()
@@ -284,7 +315,29 @@ class Coordinator:
         finally:
             self._reap()
             signal.signal(signal.SIGINT, previous)
-        return self._finish()
+        try:
+            return self._finish()
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+
+    def _serve_metrics(self) -> None:
+        """--metrics-port: live metrics from before the workers start (RunFailed if the
+        address cannot be bound)."""
+        plan = self.plan
+        if plan.metrics_listen is None:
+            return
+        from replay.live import LiveMetrics, MetricsServer
+
+        self.live = LiveMetrics(str(plan.segment), vus=plan.vus)
+        host, port = plan.metrics_listen
+        try:
+            self.metrics_server = MetricsServer(self.live, host, port)
+        except OSError as exc:
+            raise RunFailed(f"--metrics-port {host}:{port}: {exc.strerror or exc}") from None
+        if plan.progress:
+            self.stderr.write(f"replay: live metrics at {self.metrics_server.url}\n")
+            self.stderr.flush()
 
     def _barrier(self) -> None:
         """Wait for every worker's `ready`: as long as each loading worker keeps saying how
@@ -320,17 +373,52 @@ class Coordinator:
                 f"replay loading: {spooled:,} templates spooled to {', '.join(where)} "
                 f"({size / 1e6:,.1f} MB, removed when the workers exit)\n"
             )
-        self.start_ns = time.monotonic_ns() + START_MARGIN_NS
-        wall_ns = time.time_ns() + START_MARGIN_NS
+        self.start_ns, wall_ns = self._start_instant()
         self.started_at = _iso(wall_ns)
+        if self.plan.scrape:
+            from replay.scrape import TargetScraper
+
+            self.scraper = TargetScraper(
+                self.plan.scrape, self.plan.scrape_metrics, self.plan.scrape_interval_s
+            )
+            self.scraper.start(self.start_ns)
         for proc in self.procs:
             proc.state = "running"
             self._send(proc, protocol.Start(self.start_ns, wall_ns).encode())
+
+    def _start_instant(self) -> tuple[int, int]:
+        """(monotonic, wall) ns of the start: START_MARGIN_NS from now, or --start-at when
+        given (a segment ready within --max-start-skew after it starts that late; later, it
+        refuses rather than skew the run). Wall and monotonic clocks are read together."""
+        plan = self.plan
+        mono, wall = time.monotonic_ns(), time.time_ns()
+        if plan.start_at_ns is None:
+            return mono + START_MARGIN_NS, wall + START_MARGIN_NS
+        earliest = wall + START_AT_MARGIN_NS
+        late = earliest - plan.start_at_ns
+        if late > plan.max_start_skew_ns:
+            raise RunFailed(
+                f"ready at {_iso(wall)}, {late / NS:.3f}s after --start-at {_iso(plan.start_at_ns)}"
+                f" (more than --max-start-skew {plan.max_start_skew_ns / NS:g}s): not starting "
+                "a skewed segment; give a later --start-at",
+                EXIT_BAD_INPUT,
+            )
+        self.start_late_ns = max(late, 0)
+        start_wall = max(plan.start_at_ns, earliest)
+        if plan.progress and start_wall - wall > NS:
+            self.stderr.write(
+                f"replay: ready; starting at {_iso(start_wall)} "
+                f"(--start-at, in {(start_wall - wall) / NS:,.1f}s)\n"
+            )
+            self.stderr.flush()
+        return mono + (start_wall - wall), start_wall
 
     def _gather(self) -> None:
         plan = self.plan
         end = self.start_ns + plan.duration_ns
         hard_end = end + plan.timeout_ns + 15 * NS  # past this, workers are hung
+        if plan.visibility_probe:  # workers wait for their last probes
+            hard_end += plan.visibility_timeout_ns + 2 * NS
         stop_deadline: float | None = None
         tty = self.stderr.isatty()
         next_progress = self.start_ns + NS + NS // 5
@@ -428,7 +516,19 @@ class Coordinator:
                     f"worker {p.index}: {why}; it decoded and built every request as it sent "
                     "it instead (more CPU per request)"
                 )
-        verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate)
+        if self.scraper is not None:
+            self.scraper.stop()
+            notes.extend(self.scraper.notes())
+        if plan.visibility_probe and self.visibility is None:
+            self.visibility = VisibilityAggregate()  # probing, and nothing was acknowledged
+        if self.visibility is not None:
+            self.visibility.skipped = sum(int(p.info.get("probes_skipped", 0)) for p in self.procs)
+            if self.visibility.skipped:
+                notes.append(
+                    f"{self.visibility.skipped:,} visibility probes were not started: each "
+                    f"worker polls at most {MAX_PENDING} traces at once"
+                )
+        verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate, self.visibility)
         meta = RunMeta(
             corpus=plan.corpus_label,
             target=self.target.url,
@@ -443,8 +543,15 @@ class Coordinator:
             host_cores=os.cpu_count() or 1,
             command_line=plan.command_line,
             notes=notes,
+            segment=None if plan.segment.whole else str(plan.segment),
+            start_at=None if plan.start_at_ns is None else _iso(plan.start_at_ns),
+            start_late_ms=None if plan.start_at_ns is None else self.start_late_ns / 1e6,
         )
         results = build_results(self.aggregate, meta, verdicts)
+        if self.scraper is not None:
+            results["scrape"] = self.scraper.results()
+        if self.visibility is not None:
+            self.visibility.add_to_results(results)
         if plan.out:
             write_results(plan.out, results)
         self.stdout.write(_render_summary(results))

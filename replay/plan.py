@@ -18,6 +18,8 @@ from corpora import BUNDLED, bundled_path
 from replay import pacing
 from replay.config import ARRIVALS, MODELS
 from replay.pacing import NS
+from replay.scrape import check_scrape_url
+from replay.segments import WHOLE_RUN, ExecutionSegment
 from replay.spool import TemplateSpool
 from replay.thresholds import Threshold, parse_threshold
 
@@ -47,6 +49,15 @@ class RunPlan:
     command_line: str = ""
     spool_dir: str | None = None  # None: the temporary directory ($TMPDIR)
     progress: bool = True
+    segment: ExecutionSegment = WHOLE_RUN  # this machine's part of the run
+    start_at_ns: int | None = None  # wall clock (unix ns): start then, not when ready
+    max_start_skew_ns: int = NS  # ready later than start_at + this: refuse to run
+    metrics_listen: tuple[str, int] | None = None  # serve live Prometheus metrics there
+    scrape: tuple[str, ...] = ()  # the target's Prometheus endpoints, read during the run
+    scrape_metrics: tuple[str, ...] = ()  # metrics kept beside memory and CPU
+    scrape_interval_s: float = 10.0
+    visibility_probe: float = 0.0  # fraction of acknowledged ingestions polled until readable
+    visibility_timeout_ns: int = 300 * NS
 
 
 def make_plan(
@@ -71,6 +82,15 @@ def make_plan(
     spool_dir: str | None = None,
     progress: bool = True,
     command_line: str = "",
+    segment: ExecutionSegment | None = None,
+    start_at_ns: int | None = None,
+    max_start_skew_ns: int = NS,
+    metrics_listen: tuple[str, int] | None = None,
+    scrape: Sequence[str] = (),
+    scrape_metrics: Sequence[str] = (),
+    scrape_interval_s: float = 10.0,
+    visibility_probe: float = 0.0,
+    visibility_timeout_ns: int = 300 * NS,
 ) -> RunPlan:
     """Check the combination of arguments and the corpus (a bundled name or a path); the
     RunPlan, or InputError naming the option at fault. Without `model` the load model
@@ -120,6 +140,9 @@ def make_plan(
     parsed = tuple(_parse_thresholds(thresholds))
     if abort_on_fail and not parsed:
         raise InputError("--abort-on-fail needs at least one --threshold")
+    segment = segment or ExecutionSegment()
+    if max_start_skew_ns < 0:
+        raise InputError("--max-start-skew cannot be negative")
     return RunPlan(
         corpus=str(path),
         corpus_label=corpus,
@@ -142,6 +165,15 @@ def make_plan(
         command_line=command_line,
         progress=progress,
         spool_dir=checked_spool_dir,
+        segment=segment,
+        start_at_ns=start_at_ns,
+        max_start_skew_ns=int(max_start_skew_ns),
+        metrics_listen=metrics_listen,
+        scrape=_scrape_urls(scrape),
+        scrape_metrics=tuple(scrape_metrics),
+        scrape_interval_s=float(scrape_interval_s),
+        visibility_probe=_fraction(visibility_probe),
+        visibility_timeout_ns=int(visibility_timeout_ns),
     )
 
 
@@ -160,6 +192,22 @@ def _spool_dir(given: str | None) -> str | None:
         why = exc.strerror or str(exc)
         raise InputError(f"--spool-dir {given}: cannot create a file there: {why}") from None
     return str(path.resolve())
+
+
+def _fraction(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"--visibility-probe {value:g}: give a fraction between 0 and 1")
+    return float(value)
+
+
+def _scrape_urls(urls: Sequence[str]) -> tuple[str, ...]:
+    out = []
+    for url in urls:
+        try:
+            out.append(check_scrape_url(url))
+        except ValueError as exc:
+            raise InputError(f"--scrape: {exc}") from None
+    return tuple(out)
 
 
 def _parse_thresholds(texts: Sequence[str | Threshold]) -> list[Threshold]:

@@ -2,8 +2,9 @@
 
 Each message is a msgpack array whose first element names it. The coordinator sends a
 worker its `WorkerConfig` (a map), then `Start` and maybe `Stop`; the worker answers with
-`Loading` (while a long corpus is read), `Ready`, one `Delta` per interval, and `Done` or
-`Error`. A sender builds a message with its class and `encode()`s it; a receiver passes the
+`Loading` (while a long corpus is read), `Ready`, one `Delta` per interval (and `Probes`
+with --visibility-probe), and `Done` or `Error`. A sender builds a message with its class
+and `encode()`s it; a receiver passes the
 raw array to `from_worker` or `to_worker` and gets the typed message back, or
 `ProtocolError` for anything else.
 """
@@ -42,6 +43,7 @@ class DoneInfo(TypedDict):
     intervals: int  # intervals sent
     unsent: int  # came due, never sent: counted as dropped
     unsent_counted: bool  # False: `unsent` is a lower bound (counting was cut short)
+    probes_skipped: int  # visibility probes not started: too many already polling
 
 
 # --- worker -> coordinator --------------------------------------------------------------
@@ -84,6 +86,17 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class Probes:
+    """Visibility probes that ended: (acknowledgment second, lag µs or -1 for a timeout)."""
+
+    worker: int
+    ended: list[tuple[int, int]]
+
+    def encode(self) -> list[Any]:
+        return ["probes", self.worker, [list(e) for e in self.ended]]
+
+
+@dataclass(frozen=True)
 class Done:
     """The run is over and its last interval sent."""
 
@@ -106,7 +119,7 @@ class Error:
         return ["error", self.worker, self.kind, self.text]
 
 
-FromWorker = Loading | Ready | Delta | Done | Error
+FromWorker = Loading | Ready | Delta | Probes | Done | Error
 
 
 def from_worker(message: Any) -> FromWorker:
@@ -115,6 +128,8 @@ def from_worker(message: Any) -> FromWorker:
         kind = message[0]
         if kind == "delta":
             return Delta(int(message[1]), int(message[2]), list(message[3]))
+        if kind == "probes":
+            return Probes(int(message[1]), [(int(a), int(b)) for a, b in message[2]])
         if kind == "loading":
             stage = message[4]
             if stage not in LOAD_STAGES:
@@ -129,6 +144,7 @@ def from_worker(message: Any) -> FromWorker:
                 serial=int(info["serial"]),
                 intervals=int(info["intervals"]),
                 unsent=int(info["unsent"]),
+                probes_skipped=int(info.get("probes_skipped", 0)),
                 unsent_counted=bool(info["unsent_counted"]),
             )
             return Done(int(message[1]), done)

@@ -48,7 +48,9 @@ from replay.histogram import (
     encode_sparse,
 )
 from replay.recorder import ERROR_KINDS, METRICS, SeriesDelta
+from replay.segments import join_segments
 from replay.thresholds import Threshold, Verdict, evaluate, parse_threshold
+from replay.visibility import merged as merged_visibility
 
 SCHEMA = "replay-results/1"
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
@@ -79,9 +81,16 @@ class RunMeta:
     host_cores: int = 1
     command_line: str = ""
     notes: list[str] = field(default_factory=list)
+    segment: str | None = None  # "I/K": this run is execution segment I of K
+    start_at: str | None = None  # --start-at, ISO-8601 UTC
+    start_late_ms: float | None = None  # how much later than --start-at it started
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for name in ("segment", "start_at", "start_late_ms"):
+            if out[name] is None:
+                del out[name]  # an unsegmented run's meta is as before
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], where: str = "meta") -> RunMeta:
@@ -100,6 +109,9 @@ class RunMeta:
 
 
 _META_TYPES: dict[str, tuple[type, ...]] = {
+    "segment": (str, type(None)),
+    "start_at": (str, type(None)),
+    "start_late_ms": (int, float, type(None)),
     "corpus": (str, type(None)),
     "target": (str, type(None)),
     "model": (str,),
@@ -548,8 +560,19 @@ def merge_meta(metas: Sequence[RunMeta], sources: Sequence[str]) -> RunMeta:
             notes.append(f"the runs differ in {name}: {', '.join(str(v) for v in values)}")
     for source, meta in zip(sources, metas, strict=True):
         notes.extend(f"{source}: {note}" for note in meta.notes)
+    try:
+        segment, segment_notes = join_segments([m.segment for m in metas], sources)
+    except ValueError as exc:
+        raise ResultsError(f"cannot merge: {exc}") from None
+    notes.extend(segment_notes)
     starts = sorted((t, m.started) for m in metas if (t := _epoch(m.started)) is not None)
     ends = sorted((t, m.ended) for m in metas if (t := _epoch(m.ended)) is not None)
+    if any(m.segment for m in metas) and len(starts) > 1:
+        notes.append(
+            f"start skew between segments: {(starts[-1][0] - starts[0][0]) * 1000:.1f} ms "
+            "(their recorded start times; clocks synchronised by NTP are assumed)"
+        )
+    start_ats = {m.start_at for m in metas if m.start_at}
     return RunMeta(
         corpus=_same_or_joined(m.corpus for m in metas),
         target=_same_or_joined(m.target for m in metas),
@@ -564,6 +587,8 @@ def merge_meta(metas: Sequence[RunMeta], sources: Sequence[str]) -> RunMeta:
         host_cores=sum(m.host_cores for m in metas),
         command_line=" ; ".join(m.command_line for m in metas if m.command_line),
         notes=notes,
+        segment=segment,
+        start_at=start_ats.pop() if len(start_ats) == 1 else None,
     )
 
 
@@ -597,5 +622,9 @@ def merge_results(
     longest = max(durations)
     if longest > 0:
         aggregate.set_duration(longest)
-    verdicts = evaluate(list(wanted.values()), aggregate)
-    return build_results(aggregate, merge_meta(metas, names), verdicts)
+    vis = merged_visibility(results, names)
+    verdicts = evaluate(list(wanted.values()), aggregate, vis)
+    out = build_results(aggregate, merge_meta(metas, names), verdicts)
+    if vis is not None:
+        vis.add_to_results(out)
+    return out

@@ -13,8 +13,8 @@ Minted ids. Every id a record defines (a trace's or an observation's, kinds TRAC
 OBSERVATION; references of kinds TRACE_REF and OBSERVATION_REF to them follow them) keeps its
 length and shape; its characters become
 
-    [ worker (2 hex) | run nonce (hex) ... ] [ serial (9 hex) ] [ ordinal (3 hex) ]
-     constant per worker and shape           per request        per distinct id in the record
+    [ worker (2 hex) | segment | run nonce (hex) ... ] [ serial (9 hex) ] [ ordinal (3 hex) ]
+     constant per worker and shape                     per request        per distinct id
 
 where non-alphanumeric characters (a UUID's dashes) stay where they were. The serial counts
 this worker's requests; the ordinal numbers the distinct ids within one record. So two
@@ -126,12 +126,18 @@ _BYTES_TO_SHAPE = bytes(ord("x") if i in _ALNUM else i for i in range(256))
 class IdMinter:
     """The constant prefixes of one worker's minted ids, one per id shape."""
 
-    def __init__(self, worker: int, nonce: int) -> None:
+    def __init__(self, worker: int, nonce: int, segment: int = 0, segments: int = 1) -> None:
         if not 0 <= worker < MAX_WORKERS:
             raise ValueError(f"worker index {worker} out of range (at most {MAX_WORKERS})")
         self.worker = worker
         noise = hashlib.sha256(b"%d" % nonce).hexdigest()
-        self._fill = f"{worker:02x}{noise}"
+        # an execution segment's index, in as many hex digits as the largest needs, keeps
+        # the segments' ids apart by construction, whatever nonce each machine drew
+        digits = len(f"{segments - 1:x}") if segments > 1 else 0
+        self._fill = (
+            f"{worker:02x}{segment:0{digits}x}{noise}" if digits else f"{worker:02x}{noise}"
+        )
+        self._fixed = 2 + digits  # leading characters that must survive in every minted id
         self._prefixes: dict[str, bytes] = {}
         self._by_shape: dict[bytes, bytes] = {}
 
@@ -143,6 +149,11 @@ class IdMinter:
         if cached is None:
             original = _ascii(raw, where)
             check_id(original, f"{where}: {what} id")
+            if original[:-TAG_DIGITS].translate(_TO_SHAPE).count("x") < self._fixed:
+                raise RewriteError(
+                    f"{where}: {what} id {original!r} is too short to hold the worker and "
+                    "execution segment in front of its serial: use fewer segments"
+                )
             cached = self._by_shape[shape] = self.prefix(original)
         return cached
 

@@ -20,6 +20,7 @@ from replay import pacing, wire
 from replay.ahead import AHEAD, nothing
 from replay.config import WorkerConfig
 from replay.pacing import NS, TimelineEntry
+from replay.segments import hit_stride
 from replay.wire import Connection
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class Scheduler(ABC):
     def most_requests(cls, cfg: WorkerConfig) -> int:
         """More requests than this worker can send in the run: the expected count of its
         share of the rate curve plus six standard deviations (Poisson arrivals) and a few."""
-        expected = rate_curve(cfg).cumulative(cfg.duration_ns) / cfg.workers
+        expected = rate_curve(cfg).cumulative(cfg.duration_ns) / (cfg.workers * cfg.segments)
         return int(expected + 6 * math.sqrt(expected)) + 64
 
     @classmethod
@@ -249,10 +250,11 @@ class RateScheduler(OpenScheduler):
     def source(self, shard: Shard) -> Iterator[tuple[int, Template]]:
         cfg = self.cfg
         curve = rate_curve(cfg)
+        first, stride = hit_stride(cfg.segment, cfg.segments, cfg.worker, cfg.workers)
         if cfg.arrival == "poisson":
-            hits = pacing.poisson_hits(curve, cfg.seed, cfg.worker, cfg.workers)
+            hits = pacing.poisson_hits(curve, cfg.seed, first, stride)
         else:
-            hits = pacing.uniform_hits(curve, cfg.worker, cfg.workers)
+            hits = pacing.uniform_hits(curve, first, stride)
         pairs = zip(hits, shard.cycle(), strict=False)
         if curve.end_ns <= cfg.duration_ns:
             return pairs

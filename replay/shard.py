@@ -155,7 +155,9 @@ class Shard:
         corpus index `after`. `progress(read, records, stage)`, when given (loading: `stage` is
         "read" while the shard is measured, "spool" while it is spooled), hears how far
         a long corpus has been read."""
-        worker, workers, period = self.cfg.worker, self.cfg.workers, self.period_ns
+        cfg = self.cfg
+        worker, workers, period = cfg.worker, cfg.workers, self.period_ns
+        segment, segments = cfg.segment, cfg.segments
         with CorpusReader(self.cfg.corpus) as reader:
             said = time.monotonic_ns()
             chunks = reader.header.chunks
@@ -176,7 +178,7 @@ class Shard:
                     ):
                         progress(read, self.records, stage)
                         said = time.monotonic_ns()
-                if everyone or shard_of(record.trace, index, workers) == worker:
+                if everyone or shard_of(record.trace, index, workers, segment, segments) == worker:
                     offset = record.offset_ns
                     gap = (period if following is None else following.offset_ns) - offset
                     yield TimelineEntry(index, offset, gap), record

@@ -153,6 +153,11 @@ def render_summary(results: Mapping[str, Any]) -> str:
             lines.append(_row(f"{{ endpoint:{endpoint} }}", _trend(e["latency_ms"]), "      "))
     lines.append(_row("http_req_duration_uncorrected", _trend(results["latency_uncorrected_ms"])))
     lines.append(_row("send_lag", _trend(results["send_lag_ms"])))
+    visibility = results.get("visibility_lag_ms")
+    if isinstance(visibility, Mapping):
+        shown = _trend(visibility) if visibility.get("count") else "no trace probed"
+        timeouts = visibility.get("timeouts") or 0
+        lines.append(_row("visibility_lag", f"{shown}  ({timeouts:,} timed out)"))
     requests, errors = totals["requests"], totals["errors"]
     failed_rate = _pct(errors / requests) if requests else "-"
     lines.append(_row("http_req_failed", f"{failed_rate}  {errors:,} out of {requests:,}"))

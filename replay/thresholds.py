@@ -20,6 +20,8 @@ Metrics, and the aggregations each takes:
     dropped_requests               requests the generator could not send: count, rate (among
                                    offered; with {endpoint:...}, among that endpoint's sent
                                    plus dropped, as offers are not counted per endpoint)
+    visibility_lag                 acknowledgment to first readable (--visibility-probe), ms,
+                                   by acknowledgment second: avg med min max p(N) count
 
 Durations take ms by default, or a unit: ``p(99)<2s``, ``p(50)<800us``.
 
@@ -51,13 +53,17 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capture.corpus import ENDPOINTS
 from capture.errors import EXIT_THRESHOLD_FAILED as EXIT_THRESHOLD_FAILED
 from capture.units import parse_positive_duration_ns
 from replay.aggregate import RunAggregate, Slice
+from replay.histogram import LatencyHistogram
 from replay.recorder import ERROR_KINDS
+
+if TYPE_CHECKING:
+    from replay.visibility import VisibilityAggregate
 
 TREND = {
     "http_req_duration": "latency",
@@ -69,6 +75,7 @@ AGGREGATIONS: dict[str, tuple[str, ...]] = {
     "http_req_failed": ("rate", "count"),
     "http_reqs": ("count", "rate"),
     "dropped_requests": ("count", "rate"),
+    "visibility_lag": ("avg", "med", "min", "max", "p", "count"),
 }
 METRIC_NAMES = tuple(AGGREGATIONS)
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -283,18 +290,7 @@ def measure(threshold: Threshold, data: Slice) -> float | None:
     """The threshold's aggregation over ``data``; None when there is nothing to judge."""
     t = threshold
     if t.metric in TREND:
-        hist = data.histogram(TREND[t.metric], t.endpoint, t.status)
-        if t.aggregation == "count":
-            return float(hist.count)  # a count is 0, not missing, when nothing matched
-        if not hist.count:
-            return None
-        if t.aggregation == "avg":
-            return hist.mean
-        if t.aggregation == "min":
-            return hist.min
-        if t.aggregation == "max":
-            return hist.max
-        return hist.percentile(50.0 if t.aggregation == "med" else t.percentile or 0.0)
+        return trend_value(t, data.histogram(TREND[t.metric], t.endpoint, t.status))
     if t.metric == "http_req_failed":
         sent = data.requests(t.endpoint, t.status)
         errors = data.errors(t.endpoint, t.status)
@@ -311,6 +307,21 @@ def measure(threshold: Threshold, data: Slice) -> float | None:
         return float(dropped)
     offered = data.offered if t.endpoint is None else data.requests(t.endpoint) + dropped
     return dropped / offered if offered else None
+
+
+def trend_value(t: Threshold, hist: LatencyHistogram) -> float | None:
+    """A trend metric's aggregation over one histogram (ms); None when it is empty."""
+    if t.aggregation == "count":
+        return float(hist.count)  # a count is 0, not missing, when nothing matched
+    if not hist.count:
+        return None
+    if t.aggregation == "avg":
+        return hist.mean
+    if t.aggregation == "min":
+        return hist.min
+    if t.aggregation == "max":
+        return hist.max
+    return hist.percentile(50.0 if t.aggregation == "med" else t.percentile or 0.0)
 
 
 @dataclass(frozen=True)
@@ -365,12 +376,19 @@ def _whole_verdict(t: Threshold, data: Slice, note: str = "") -> Verdict:
     return Verdict(t, t.holds(value), value, note=note)
 
 
-def evaluate(thresholds: Sequence[Threshold], aggregate: RunAggregate) -> list[Verdict]:
-    """Judge every threshold: whole run, or every full sliding window. Input order kept."""
+def evaluate(
+    thresholds: Sequence[Threshold],
+    aggregate: RunAggregate,
+    visibility: VisibilityAggregate | None = None,
+) -> list[Verdict]:
+    """Judge every threshold: whole run, or every full sliding window. Input order kept.
+    ``visibility_lag`` is judged on the probes' histograms by acknowledgment second."""
     verdicts: dict[int, Verdict] = {}
     by_window: dict[int, list[int]] = {}
     for i, t in enumerate(thresholds):
-        if t.window_s is None:
+        if t.metric == "visibility_lag":
+            verdicts[i] = _visibility_verdict(t, visibility, aggregate.intervals)
+        elif t.window_s is None:
             verdicts[i] = _whole_verdict(t, aggregate.whole())
         elif aggregate.intervals < t.window_s:
             note = f"run shorter than the {_duration(t.window_s)} window: judged over the whole run"
@@ -387,6 +405,23 @@ def evaluate(thresholds: Sequence[Threshold], aggregate: RunAggregate) -> list[V
     return [verdicts[i] for i in range(len(thresholds))]
 
 
+def _visibility_verdict(
+    t: Threshold, visibility: VisibilityAggregate | None, seconds: int
+) -> Verdict:
+    if visibility is None:
+        return Verdict(t, True, None, note="no data (run without --visibility-probe)")
+    if t.window_s is None or seconds < t.window_s:
+        note = "" if t.window_s is None else f"run shorter than the {_duration(t.window_s)} window"
+        value = trend_value(t, visibility.span()[0])
+        if value is None:
+            return Verdict(t, True, None, note="no data")
+        return Verdict(t, t.holds(value), value, note=note)
+    state = _WindowState()
+    for start, end, hist in visibility.windows(t.window_s, seconds):
+        state.judge_value(t, trend_value(t, hist), (start, end))
+    return state.verdict(t)
+
+
 class _WindowState:
     __slots__ = ("failed", "first_failed", "judged", "worst", "worst_window")
 
@@ -397,11 +432,12 @@ class _WindowState:
         self.first_failed: tuple[int, int] | None = None
 
     def judge(self, t: Threshold, window: Slice) -> None:
-        value = measure(t, window)
+        self.judge_value(t, measure(t, window), (window.start, window.end))
+
+    def judge_value(self, t: Threshold, value: float | None, span: tuple[int, int]) -> None:
         if value is None:
             return
         self.judged += 1
-        span = (window.start, window.end)
         holds = t.holds(value)
         if not holds:
             self.failed += 1
@@ -457,6 +493,8 @@ def evaluate_interval(
     out = []
     whole: Slice | None = None
     for t in thresholds:
+        if t.metric == "visibility_lag":
+            continue  # probes end long after their second: judged at the end
         if t.window_s is not None:
             start = k + 1 - t.window_s
             if start < 0:

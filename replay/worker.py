@@ -26,6 +26,7 @@ from replay.ahead import Ahead
 from replay.config import WorkerConfig
 from replay.pacing import NS
 from replay.pipe import Pipe
+from replay.probe import Prober, http_fetcher
 from replay.protocol import DoneInfo, ErrorKind, LoadStage, ReadyInfo
 from replay.recorder import IntervalRecorder
 from replay.rewrite import RewriteError, Template
@@ -44,6 +45,7 @@ PRECONNECT_WAIT_NS = 2 * NS
 COUNT_UNSENT_NS = 5 * NS  # counting what fell behind takes at most this long (a stop: 1 s)
 COUNT_CHECK = 8  # unsent requests counted between two looks at the clock
 COUNT_SLICE_NS = 1_000_000  # ... and the loop gets a turn (responses are read) this often
+PROBED = ("ingest", "batch")  # the endpoints whose acknowledged traces are probed
 
 
 class AckRing:
@@ -82,7 +84,7 @@ class Worker:
         self.pipe = pipe
         self.target = wire.Target.parse(cfg.target)
         self.encoder = wire.Encoder(self.target, cfg.api_key, cfg.user_agent)
-        self.minter = rewrite.IdMinter(cfg.worker, cfg.nonce)
+        self.minter = rewrite.IdMinter(cfg.worker, cfg.nonce, cfg.segment, cfg.segments)
         self.stamps = rewrite.Stamps()
         self.recorder = IntervalRecorder(cfg.worker)
         self.record = self.recorder.record
@@ -108,6 +110,14 @@ class Worker:
         self.shard: Shard | None = None
         self.ahead: Ahead | None = None
         self.loop: Any = None
+        self.prober: Prober | None = None
+        if cfg.visibility_probe > 0:
+            fetch = http_fetcher(
+                self.target.scheme, self.target.host, self.target.port, cfg.api_key
+            )
+            self.prober = Prober(
+                fetch, cfg.visibility_probe, cfg.visibility_timeout_ns, self.target.base_path
+            )
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -133,7 +143,7 @@ class Worker:
         self.shard = Shard(cfg, build, self._loading)
         if not self.shard.everyone:
             # acknowledged ingests matter only to templates that read a trace
-            self.reads = self.shard.has_read
+            self.reads = self.shard.has_read or self.prober is not None
         family, addr = wire.resolve(self.target)
         self.loop = gevent.get_hub().loop
         n = self.scheduler.connections(cfg)
@@ -195,7 +205,10 @@ class Worker:
         self.busy -= 1
         tpl = conn.tpl
         if self.reads and tpl.ack_prefix and outcome[0] == "2":
-            self.ring.add(tpl.trace_id(conn.tag))
+            trace_id = tpl.trace_id(conn.tag)
+            self.ring.add(trace_id)
+            if self.prober is not None and tpl.endpoint in PROBED and not self.stopping:
+                self.prober.consider(trace_id, done)
         self.record(tpl.endpoint, outcome, conn.due, conn.sent, done)
         self._reuse(conn, done)
 
@@ -224,7 +237,14 @@ class Worker:
             folds, self.folds = self.folds, []
             if self.pipe is not None:
                 self.pipe.send(*protocol.Delta(self.cfg.worker, self.interval, folds).encode())
+                self._send_probes()
             self.interval += 1
+
+    def _send_probes(self) -> None:
+        if self.prober is not None and self.pipe is not None:
+            ended = self.prober.take()
+            if ended:
+                self.pipe.send(*protocol.Probes(self.cfg.worker, ended).encode())
 
     def _pipe_lock(self) -> Any:
         lock = getattr(self.pipe, "lock", None)
@@ -260,6 +280,8 @@ class Worker:
 
         self.start = start_ns
         self.wall_ms = wall_ns // 1_000_000
+        if self.prober is not None:
+            self.prober.start_ns = start_ns
         cfg = self.cfg
         self.end = end = start_ns + cfg.duration_ns
         assert self.shard is not None
@@ -295,10 +317,15 @@ class Worker:
         with self._pipe_lock():
             gevent.killall(background)  # (never the ticker halfway through an interval)
         self.flush()  # the last, partial interval
+        if self.prober is not None:  # probes still polling: their lag is the point
+            self.prober.stop(1.0 if self.stopping else cfg.visibility_timeout_ns / NS + 1)
+            with self._pipe_lock():
+                self._send_probes()
         for conn in self.conns:
             conn.close()
         self.shard.close()
         return {
+            "probes_skipped": self.prober.skipped if self.prober is not None else 0,
             "abandoned": self.abandoned,
             "serial": self.serial,
             "intervals": self.interval,
