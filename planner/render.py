@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner import __version__
-from planner.capacity import CapacityPlan, Projection
 from planner.plots import band, latency_png, throughput_png
 from planner.points import Measurements
 from planner.report import sources
 from planner.sweep_format import Slo
+from planner.types import CapacityPlan, Projection
 
 CONFIRM_MINUTES = 30
 
