@@ -162,7 +162,7 @@ class CommandScaler:
 
 def tcp_probe(url: str) -> str | None:
     """Why ``url``'s host and port do not accept a connection now, or None (replay's check)."""
-    from replay.wire import Target, probe
+    from replay.address import Target, probe
 
     try:
         target = Target.parse(url)

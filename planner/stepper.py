@@ -105,7 +105,7 @@ def measure_window(aggregate: RunAggregate, rate: float, warmup_s: int, step_s: 
     reasons = generator_limit_reasons(dropped, window.offered, lag_p99)
     note = None
     if reasons:
-        note = "load generator limited: " + "; ".join(r.split(":")[0] for r in reasons)
+        note = "load generator limited: " + "; ".join(r.fact for r in reasons)
     step = Step(
         offered_rps=float(rate),
         achieved_rps=ok / step_s,

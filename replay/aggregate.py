@@ -37,28 +37,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from replay.histogram import LatencyHistogram, Sparse, merge_sparse
+from replay.outcomes import is_ok, status_matches
 from replay.recorder import METRICS, Key, SeriesDelta, read_delta
 
 INTERVAL_S = 1.0
 """Length of one interval: each worker reports once a second from the common start."""
-
-
-def is_ok(outcome: str) -> bool:
-    """2xx and 3xx are ok; any other status and every error kind is an error."""
-    return len(outcome) == 3 and outcome[0] in "23" and outcome.isdigit()
-
-
-def status_matches(outcome: str, status: str | None) -> bool:
-    """A ``{status:...}`` filter: None matches all; "503" exactly; "5xx" a class; or a kind."""
-    if status is None or outcome == status:
-        return True
-    return (
-        len(status) == 3
-        and status.endswith("xx")
-        and len(outcome) == 3
-        and outcome.isdigit()
-        and outcome[0] == status[0]
-    )
 
 
 def _compact(sparse: Sparse) -> Sparse:

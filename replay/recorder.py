@@ -68,12 +68,10 @@ import msgpack
 import numpy as np
 
 from replay.histogram import COUNTS_LEN, HIGHEST_US, IntArray, Sparse, bucket_indices
+from replay.outcomes import ERROR_KINDS as ERROR_KINDS
 
 METRICS = ("latency", "latency_uncorrected", "send_lag")
 """The three histograms kept per series, in this order everywhere (deltas, results)."""
-
-ERROR_KINDS = ("refused", "reset", "timeout", "malformed", "closed", "other")
-"""Outcomes that are not an HTTP status: the transport failed before a full response."""
 
 DELTA_VERSION = 1
 

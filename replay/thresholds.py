@@ -57,7 +57,7 @@ from capture.corpus import ENDPOINTS
 from capture.errors import EXIT_THRESHOLD_FAILED as EXIT_THRESHOLD_FAILED
 from capture.units import parse_positive_duration_ns
 from replay.aggregate import RunAggregate, Slice
-from replay.recorder import ERROR_KINDS
+from replay.outcomes import ERROR_KINDS
 
 TREND = {
     "http_req_duration": "latency",

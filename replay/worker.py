@@ -22,12 +22,15 @@ import gevent
 
 from capture.corpus import CorpusError, CorpusReader
 from replay import protocol, rewrite, wire
+from replay.address import Target, resolve
 from replay.ahead import Ahead
 from replay.config import WorkerConfig
+from replay.encoder import Encoder
 from replay.pacing import NS
 from replay.pipe import Pipe
 from replay.protocol import DoneInfo, ErrorKind, LoadStage, ReadyInfo
 from replay.recorder import IntervalRecorder
+from replay.response import ResponseCache
 from replay.rewrite import RewriteError, Template
 from replay.schedulers import scheduler_class
 from replay.shard import Shard
@@ -80,8 +83,8 @@ class Worker:
 
         self.cfg = cfg
         self.pipe = pipe
-        self.target = wire.Target.parse(cfg.target)
-        self.encoder = wire.Encoder(self.target, cfg.api_key, cfg.user_agent)
+        self.target = Target.parse(cfg.target)
+        self.encoder = Encoder(self.target, cfg.api_key, cfg.user_agent)
         self.minter = rewrite.IdMinter(cfg.worker, cfg.nonce)
         self.stamps = rewrite.Stamps()
         self.recorder = IntervalRecorder(cfg.worker)
@@ -134,11 +137,12 @@ class Worker:
         if not self.shard.everyone:
             # acknowledged ingests matter only to templates that read a trace
             self.reads = self.shard.has_read
-        family, addr = wire.resolve(self.target)
+        family, addr = resolve(self.target)
         self.loop = gevent.get_hub().loop
         n = self.scheduler.connections(cfg)
+        cache = ResponseCache()  # one per worker, shared by its connections
         self.conns = [
-            wire.Connection(self.target, addr, family, self._done, self.loop)
+            wire.Connection(self.target, addr, family, self._done, self.loop, cache=cache)
             for _ in range(max(n, 0))
         ]
         self.scheduler.attach(self.conns)

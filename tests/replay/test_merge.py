@@ -32,15 +32,10 @@ from replay.aggregate import RunAggregate
 from replay.cli import main as replay_main
 from replay.cli_merge import merge
 from replay.histogram import HIGHEST_US
+from replay.merge import merge_results
 from replay.recorder import IntervalRecorder
-from replay.results import (
-    RunMeta,
-    build_results,
-    dumps_results,
-    merge_results,
-    read_results,
-    write_results,
-)
+from replay.results import RunMeta, build_results, dumps_results, write_results
+from replay.results_read import read_results
 from replay.thresholds import evaluate, parse_threshold
 
 US = 1000  # ns

@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.corpus import CorpusReader, IdKind, Record
-from replay import rewrite, wire
+from replay import rewrite
+from replay.address import Target
+from replay.encoder import Encoder
 from replay.rewrite import IdMinter, RewriteError, Stamps, build_template, serial_hex
 
 TRACE = "6ac1ebd431699832e8513f84c562fa82"
@@ -25,8 +27,8 @@ STAMP2 = "2026-01-01T00:00:06.999Z"
 CREATED_MS = 1767225600000  # 2026-01-01T00:00:00Z
 
 
-def _encoder() -> wire.Encoder:
-    return wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-test", "replay-test")
+def _encoder() -> Encoder:
+    return Encoder(Target.parse("http://127.0.0.1:9"), "sk-test", "replay-test")
 
 
 def _build(record: Record, worker: int = 0, nonce: int = 1, **kw: Any) -> rewrite.Template:

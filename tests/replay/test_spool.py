@@ -13,14 +13,16 @@ from hypothesis import strategies as st
 
 from capture.corpus import CorpusReader, write_corpus
 from corpora import bundled_path
-from replay import rewrite, spool, wire
+from replay import rewrite, spool
+from replay.address import Target
 from replay.config import WorkerConfig
+from replay.encoder import Encoder
 from replay.pacing import TimelineEntry
 from replay.shard import Shard, most_requests
 from replay.spool import TemplateSpool
 
 NS = 1_000_000_000
-ENCODER = wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-test", "test")
+ENCODER = Encoder(Target.parse("http://127.0.0.1:9"), "sk-test", "test")
 
 
 def templates_of(corpus: Path) -> list[tuple[TimelineEntry, rewrite.Template]]:
