@@ -25,11 +25,11 @@ import io
 from dataclasses import replace
 
 from capture.errors import EXIT_INTERRUPTED, InputError
+from capture.units import NS
 from planner.sweep import Measurement, StepFailed, StepInterrupted
 from planner.sweep_format import Step
 from replay.aggregate import RunAggregate
 from replay.coordinator import Coordinator, RunFailed
-from replay.pacing import NS
 from replay.plan import RunPlan, make_plan
 from replay.results import generator_limit_reasons
 from replay.target import RunTarget, TargetError, open_target

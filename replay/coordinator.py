@@ -33,19 +33,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import Any, TextIO
 
 import msgpack
 
 from capture.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
-from replay import protocol
+from capture.units import NS
+from replay import protocol, thresholds
+from replay.aggregate import RunAggregate
 from replay.config import WorkerConfig, split
 from replay.plan import RunPlan
 from replay.protocol import LoadStage
+from replay.results import RunMeta, build_results, write_results
+from replay.summary import render_progress, render_summary
 from replay.target import RunTarget
 
-NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
 READY_TIMEOUT_S = 120.0  # a loading worker silent this long (no "loading" message) is stuck
 LOADING_SAID: dict[LoadStage, str] = {"read": "", "spool": "building templates: "}
@@ -87,8 +91,6 @@ class Coordinator:
         stdout: TextIO | None = None,
         stderr: TextIO | None = None,
     ) -> None:
-        from replay.aggregate import RunAggregate
-
         self.plan = plan
         self.target = target
         self.stdout = stdout or sys.stdout
@@ -371,7 +373,7 @@ class Coordinator:
             return shown
         self._check_thresholds(snapshot.interval.index)
         if self.plan.progress:
-            line = _render_progress(snapshot, self.plan.duration_ns / NS, tty)
+            line = render_progress(snapshot, self.plan.duration_ns / NS, tty)
             self.stderr.write(f"\r{line}\x1b[K" if tty else f"{line}\n")
             self.stderr.flush()
         return float(snapshot.elapsed_s)
@@ -380,18 +382,12 @@ class Coordinator:
         """--abort-on-fail: judge what interval k decided; stop at the first failure."""
         if not (self.plan.abort_on_fail and self.plan.thresholds) or self.stop_sent:
             return
-        from replay import thresholds
-
-        for verdict in thresholds.evaluate_interval(list(self.plan.thresholds), self.aggregate, k):
-            if not verdict.ok:
-                self.aborted = f"threshold {verdict.threshold} failed after {k + 1}s"
-                self._stop_all()
-                return
+        verdict = thresholds.first_failure(self.plan.thresholds, self.aggregate, k)
+        if verdict is not None:
+            self.aborted = f"threshold {verdict.threshold} failed after {k + 1}s"
+            self._stop_all()
 
     def _finish(self) -> int:
-        from replay import thresholds
-        from replay.results import RunMeta, build_results, write_results
-
         plan = self.plan
         paced_s = max((self.paced_until_ns - self.start_ns) / NS, 0.001)
         self.aggregate.set_duration(min(paced_s, plan.duration_ns / NS))
@@ -447,7 +443,7 @@ class Coordinator:
         results = build_results(self.aggregate, meta, verdicts)
         if plan.out:
             write_results(plan.out, results)
-        self.stdout.write(_render_summary(results))
+        self.stdout.write(render_summary(results))
         self.stdout.flush()
         if self.failure:
             self.stderr.write(f"replay: {self.failure}\n")
@@ -458,18 +454,6 @@ class Coordinator:
         if self.failure:
             return self.failure_code
         return thresholds.exit_status(verdicts)
-
-
-def _render_progress(snapshot: Any, total_s: float, tty: bool) -> str:
-    from replay.summary import render_progress
-
-    return str(render_progress(snapshot, total_s, tty))
-
-
-def _render_summary(results: dict[str, Any]) -> str:
-    from replay.summary import render_summary
-
-    return str(render_summary(results))
 
 
 def _exit_description(code: int | None) -> str:
@@ -495,8 +479,6 @@ def _iso(wall_ns: int) -> str:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("agenttrace-loadtools")
     except PackageNotFoundError:

@@ -11,27 +11,29 @@ Messages are replay.protocol's.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
 import signal
 import sys
 import time
+import traceback
 from typing import Any
 
 import gevent
 
 from capture.corpus import CorpusError, CorpusReader
+from capture.units import NS
 from replay import protocol, rewrite, wire
 from replay.address import Target, resolve
 from replay.ahead import Ahead
 from replay.config import WorkerConfig
 from replay.encoder import Encoder
-from replay.pacing import NS
 from replay.pipe import Pipe
 from replay.protocol import DoneInfo, ErrorKind, LoadStage, ReadyInfo
 from replay.recorder import IntervalRecorder
 from replay.response import ResponseCache
-from replay.rewrite import RewriteError, Template
+from replay.rewrite import SERIAL_FORMAT, RewriteError, Template
 from replay.schedulers import scheduler_class
 from replay.shard import Shard
 from replay.wire import Connection
@@ -182,7 +184,7 @@ class Worker:
         """Render and send one request on an idle connection; `due` is its intended time."""
         serial = self.serial
         self.serial = serial + 1
-        tag = b"%09x" % serial
+        tag = SERIAL_FORMAT % serial
         read = self.ring.pick(tpl.read_fallback) if tpl.has_read else b""
         delta_ms = self.wall_ms + (due - self.start) // 1_000_000 - tpl.recorded_ms
         data = tpl.render(tag, delta_ms, read, self.iso)
@@ -384,8 +386,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         done = worker.run(command.mono_ns, command.wall_ns)
     except Exception as exc:  # a bug, not a target failure: say so and exit non-zero
-        import traceback
-
         traceback.print_exc()
         pipe.send(*protocol.Error(cfg.worker, "internal", f"{type(exc).__name__}: {exc}").encode())
         return 4
@@ -398,8 +398,6 @@ def _timer_slack(ns: int) -> None:
     the scheduler's naps are tens of microseconds long. Nothing happens elsewhere."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(29, ctypes.c_ulong(ns), 0, 0, 0)  # PR_SET_TIMERSLACK
