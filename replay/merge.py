@@ -106,7 +106,7 @@ def merge_meta(metas: Sequence[RunMeta], sources: Sequence[str]) -> RunMeta:
     """Runs side by side: workers and cores add, times span all, differences are noted."""
     runs = "run" if len(metas) == 1 else "runs"
     notes = [f"merged from {len(metas)} {runs}: {', '.join(sources)}"]
-    for name in ("scale", "speed", "rate"):
+    for name in ("corpus", "model", "scale", "speed", "rate"):
         values = [getattr(m, name) for m in metas]
         if _same_or_none(values) is None and any(v is not None for v in values):
             notes.append(f"the runs differ in {name}: {', '.join(str(v) for v in values)}")
