@@ -148,15 +148,22 @@ def test_runs_differ_by_nonce() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    a=st.tuples(st.integers(0, 255), st.integers(0, 2**36 - 1), st.integers(0, 4095)),
-    b=st.tuples(st.integers(0, 255), st.integers(0, 2**36 - 1), st.integers(0, 4095)),
+    a=st.tuples(st.integers(0, 255), st.integers(0, rewrite.MAX_SERIAL)),
+    b=st.tuples(st.integers(0, 255), st.integers(0, rewrite.MAX_SERIAL)),
 )
-def test_minting_is_injective(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
-    # minted(worker, serial, ordinal) are equal only when all three are
-    def minted(worker: int, serial: int, ordinal: int) -> bytes:
-        return IdMinter(worker, 5).prefix(TRACE) + serial_hex(serial) + b"%03x" % ordinal
+def test_minting_is_injective(a: tuple[int, int], b: tuple[int, int]) -> None:
+    # the ids a rendered request carries (its trace's, its two observations') are the same
+    # for two requests only when both came from the same worker with the same serial
+    def ids(worker: int, serial: int) -> tuple[str, ...]:
+        tpl = _build(_ingest(), worker=worker, nonce=5)
+        doc = json.loads(_split(tpl.render(serial_hex(serial), 0, b"", Stamps().iso))[2])
+        found = (doc["id"], *(o["id"] for o in doc.get("observations", [])))
+        assert len(set(found)) == len(found)  # within one request, all different
+        return found
 
-    assert (minted(*a) == minted(*b)) == (a == b)
+    first, second = ids(*a), ids(*b)
+    assert (first == second) == (a == b)
+    assert not set(first) & set(second) or a == b
 
 
 def test_timestamps_move_by_the_delta() -> None:
