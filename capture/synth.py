@@ -116,10 +116,9 @@ def parse_epoch(text: str) -> datetime:
 class _Draws:
     """Pre-drawn random numbers handed out one at a time, so per-trace code stays cheap.
 
-    numpy is fast per array and slow per scalar: blocks of 8192 drawn at once and handed out
-    by generators cost ~50 ns a number instead of ~1 us. A block is drawn when the previous
-    one runs out; the order of draws is fixed by the code, so the sequence is a pure
-    function of the seed.
+    numpy is fast per array and slow per scalar, so numbers are drawn in blocks and handed
+    out by generators. A block is drawn when the previous one runs out; the order of draws
+    is fixed by the code, so the sequence is a pure function of the seed.
     """
 
     BLOCK = 8192
@@ -186,7 +185,7 @@ class TraceFactory:
 
     The body is written with f-strings rather than json.dumps: every value is either a
     number, an id, a timestamp or text from a fixed ASCII vocabulary that needs no escaping,
-    which makes synthesis about five times faster and the output byte-for-byte stable.
+    which keeps synthesis fast and the output byte-for-byte stable.
     """
 
     def __init__(self, draws: _Draws, epoch: datetime) -> None:

@@ -1,25 +1,10 @@
 """The coordinator: spawn the workers, start them together, gather deltas, report, finish.
 
-    spawn      one clean interpreter per worker (`python -m replay.worker`), with a control
-               pipe (coordinator -> worker) and a data pipe (worker -> coordinator) passed as
-               inherited file descriptors; its stderr is captured for error reports
-    config     each worker gets a WorkerConfig: its index, the shard rule's modulus, its
-               share of --vus and --max-inflight, and the run's nonce for minting ids
-    barrier    every worker loads its shard and says `ready`; the coordinator then picks a
-               start instant 250 ms ahead on CLOCK_MONOTONIC (system-wide on Linux) and
-               sends it to all, so every worker's schedule runs on the same clock
-    gather     per-second deltas (msgpack, replay.recorder) are merged into a
-               RunAggregate; a progress line goes to stderr once a second; with
-               --abort-on-fail the thresholds are checked as intervals complete
-    finish     every worker says `done` after its last, partial interval; results are built
-               and written, the summary printed, the exit status decided
-
-Ctrl-C (SIGINT to the process group: the workers ignore it) sends `stop`: workers stop
-scheduling, give requests in flight a second, flush and say done; the coordinator writes what
-ran and exits 130. A worker that dies (its data pipe closes without `done`) is reported with
-its exit status and the last lines of its stderr; the others are stopped, partial results are
-written, and the exit status is 1. Nothing waits forever: every wait has a deadline, after
-which workers are killed.
+Each worker is a clean interpreter (`python -m replay.worker`) with a control and a data
+pipe (messages: replay/protocol.py). Once every worker is ready, all get one start instant
+on CLOCK_MONOTONIC, so every schedule runs on the same clock. Ctrl-C, an abort or a dead
+worker stop the others; what ran is written either way, and nothing waits forever: every
+wait has a deadline, after which workers are killed.
 """
 
 from __future__ import annotations

@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     # The templates live all run: freeze them out of the collector's sight. During the run
     # the collector stays off: requests make no reference cycles (their garbage goes by
     # reference counting), and a collection pass over a streamed shard's templates would
-    # hold the loop for milliseconds. bench/memory.py checks that memory stays flat.
+    # hold the loop for a long time. bench/memory.py checks that memory stays flat.
     gc.collect()
     gc.freeze()
     gc.disable()
