@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := pyproject.toml setup.cfg
 
-.PHONY: demo test lint typecheck bench corpora clean
+.PHONY: demo test test-all lint typecheck bench corpora clean
 
 # The virtualenv is rebuilt only when the packaging files change.
 $(BIN)/python:
@@ -26,6 +26,13 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# Every test, the slow ones too: timing bounds that need the machine to themselves.
+test-all: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m ""
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -36,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common
 from capture.corpus import CorpusReader, Record
 from corpora import bundled_path
-from replay import rewrite, wire
+from replay import rewrite
+from replay.address import Target
 from replay.config import WorkerConfig
+from replay.encoder import Encoder
 from replay.worker import Worker
 
 
@@ -52,7 +54,7 @@ def _best(repeat: int, run: Callable[[], int]) -> float:
 
 
 def measure(corpus: Path, records: int, repeat: int) -> dict[str, float]:
-    encoder = wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-bench", "bench")
+    encoder = Encoder(Target.parse("http://127.0.0.1:9"), "sk-bench", "bench")
     minter = rewrite.IdMinter(0, 1)
     with CorpusReader(corpus) as reader:
         created = rewrite.created_ms(reader.header.meta.created)

@@ -32,6 +32,7 @@ import numpy as np
 
 from capture.arrivals import PROFILES, arrival_offsets_ns
 from capture.corpus import CorpusMeta, CorpusWriter, IdKind, IdSpan, Record
+from capture.synth_words import WORDS
 
 WORKLOADS = ("ingestion", "query", "mixed")
 DEFAULT_EPOCH = "2026-01-01T00:00:00Z"
@@ -60,119 +61,6 @@ JSON_HEADERS = (("Content-Type", "application/json"), ("Accept", "application/js
 GET_HEADERS = (("Accept", "application/json"),)
 _PLAIN = re.compile(r"[a-z ]+")
 TRACES_PATH = "/api/public/traces"
-
-_WORDS = [
-    "the",
-    "agent",
-    "retrieved",
-    "three",
-    "documents",
-    "about",
-    "the",
-    "customer",
-    "order",
-    "and",
-    "summarised",
-    "the",
-    "refund",
-    "policy",
-    "before",
-    "calling",
-    "the",
-    "billing",
-    "tool",
-    "with",
-    "the",
-    "invoice",
-    "number",
-    "weather",
-    "forecast",
-    "for",
-    "the",
-    "weekend",
-    "shows",
-    "sunny",
-    "skies",
-    "and",
-    "light",
-    "wind",
-    "please",
-    "check",
-    "the",
-    "error",
-    "log",
-    "of",
-    "the",
-    "payment",
-    "service",
-    "query",
-    "returned",
-    "rows",
-    "from",
-    "the",
-    "analytics",
-    "table",
-    "user",
-    "asked",
-    "how",
-    "to",
-    "reset",
-    "the",
-    "password",
-    "the",
-    "model",
-    "answered",
-    "with",
-    "steps",
-    "to",
-    "configure",
-    "the",
-    "webhook",
-    "endpoint",
-    "in",
-    "settings",
-    "translate",
-    "this",
-    "paragraph",
-    "into",
-    "french",
-    "and",
-    "keep",
-    "the",
-    "formatting",
-    "test",
-    "case",
-    "failed",
-    "because",
-    "the",
-    "timeout",
-    "was",
-    "too",
-    "short",
-    "search",
-    "results",
-    "include",
-    "the",
-    "latest",
-    "release",
-    "notes",
-    "and",
-    "a",
-    "migration",
-    "guide",
-    "for",
-    "version",
-    "two",
-    "step",
-    "complete",
-    "the",
-    "tool",
-    "call",
-    "succeeded",
-    "with",
-    "status",
-    "ok",
-]
 
 
 @dataclass(frozen=True)
@@ -228,10 +116,9 @@ def parse_epoch(text: str) -> datetime:
 class _Draws:
     """Pre-drawn random numbers handed out one at a time, so per-trace code stays cheap.
 
-    numpy is fast per array and slow per scalar: blocks of 8192 drawn at once and handed out
-    by generators cost ~50 ns a number instead of ~1 us. A block is drawn when the previous
-    one runs out; the order of draws is fixed by the code, so the sequence is a pure
-    function of the seed.
+    numpy is fast per array and slow per scalar, so numbers are drawn in blocks and handed
+    out by generators. A block is drawn when the previous one runs out; the order of draws
+    is fixed by the code, so the sequence is a pure function of the seed.
     """
 
     BLOCK = 8192
@@ -298,14 +185,14 @@ class TraceFactory:
 
     The body is written with f-strings rather than json.dumps: every value is either a
     number, an id, a timestamp or text from a fixed ASCII vocabulary that needs no escaping,
-    which makes synthesis about five times faster and the output byte-for-byte stable.
+    which keeps synthesis fast and the output byte-for-byte stable.
     """
 
     def __init__(self, draws: _Draws, epoch: datetime) -> None:
         self.d = draws
         self.epoch_ms = int(epoch.timestamp() * 1000)
         self._model_cum = _cumulative(MODELS)
-        words = np.array(_WORDS)
+        words = np.array(WORDS)
         self._text = " ".join(words[draws.rng.integers(0, len(words), size=40_000)].tolist())
         assert _PLAIN.fullmatch(self._text), "the vocabulary must need no JSON escaping"
         self._second_prefix: dict[int, str] = {}

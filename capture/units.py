@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 import re
 
+NS = 1_000_000_000
+"""Nanoseconds per second: every duration in the project is integer nanoseconds."""
+
 _UNITS_NS = {
     "ns": 1,
     "us": 1_000,

@@ -34,77 +34,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
-from planner.caveats import RECOMMENDED_POINTS, Caveat, judge
+from planner.caveats import RECOMMENDED_POINTS, judge
+from planner.types import CapacityPlan, Caveat, Fit, LooComparison, PodsRequired, Projection
 from planner.usl import USLParams, USLRegressor, jacobian, solve
+
+__all__ = [
+    "CapacityPlan",
+    "Fit",
+    "LooComparison",
+    "PodsRequired",
+    "Projection",
+    "fit_usl",
+    "linear_lower_bound",
+    "loo_compare",
+    "plan",
+]
 
 MIN_POINTS_FOR_FIT = 3
 MAX_LEVERAGE = 0.99  # a point the fit passes through exactly (h = 1) has no residual to share
-
-
-@dataclass(frozen=True)
-class Fit:
-    params: USLParams
-    se: tuple[float, float, float]  # sigma, kappa, lambda
-    on_bound: tuple[str, ...]
-    r2: float
-    rmse: float
-
-
-@dataclass(frozen=True)
-class LooComparison:
-    """Root-mean-square leave-one-out errors; None with too few points to leave one out."""
-
-    usl_rmse: float | None
-    linear_rmse: float | None
-    linear_lambda: float  # the linear baseline's per-pod throughput on all points
-
-
-@dataclass(frozen=True)
-class PodsRequired:
-    point: int | None
-    ci_low: int | None
-    ci_high: int | None  # None: unbounded (too many resamples cannot reach the target)
-    unreachable_fraction: float | None  # None: no interval (no residuals to resample)
-
-
-@dataclass(frozen=True)
-class Projection:
-    """One fitted series (capacity or x_max) projected to the target."""
-
-    series: str
-    n: tuple[int, ...]
-    x: tuple[float, ...]
-    fit: Fit
-    loo: LooComparison
-    pods_required: PodsRequired
-    pods_at_headroom: int | None  # before redundancy
-    pods_recommended: int | None
-    shortfall_rps: float | None  # when unreachable: target − the law's best throughput
-    boot_params: NDArray[np.float64] = field(repr=False)  # (resamples, 3): sigma, kappa, lambda
-
-
-@dataclass(frozen=True)
-class CapacityPlan:
-    target_rate: float
-    headroom: float
-    redundancy: int
-    confidence: float
-    resamples: int
-    seed: int
-    n: tuple[int, ...]
-    x: tuple[float, ...]
-    linear_lower_bound: int
-    primary: Projection | None  # None when the points cannot determine the law
-    secondary: Projection | None  # the x_max fit, when there is one
-    caveats: tuple[Caveat, ...]
-    explanation: str | None  # why no pod count can be given, when primary is None
 
 
 def fit_usl(n: ArrayLike, x: ArrayLike, start: USLParams | None = None) -> Fit:

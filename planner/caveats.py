@@ -13,15 +13,13 @@ where the sweep files are read, in planner/points.py.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from planner.types import Caveat, Fit, LooComparison, Projection
 from planner.usl import efficiency
 
-if TYPE_CHECKING:
-    from planner.capacity import Fit, LooComparison, Projection
+__all__ = ["Caveat", "fit_caveats", "judge"]
 
 FEW_POINTS = "few_points"  # fewer than 6 distinct pod counts measured
 UNDETERMINED = "undetermined"  # fewer than 3 distinct pod counts: no model, a lower bound only
@@ -40,12 +38,6 @@ DROPPED = "dropped"  # the load generator dropped requests: it may have been the
 
 RECOMMENDED_POINTS = 6
 EXTRAPOLATION_FACTOR = 2.0
-
-
-@dataclass(frozen=True)
-class Caveat:
-    code: str
-    message: str
 
 
 def judge(

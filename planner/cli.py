@@ -15,12 +15,13 @@ import click
 from capture.cli_errors import OneLineGroup
 from capture.cli_units import DURATION, RATE
 from planner.capacity import MIN_POINTS_FOR_FIT, fit_usl, loo_compare, plan
-from planner.caveats import Caveat, fit_caveats
+from planner.caveats import fit_caveats
 from planner.errors import InputError
 from planner.points import gather, read_csv
 from planner.render import headline, render_html, render_markdown
 from planner.report import fit_dict, report_dict, to_json
 from planner.sweep_cli import FRACTION, PODS, SECONDS, SLO_P99
+from planner.types import Caveat
 
 _OUT = click.Path(dir_okay=False, path_type=Path)
 

@@ -15,9 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from planner.capacity import CapacityPlan
 from planner.points import Measurements
 from planner.sweep_format import Sweep
+from planner.types import CapacityPlan
 from planner.usl import usl_throughput
 
 _DPI = 100

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner import caveats
-from planner.caveats import Caveat
 from planner.errors import InputError
 from planner.sweep_format import Sweep, load_sweep
+from planner.types import Caveat
 
 N_COLUMNS = ("pods", "concurrency")
 X_COLUMN = "throughput"

@@ -9,20 +9,27 @@ with nothing fetched. The JSON record of the same plan is planner/report.py's.
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-import re
-from dataclasses import dataclass
 
 import numpy as np
 
 from planner import __version__
-from planner.capacity import CapacityPlan, Projection
+from planner.blocks import (
+    Block,
+    Bullets,
+    Code,
+    Heading,
+    Image,
+    Paragraph,
+    Table,
+    html_page,
+    markdown,
+)
 from planner.plots import band, latency_png, throughput_png
 from planner.points import Measurements
 from planner.report import sources
 from planner.sweep_format import Slo
+from planner.types import CapacityPlan, Projection
 
 CONFIRM_MINUTES = 30
 
@@ -75,81 +82,44 @@ def headline(plan: CapacityPlan) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
-class _H:
-    level: int
-    text: str
-
-
-@dataclass(frozen=True)
-class _P:
-    text: str
-
-
-@dataclass(frozen=True)
-class _List:
-    items: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Table:
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    details: str | None = None  # HTML: fold it away under this summary
-
-
-@dataclass(frozen=True)
-class _Code:
-    text: str
-
-
-@dataclass(frozen=True)
-class _Image:
-    alt: str
-    png: bytes
-
-
-_Block = _H | _P | _List | _Table | _Code | _Image
-
-
 def _fmt(value: float | None, digits: int = 0) -> str:
     if value is None or not math.isfinite(value):
         return "—"
     return f"{value:,.{digits}f}"
 
 
-def _blocks(plan: CapacityPlan, measurements: Measurements, images: bool) -> list[_Block]:
+def _blocks(plan: CapacityPlan, measurements: Measurements, images: bool) -> list[Block]:
     t = f"{plan.target_rate:,.0f}/s"
     p = plan.primary
-    out: list[_Block] = [_H(1, f"Capacity report: {t}")]
+    out: list[Block] = [Heading(1, f"Capacity report: {t}")]
     out.append(
-        _P(
+        Paragraph(
             f"Built from {', '.join(sources(measurements))} by planner {__version__}. The "
             "capacity of a pod count is the highest offered rate that met the SLO (x_slo); "
             "the Universal Scalability Law is fitted to it and projected to the target."
         )
     )
-    out.append(_List(tuple(f"**{line}**" for line in headline(plan))))
+    out.append(Bullets(tuple(f"**{line}**" for line in headline(plan))))
     if plan.caveats:
-        out.append(_H(2, "Warnings"))
-        out.append(_List(tuple(f"**{c.code}**: {c.message}" for c in plan.caveats)))
+        out.append(Heading(2, "Warnings"))
+        out.append(Bullets(tuple(f"**{c.code}**: {c.message}" for c in plan.caveats)))
 
-    out.append(_H(2, "Model"))
+    out.append(Heading(2, "Model"))
     if p is None:
-        out.append(_P(plan.explanation or ""))
+        out.append(Paragraph(plan.explanation or ""))
     else:
         out += _model_blocks(plan, p)
     if images:
-        out.append(_Image("Throughput against pods", throughput_png(plan, measurements)))
+        out.append(Image("Throughput against pods", throughput_png(plan, measurements)))
         latency = latency_png(measurements.sweeps)
         if latency is not None:
-            out.append(_Image("Latency against offered rate, per pod count", latency))
+            out.append(Image("Latency against offered rate, per pod count", latency))
 
-    out.append(_H(2, "Measurements"))
+    out.append(Heading(2, "Measurements"))
     out += _measurement_blocks(plan, measurements)
-    out.append(_H(2, "Assumptions"))
-    out.append(_List(_assumptions(plan, measurements)))
-    out.append(_H(2, "Confirmation run" if _recommended(plan) else "What to measure next"))
+    out.append(Heading(2, "Assumptions"))
+    out.append(Bullets(_assumptions(plan, measurements)))
+    out.append(Heading(2, "Confirmation run" if _recommended(plan) else "What to measure next"))
     out += _confirmation_blocks(plan, measurements)
     return out
 
@@ -158,7 +128,7 @@ def _recommended(plan: CapacityPlan) -> int | None:
     return None if plan.primary is None else plan.primary.pods_recommended
 
 
-def _model_blocks(plan: CapacityPlan, p: Projection) -> list[_Block]:
+def _model_blocks(plan: CapacityPlan, p: Projection) -> list[Block]:
     params = p.fit.params
     se = p.fit.se
     rows = (
@@ -166,13 +136,13 @@ def _model_blocks(plan: CapacityPlan, p: Projection) -> list[_Block]:
         ("κ (coherency)", f"{params.kappa:.6g}", _se(se[1]), "cost per pair of pods"),
         ("λ (one pod)", f"{params.lam:,.1f}/s", _se(se[2]), "throughput of a single pod"),
     )
-    out: list[_Block] = [
-        _P(
+    out: list[Block] = [
+        Paragraph(
             "X(N) = λN / (1 + σ(N−1) + κN(N−1)), fitted by bounded nonlinear least squares "
             f"(σ, κ ≥ 0) to {len(p.n)} points at {len(set(p.n))} pod counts; "
             f"R² = {p.fit.r2:.4f}, RMSE = {p.fit.rmse:,.0f}/s."
         ),
-        _Table(("coefficient", "estimate", "standard error", "meaning"), rows),
+        Table(("coefficient", "estimate", "standard error", "meaning"), rows),
     ]
     if params.n_peak is not None:
         peak = (
@@ -184,25 +154,25 @@ def _model_blocks(plan: CapacityPlan, p: Projection) -> list[_Block]:
         peak = f"No peak (κ = 0): throughput approaches λ/σ = {params.x_peak:,.0f}/s."
     else:
         peak = "No peak and no ceiling (σ = κ = 0): the fit is linear scaling."
-    out.append(_P(peak))
+    out.append(Paragraph(peak))
     loo = p.loo
     if loo.usl_rmse is not None and loo.linear_rmse is not None:
         verdict = "better" if loo.usl_rmse < loo.linear_rmse else "no better"
         out.append(
-            _P(
+            Paragraph(
                 f"Leave-one-out: the USL predicts each left-out point with RMSE "
                 f"{loo.usl_rmse:,.0f}/s; linear scaling (X = {loo.linear_lambda:,.0f}·N) with "
                 f"{loo.linear_rmse:,.0f}/s. The USL does {verdict}."
             )
         )
     else:
-        out.append(_P("Leave-one-out comparison: needs at least 4 pod counts."))
+        out.append(Paragraph("Leave-one-out comparison: needs at least 4 pod counts."))
     if plan.secondary is not None:
         s = plan.secondary
         sp = s.fit.params
         req = s.pods_required.point
         out.append(
-            _P(
+            Paragraph(
                 f"The same law fitted to x_max (the most each pod count delivered, SLO or "
                 f"not): σ = {sp.sigma:.4g}, κ = {sp.kappa:.3g}, λ = {sp.lam:,.0f}/s, peak "
                 f"{sp.x_best:,.0f}/s; it reaches {plan.target_rate:,.0f}/s "
@@ -218,7 +188,7 @@ def _se(value: float) -> str:
     return "—" if not math.isfinite(value) else f"{value:.3g}"
 
 
-def _projection_table(plan: CapacityPlan, p: Projection) -> _Table:
+def _projection_table(plan: CapacityPlan, p: Projection) -> Table:
     params = p.fit.params
     picks = set(p.n)
     for v in (
@@ -256,7 +226,7 @@ def _projection_table(plan: CapacityPlan, p: Projection) -> _Table:
                 ", ".join(tags),
             )
         )
-    return _Table(
+    return Table(
         (
             "pods",
             "modelled X/s",
@@ -269,7 +239,7 @@ def _projection_table(plan: CapacityPlan, p: Projection) -> _Table:
     )
 
 
-def _measurement_blocks(plan: CapacityPlan, measurements: Measurements) -> list[_Block]:
+def _measurement_blocks(plan: CapacityPlan, measurements: Measurements) -> list[Block]:
     p = plan.primary
     rows = []
     for pt in measurements.points:
@@ -289,15 +259,15 @@ def _measurement_blocks(plan: CapacityPlan, measurements: Measurements) -> list[
                 pt.source,
             )
         )
-    out: list[_Block] = [
-        _Table(
+    out: list[Block] = [
+        Table(
             ("pods", "capacity (x_slo)/s", "x_max/s", "model/s", "residual", "source"),
             tuple(rows),
         )
     ]
     for path, sweep in measurements.sweeps:
         out.append(
-            _P(
+            Paragraph(
                 f"{path}: target {sweep.target}, SLO p99 < {sweep.slo.p99_ms:g} ms, error rate "
                 f"≤ {sweep.slo.max_error_rate:g}, achieved ≥ {sweep.slo.min_achieved_ratio:g} × "
                 f"offered; started {sweep.started}, "
@@ -321,7 +291,7 @@ def _measurement_blocks(plan: CapacityPlan, measurements: Measurements) -> list[
         )
         if step_rows:
             out.append(
-                _Table(
+                Table(
                     (
                         "pods",
                         "offered/s",
@@ -374,7 +344,7 @@ def _assumptions(plan: CapacityPlan, measurements: Measurements) -> tuple[str, .
     )
 
 
-def _confirmation_blocks(plan: CapacityPlan, measurements: Measurements) -> list[_Block]:
+def _confirmation_blocks(plan: CapacityPlan, measurements: Measurements) -> list[Block]:
     slos = _slos(measurements)
     slo = slos[0] if slos else Slo()
     scale = next((s.scale_cmd for _, s in measurements.sweeps if s.scale_cmd), None)
@@ -403,10 +373,10 @@ def _confirmation_blocks(plan: CapacityPlan, measurements: Measurements) -> list
                 f"sweep again. A run at {required} pods offering {t:,.0f}/s would show how "
                 "little margin is left."
             )
-        out: list[_Block] = [_P(why)]
+        out: list[Block] = [Paragraph(why)]
         if plan.primary is None:
             out.append(
-                _Code(
+                Code(
                     "planner sweep --target URL --pods "
                     + ",".join(str(v) for v in suggestion)
                     + " --scale-cmd 'kubectl scale deploy/api --replicas={pods}' --out sweep.json\n"
@@ -434,7 +404,7 @@ def _confirmation_blocks(plan: CapacityPlan, measurements: Measurements) -> list
         "projection table, refit with it included: "
         f"`planner report sweep.json confirm.json --target-rate {t:g}`.",
     ]
-    return [_List(tuple(steps))]
+    return [Bullets(tuple(steps))]
 
 
 # ----------------------------------------------------------------------------- renderers
@@ -442,78 +412,12 @@ def _confirmation_blocks(plan: CapacityPlan, measurements: Measurements) -> list
 
 def render_markdown(plan: CapacityPlan, measurements: Measurements) -> str:
     """The report as Markdown (no figures: those are in the HTML)."""
-    lines: list[str] = []
-    for block in _blocks(plan, measurements, images=False):
-        if isinstance(block, _H):
-            lines += ["#" * block.level + " " + block.text, ""]
-        elif isinstance(block, _P):
-            lines += [block.text, ""]
-        elif isinstance(block, _List):
-            lines += [f"- {item}" for item in block.items] + [""]
-        elif isinstance(block, _Table):
-            if block.details:
-                lines += [f"{block.details}:", ""]
-            lines.append("| " + " | ".join(block.header) + " |")
-            lines.append("|" + "|".join("---" for _ in block.header) + "|")
-            lines += [
-                "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in block.rows
-            ]
-            lines.append("")
-        elif isinstance(block, _Code):
-            lines += ["```", block.text, "```", ""]
+    lines = markdown(_blocks(plan, measurements, images=False))
     lines.append("Figures: see the HTML report (`planner report ... --html`).")
     return "\n".join(lines) + "\n"
 
 
-_CSS = """
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:60rem;
-margin:2rem auto;padding:0 1rem;color:#1b1b1b}
-h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
-th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}
-th{background:#f4f4f4}td:last-child,th:last-child{text-align:left}
-img{max-width:100%;border:1px solid #eee;margin:.8rem 0}
-pre{background:#f6f6f6;padding:.8rem;overflow-x:auto}code{background:#f6f6f6}
-li{margin:.3rem 0}summary{cursor:pointer;margin:.6rem 0}
-"""
-
-
-def _inline(text: str) -> str:
-    """Escape, then the two Markdown marks the blocks use: **strong** and `code`."""
-    escaped = html.escape(text)
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
-
-
 def render_html(plan: CapacityPlan, measurements: Measurements) -> str:
     """The report as one self-contained HTML page, figures embedded as base64 PNG."""
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Capacity report: {plan.target_rate:,.0f}/s</title>",
-        f"<style>{_CSS}</style></head><body>",
-    ]
-    for block in _blocks(plan, measurements, images=True):
-        if isinstance(block, _H):
-            parts.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
-        elif isinstance(block, _P):
-            parts.append(f"<p>{_inline(block.text)}</p>")
-        elif isinstance(block, _List):
-            parts.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block.items) + "</ul>")
-        elif isinstance(block, _Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                for row in block.rows
-            )
-            table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            if block.details:
-                table = f"<details><summary>{html.escape(block.details)}</summary>{table}</details>"
-            parts.append(table)
-        elif isinstance(block, _Code):
-            parts.append(f"<pre><code>{html.escape(block.text)}</code></pre>")
-        elif isinstance(block, _Image):
-            data = base64.b64encode(block.png).decode("ascii")
-            parts.append(f'<img alt="{html.escape(block.alt)}" src="data:image/png;base64,{data}">')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    title = f"Capacity report: {plan.target_rate:,.0f}/s"
+    return html_page(title, _blocks(plan, measurements, images=True))

@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from planner import __version__
-from planner.capacity import CapacityPlan, Fit, LooComparison, PodsRequired, Projection
-from planner.caveats import Caveat
 from planner.points import Measurements
+from planner.types import CapacityPlan, Caveat, Fit, LooComparison, PodsRequired, Projection
 
 REPORT_SCHEMA = "planner-report/1"
 FIT_SCHEMA = "planner-fit/1"

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from capture.units import format_duration_ns
 from planner.sweep import ScaleError
+from replay.address import Target, probe
 
 PLACEHOLDER = "{pods}"
 POLL_INTERVAL_S = 1.0
@@ -162,8 +163,6 @@ class CommandScaler:
 
 def tcp_probe(url: str) -> str | None:
     """Why ``url``'s host and port do not accept a connection now, or None (replay's check)."""
-    from replay.wire import Target, probe
-
     try:
         target = Target.parse(url)
     except ValueError as exc:

@@ -25,11 +25,11 @@ import io
 from dataclasses import replace
 
 from capture.errors import EXIT_INTERRUPTED, InputError
+from capture.units import NS
 from planner.sweep import Measurement, StepFailed, StepInterrupted
 from planner.sweep_format import Step
 from replay.aggregate import RunAggregate
 from replay.coordinator import Coordinator, RunFailed
-from replay.pacing import NS
 from replay.plan import RunPlan, make_plan
 from replay.results import generator_limit_reasons
 from replay.target import RunTarget, TargetError, open_target
@@ -105,7 +105,7 @@ def measure_window(aggregate: RunAggregate, rate: float, warmup_s: int, step_s: 
     reasons = generator_limit_reasons(dropped, window.offered, lag_p99)
     note = None
     if reasons:
-        note = "load generator limited: " + "; ".join(r.split(":")[0] for r in reasons)
+        note = "load generator limited: " + "; ".join(r.fact for r in reasons)
     step = Step(
         offered_rps=float(rate),
         achieved_rps=ok / step_s,

@@ -23,7 +23,7 @@ import click
 
 from capture.cli_units import ParsedType
 from capture.errors import EXIT_INTERRUPTED
-from capture.units import format_duration_ns, parse_duration_ns
+from capture.units import NS, format_duration_ns, parse_duration_ns
 from planner.errors import InputError
 from planner.sweep import (
     PodEvent,
@@ -33,9 +33,6 @@ from planner.sweep import (
     SweepInterrupted,
 )
 from planner.sweep_format import Slo, Sweep
-
-NS = 1_000_000_000
-
 
 # ----------------------------------------------------------------------------- values
 

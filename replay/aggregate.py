@@ -1,8 +1,7 @@
 """The coordinator's run aggregate: worker deltas merged into intervals, slices and windows.
 
-``RunAggregate.add(delta)`` merges a delta (``IntervalRecorder.flush``'s bytes, see
-replay/recorder.py) exactly (bucket counts add) into its interval and into the whole-run
-totals. Deltas may arrive in any order. Definitions, everywhere:
+``RunAggregate.add(delta)`` merges a worker's delta (replay/recorder.py) exactly into its
+interval and into the whole-run totals, in any order. Definitions, everywhere:
 
     requests = sent requests that completed (with a status or an error kind)
     ok       = requests with status 2xx or 3xx
@@ -10,21 +9,8 @@ totals. Deltas may arrive in any order. Definitions, everywhere:
     dropped  = due requests the generator could not send (not in requests)
     offered  = requests that came due (sent or dropped)
 
-API (what the engine codes against)::
-
-    RunAggregate()      .add(delta) -> interval .retire(worker) .set_duration(seconds)
-                        .add_interval(interval, worker=, offered=, inflight=, dropped=, series=)
-                        .interval(k) -> IntervalView .timeline -> [IntervalView]
-                        .interval_series(k) -> [SeriesDelta] .interval_dropped(k)
-                        .complete() -> k .latest() -> ProgressSnapshot
-                        .whole() -> Slice .window(start, end) -> Slice .windows(seconds)
-    Slice               .requests/.ok/.errors(endpoint=None, status=None) .dropped(endpoint)
-                        .offered .seconds .histogram(metric, endpoint=None, status=None)
-    is_ok(outcome)      status_matches(outcome, status)
-
-Memory: each interval keeps its series' sparse histograms (about 6 bytes per non-zero bucket
-per series and metric), so that windowed thresholds and the results timeline are exact;
-about 1 MB per minute at 1,000 req/s over a few series.
+Each interval keeps its series' sparse histograms, so that windowed thresholds and the
+results timeline are exact.
 """
 
 from __future__ import annotations
@@ -37,28 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from replay.histogram import LatencyHistogram, Sparse, merge_sparse
+from replay.outcomes import is_ok, status_matches
 from replay.recorder import METRICS, Key, SeriesDelta, read_delta
 
 INTERVAL_S = 1.0
 """Length of one interval: each worker reports once a second from the common start."""
-
-
-def is_ok(outcome: str) -> bool:
-    """2xx and 3xx are ok; any other status and every error kind is an error."""
-    return len(outcome) == 3 and outcome[0] in "23" and outcome.isdigit()
-
-
-def status_matches(outcome: str, status: str | None) -> bool:
-    """A ``{status:...}`` filter: None matches all; "503" exactly; "5xx" a class; or a kind."""
-    if status is None or outcome == status:
-        return True
-    return (
-        len(status) == 3
-        and status.endswith("xx")
-        and len(outcome) == 3
-        and outcome.isdigit()
-        and outcome[0] == status[0]
-    )
 
 
 def _compact(sparse: Sparse) -> Sparse:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from capture.cli_errors import InputError, OneLineGroup, one_line
-from capture.units import DURATION
+from capture.cli_units import DURATION
 from replay.k8s_manifest import MAX_SEGMENTS, METRICS_PORT
 
 DEFAULT_SECRET = "agenttrace-api-key/api-key"

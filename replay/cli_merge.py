@@ -15,7 +15,9 @@ import click
 from capture.cli_errors import InputError, OneLineCommand
 from capture.errors import EXIT_THRESHOLD_FAILED
 from replay.cli_types import THRESHOLD
-from replay.results import ResultsError, merge_results, read_results, write_results
+from replay.merge import merge_results
+from replay.results import ResultsError, write_results
+from replay.results_read import read_results
 from replay.summary import render_summary
 from replay.thresholds import Threshold
 

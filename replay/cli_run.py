@@ -13,12 +13,11 @@ import click
 from capture.cli_errors import InputError, OneLineCommand, one_line
 from capture.cli_units import DURATION, FACTOR, RATE, ParsedType
 from capture.errors import EXIT_INTERRUPTED
-from capture.units import parse_duration_ns, parse_rate
+from capture.units import NS, parse_duration_ns, parse_rate
 from replay.config import ARRIVALS
 from replay.coordinator import Coordinator, RunFailed
 from replay.live import parse_listen
 from replay.open_files import warn_open_files
-from replay.pacing import NS
 from replay.plan import RunPlan, make_plan
 from replay.results_stdout import StdoutResults
 from replay.rewrite import MAX_WORKERS

@@ -1,25 +1,10 @@
 """The coordinator: spawn the workers, start them together, gather deltas, report, finish.
 
-    spawn      one clean interpreter per worker (`python -m replay.worker`), with a control
-               pipe (coordinator -> worker) and a data pipe (worker -> coordinator) passed as
-               inherited file descriptors; its stderr is captured for error reports
-    config     each worker gets a WorkerConfig: its index, the shard rule's modulus, its
-               share of --vus and --max-inflight, and the run's nonce for minting ids
-    barrier    every worker loads its shard and says `ready`; the coordinator then picks a
-               start instant 250 ms ahead on CLOCK_MONOTONIC (system-wide on Linux) and
-               sends it to all, so every worker's schedule runs on the same clock
-    gather     per-second deltas (msgpack, replay.recorder) are merged into a
-               RunAggregate; a progress line goes to stderr once a second; with
-               --abort-on-fail the thresholds are checked as intervals complete
-    finish     every worker says `done` after its last, partial interval; results are built
-               and written, the summary printed, the exit status decided
-
-Ctrl-C (SIGINT to the process group: the workers ignore it) sends `stop`: workers stop
-scheduling, give requests in flight a second, flush and say done; the coordinator writes what
-ran and exits 130. A worker that dies (its data pipe closes without `done`) is reported with
-its exit status and the last lines of its stderr; the others are stopped, partial results are
-written, and the exit status is 1. Nothing waits forever: every wait has a deadline, after
-which workers are killed.
+Each worker is a clean interpreter (`python -m replay.worker`) with a control and a data
+pipe (messages: replay/protocol.py). Once every worker is ready, all get one start instant
+on CLOCK_MONOTONIC, so every schedule runs on the same clock. Ctrl-C, an abort or a dead
+worker stop the others; what ran is written either way, and nothing waits forever: every
+wait has a deadline, after which workers are killed.
 """
 
 from __future__ import annotations
@@ -33,19 +18,24 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 import msgpack
 
 from capture.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
-from replay import protocol
+from capture.units import NS
+from replay import protocol, thresholds
+from replay.aggregate import RunAggregate
 from replay.config import WorkerConfig
 from replay.plan import RunPlan
 from replay.probe import MAX_PENDING
 from replay.protocol import LoadStage
 from replay.recorder import read_delta
+from replay.results import RunMeta, build_results, write_results
 from replay.segments import share
+from replay.summary import render_progress, render_summary
 from replay.target import RunTarget
 from replay.visibility import VisibilityAggregate
 
@@ -53,7 +43,6 @@ if TYPE_CHECKING:
     from replay.live import LiveMetrics, MetricsServer
     from replay.scrape import TargetScraper
 
-NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
 START_AT_MARGIN_NS = 50_000_000  # --start-at: the least time the workers get to hear it
 READY_TIMEOUT_S = 120.0  # a loading worker silent this long (no "loading" message) is stuck
@@ -96,8 +85,6 @@ class Coordinator:
         stdout: TextIO | None = None,
         stderr: TextIO | None = None,
     ) -> None:
-        from replay.aggregate import RunAggregate
-
         self.plan = plan
         self.target = target
         self.stdout = stdout or sys.stdout
@@ -459,7 +446,7 @@ class Coordinator:
             return shown
         self._check_thresholds(snapshot.interval.index)
         if self.plan.progress:
-            line = _render_progress(snapshot, self.plan.duration_ns / NS, tty)
+            line = render_progress(snapshot, self.plan.duration_ns / NS, tty)
             self.stderr.write(f"\r{line}\x1b[K" if tty else f"{line}\n")
             self.stderr.flush()
         return float(snapshot.elapsed_s)
@@ -468,18 +455,12 @@ class Coordinator:
         """--abort-on-fail: judge what interval k decided; stop at the first failure."""
         if not (self.plan.abort_on_fail and self.plan.thresholds) or self.stop_sent:
             return
-        from replay import thresholds
-
-        for verdict in thresholds.evaluate_interval(list(self.plan.thresholds), self.aggregate, k):
-            if not verdict.ok:
-                self.aborted = f"threshold {verdict.threshold} failed after {k + 1}s"
-                self._stop_all()
-                return
+        verdict = thresholds.first_failure(self.plan.thresholds, self.aggregate, k)
+        if verdict is not None:
+            self.aborted = f"threshold {verdict.threshold} failed after {k + 1}s"
+            self._stop_all()
 
     def _finish(self) -> int:
-        from replay import thresholds
-        from replay.results import RunMeta, build_results, write_results
-
         plan = self.plan
         paced_s = max((self.paced_until_ns - self.start_ns) / NS, 0.001)
         self.aggregate.set_duration(min(paced_s, plan.duration_ns / NS))
@@ -554,7 +535,7 @@ class Coordinator:
             self.visibility.add_to_results(results)
         if plan.out:
             write_results(plan.out, results)
-        self.stdout.write(_render_summary(results))
+        self.stdout.write(render_summary(results))
         self.stdout.flush()
         if self.failure:
             self.stderr.write(f"replay: {self.failure}\n")
@@ -565,18 +546,6 @@ class Coordinator:
         if self.failure:
             return self.failure_code
         return thresholds.exit_status(verdicts)
-
-
-def _render_progress(snapshot: Any, total_s: float, tty: bool) -> str:
-    from replay.summary import render_progress
-
-    return str(render_progress(snapshot, total_s, tty))
-
-
-def _render_summary(results: dict[str, Any]) -> str:
-    from replay.summary import render_summary
-
-    return str(render_summary(results))
 
 
 def _exit_description(code: int | None) -> str:
@@ -602,8 +571,6 @@ def _iso(wall_ns: int) -> str:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("agenttrace-loadtools")
     except PackageNotFoundError:

@@ -3,9 +3,8 @@
 ``LatencyHistogram`` keeps HdrHistogram's exact bucket layout (microseconds, 1 µs .. 1 hour,
 3 significant digits: every value is kept within 0.1 %) and its standard V2 compressed
 base64 encoding, so HdrHistogram tools in any language read ``encode()``'s output. Counting,
-merging and percentiles are done with numpy on the same bucket array (the pure-Python
-``hdrh`` loops cost ~2 µs per value and ~1 ms per percentile); the tests check the layout
-and every statistic against ``hdrh`` itself. Values above one hour are clamped to one hour
+merging and percentiles are done with numpy on the same bucket array; the tests check the
+layout and every statistic against ``hdrh`` itself. Values above one hour are clamped to one hour
 and counted in ``clamped`` (never dropped); negative values (a request sent a hair before
 its intended time) are recorded as 0. Statistics follow HdrHistogram: a percentile is the
 highest value equivalent to the bucket that holds it (never below the true value), ``min``
@@ -17,18 +16,6 @@ A histogram also travels and is kept in sparse form (``Sparse``): its non-zero b
 ascending order, their counts and the clamped count, exact to merge by adding counts. The
 worker's deltas and the coordinator's intervals hold histograms that way (replay/recorder.py,
 replay/aggregate.py); results files hold the V2 encoding.
-
-API::
-
-    LatencyHistogram()  .record(us) .record_many(values_us) .merge(other) .encode() -> str
-                        LatencyHistogram.decode(s) .percentile(p) -> ms .percentiles(ps)
-                        .count .min .max .mean (ms) .clamped .counts
-                        .add_sparse(sparse) .subtract_sparse(sparse) .to_sparse() .copy()
-                        LatencyHistogram.from_sparse(sparse)
-    Sparse(buckets, counts, clamped) .total
-    sparse_from_values(values_us) -> Sparse     merge_sparse(parts) -> Sparse
-    encode_sparse(sparse) -> str                decode_sparse(s, clamped=0) -> Sparse
-    bucket_indices(values_us)   LOWEST_EQUIVALENT, HIGHEST_EQUIVALENT, MEDIAN_EQUIVALENT
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from replay.k8s_manifest import CONTAINER, INDEX_ANNOTATION, JOB_LABEL
-from replay.results import SCHEMA, ResultsError, merge_results, validate_results
+from replay.merge import merge_results
+from replay.results import SCHEMA, ResultsError
+from replay.results_read import validate_results
 from replay.thresholds import EXIT_THRESHOLD_FAILED
 
 EXIT_FAILED = 1

@@ -58,7 +58,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple, TypeVar
 
-NS = 1_000_000_000
+from capture.units import NS
+
 T = TypeVar("T")
 
 

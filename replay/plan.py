@@ -14,10 +14,10 @@ from pathlib import Path
 
 from capture.corpus import CorpusError, CorpusReader
 from capture.errors import InputError
+from capture.units import NS
 from corpora import BUNDLED, bundled_path
 from replay import pacing
 from replay.config import ARRIVALS, MODELS
-from replay.pacing import NS
 from replay.scrape import check_scrape_url
 from replay.segments import WHOLE_RUN, ExecutionSegment
 from replay.spool import TemplateSpool

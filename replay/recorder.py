@@ -21,14 +21,10 @@ so latency = latency_uncorrected + send_lag. Each is rounded to the nearest micr
 The recorder (hot path)
 -----------------------
 ``IntervalRecorder.record(endpoint, outcome, intended_ns, sent_ns, done_ns)`` does one dict
-lookup (the (endpoint, outcome) series id) and four list appends of the caller's own ints:
-no object is created per request. Plain lists beat ``array('q').append`` here because the
-array converts each int on append (~70 ns more per value); the conversion to int64 happens
-once per fold, in ``flush()``, with numpy. ``outcome`` is the HTTP status as a string
-("200", "503") or an error kind ("refused", "reset", "timeout", "malformed", "closed",
-"other"). ``drop(endpoint, intended_ns)`` counts a request the generator could not send
-(max-inflight reached, or due but never reached by a worker behind its schedule);
-``offered(n)`` counts requests that came due, sent or dropped.
+lookup (the (endpoint, outcome) series id) and appends the caller's own ints to plain lists:
+no object is created per request; the conversion to int64 happens once per fold, in
+``flush()``. ``outcome`` is replay/outcomes.py's. ``drop(endpoint, intended_ns)`` counts a
+request the generator could not send; ``offered(n)`` counts requests that came due.
 
 The delta
 ---------
@@ -43,20 +39,9 @@ one sort of the values when it is not (``fold_series``)::
      "series": [[endpoint, outcome, count, [h_latency, h_uncorrected, h_send_lag]], ...]}
 
 where each ``h`` is ``[bucket_indices, bucket_counts, clamped]``: the non-zero buckets of
-that series' histogram as little-endian uint16 and uint32 bytes. That is HdrHistogram's
-bucket array in sparse form, exact and mergeable by adding counts, and tens of times cheaper
-to produce and read than the V2 compressed encoding, which is kept for results files.
-
-``read_delta(bytes) -> Delta`` decodes one and checks it (sizes, bucket order and range).
-
-API::
-
-    IntervalRecorder(worker)  .record(endpoint, outcome, intended_ns, sent_ns, done_ns)
-                        .drop(endpoint, intended_ns) .offered(n=1) .pending()
-                        .flush(interval, inflight) -> bytes
-    read_delta(delta) -> Delta(worker, interval, inflight, offered, dropped, series)
-    SeriesDelta(endpoint, outcome, requests, histograms)  (histograms in METRICS order)
-    fold_series(series, n_series, values_us) -> Folded
+that series' histogram as little-endian uint16 and uint32 bytes: HdrHistogram's bucket
+array in sparse form, exact and mergeable by adding counts (results files keep the V2
+encoding). ``read_delta(bytes)`` decodes one and checks it (sizes, bucket order and range).
 """
 
 from __future__ import annotations
@@ -68,12 +53,10 @@ import msgpack
 import numpy as np
 
 from replay.histogram import COUNTS_LEN, HIGHEST_US, IntArray, Sparse, bucket_indices
+from replay.outcomes import ERROR_KINDS as ERROR_KINDS
 
 METRICS = ("latency", "latency_uncorrected", "send_lag")
 """The three histograms kept per series, in this order everywhere (deltas, results)."""
-
-ERROR_KINDS = ("refused", "reset", "timeout", "malformed", "closed", "other")
-"""Outcomes that are not an HTTP status: the transport failed before a full response."""
 
 DELTA_VERSION = 1
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from replay.merge import merge_results
 from replay.phases import Phase, Phases, run_phases
 from replay.recovery import Recovery, find_recovery, not_applicable
 from replay.report_drift import DriftWindows, measure_drift
@@ -32,7 +33,7 @@ from replay.report_verdicts import (
     judge,
     judged_phase,
 )
-from replay.results import merge_results, read_results
+from replay.results_read import read_results
 
 SCHEMA = "replay-report/1"
 RUN_KEYS = ("corpus", "target", "model", "scale", "speed", "rate", "workers", "started",

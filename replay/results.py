@@ -1,56 +1,34 @@
-"""Results files, schema ``replay-results/1``: build, write, read (validated) and merge.
+"""Results files, schema ``replay-results/1``: built from a run's aggregate, written.
 
 docs/results-format.md describes every field. In short: run metadata; ``totals``; latency,
 uncorrected latency and send lag percentiles for the run, per endpoint tag and per outcome
-(HTTP status or error kind); errors by kind; whether the load generator was the limit; the
-threshold verdicts; a per-second ``timeline``; and the HdrHistograms themselves, for the
-whole run (``histograms``) and for every second and series (in the timeline), in
-HdrHistogram's standard V2 compressed base64 encoding.
-
-Merging is exact: ``merge_results`` rebuilds one ``RunAggregate`` from the inputs' per-second
-series (bucket counts add; timelines align by second index, as runs started together from
-several hosts do), then builds the results again from it, so every percentile of the merged
-file is that of one histogram holding every request of every input, and thresholds are
-judged again on the merged data. ``merge_results([r])`` reproduces ``r`` (metadata aside).
-
-The load generator, not the target, was the limit (``load_generator.limited``) when any
-request was dropped (a worker had ``--max-inflight`` requests outstanding when the next came
-due, or it came due but the run ended before the worker, behind its schedule, got to it) or
-when the send lag p99 exceeds ``SEND_LAG_LIMIT_MS`` (requests left late because the
-worker's CPU or event loop could not keep the schedule; latencies from the intended time
-then include that lag).
-
-API: ``RunMeta(...)``, ``build_results(aggregate, meta, verdicts) -> dict``,
-``write_results(path, results)``, ``read_results(path) -> dict`` (ResultsError, a ValueError,
-naming the file and field), ``merge_results(results, sources=None, thresholds=()) -> dict``,
-``aggregate_from_results(results) -> RunAggregate``.
+(HTTP status or error kind); errors by kind; whether the load generator was the limit
+(`generator_limit_reasons`); the threshold verdicts; a per-second ``timeline``; and the
+HdrHistograms themselves, in HdrHistogram's standard V2 compressed base64 encoding.
+Reading and validating a file is replay/results_read.py's; merging, replay/merge.py's.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from capture.errors import InputError
-from replay.aggregate import RunAggregate, Slice, is_ok
+from replay.aggregate import RunAggregate, Slice
 from replay.histogram import (
     HIGHEST_US,
     LOWEST_US,
     SIGNIFICANT_FIGURES,
     LatencyHistogram,
-    decode_sparse,
     encode_sparse,
 )
-from replay.recorder import ERROR_KINDS, METRICS, SeriesDelta
-from replay.segments import join_segments
-from replay.thresholds import Threshold, Verdict, evaluate, parse_threshold
-from replay.visibility import merged as merged_visibility
+from replay.outcomes import ERROR_KINDS, is_ok
+from replay.recorder import METRICS, SeriesDelta
+from replay.thresholds import Verdict
 
 SCHEMA = "replay-results/1"
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
@@ -99,7 +77,7 @@ class RunMeta:
         for name, kinds in _META_TYPES.items():
             value = values.get(name)
             if name in values and (not isinstance(value, kinds) or isinstance(value, bool)):
-                raise ResultsError(f"{where}.{name}: expected {_kind_names(kinds)}")
+                raise ResultsError(f"{where}.{name}: expected {kind_names(kinds)}")
         if "model" not in values:
             raise ResultsError(f"{where}.model: missing")
         values.setdefault("corpus", None)
@@ -163,19 +141,39 @@ def outcome_kind(outcome: str) -> str:
     return "http_error" if outcome.isdigit() else "transport_error"
 
 
-def generator_limit_reasons(dropped: int, offered: int, send_lag_p99_ms: float | None) -> list[str]:
+class GeneratorLimit(NamedTuple):
+    """Why the load generator, not the target, was the limit: a stable `code` (dropped,
+    send_lag), the `fact` in a few words, and the sentence that explains it."""
+
+    code: str
+    fact: str
+    message: str
+
+
+def generator_limit_reasons(
+    dropped: int, offered: int, send_lag_p99_ms: float | None
+) -> list[GeneratorLimit]:
     """Why the load generator, not the target, was the limit (empty when it was not)."""
     reasons = []
     if dropped > 0:
         share = f" ({dropped / offered:.2%} of {offered:,} due)" if offered else ""
+        fact = f"{dropped:,} requests dropped{share}"
         reasons.append(
-            f"{dropped:,} requests dropped{share}: they came due while a worker had "
-            "--max-inflight requests outstanding, or after it had fallen behind its schedule"
+            GeneratorLimit(
+                "dropped",
+                fact,
+                f"{fact}: they came due while a worker had --max-inflight requests "
+                "outstanding, or after it had fallen behind its schedule",
+            )
         )
     if send_lag_p99_ms is not None and send_lag_p99_ms > SEND_LAG_LIMIT_MS:
+        fact = f"send lag p99 {send_lag_p99_ms:g} ms exceeds {SEND_LAG_LIMIT_MS:g} ms"
         reasons.append(
-            f"send lag p99 {send_lag_p99_ms:g} ms exceeds {SEND_LAG_LIMIT_MS:g} ms: requests "
-            "left late because the workers could not keep the schedule"
+            GeneratorLimit(
+                "send_lag",
+                fact,
+                f"{fact}: requests left late because the workers could not keep the schedule",
+            )
         )
     return reasons
 
@@ -278,7 +276,7 @@ def build_results(
         "endpoints": endpoints,
         "outcomes": outcomes,
         "errors": errors,
-        "load_generator": {"limited": bool(reasons), "reasons": reasons},
+        "load_generator": {"limited": bool(reasons), "reasons": [r.message for r in reasons]},
         "thresholds": [v.to_json() for v in verdicts],
         "timeline": timeline,
         "histograms": {
@@ -345,34 +343,8 @@ def write_results(path: str | os.PathLike[str], results: Mapping[str, Any]) -> N
             tmp.unlink()
 
 
-def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a results file; ResultsError naming the file and field if bad."""
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ResultsError(f"{name}: is a directory, not a results file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{name}: cannot read ({exc})") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsError(
-            f"{name}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
-    validate_results(obj, name)
-    results: dict[str, Any] = obj
-    return results
-
-
-# -- validation -------------------------------------------------------------------------
-_NUMBER = (int, float)
-_OPT_NUMBER = (int, float, type(None))
-
-
-def _kind_names(kinds: tuple[type, ...]) -> str:
+def kind_names(kinds: tuple[type, ...]) -> str:
+    """The JSON types `kinds` in words, for a message: "an integer or null"."""
     names = {
         int: "an integer",
         float: "a number",
@@ -383,248 +355,3 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
         type(None): "null",
     }
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
-
-
-def _get(obj: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str) -> Any:
-    """``obj[key]`` if it is of ``kinds``; ``where`` is "file: parent." for the message."""
-    if key not in obj:
-        raise ResultsError(f"{where}{key}: missing")
-    value = obj[key]
-    if isinstance(value, bool) and bool not in kinds:
-        raise ResultsError(f"{where}{key}: expected {_kind_names(kinds)}, found {value}")
-    if not isinstance(value, kinds):
-        found = "null" if value is None else type(value).__name__
-        raise ResultsError(f"{where}{key}: expected {_kind_names(kinds)}, found {found}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ResultsError(f"{where}{key}: not a finite number")
-    if kinds == (int,) and isinstance(value, int) and value < 0:
-        raise ResultsError(f"{where}{key}: negative")
-    return value
-
-
-def _series_entry(entry: Any, where: str) -> None:
-    if not isinstance(entry, dict):
-        raise ResultsError(f"{where.rstrip('.')}: expected an object")
-    _get(entry, "endpoint", (str,), where)
-    _get(entry, "outcome", (str,), where)
-    _get(entry, "requests", (int,), where)
-    for metric in METRICS:
-        _get(entry, metric, (str,), where)
-    if "clamped" in entry:
-        clamped = entry["clamped"]
-        if not (
-            isinstance(clamped, list)
-            and len(clamped) == len(METRICS)
-            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in clamped)
-        ):
-            raise ResultsError(f"{where}clamped: expected a list of 3 counts")
-
-
-def validate_results(obj: Any, name: str = "results") -> None:
-    """Check the structure of a ``replay-results/1`` document (not the histograms' bytes).
-
-    ResultsError's message is ``name: field.path: what is wrong``."""
-    if not isinstance(obj, dict):
-        raise ResultsError(f"{name}: expected a JSON object, found {type(obj).__name__}")
-    schema = obj.get("schema")
-    if schema != SCHEMA:
-        found = "missing" if schema is None else repr(schema)
-        raise ResultsError(f"{name}: schema: {found}, expected {SCHEMA!r}")
-    top = f"{name}: "
-    RunMeta.from_json(_get(obj, "meta", (dict,), top), f"{top}meta")
-    totals = _get(obj, "totals", (dict,), top)
-    for key in ("requests", "ok", "errors", "dropped", "offered"):
-        _get(totals, key, (int,), f"{top}totals.")
-    for key in ("duration_s", "offered_rps", "achieved_rps"):
-        _get(totals, key, _NUMBER, f"{top}totals.")
-    for block in BLOCKS:
-        b = _get(obj, block, (dict,), top)
-        for key in ("count", "clamped"):
-            _get(b, key, (int,), f"{top}{block}.")
-        for key in ("min", "mean", *(k for k, _ in PERCENTILES), "max"):
-            _get(b, key, _OPT_NUMBER, f"{top}{block}.")
-    for section in ("endpoints", "outcomes", "errors", "load_generator"):
-        _get(obj, section, (dict,), top)
-    for i, v in enumerate(_get(obj, "thresholds", (list,), top)):
-        at = f"{top}thresholds[{i}]."
-        if not isinstance(v, dict):
-            raise ResultsError(f"{at.rstrip('.')}: expected an object")
-        _get(v, "threshold", (str,), at)
-        _get(v, "ok", (bool,), at)
-    for i, entry in enumerate(_get(obj, "timeline", (list,), top)):
-        at = f"{top}timeline[{i}]."
-        if not isinstance(entry, dict):
-            raise ResultsError(f"{at.rstrip('.')}: expected an object")
-        for key in ("t", "requests", "ok", "errors", "dropped", "offered", "inflight"):
-            _get(entry, key, (int,), at)
-        dropped = _get(entry, "dropped_by_endpoint", (dict,), at)
-        for endpoint in dropped:
-            _get(dropped, endpoint, (int,), f"{at}dropped_by_endpoint.")
-        for j, s in enumerate(_get(entry, "series", (list,), at)):
-            _series_entry(s, f"{at}series[{j}].")
-    hists = _get(obj, "histograms", (dict,), top)
-    for j, s in enumerate(_get(hists, "series", (list,), f"{top}histograms.")):
-        _series_entry(s, f"{top}histograms.series[{j}].")
-
-
-# -- merging ----------------------------------------------------------------------------
-def aggregate_from_results(
-    results: Mapping[str, Any],
-    into: RunAggregate | None = None,
-    source: int = 0,
-    name: str = "results",
-) -> RunAggregate:
-    """Rebuild (or add to ``into``) the aggregate a results document was built from."""
-    aggregate = into if into is not None else RunAggregate()
-    totals = 0
-    for i, entry in enumerate(results["timeline"]):
-        series = []
-        for j, s in enumerate(entry["series"]):
-            clamped = s.get("clamped") or [0, 0, 0]
-            hists = []
-            for m, metric in enumerate(METRICS):
-                try:
-                    hists.append(decode_sparse(s[metric], clamped[m]))
-                except ValueError as exc:
-                    raise ResultsError(
-                        f"{name}: timeline[{i}].series[{j}].{metric}: {exc}"
-                    ) from None
-            series.append(
-                SeriesDelta(
-                    s["endpoint"], s["outcome"], s["requests"], (hists[0], hists[1], hists[2])
-                )
-            )
-            totals += s["requests"]
-        try:
-            aggregate.add_interval(
-                entry["t"],
-                worker=source,
-                offered=entry["offered"],
-                inflight=entry["inflight"],
-                dropped=entry["dropped_by_endpoint"],
-                series=series,
-            )
-        except ValueError as exc:
-            raise ResultsError(f"{name}: timeline[{i}]: {exc}") from None
-    expected = results["totals"]["requests"]
-    if totals != expected:
-        raise ResultsError(
-            f"{name}: timeline series add up to {totals:,} requests but totals.requests "
-            f"is {expected:,}: the file was cut or edited"
-        )
-    return aggregate
-
-
-def thresholds_of(results: Mapping[str, Any], name: str = "results") -> list[Threshold]:
-    """The thresholds a results document was judged against."""
-    out = []
-    for i, v in enumerate(results["thresholds"]):
-        try:
-            out.append(parse_threshold(v["threshold"]))
-        except ValueError as exc:
-            raise ResultsError(f"{name}: thresholds[{i}].threshold: {exc}") from None
-    return out
-
-
-def _same_or_joined(values: Iterable[Any]) -> Any:
-    distinct = list(dict.fromkeys(v for v in values if v is not None))
-    if not distinct:
-        return None
-    if len(distinct) == 1:
-        return distinct[0]
-    return " + ".join(str(v) for v in distinct)
-
-
-def _same_or_none(values: Sequence[Any]) -> Any:
-    return values[0] if all(v == values[0] for v in values) else None
-
-
-def _epoch(iso: str) -> float | None:
-    """Seconds since the epoch of an ISO-8601 time (naive times taken as UTC)."""
-    try:
-        moment = datetime.fromisoformat(iso)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def merge_meta(metas: Sequence[RunMeta], sources: Sequence[str]) -> RunMeta:
-    """Runs side by side: workers and cores add, times span all, differences are noted."""
-    runs = "run" if len(metas) == 1 else "runs"
-    notes = [f"merged from {len(metas)} {runs}: {', '.join(sources)}"]
-    for name in ("scale", "speed", "rate"):
-        values = [getattr(m, name) for m in metas]
-        if _same_or_none(values) is None and any(v is not None for v in values):
-            notes.append(f"the runs differ in {name}: {', '.join(str(v) for v in values)}")
-    for source, meta in zip(sources, metas, strict=True):
-        notes.extend(f"{source}: {note}" for note in meta.notes)
-    try:
-        segment, segment_notes = join_segments([m.segment for m in metas], sources)
-    except ValueError as exc:
-        raise ResultsError(f"cannot merge: {exc}") from None
-    notes.extend(segment_notes)
-    starts = sorted((t, m.started) for m in metas if (t := _epoch(m.started)) is not None)
-    ends = sorted((t, m.ended) for m in metas if (t := _epoch(m.ended)) is not None)
-    if any(m.segment for m in metas) and len(starts) > 1:
-        notes.append(
-            f"start skew between segments: {(starts[-1][0] - starts[0][0]) * 1000:.1f} ms "
-            "(their recorded start times; clocks synchronised by NTP are assumed)"
-        )
-    start_ats = {m.start_at for m in metas if m.start_at}
-    return RunMeta(
-        corpus=_same_or_joined(m.corpus for m in metas),
-        target=_same_or_joined(m.target for m in metas),
-        model=_same_or_joined(m.model for m in metas) or "",
-        scale=_same_or_none([m.scale for m in metas]),
-        speed=_same_or_none([m.speed for m in metas]),
-        rate=_same_or_none([m.rate for m in metas]),
-        workers=sum(m.workers for m in metas),
-        started=starts[0][1] if starts else "",
-        ended=ends[-1][1] if ends else "",
-        version=_same_or_joined(m.version for m in metas) or "",
-        host_cores=sum(m.host_cores for m in metas),
-        command_line=" ; ".join(m.command_line for m in metas if m.command_line),
-        notes=notes,
-        segment=segment,
-        start_at=start_ats.pop() if len(start_ats) == 1 else None,
-    )
-
-
-def merge_results(
-    results: Sequence[Mapping[str, Any]],
-    sources: Sequence[str] | None = None,
-    thresholds: Sequence[Threshold] = (),
-) -> dict[str, Any]:
-    """Merge runs exactly into one results document (see the module docstring).
-
-    Thresholds: every input's, once each, plus ``thresholds``, judged on the merged data.
-    """
-    if not results:
-        raise ValueError("nothing to merge")
-    names = (
-        list(sources) if sources is not None else [f"input {i + 1}" for i in range(len(results))]
-    )
-    aggregate = RunAggregate()
-    metas = []
-    wanted: dict[str, Threshold] = {}
-    durations = []
-    for i, (r, name) in enumerate(zip(results, names, strict=True)):
-        validate_results(r, name)
-        metas.append(RunMeta.from_json(r["meta"], f"{name}: meta"))
-        aggregate_from_results(r, aggregate, source=i, name=name)
-        durations.append(float(r["totals"]["duration_s"]))
-        for t in thresholds_of(r, name):
-            wanted.setdefault(str(t), t)
-    for t in thresholds:
-        wanted.setdefault(str(t), t)
-    longest = max(durations)
-    if longest > 0:
-        aggregate.set_duration(longest)
-    vis = merged_visibility(results, names)
-    verdicts = evaluate(list(wanted.values()), aggregate, vis)
-    out = build_results(aggregate, merge_meta(metas, names), verdicts)
-    if vis is not None:
-        vis.add_to_results(out)
-    return out

@@ -41,6 +41,7 @@ from capture.corpus import IdKind, IdSpans, Record
 
 SERIAL, STAMP, READ = 0, 1, 2
 SERIAL_DIGITS = 9
+SERIAL_FORMAT = b"%%0%dx" % SERIAL_DIGITS  # SERIAL_FORMAT % serial: the serial in hex
 ORDINAL_DIGITS = 3
 TAG_DIGITS = SERIAL_DIGITS + ORDINAL_DIGITS
 MAX_SERIAL = 16**SERIAL_DIGITS - 1
@@ -59,7 +60,7 @@ class RewriteError(ValueError):
 
 def serial_hex(serial: int) -> bytes:
     """The per-request part of every minted id."""
-    return b"%09x" % serial
+    return SERIAL_FORMAT % serial
 
 
 _SECONDS: dict[bytes, int] = {}  # b'YYYY-MM-DDTHH:MM:SS' -> epoch seconds, parsed once each

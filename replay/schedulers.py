@@ -16,10 +16,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from capture.units import NS
 from replay import pacing, wire
 from replay.ahead import AHEAD, nothing
 from replay.config import WorkerConfig
-from replay.pacing import NS, TimelineEntry
+from replay.pacing import TimelineEntry
 from replay.segments import hit_stride
 from replay.wire import Connection
 

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from capture.corpus import CorpusReader
+from capture.units import NS
 from replay import pacing
 from replay.config import WorkerConfig, shard_of
-from replay.pacing import NS, TimelineEntry
+from replay.pacing import TimelineEntry
 from replay.protocol import LoadStage
 from replay.rewrite import Template
 from replay.schedulers import Reach, rate_curve, scheduler_class
@@ -55,7 +56,6 @@ class Shard:
         with CorpusReader(cfg.corpus) as reader:
             header = reader.header
             self.records = header.records
-            self.created = header.meta.created
             last = header.chunks[-1].last_ns if header.chunks else 0
             self.period_ns = pacing.loop_period(header.duration_ns, last, header.records)
         self.cached: list[tuple[Any, Template]] | None = None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from replay.wire import Target, probe
+from replay.address import Target, probe
 
 
 class TargetError(Exception):

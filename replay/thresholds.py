@@ -32,18 +32,9 @@ judged once, over the whole run, and says so. A window (or run) with no samples 
 metric is not judged; a threshold that judged nothing passes with ``value`` None and the note
 "no data" - a typo in an endpoint is refused at parse time instead.
 
-A ``Verdict`` records whether the threshold held, the worst value (the largest for < and <=,
-the smallest for > and >=), the window where that worst value was seen, how many windows
-failed and the first one that did. ``evaluate_interval`` is the cheap per-second check for
-``--abort-on-fail``: windowed thresholds on the window that just ended, whole-run thresholds
+``evaluate_interval`` is the per-second check of ``--abort-on-fail``: whole-run thresholds
 on the data so far (as k6's abortOnFail does), except where more data could still make them
-pass (count, max with > or >=, min with < or <=, any == or !=), which wait for the end.
-Exit status ``EXIT_THRESHOLD_FAILED`` (99, as k6) when any threshold fails.
-
-API: ``parse_threshold(text) -> Threshold`` (ValueError naming the bad part; ``str()`` of a
-Threshold is its canonical text), ``evaluate(thresholds,
-aggregate) -> [Verdict]``, ``evaluate_interval(thresholds, aggregate, k) -> [Verdict]``,
-``first_failure(thresholds, aggregate, k=None) -> Verdict | None``, ``exit_status(verdicts)``.
+pass, which wait for the end.
 """
 
 from __future__ import annotations
@@ -60,7 +51,7 @@ from capture.errors import EXIT_THRESHOLD_FAILED as EXIT_THRESHOLD_FAILED
 from capture.units import parse_positive_duration_ns
 from replay.aggregate import RunAggregate, Slice
 from replay.histogram import LatencyHistogram
-from replay.recorder import ERROR_KINDS
+from replay.outcomes import ERROR_KINDS
 
 if TYPE_CHECKING:
     from replay.visibility import VisibilityAggregate

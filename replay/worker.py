@@ -11,25 +11,30 @@ Messages are replay.protocol's.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
 import signal
 import sys
 import time
+import traceback
 from typing import Any
 
 import gevent
 
 from capture.corpus import CorpusError, CorpusReader
+from capture.units import NS
 from replay import protocol, rewrite, wire
+from replay.address import Target, resolve
 from replay.ahead import Ahead
 from replay.config import WorkerConfig
-from replay.pacing import NS
+from replay.encoder import Encoder
 from replay.pipe import Pipe
 from replay.probe import Prober, http_fetcher
 from replay.protocol import DoneInfo, ErrorKind, LoadStage, ReadyInfo
 from replay.recorder import IntervalRecorder
-from replay.rewrite import RewriteError, Template
+from replay.response import ResponseCache
+from replay.rewrite import SERIAL_FORMAT, RewriteError, Template
 from replay.schedulers import scheduler_class
 from replay.shard import Shard
 from replay.wire import Connection
@@ -82,8 +87,8 @@ class Worker:
 
         self.cfg = cfg
         self.pipe = pipe
-        self.target = wire.Target.parse(cfg.target)
-        self.encoder = wire.Encoder(self.target, cfg.api_key, cfg.user_agent)
+        self.target = Target.parse(cfg.target)
+        self.encoder = Encoder(self.target, cfg.api_key, cfg.user_agent)
         self.minter = rewrite.IdMinter(cfg.worker, cfg.nonce, cfg.segment, cfg.segments)
         self.stamps = rewrite.Stamps()
         self.recorder = IntervalRecorder(cfg.worker)
@@ -144,11 +149,12 @@ class Worker:
         if not self.shard.everyone:
             # acknowledged ingests matter only to templates that read a trace
             self.reads = self.shard.has_read or self.prober is not None
-        family, addr = wire.resolve(self.target)
+        family, addr = resolve(self.target)
         self.loop = gevent.get_hub().loop
         n = self.scheduler.connections(cfg)
+        cache = ResponseCache()  # one per worker, shared by its connections
         self.conns = [
-            wire.Connection(self.target, addr, family, self._done, self.loop)
+            wire.Connection(self.target, addr, family, self._done, self.loop, cache=cache)
             for _ in range(max(n, 0))
         ]
         self.scheduler.attach(self.conns)
@@ -188,7 +194,7 @@ class Worker:
         """Render and send one request on an idle connection; `due` is its intended time."""
         serial = self.serial
         self.serial = serial + 1
-        tag = b"%09x" % serial
+        tag = SERIAL_FORMAT % serial
         read = self.ring.pick(tpl.read_fallback) if tpl.has_read else b""
         delta_ms = self.wall_ms + (due - self.start) // 1_000_000 - tpl.recorded_ms
         data = tpl.render(tag, delta_ms, read, self.iso)
@@ -394,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     # The templates live all run: freeze them out of the collector's sight. During the run
     # the collector stays off: requests make no reference cycles (their garbage goes by
     # reference counting), and a collection pass over a streamed shard's templates would
-    # hold the loop for milliseconds. bench/memory.py checks that memory stays flat.
+    # hold the loop for a long time. bench/memory.py checks that memory stays flat.
     gc.collect()
     gc.freeze()
     gc.disable()
@@ -407,8 +413,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         done = worker.run(command.mono_ns, command.wall_ns)
     except Exception as exc:  # a bug, not a target failure: say so and exit non-zero
-        import traceback
-
         traceback.print_exc()
         pipe.send(*protocol.Error(cfg.worker, "internal", f"{type(exc).__name__}: {exc}").encode())
         return 4
@@ -421,8 +425,6 @@ def _timer_slack(ns: int) -> None:
     the scheduler's naps are tens of microseconds long. Nothing happens elsewhere."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(29, ctypes.c_ulong(ns), 0, 0, 0)  # PR_SET_TIMERSLACK

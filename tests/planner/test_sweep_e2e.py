@@ -49,6 +49,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synth_corpus(SynthSpec("ingestion", 50.0, 10 * NS, 1), path)
 
 
+@pytest.mark.slow  # x_max within 2% of the formula: needs the cores to itself (make test-all)
 def test_sweep_of_emulated_capacity_projects_the_formulas_pods(
     tmp_path: Path, small_corpus: Path
 ) -> None:

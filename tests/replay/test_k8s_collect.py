@@ -24,8 +24,9 @@ from replay.aggregate import RunAggregate
 from replay.cli import main as replay_main
 from replay.k8s_collect import results_from_log, wait_for_job
 from replay.k8s_manifest import JobSpec, build_job
+from replay.merge import merge_results
 from replay.recorder import IntervalRecorder
-from replay.results import ResultsError, RunMeta, build_results, dumps_results, merge_results
+from replay.results import ResultsError, RunMeta, build_results, dumps_results
 from replay.summary import render_summary
 from replay.thresholds import evaluate, parse_threshold
 from tests.replay.fake_kube import FakeCluster, FakePod, kubeconfig, serve

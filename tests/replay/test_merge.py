@@ -32,15 +32,10 @@ from replay.aggregate import RunAggregate
 from replay.cli import main as replay_main
 from replay.cli_merge import merge
 from replay.histogram import HIGHEST_US
+from replay.merge import merge_results
 from replay.recorder import IntervalRecorder
-from replay.results import (
-    RunMeta,
-    build_results,
-    dumps_results,
-    merge_results,
-    read_results,
-    write_results,
-)
+from replay.results import RunMeta, build_results, dumps_results, write_results
+from replay.results_read import read_results
 from replay.thresholds import evaluate, parse_threshold
 
 US = 1000  # ns
@@ -309,3 +304,42 @@ def test_a_bad_threshold_or_output_directory_is_one_line(tmp_path: Path) -> None
 def test_merge_is_mounted_on_replay() -> None:
     cli = pytest.importorskip("replay.cli")
     assert cli.main.commands["merge"] is merge
+
+
+def _run_with(corpus: str, seconds: int, sent: int, dropped: int) -> dict[str, Any]:
+    """A run of `seconds` seconds: each second `sent` answered requests and `dropped` drops."""
+    agg = RunAggregate()
+    rec = IntervalRecorder(0)
+    for second in range(seconds):
+        due = second * 10**9
+        for i in range(sent):
+            rec.offered()
+            rec.record("ingest", "200", due + i, due + i, due + i + 5 * 10**6)
+        for _ in range(dropped):
+            rec.offered()
+            rec.drop("ingest", due)
+        agg.add(rec.flush(second, inflight=0))
+    agg.set_duration(float(seconds))
+    m = meta(0)
+    m.corpus = corpus
+    return build_results(agg, m, [])
+
+
+def test_merging_runs_with_drops_different_durations_and_corpora() -> None:
+    # run A: 3 s of 10 sent + 2 dropped each second over corpus a; run B: 5 s of 4 sent + 1
+    # dropped over corpus b. Side by side: counts add, the duration is the longest run's
+    # (docs/results-format.md, the merge rule), and the differing corpora are noted.
+    a = _run_with("a.atc", seconds=3, sent=10, dropped=2)
+    b = _run_with("b.atc", seconds=5, sent=4, dropped=1)
+    merged = merge_results([a, b], sources=["a.json", "b.json"])
+    totals = merged["totals"]
+    assert totals["requests"] == 3 * 10 + 5 * 4
+    assert totals["dropped"] == 3 * 2 + 5 * 1
+    assert totals["offered"] == 3 * 12 + 5 * 5
+    assert totals["duration_s"] == 5.0
+    assert len(merged["timeline"]) == 5
+    assert [s["dropped"] for s in merged["timeline"]] == [3, 3, 3, 1, 1]
+    assert merged["meta"]["corpus"] != "a.atc"
+    notes = merged["meta"]["notes"]
+    assert any("differ in corpus" in n and "a.atc" in n and "b.atc" in n for n in notes), notes
+    assert merged["load_generator"]["limited"] is True

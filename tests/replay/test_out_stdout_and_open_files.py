@@ -13,7 +13,7 @@ from typing import Any
 
 from replay.k8s_collect import results_from_log
 from replay.open_files import RESERVE
-from replay.results import validate_results
+from replay.results_read import validate_results
 from tests.replay.conftest import ROOT, replay_env
 
 

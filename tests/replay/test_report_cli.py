@@ -16,8 +16,10 @@ from click.testing import CliRunner
 
 from replay.cli import main
 from replay.histogram import encode_sparse, sparse_from_values
+from replay.merge import merge_results
 from replay.report import build_report
-from replay.results import merge_results, read_results, write_results
+from replay.results import write_results
+from replay.results_read import read_results
 
 from .conftest import ROOT, replay_env
 from .report_files import Second, make_results, write

@@ -10,22 +10,20 @@ import pytest
 
 from replay.aggregate import RunAggregate
 from replay.histogram import HIGHEST_US, LatencyHistogram
+from replay.merge import aggregate_from_results, merge_results
 from replay.recorder import IntervalRecorder
 from replay.results import (
     SCHEMA,
     SEND_LAG_LIMIT_MS,
     ResultsError,
     RunMeta,
-    aggregate_from_results,
     build_results,
     dumps_results,
     generator_limit_reasons,
-    merge_results,
     outcome_kind,
-    read_results,
-    validate_results,
     write_results,
 )
+from replay.results_read import read_results, validate_results
 from replay.thresholds import evaluate, parse_threshold
 
 MS = 1_000_000  # ns

@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.corpus import CorpusReader, IdKind, Record
-from replay import rewrite, wire
+from replay import rewrite
+from replay.address import Target
+from replay.encoder import Encoder
 from replay.rewrite import IdMinter, RewriteError, Stamps, build_template, serial_hex
 
 TRACE = "6ac1ebd431699832e8513f84c562fa82"
@@ -25,8 +27,8 @@ STAMP2 = "2026-01-01T00:00:06.999Z"
 CREATED_MS = 1767225600000  # 2026-01-01T00:00:00Z
 
 
-def _encoder() -> wire.Encoder:
-    return wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-test", "replay-test")
+def _encoder() -> Encoder:
+    return Encoder(Target.parse("http://127.0.0.1:9"), "sk-test", "replay-test")
 
 
 def _build(record: Record, worker: int = 0, nonce: int = 1, **kw: Any) -> rewrite.Template:
@@ -146,15 +148,22 @@ def test_runs_differ_by_nonce() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    a=st.tuples(st.integers(0, 255), st.integers(0, 2**36 - 1), st.integers(0, 4095)),
-    b=st.tuples(st.integers(0, 255), st.integers(0, 2**36 - 1), st.integers(0, 4095)),
+    a=st.tuples(st.integers(0, 255), st.integers(0, rewrite.MAX_SERIAL)),
+    b=st.tuples(st.integers(0, 255), st.integers(0, rewrite.MAX_SERIAL)),
 )
-def test_minting_is_injective(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
-    # minted(worker, serial, ordinal) are equal only when all three are
-    def minted(worker: int, serial: int, ordinal: int) -> bytes:
-        return IdMinter(worker, 5).prefix(TRACE) + serial_hex(serial) + b"%03x" % ordinal
+def test_minting_is_injective(a: tuple[int, int], b: tuple[int, int]) -> None:
+    # the ids a rendered request carries (its trace's, its two observations') are the same
+    # for two requests only when both came from the same worker with the same serial
+    def ids(worker: int, serial: int) -> tuple[str, ...]:
+        tpl = _build(_ingest(), worker=worker, nonce=5)
+        doc = json.loads(_split(tpl.render(serial_hex(serial), 0, b"", Stamps().iso))[2])
+        found = (doc["id"], *(o["id"] for o in doc.get("observations", [])))
+        assert len(set(found)) == len(found)  # within one request, all different
+        return found
 
-    assert (minted(*a) == minted(*b)) == (a == b)
+    first, second = ids(*a), ids(*b)
+    assert (first == second) == (a == b)
+    assert not set(first) & set(second) or a == b
 
 
 def test_timestamps_move_by_the_delta() -> None:

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from capture.corpus import CorpusReader
 from replay import pacing
 from replay.config import shard_of
-from replay.results import ResultsError, merge_results
+from replay.merge import merge_results
+from replay.results import ResultsError
 from replay.rewrite import IdMinter
 from replay.segments import (
     ExecutionSegment,

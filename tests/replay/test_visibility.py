@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from replay.merge import merge_results
 from replay.probe import next_poll_ns
-from replay.results import merge_results
 
 MS = 1_000_000
 DELAY_S = 0.3

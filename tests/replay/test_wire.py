@@ -18,8 +18,10 @@ from gevent.server import StreamServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replay import wire
-from replay.wire import Connection, Target
+from replay import address, encoder, outcomes
+from replay.address import Target
+from replay.response import MORE, OTHER, ResponseParser, parse_head
+from replay.wire import Connection
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -55,7 +57,7 @@ def test_target_parse_errors(url: str, message: str) -> None:
 
 
 def test_head_end_adds_ours_and_drops_theirs() -> None:
-    enc = wire.Encoder(Target.parse("http://h:81/base"), "KEY", "ua/1")
+    enc = encoder.Encoder(Target.parse("http://h:81/base"), "KEY", "ua/1")
     recorded = (("Authorization", "Bearer old"), ("Host", "x"), ("Connection", "close"), ("A", "b"))
     head = enc.request_start("POST") + b"/p" + enc.head_end(recorded, 5)
     assert head == (
@@ -68,7 +70,7 @@ def test_head_end_adds_ours_and_drops_theirs() -> None:
 
 def test_parser_reads_successive_responses_in_pieces() -> None:
     # split at every byte, a keep-alive stream of a sized and a chunked response parses
-    p = wire.ResponseParser()
+    p = ResponseParser()
     stream = OK + b"HTTP/1.1 503 X\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
     codes = []
     for i in range(len(stream)):
@@ -94,23 +96,23 @@ def test_parser_reads_successive_responses_in_pieces() -> None:
         ),
         (b"HTTP/1.1 204 No\r\n\r\n", False, (204, 19, True)),  # 204: no body, no length
         (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", True, (200, 38, True)),  # HEAD
-        (b"HTTP/1.1 200 OK\r\nContent-Le", False, wire.MORE),  # the head is not complete
-        (b"HTTP/1.", False, wire.MORE),
-        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", False, wire.OTHER),  # llhttp
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", False, wire.OTHER),
-        (b"HTTP/1.1 100 Continue\r\n\r\n", False, wire.OTHER),  # 1xx
-        (b"HTTP/1.1 200 OK\r\n\r\n", False, wire.OTHER),  # no length: until close
+        (b"HTTP/1.1 200 OK\r\nContent-Le", False, MORE),  # the head is not complete
+        (b"HTTP/1.", False, MORE),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", False, OTHER),  # llhttp
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", False, OTHER),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", False, OTHER),  # 1xx
+        (b"HTTP/1.1 200 OK\r\n\r\n", False, OTHER),  # no length: until close
         (
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
             False,
-            wire.OTHER,
+            OTHER,
         ),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", False, wire.OTHER),
-        (b"SPDY/9 what\r\n\r\n", False, wire.OTHER),  # not HTTP: llhttp says malformed
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", False, OTHER),
+        (b"SPDY/9 what\r\n\r\n", False, OTHER),  # not HTTP: llhttp says malformed
     ],
 )
 def test_parse_head(response: bytes, head: bool, expected: object) -> None:
-    assert wire.parse_head(response, head) == expected
+    assert parse_head(response, head) == expected
 
 
 _NAMES = ["Content-Length", "Transfer-Encoding", "Connection", "Server", "Date", "X-A"]
@@ -155,12 +157,12 @@ def _responses(draw: st.DrawFn) -> tuple[bytes, bool]:
 def test_fast_path_agrees_with_llhttp(case: tuple[bytes, bool]) -> None:
     # whatever the fast path accepts, llhttp reads the same: status, end, keep-alive
     message, head = case
-    fast = wire.parse_head(message, head)
-    assert fast != wire.MORE
-    if fast == wire.OTHER:
+    fast = parse_head(message, head)
+    assert fast != MORE
+    if fast == OTHER:
         return
     assert isinstance(fast, tuple)
-    p = wire.ResponseParser()
+    p = ResponseParser()
     p.head = head
     p.feed(message[:-1])
     assert not p.done  # llhttp needs the last byte too: the message ends where we say
@@ -176,7 +178,7 @@ class Client:
     """A Connection driven from a test: `outcome()` sends and waits for `on_done`."""
 
     def __init__(self, target: Target) -> None:
-        family, addr = wire.resolve(target)
+        family, addr = address.resolve(target)
         self.outcomes: list[str] = []
         self.event = gevent.event.Event()
         self.conn = Connection(target, addr, family, self._done)
@@ -347,7 +349,7 @@ def test_refused() -> None:
     assert client.outcome() == "refused"
     assert client.outcome() == "refused"  # and again: a failure never poisons the connection
     client.conn.close()
-    assert wire.probe(target) == "connection refused"
+    assert address.probe(target) == "connection refused"
 
 
 def test_a_stalled_exchange_expired_by_the_watchdog_is_a_timeout(serve: Any) -> None:
@@ -389,7 +391,7 @@ def test_tls(tmp_path: Any) -> None:
     try:
         target = Target.parse(f"https://127.0.0.1:{server.server_port}")
         trusted = ssl.create_default_context(cafile=str(cert))
-        family, addr = wire.resolve(target)
+        family, addr = address.resolve(target)
         client = Client(target)
         client.conn = Connection(target, addr, family, client._done, context=trusted)
         assert [client.outcome() for _ in range(3)] == ["200"] * 3
@@ -402,20 +404,19 @@ def test_tls(tmp_path: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("exc", "expired", "outcome"),
+    ("exc", "outcome"),
     [
-        (ConnectionRefusedError(), False, "refused"),
-        (ConnectionResetError(), False, "reset"),
-        (BrokenPipeError(), False, "reset"),
-        (wire.ClosedError(0), False, "closed"),
-        (OSError(9, "closed in another greenlet"), True, "timeout"),  # the watchdog's doing
-        (TimeoutError(), False, "timeout"),
-        (OSError(113, "no route to host"), False, "other"),
-        (ValueError("?"), False, "other"),
+        (ConnectionRefusedError(), "refused"),
+        (ConnectionResetError(), "reset"),
+        (BrokenPipeError(), "reset"),
+        (outcomes.ClosedError(0), "closed"),
+        (TimeoutError(), "timeout"),
+        (OSError(113, "no route to host"), "other"),
+        (ValueError("?"), "other"),
     ],
 )
-def test_classify(exc: BaseException, expired: bool, outcome: str) -> None:
-    assert wire.classify(exc, expired) == outcome
+def test_classify(exc: BaseException, outcome: str) -> None:
+    assert outcomes.classify(exc) == outcome
 
 
 def test_a_connection_opened_ahead_fails_silently() -> None:

@@ -29,6 +29,7 @@ def emulated(launch: Any) -> Any:
     return launch(emulate=Emulation(pods=1, **MODEL))
 
 
+@pytest.mark.slow  # a 5% throughput bound: needs the cores to itself (make test-all)
 def test_throughput_follows_the_usl_at_two_pod_counts(emulated: Any, load: Any) -> None:
     measured = {}
     for pods, connections in ((1, 12), (3, 24)):
