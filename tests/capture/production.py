@@ -167,7 +167,8 @@ def write_gor(reqs: list[Request], path: str, *, responses: bool = True) -> None
 def har_entry(req: Request, *, base64_body: bool = False) -> dict[str, object]:
     from datetime import UTC, datetime
 
-    when = datetime.fromtimestamp(req.at_ns / 1e9, UTC).isoformat(timespec="microseconds")
+    seconds, ns = divmod(req.at_ns, 1_000_000_000)
+    when = datetime.fromtimestamp(seconds, UTC).replace(microsecond=ns // 1000).isoformat()
     entry: dict[str, object] = {
         "startedDateTime": when,
         "time": 1.0,

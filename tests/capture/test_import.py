@@ -1,0 +1,216 @@
+"""capture import: HAR and GoReplay fixtures written here, read back as corpora; bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import production as prod
+import pytest
+
+from capture.corpus import CorpusReader, IdKind
+from capture.httphead import head_problem
+
+
+def capture(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from capture.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def records(path: Path) -> list:
+    with CorpusReader(path) as reader:
+        return list(reader)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def sample() -> list[prod.Request]:
+    return list(prod.requests(seed=3, rate=50, duration_s=4))
+
+
+def _expected(reqs: list[prod.Request]) -> list[prod.Request]:
+    """What an import keeps: AgentTrace paths, in time order."""
+    kept = [r for r in reqs if r.path.startswith("/api/public/")]
+    return sorted(kept, key=lambda r: r.at_ns)
+
+
+def test_har_entries_unsorted_bodies_and_credentials(tmp_path: Path, sample) -> None:
+    reqs = list(reversed(sample))  # HAR entries in any order: startedDateTime is the timeline
+    entries = [prod.har_entry(r, base64_body=i % 3 == 0) for i, r in enumerate(reqs)]
+    for entry in entries[::4]:  # HTTP/2 pseudo-headers, as devtools exports them
+        entry["request"]["headers"].insert(0, {"name": ":authority", "value": "api.example.com"})
+    har = tmp_path / "fleet.har"
+    har.write_text(json.dumps(prod.har(entries)))
+    out = tmp_path / "fleet.atc"
+    result = capture("import", "har", str(har), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    got = records(out)
+    want = _expected(sample)
+    assert len(got) == len(want)
+    start = want[0].at_ns // 1000 * 1000
+    # HAR times have microseconds: offsets are exact to the microsecond (ties in any order)
+    assert sorted((r.offset_ns, r.method, r.path, bytes(r.body)) for r in got) == sorted(
+        (q.at_ns // 1000 * 1000 - start, q.method, q.path, q.body) for q in want
+    )
+    for record in got:
+        names = {k.lower() for k, _ in record.headers}
+        assert names in ({"content-type", "user-agent"}, {"user-agent"})
+        assert head_problem(record.method, record.path, record.headers) is None
+    raw = out.read_bytes()
+    for secret in (prod.SECRET, prod.COOKIE):
+        assert secret.encode() not in raw
+    with CorpusReader(out) as reader:
+        assert reader.header.meta.source == "har"
+
+
+def test_har_form_params_and_kept_other_paths(tmp_path: Path) -> None:
+    entry = prod.har_entry(prod.Request(prod.EPOCH_NS, "POST", "/hooks/form", (), b""))
+    entry["request"]["postData"] = {
+        "mimeType": "application/x-www-form-urlencoded",
+        "params": [{"name": "a", "value": "1 2"}, {"name": "b", "value": "x&y"}],
+    }
+    har = tmp_path / "form.har"
+    har.write_text(json.dumps(prod.har([entry])))
+    dropped = capture("import", "har", str(har), "-o", str(tmp_path / "none.atc"))
+    assert dropped.returncode == 0 and "skipped 1 not AgentTrace paths" in dropped.stderr
+    assert records(tmp_path / "none.atc") == []
+    out = tmp_path / "form.atc"
+    assert capture("import", "har", str(har), "--path", "/hooks/", "-o", str(out)).returncode == 0
+    (record,) = records(out)
+    assert record.endpoint == "other"
+    assert bytes(record.body) == b"a=1+2&b=x%26y"
+    assert capture("inspect", str(out)).stdout.count("1 opaque") == 1
+
+
+def test_gor_requests_only_chunked_and_gzip_bodies(tmp_path: Path, sample) -> None:
+    gor = tmp_path / "fleet.gor"
+    prod.write_gor(sample, str(gor))  # with response records (type 2), which are skipped
+    chunked_body = b'{"id":"0123456789abcdef0123456789abcdef","observations":[]}'
+    chunks = b"10\r\n" + chunked_body[:16] + b"\r\n" + b"%x\r\n" % (len(chunked_body) - 16)
+    chunks += chunked_body[16:] + b"\r\n0\r\n\r\n"
+    chunked = (
+        b"POST /api/public/traces HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/json\r\n\r\n" + chunks
+    )
+    packed = gzip.compress(chunked_body)
+    gzipped = (
+        b"POST /api/public/traces HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(packed) + packed
+    )
+    last = max(r.at_ns for r in sample)
+    with open(gor, "ab") as f:
+        for n, raw in enumerate((chunked, gzipped)):
+            f.write(b"1 %024x %d 0\n" % (n + 10**6, last + 1000 + n) + raw + "\n🐵🙈🙉\n".encode())
+    out = tmp_path / "fleet.atc"
+    result = capture("import", "goreplay", str(gor), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    got = records(out)
+    want = _expected(sample)
+    assert len(got) == len(want) + 2
+    for record, req in zip(got, want, strict=False):
+        assert record.offset_ns == req.at_ns - want[0].at_ns  # ns timestamps: exact
+        assert bytes(record.body) == req.body
+    for record in got[-2:]:
+        assert bytes(record.body) == chunked_body
+        assert all(
+            k.lower() not in ("content-encoding", "transfer-encoding") for k, _ in record.headers
+        )
+        assert list(record.body_ids) == [(7, 32, int(IdKind.TRACE))]
+    assert prod.SECRET.encode() not in out.read_bytes()
+
+
+def test_gzipped_gor_file(tmp_path: Path, sample) -> None:
+    plain = tmp_path / "a.gor"
+    prod.write_gor(sample, str(plain), responses=False)
+    packed = tmp_path / "a.gor.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert capture("import", "goreplay", str(plain), "-o", str(tmp_path / "a.atc")).returncode == 0
+    assert capture("import", "goreplay", str(packed), "-o", str(tmp_path / "b.atc")).returncode == 0
+    assert records(tmp_path / "a.atc") == records(tmp_path / "b.atc")
+
+
+def test_bad_inputs_are_one_line(tmp_path: Path, sample) -> None:
+    not_json = tmp_path / "broken.har"
+    not_json.write_text('{"log": {"entries": [')
+    line = one_line_error(capture("import", "har", str(not_json), "-o", str(tmp_path / "o.atc")))
+    assert "broken.har" in line and "not JSON" in line
+    not_har = tmp_path / "other.har"
+    not_har.write_text('{"hello": 1}')
+    line = one_line_error(capture("import", "har", str(not_har), "-o", str(tmp_path / "o.atc")))
+    assert "other.har" in line and "not a HAR file" in line
+    bad_time = tmp_path / "time.har"
+    entry = prod.har_entry(sample[0])
+    entry["startedDateTime"] = "yesterday"
+    bad_time.write_text(json.dumps(prod.har([entry])))
+    line = one_line_error(capture("import", "har", str(bad_time), "-o", str(tmp_path / "o.atc")))
+    assert "time.har: entry 0" in line
+    gor = tmp_path / "cut.gor"
+    prod.write_gor(sample[:3], str(gor), responses=False)
+    gor.write_bytes(gor.read_bytes() + b"1 abc 123 0\nPOST /api/public/traces HTTP/1.1\r\n\r\n{}")
+    line = one_line_error(capture("import", "goreplay", str(gor), "-o", str(tmp_path / "o.atc")))
+    assert "cut.gor: record 4" in line and "separator" in line
+    assert not (tmp_path / "o.atc").exists()
+    missing = one_line_error(capture("import", "har", str(tmp_path / "nope.har"), "-o", "x.atc"))
+    assert "nope.har" in missing
+
+
+def test_invalid_heads_are_skipped_and_counted(tmp_path: Path) -> None:
+    req = prod.Request(prod.EPOCH_NS, "POST", "/api/public/traces", (("X-Note", "a\x01b"),), b"{}")
+    ok = prod.Request(prod.EPOCH_NS + 1, "POST", "/api/public/traces", (), b"{}")
+    har = tmp_path / "heads.har"
+    har.write_text(json.dumps(prod.har([prod.har_entry(req), prod.har_entry(ok)])))
+    out = tmp_path / "heads.atc"
+    result = capture("import", "har", str(har), "-o", str(out))
+    assert result.returncode == 0 and "1 invalid request heads" in result.stderr
+    assert len(records(out)) == 1
+
+
+def test_mitmproxy_dump(tmp_path: Path) -> None:
+    mitmproxy = pytest.importorskip(
+        "mitmproxy",
+        reason="mitmproxy is not installable beside this project's pins "
+        "(mitmproxy 11 for Python 3.11 needs zstandard<=0.23, the project pins 0.25)",
+    )
+    from mitmproxy import io as mitm_io
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow()
+    flow.request.path = "/api/public/traces"
+    flow.request.method = "POST"
+    flow.request.content = b'{"id":"0123456789abcdef0123456789abcdef"}'
+    dump = tmp_path / "flows"
+    with open(dump, "wb") as f:
+        mitm_io.FlowWriter(f).add(flow)
+    out = tmp_path / "m.atc"
+    assert capture("import", "mitmproxy", str(dump), "-o", str(out)).returncode == 0
+    (record,) = records(out)
+    assert bytes(record.body) == flow.request.content
+    assert mitmproxy is not None
+
+
+def test_deflate_body_is_stored_decoded(tmp_path: Path) -> None:
+    body = b'{"id":"t"}'
+    req = prod.Request(
+        prod.EPOCH_NS, "POST", "/api/public/traces", (("Content-Encoding", "deflate"),),
+        zlib.compress(body),
+    )  # fmt: skip
+    gor = tmp_path / "d.gor"
+    prod.write_gor([req], str(gor), responses=False)
+    assert capture("import", "goreplay", str(gor), "-o", str(tmp_path / "d.atc")).returncode == 0
+    (record,) = records(tmp_path / "d.atc")
+    assert bytes(record.body) == body
