@@ -33,14 +33,18 @@ class Request(NamedTuple):
     body: bytes
 
 
+_PROSE: dict[int, str] = {}
+
+
 def _text(rng: np.random.Generator, median: float) -> str:
-    n = max(3, int(median * np.exp(1.1 * rng.standard_normal())))
-    words: list[str] = []
-    length = 0
-    while length < n:
-        words.append(str(WORDS[int(rng.integers(0, len(WORDS)))]))
-        length += len(words[-1]) + 1
-    return " ".join(words)[:n]
+    """A slice of lognormal length (median `median`, capped at 20,000) of a long random text."""
+    n = min(20_000, max(3, int(median * np.exp(1.1 * rng.standard_normal()))))
+    prose = _PROSE.get(0)
+    if prose is None:
+        words = np.random.Generator(np.random.PCG64(0)).integers(0, len(WORDS), 40_000)
+        prose = _PROSE[0] = " ".join(WORDS[i] for i in words.tolist())
+    start = int(rng.integers(0, len(prose) - n))
+    return prose[start : start + n]
 
 
 def _observation(rng: np.random.Generator, trace_id: str, ms: int) -> dict[str, object]:
