@@ -11,8 +11,12 @@ from pathlib import Path
 
 import production as prod
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capture.corpus import CorpusReader, IdKind
+from capture.goreplay import read_gor
+from capture.har import read_har
 from capture.httphead import head_problem
 
 
@@ -183,8 +187,8 @@ def test_invalid_heads_are_skipped_and_counted(tmp_path: Path) -> None:
 def test_mitmproxy_dump(tmp_path: Path) -> None:
     mitmproxy = pytest.importorskip(
         "mitmproxy",
-        reason="mitmproxy is not installable beside this project's pins "
-        "(mitmproxy 11 for Python 3.11 needs zstandard<=0.23, the project pins 0.25)",
+        reason="mitmproxy is not installed: mitmproxy 12 needs Python 3.12, and mitmproxy 11 "
+        "(the last for Python 3.11) needs zstandard<=0.23 where the project pins 0.25",
     )
     from mitmproxy import io as mitm_io
     from mitmproxy.test import tflow
@@ -214,3 +218,69 @@ def test_deflate_body_is_stored_decoded(tmp_path: Path) -> None:
     assert capture("import", "goreplay", str(gor), "-o", str(tmp_path / "d.atc")).returncode == 0
     (record,) = records(tmp_path / "d.atc")
     assert bytes(record.body) == body
+
+
+# --- the parsers, property-based -------------------------------------------------------------
+
+tokens = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-", min_size=1, max_size=12
+)
+values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
+requests_st = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=10**12),
+        st.sampled_from(["GET", "POST", "PUT"]),
+        st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30),
+        st.lists(st.tuples(tokens, values.map(str.strip)), max_size=4),
+        st.binary(max_size=300),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(reqs=requests_st, chunked=st.booleans())
+def test_gor_round_trip(tmp_path_factory: pytest.TempPathFactory, reqs, chunked: bool) -> None:
+    path = tmp_path_factory.mktemp("gor") / "r.gor"
+    with open(path, "wb") as f:
+        for n, (at, method, target, headers, body) in enumerate(reqs):
+            head = f"{method} /{target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+            if chunked:
+                framed = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+                head += "Transfer-Encoding: chunked\r\n"
+            else:
+                framed = body
+                head += f"Content-Length: {len(body)}\r\n"
+            f.write(
+                b"1 %x %d 0\n" % (n, at) + head.encode() + b"\r\n" + framed + "\n🐵🙈🙉\n".encode()
+            )
+            f.write(b"2 %x %d 5\nHTTP/1.1 204 No Content\r\n\r\n" % (n, at) + "\n🐵🙈🙉\n".encode())
+    got = list(read_gor([path]))
+    assert [(c.at_ns, c.method, c.target, c.body) for c in got] == [
+        (at, method, f"/{target}", body) for at, method, target, _h, body in reqs
+    ]
+    for c, (_at, _m, _t, headers, _b) in zip(got, reqs, strict=True):
+        assert c.headers[: len(headers)] == tuple(headers)
+
+
+@settings(max_examples=60, deadline=None)
+@given(reqs=requests_st, b64=st.booleans())
+def test_har_round_trip(tmp_path_factory: pytest.TempPathFactory, reqs, b64: bool) -> None:
+    path = tmp_path_factory.mktemp("har") / "r.har"
+    entries = []
+    for at, method, target, headers, body in reqs:
+        if not b64:
+            body = body.decode("latin-1").encode("utf-8")  # HAR text is text
+        req = prod.Request(prod.EPOCH_NS + at * 1000, method, f"/{target}", tuple(headers), body)
+        entries.append(prod.har_entry(req, base64_body=b64))
+    path.write_text(json.dumps(prod.har(entries)))
+    got = list(read_har([path]))
+    want = sorted(
+        ((prod.EPOCH_NS + at * 1000, i) for i, (at, *_rest) in enumerate(reqs)),
+    )
+    assert [c.at_ns for c in got] == [t for t, _i in want]
+    for c, (_t, i) in zip(got, want, strict=True):
+        at, method, target, headers, body = reqs[i]
+        assert c.method == method and c.target == f"https://api.example.com/{target}"
+        assert c.headers == tuple(headers)
+        assert c.body == (body if b64 else body.decode("latin-1").encode("utf-8"))
