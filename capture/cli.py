@@ -54,6 +54,10 @@ def synth(
     docs/synthetic-traffic.md for every distribution.
     """
     if like is not None or workload is None:
+        if profile != "constant":
+            raise InputError(
+                "--profile shapes --workload traffic; --like takes its profile's shape"
+            )
         synth_like(like, workload, rate, duration, seed, epoch, output)
         return
     try:
