@@ -55,6 +55,7 @@ CONNECTION_HEADERS = frozenset(
 )
 MAX_BODY = 64 << 20  # a decoded body larger than this is skipped, never held
 REORDER_WINDOW = 65_536
+REORDER_BYTES = 256 << 20  # bodies held for reordering at most
 _DECODED = frozenset({"gzip", "x-gzip", "deflate", "identity"})  # stored decoded
 
 
@@ -229,28 +230,35 @@ def _json_doc(body: bytes) -> Any:
 
 
 def in_time_order(
-    captures: Iterable[Captured], tally: Tally, window: int = REORDER_WINDOW
+    captures: Iterable[Captured],
+    tally: Tally,
+    window: int = REORDER_WINDOW,
+    window_bytes: int = REORDER_BYTES,
 ) -> Iterator[Captured]:
-    """Captures sorted through a heap of at most `window`; a straggler later than that is
-    given the latest time already emitted (counted in `tally.late`)."""
+    """Captures sorted through a heap of at most `window` requests and `window_bytes` of
+    bodies; a straggler later than that is given the latest time already emitted (counted
+    in `tally.late`)."""
     heap: list[tuple[int, int, Captured]] = []
-    last = None
-    for seq, captured in enumerate(captures):
-        heapq.heappush(heap, (captured.at_ns, seq, captured))
-        if len(heap) > window:
-            at, _, item = heapq.heappop(heap)
-            if last is not None and at < last:
-                tally.late += 1
-                item = item._replace(at_ns=last)
-            last = item.at_ns
-            yield item
-    while heap:
+    held = 0
+    last: int | None = None
+
+    def pop() -> Captured:
+        nonlocal held, last
         at, _, item = heapq.heappop(heap)
+        held -= len(item.body)
         if last is not None and at < last:
             tally.late += 1
             item = item._replace(at_ns=last)
         last = item.at_ns
-        yield item
+        return item
+
+    for seq, captured in enumerate(captures):
+        heapq.heappush(heap, (captured.at_ns, seq, captured))
+        held += len(captured.body)
+        while len(heap) > window or (held > window_bytes and len(heap) > 1):
+            yield pop()
+    while heap:
+        yield pop()
 
 
 def iso_ms(at_ns: int) -> str:

@@ -284,3 +284,23 @@ def test_har_round_trip(tmp_path_factory: pytest.TempPathFactory, reqs, b64: boo
         assert c.method == method and c.target == f"https://api.example.com/{target}"
         assert c.headers == tuple(headers)
         assert c.body == (body if b64 else body.decode("latin-1").encode("utf-8"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    times=st.lists(st.integers(min_value=0, max_value=50), max_size=40),
+    window=st.integers(min_value=1, max_value=50),
+    window_bytes=st.integers(min_value=1, max_value=200),
+)
+def test_reorder_window(times: list[int], window: int, window_bytes: int) -> None:
+    from capture.intake import Captured, Tally, in_time_order
+
+    caps = [Captured(t, "GET", "/", (), b"x" * (i % 7), str(i)) for i, t in enumerate(times)]
+    tally = Tally()
+    out = list(in_time_order(caps, tally, window, window_bytes))
+    assert sorted(c.where for c in out) == sorted(c.where for c in caps)  # nothing lost
+    assert [c.at_ns for c in out] == sorted(c.at_ns for c in out)  # time order
+    moved = sum(c.at_ns != times[int(c.where)] for c in out)
+    assert tally.late == moved
+    if window >= len(times) and window_bytes >= 7 * len(times):
+        assert tally.late == 0 and [c.at_ns for c in out] == sorted(times)
