@@ -10,6 +10,8 @@ import click
 
 from capture.arrivals import PROFILES
 from capture.cli_errors import InputError, OneLineGroup
+from capture.cli_like import synth_like
+from capture.cli_more import dump, export, fit, import_
 from capture.cli_units import DURATION, RATE
 from capture.inspect import inspect_corpus, render_stats
 from capture.synth import DEFAULT_EPOCH, WORKLOADS, SynthSpec, write_synth_corpus
@@ -26,28 +28,38 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--workload", type=click.Choice(WORKLOADS), required=True, help="Traffic to make.")
+@click.option("--workload", type=click.Choice(WORKLOADS), help="Traffic to make.")
 @click.option("--rate", type=RATE, required=True, help="Mean requests per second (200, 1.5k).")
 @click.option("--duration", type=DURATION, required=True, help="Length: 90, 90s, 5m, 2h.")
 @click.option("--seed", type=click.IntRange(min=0), default=1, help="Same seed, same bytes.")
 @click.option("--profile", type=click.Choice(PROFILES), default="constant", help="Rate shape.")
 @click.option("--epoch", default=DEFAULT_EPOCH, help="Synthetic wall-clock start (ISO-8601).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--like", type=click.Path(path_type=Path), help="A profile from `capture fit`.")
 def synth(
-    workload: str,
+    workload: str | None,
     rate: float,
     duration: int,
     seed: int,
     profile: str,
     epoch: str,
     output: Path,
+    like: Path | None,
 ) -> None:
-    """Synthesise AgentTrace traffic as the load-testing guide describes it.
+    """Synthesise AgentTrace traffic as the load-testing guide describes it, or, with
+    --like PROFILE, like the recording a profile was fitted from.
 
     Arrivals are Poisson with mean RATE; the profile shapes the rate over the corpus
     (constant, diurnal: one compressed day, bursty: 5x bursts). See
     docs/synthetic-traffic.md for every distribution.
     """
+    if like is not None or workload is None:
+        if profile != "constant":
+            raise InputError(
+                "--profile shapes --workload traffic; --like takes its profile's shape"
+            )
+        synth_like(like, workload, rate, duration, seed, epoch, output)
+        return
     try:
         spec = SynthSpec(workload, rate, duration, seed, profile, epoch)
     except ValueError as exc:
@@ -76,3 +88,7 @@ def inspect(corpus: Path, as_json: bool, recover: bool) -> None:
         click.echo(json.dumps(stats.to_json(), indent=2))
     else:
         click.echo(render_stats(stats))
+
+
+for _command in (import_, export, dump, fit):
+    main.add_command(_command)

@@ -49,7 +49,7 @@ _INDEX = struct.Struct(">4sII")
 HEADER_SIZE = _HEADER.size
 CHUNK_HEADER_SIZE = _CHUNK.size
 
-ENDPOINTS = ("ingest", "list", "get", "search", "metrics", "graphql", "project", "batch")
+ENDPOINTS = ("ingest", "list", "get", "search", "metrics", "graphql", "project", "batch", "other")
 
 # Headers that carry credentials never enter a corpus: replay adds the target's own key.
 SECRET_HEADERS = frozenset(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from capture.corpus import CorpusReader
+from capture.traffic import TrafficFigures, render_figures
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class CorpusStats:
     compression_ratio: float  # raw body bytes / file bytes
     complete: bool
     extra: dict[str, Any]
+    traffic: dict[str, Any] = field(default_factory=dict)  # capture.traffic's figures
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -45,11 +47,13 @@ def inspect_corpus(path: str | os.PathLike[str], *, recover: bool = False) -> Co
         endpoints: Counter[str] = Counter()
         sizes = np.empty(header.records, dtype=np.int64)
         n = 0
+        figures = TrafficFigures()
         for _chunk, records in reader.iter_chunks():
             for record in records:
                 per_second[record.offset_ns // 1_000_000_000] += 1
                 endpoints[record.endpoint] += 1
                 sizes[n] = len(record.body)
+                figures.add(record)
                 n += 1
         sizes = sizes[:n]
         duration_s = header.duration_ns / 1e9
@@ -79,6 +83,7 @@ def inspect_corpus(path: str | os.PathLike[str], *, recover: bool = False) -> Co
             compression_ratio=raw / reader.file_size if reader.file_size else 0.0,
             complete=header.complete,
             extra=header.meta.extra,
+            traffic=figures.to_json(),
         )
 
 
@@ -104,6 +109,8 @@ def render_stats(stats: CorpusStats) -> str:
         f"size         {stats.file_bytes:,} bytes on disk, "
         f"{stats.raw_body_bytes:,} bytes of bodies (compression {stats.compression_ratio:.1f}x)",
     ]
+    if stats.traffic:
+        lines += render_figures(stats.traffic)
     if "command" in stats.extra:
         lines.append(f"made by      {stats.extra['command']}")
     return "\n".join(lines)

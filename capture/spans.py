@@ -1,0 +1,254 @@
+"""Where the ids and timestamps of an AgentTrace request are, found by key name.
+
+synth knows its spans because it writes the body; a recorded or imported body is found by
+walking its JSON tokens in place (a regex tokenizer over the raw bytes, so every span is a
+byte offset into exactly the bytes replay will send) and naming each string value by the
+keys above it:
+
+    trace body (POST /api/public/traces)   id -> TRACE; observations[i].id -> OBSERVATION
+    batch (POST /api/public/ingestion)     batch[i].id -> OBSERVATION (an event id, minted
+                                           like one); batch[i].body.id -> TRACE for
+                                           trace-create, OBSERVATION for *-create, and the
+                                           REF kinds for *-update
+    anywhere                               trace_id/traceId -> TRACE_REF,
+                                           parent_observation_id/parentObservationId ->
+                                           OBSERVATION_REF, projectId/project_id -> PROJECT,
+                                           a 24-byte ISO time under a time key -> TIMESTAMP
+    after that                             every other occurrence of a defined trace id in
+                                           the body (a name like "load-test-trace-<id>") ->
+                                           TRACE_REF, as synth marks it
+    path                                   /api/public/traces/<id> -> TRACE_REF,
+                                           /api/projects/<id> and projectId=<id> -> PROJECT
+
+An id replay could not mint uniquely (shorter than 16 ASCII characters, or not ending in 12
+letters or digits: replay.rewrite's rule) is left unmarked together with every reference to
+it, so such a record replays with its recorded ids instead of being refused. Strings holding
+a JSON escape are never marked: their bytes are not their value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from capture.corpus import IdKind, IdSpan
+
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]')
+_ALNUM = re.compile(r"[A-Za-z0-9]")
+_ISO24 = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z")
+_GQL_PROJECT = re.compile(rb'projectId\s*:\s*\\"([A-Za-z0-9_.:-]+)\\"')
+
+TRACE_REF_KEYS = frozenset({"trace_id", "traceId"})
+OBSERVATION_REF_KEYS = frozenset({"parent_observation_id", "parentObservationId"})
+PROJECT_KEYS = frozenset({"project_id", "projectId"})
+TIME_KEYS = frozenset(
+    {
+        "timestamp",
+        "start_time",
+        "startTime",
+        "end_time",
+        "endTime",
+        "completion_start_time",
+        "completionStartTime",
+    }
+)
+TRACES_PATH = "/api/public/traces"
+PROJECTS_PATH = "/api/projects/"
+MIN_ID_LENGTH = 16  # replay.rewrite.MIN_ID_LENGTH: worker, nonce and a 12-digit tag
+TAG_DIGITS = 12
+
+Key = str | int
+
+
+class Spans(NamedTuple):
+    """The spans of one request, sorted and disjoint, and the trace it belongs to."""
+
+    body_ids: tuple[IdSpan, ...]
+    path_ids: tuple[IdSpan, ...]
+    trace: str | None
+
+
+def mintable(value: str) -> bool:
+    """Whether replay can mint a unique fresh id of this one's shape (replay.rewrite.check_id)."""
+    if len(value) < MIN_ID_LENGTH or not value.isascii() or not value[-TAG_DIGITS:].isalnum():
+        return False
+    return len(_ALNUM.findall(value, 0, len(value) - TAG_DIGITS)) >= 4
+
+
+def json_strings(body: bytes) -> Iterator[tuple[tuple[Key, ...], int, int]]:
+    """(keys above it, start, end) of every string value of a valid JSON document, in order;
+    start and end bound the bytes between its quotes. Object keys are not values."""
+    stack: list[list[Any]] = []  # [is_object, current key or index]
+    expect_key = False
+    for match in _TOKEN.finditer(body):
+        first = body[match.start()]
+        if first == 0x22:  # '"'
+            if stack and stack[-1][0] and expect_key:
+                raw = match.group()
+                stack[-1][1] = json.loads(raw) if b"\\" in raw else raw[1:-1].decode("utf-8")
+                continue
+            yield tuple(frame[1] for frame in stack), match.start() + 1, match.end() - 1
+        elif first == 0x7B:  # '{'
+            stack.append([True, None])
+            expect_key = True
+        elif first == 0x5B:  # '['
+            stack.append([False, 0])
+        elif first in (0x7D, 0x5D):  # '}' ']'
+            if stack:
+                stack.pop()
+        elif first == 0x3A:  # ':'
+            expect_key = False
+        elif stack:  # ','
+            if stack[-1][0]:
+                expect_key = True
+            else:
+                stack[-1][1] += 1
+    return
+
+
+def _event_kinds(doc: Any) -> dict[int, tuple[int, int]]:
+    """For each batch event index: the kind of its body's id, and of its event id."""
+    kinds: dict[int, tuple[int, int]] = {}
+    batch = doc.get("batch") if isinstance(doc, dict) else None
+    if not isinstance(batch, list):
+        return kinds
+    for i, event in enumerate(batch):
+        kind = event.get("type") if isinstance(event, dict) else None
+        if not isinstance(kind, str):
+            continue
+        update = kind.endswith("-update")
+        if kind.startswith("trace-"):
+            body_kind = IdKind.TRACE_REF if update else IdKind.TRACE
+        else:
+            body_kind = IdKind.OBSERVATION_REF if update else IdKind.OBSERVATION
+        kinds[i] = (int(body_kind), int(IdKind.OBSERVATION))
+    return kinds
+
+
+def _kind_of(keys: tuple[Key, ...], batch: dict[int, tuple[int, int]] | None) -> int | None:
+    key = keys[-1] if keys else None
+    if not isinstance(key, str):
+        return None
+    if key in TIME_KEYS:
+        return int(IdKind.TIMESTAMP)
+    if key in TRACE_REF_KEYS:
+        return int(IdKind.TRACE_REF)
+    if key in OBSERVATION_REF_KEYS:
+        return int(IdKind.OBSERVATION_REF)
+    if key in PROJECT_KEYS:
+        return int(IdKind.PROJECT)
+    if key != "id":
+        return None
+    if batch is None:  # a trace body
+        if len(keys) == 1:
+            return int(IdKind.TRACE)
+        if len(keys) == 3 and keys[0] == "observations":
+            return int(IdKind.OBSERVATION)
+        return None
+    if len(keys) == 3 and keys[0] == "batch" and isinstance(keys[1], int):
+        return batch.get(keys[1], (None, None))[1]
+    if len(keys) == 4 and keys[0] == "batch" and keys[2] == "body" and isinstance(keys[1], int):
+        return batch.get(keys[1], (None, None))[0]
+    return None
+
+
+def body_spans(body: bytes, doc: Any = None) -> tuple[tuple[IdSpan, ...], str | None]:
+    """The spans of a JSON body (parsed as `doc` when the caller has it) and its trace id."""
+    if doc is None:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return (), None
+    batch = _event_kinds(doc) if isinstance(doc, dict) and "batch" in doc else None
+    found: list[tuple[int, int, int, str]] = []
+    for keys, start, end in json_strings(body):
+        kind = _kind_of(keys, batch)
+        if kind is None:
+            continue
+        raw = body[start:end]
+        if b"\\" in raw or not raw:
+            continue
+        if kind == IdKind.TIMESTAMP and not _ISO24.match(raw):
+            continue
+        found.append((start, end - start, kind, raw.decode("utf-8", "replace")))
+    defined = {v for _s, _n, k, v in found if k in (IdKind.TRACE, IdKind.OBSERVATION)}
+    unmintable = {v for v in defined if not mintable(v)}
+    spans: list[IdSpan] = []
+    trace: str | None = None
+    for start, length, kind, value in found:
+        if kind in _ID_KINDS and (value in unmintable or not mintable(value)):
+            continue
+        if kind == IdKind.TRACE and trace is None:
+            trace = value
+        spans.append((start, length, kind))
+    if trace is None:
+        trace = next((v for _s, _n, k, v in found if k == IdKind.TRACE_REF and v), None)
+    spans += _named_trace_refs(body, spans, {v for _s, _n, k, v in found if k == IdKind.TRACE})
+    if b"projectId" in body and b'\\"' in body:  # a GraphQL document naming a project
+        spans += [
+            (m.start(1), m.end(1) - m.start(1), int(IdKind.PROJECT))
+            for m in _GQL_PROJECT.finditer(body)
+        ]
+    return tuple(_disjoint(spans)), trace
+
+
+_ID_KINDS = (IdKind.TRACE, IdKind.TRACE_REF, IdKind.OBSERVATION, IdKind.OBSERVATION_REF)
+
+
+def _named_trace_refs(body: bytes, spans: list[IdSpan], traces: set[str]) -> list[IdSpan]:
+    """Further occurrences of the body's own (mintable) trace ids, outside the spans found."""
+    taken = {start for start, _n, _k in spans}
+    refs: list[IdSpan] = []
+    for trace in traces:
+        if not mintable(trace):
+            continue
+        needle = trace.encode("ascii")
+        at = body.find(needle)
+        while at >= 0:
+            if at not in taken and body[at - 1 : at] != b"\\":
+                refs.append((at, len(needle), int(IdKind.TRACE_REF)))
+            at = body.find(needle, at + len(needle))
+    return refs
+
+
+def _disjoint(spans: list[IdSpan]) -> list[IdSpan]:
+    out: list[IdSpan] = []
+    end = -1
+    for span in sorted(spans):
+        if span[0] >= end:
+            out.append(span)
+            end = span[0] + span[1]
+    return out
+
+
+def path_spans(path: str) -> tuple[tuple[IdSpan, ...], str | None]:
+    """The spans of a request target (byte offsets into its UTF-8) and the trace it names."""
+    raw = path.encode("utf-8")
+    route, _, query = raw.partition(b"?")
+    spans: list[IdSpan] = []
+    trace: str | None = None
+    prefix = (TRACES_PATH + "/").encode()
+    if route.startswith(prefix) and len(route) > len(prefix) and b"/" not in route[len(prefix) :]:
+        spans.append((len(prefix), len(route) - len(prefix), int(IdKind.TRACE_REF)))
+        trace = route[len(prefix) :].decode("utf-8", "replace")
+    project = PROJECTS_PATH.encode()
+    if route.startswith(project) and len(route) > len(project):
+        rest = route[len(project) :].split(b"/", 1)[0]
+        spans.append((len(project), len(rest), int(IdKind.PROJECT)))
+    at = len(route) + 1
+    for pair in query.split(b"&") if query else ():
+        name, eq, value = pair.partition(b"=")
+        if eq and value and name.decode("latin-1") in PROJECT_KEYS:
+            spans.append((at + len(name) + 1, len(value), int(IdKind.PROJECT)))
+        at += len(pair) + 1
+    return tuple(spans), trace
+
+
+def find_spans(body: bytes, path: str) -> Spans:
+    """The id and timestamp spans of a request's body and path, and the trace it belongs to
+    (the trace a body defines, else one it references, else the one its path reads)."""
+    body_ids, body_trace = body_spans(body) if body.strip() else ((), None)
+    path_ids, path_trace = path_spans(path)
+    return Spans(body_ids, path_ids, body_trace or path_trace)

@@ -1,0 +1,86 @@
+"""Traffic figures a corpus's inspection adds: observations per trace and inter-arrival gaps.
+
+Fed one record at a time (`add`), in constant memory apart from one float per record for
+the gaps' p99. Observations are counted in trace bodies (`observations` of POST
+/api/public/traces) and in batches (observation events of POST /api/public/ingestion);
+inter-arrival gaps are between consecutive records' offsets; CV is the standard deviation of
+the gaps over their mean (1 for Poisson arrivals, above 1 for bursts).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from capture.corpus import Record
+
+OBSERVATION_EVENTS = ("span-create", "generation-create", "event-create")
+
+
+def ingestion_counts(record: Record) -> tuple[int, int] | None:
+    """(traces, observations) an ingestion record creates, or None for any other record."""
+    if record.endpoint not in ("ingest", "batch") or not record.body:
+        return None
+    try:
+        doc = json.loads(bytes(record.body))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    if record.endpoint == "ingest":
+        obs = doc.get("observations")
+        return 1, len(obs) if isinstance(obs, list) else 0
+    batch = doc.get("batch")
+    if not isinstance(batch, list):
+        return None
+    types = [str(e.get("type", "")) for e in batch if isinstance(e, dict)]
+    return types.count("trace-create"), sum(t.startswith(OBSERVATION_EVENTS) for t in types)
+
+
+class TrafficFigures:
+    """Accumulates the figures record by record."""
+
+    def __init__(self) -> None:
+        self.traces = 0
+        self.observations = 0
+        self.opaque = 0
+        self._gaps: list[float] = []
+        self._last_ns: int | None = None
+
+    def add(self, record: Record) -> None:
+        if self._last_ns is not None:
+            self._gaps.append((record.offset_ns - self._last_ns) / 1e9)
+        self._last_ns = record.offset_ns
+        if record.body and record.body.lstrip()[:1] not in (b"{", b"["):
+            self.opaque += 1
+        counts = ingestion_counts(record)
+        if counts is not None:
+            self.traces += counts[0]
+            self.observations += counts[1]
+
+    def to_json(self) -> dict[str, Any]:
+        gaps = np.asarray(self._gaps, dtype=np.float64)
+        mean = float(gaps.mean()) if gaps.size else 0.0
+        cv = float(gaps.std() / mean) if gaps.size and mean > 0 else 0.0
+        return {
+            "observations_per_trace": self.observations / self.traces if self.traces else 0.0,
+            "opaque_records": self.opaque,
+            "interarrival_s": {
+                "mean": mean,
+                "cv": cv if math.isfinite(cv) else 0.0,
+                "p99": float(np.percentile(gaps, 99)) if gaps.size else 0.0,
+            },
+        }
+
+
+def render_figures(figures: dict[str, Any]) -> list[str]:
+    gaps = figures["interarrival_s"]
+    return [
+        f"traces       {figures['observations_per_trace']:.2f} observations per trace; "
+        f"{figures['opaque_records']:,} opaque (non-JSON) bodies",
+        f"arrivals     gap mean {gaps['mean'] * 1000:,.3f} ms, CV {gaps['cv']:.2f}, "
+        f"p99 {gaps['p99'] * 1000:,.3f} ms",
+    ]
