@@ -10,6 +10,7 @@ import click
 
 from capture.arrivals import PROFILES
 from capture.cli_errors import InputError, OneLineGroup
+from capture.cli_record import record, repair
 from capture.inspect import inspect_corpus, render_stats
 from capture.synth import DEFAULT_EPOCH, WORKLOADS, SynthSpec, write_synth_corpus
 from capture.units import DURATION, RATE
@@ -76,3 +77,7 @@ def inspect(corpus: Path, as_json: bool, recover: bool) -> None:
         click.echo(json.dumps(stats.to_json(), indent=2))
     else:
         click.echo(render_stats(stats))
+
+
+main.add_command(record)
+main.add_command(repair)
