@@ -22,10 +22,11 @@ Two steps. The *roles* of values come from the JSON structure, by key name:
 
 and timestamps are the values of ``timestamp``, ``start_time``, ``end_time`` and
 ``completion_start_time`` (either spelling) in the form replay moves (24 characters,
-``YYYY-MM-DDTHH:MM:SS.mmmZ``). Then every *occurrence* of those values in the raw bytes gets a
-span: an id where it is the value of an ``id`` key is the defining kind, anywhere else (a
-``trace_id`` field, a name such as ``load-test-trace-<id>``) a reference; a timestamp
-wherever it is a whole JSON string.
+``YYYY-MM-DDTHH:MM:SS.mmmZ``). Then the raw bytes are searched once (one regular expression
+for every ``"key": "value"`` pair with one of those keys): an id that is the value of an
+``id`` key gets its defining kind, of any other key its reference kind; a trace id also gets
+a reference span wherever else it stands as a whole token (a name such as
+``load-test-trace-<id>``).
 
 Ids that replay could not mint uniquely (fewer than 16 ASCII characters, or the last 12 not
 letters or digits: the rule of replay/rewrite.py) are left unmarked and so replayed as
@@ -66,12 +67,17 @@ _TRACE_KEYS = ("trace_id", "traceId")
 _PARENT_KEYS = ("parent_observation_id", "parentObservationId")
 _OBSERVATION_EVENTS = ("span-", "generation-", "event-")
 
-_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z")
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+\Z")  # needs no JSON escaping, so found verbatim
-_ID_KEY_BEFORE = re.compile(rb'"id"\s*:\s*"\Z')
+_PAIR = re.compile(
+    rb'"(id|trace_id|traceId|parent_observation_id|parentObservationId|timestamp|start_time|'
+    rb'startTime|end_time|endTime|completion_start_time|completionStartTime)"\s*:\s*"([^"\\]*)"'
+)
+_STAMP_KEYS_RAW = frozenset(key.encode("ascii") for key in TIMESTAMP_KEYS)
+_STAMP_RAW = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _PROJECT_IN_QUERY = re.compile(rb'projectId\s*:\s*\\"([A-Za-z0-9_.:-]+)\\"')
 _PROJECT_IN_VARIABLES = re.compile(rb'"projectId"\s*:\s*"([A-Za-z0-9_.:-]+)"')
 _ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_ALNUM_BYTES = frozenset(bytes([c]) for c in _ALNUM)
 
 # replay/rewrite.py's rule: 4 letters or digits (worker and nonce), then a tag of 12.
 _MINTABLE = re.compile(r"(?:[_.:-]*[A-Za-z0-9]){4}[A-Za-z0-9_.:-]*?[A-Za-z0-9]{12}\Z")
@@ -159,42 +165,45 @@ def find_spans(body: bytes, path: str, method: str | None = None) -> FoundSpans:
     return FoundSpans(endpoint, roles.locate(body), path_ids, roles.first_trace)
 
 
+_NEVER = -1  # (TRACE is 0, the smallest kind): a value that is not a mintable id
+
+
 class _Roles:
-    """Id and timestamp values by role, collected from the parsed body."""
+    """The ids of a body by role, collected from its parsed JSON: for each raw id, the kind
+    of its span where it is the value of an ``id`` key and the kind everywhere else."""
 
     def __init__(self) -> None:
-        self.traces: dict[str, None] = {}  # defined here (ordered: the first is the record's)
-        self.observations: set[str] = set()
-        self.trace_refs: dict[str, None] = {}
-        self.observation_refs: set[str] = set()
-        self.stamps: set[str] = set()
+        self.kinds: dict[bytes, tuple[int, int]] = {}
+        self._seen: dict[str, int] = {}  # the defining kind of each value seen so far
+        self._defined: str | None = None
+        self._referenced: str | None = None
+
+    def _add(self, value: object, defining: int, ref: int) -> None:
+        if not isinstance(value, str):
+            return
+        seen = self._seen.get(value)
+        if seen is not None and seen <= defining:  # known already (or not an id at all)
+            return
+        if _MINTABLE.match(value) is None:
+            self._seen[value] = _NEVER
+            return
+        self._seen[value] = defining  # a definition wins over a reference
+        self.kinds[value.encode("ascii")] = (defining, ref)
+        if defining == TRACE and self._defined is None:
+            self._defined = value
+        elif ref == TRACE_REF and self._referenced is None:
+            self._referenced = value
 
     @property
     def first_trace(self) -> str | None:
-        for trace in (*self.traces, *self.trace_refs):
-            return trace
-        return None
-
-    def _id(self, obj: dict[str, Any], key: str, into: dict[str, None] | set[str]) -> None:
-        value = obj.get(key)
-        if isinstance(value, str) and mintable(value):
-            if isinstance(into, dict):
-                into.setdefault(value, None)
-            else:
-                into.add(value)
-
-    def _stamps(self, obj: dict[str, Any]) -> None:
-        for key in TIMESTAMP_KEYS.intersection(obj):
-            value = obj[key]
-            if isinstance(value, str) and _STAMP.match(value):
-                self.stamps.add(value)
+        """The trace the request belongs to: the first it defines, else the first it names."""
+        return self._defined if self._defined is not None else self._referenced
 
     def trace(self, obj: Any) -> None:
         """The guide's trace payload: a trace with its observations."""
         if not isinstance(obj, dict):
             return
-        self._id(obj, "id", self.traces)
-        self._stamps(obj)
+        self._add(obj.get("id"), TRACE, TRACE_REF)
         observations = obj.get("observations")
         if isinstance(observations, list):
             for observation in observations:
@@ -203,12 +212,14 @@ class _Roles:
     def observation(self, obj: Any, *, defines: bool) -> None:
         if not isinstance(obj, dict):
             return
-        self._id(obj, "id", self.observations if defines else self.observation_refs)
+        if defines:
+            self._add(obj.get("id"), OBSERVATION, OBSERVATION_REF)
+        else:
+            self._add(obj.get("id"), OBSERVATION_REF, OBSERVATION_REF)
         for key in _TRACE_KEYS:
-            self._id(obj, key, self.trace_refs)
+            self._add(obj.get(key), TRACE_REF, TRACE_REF)
         for key in _PARENT_KEYS:
-            self._id(obj, key, self.observation_refs)
-        self._stamps(obj)
+            self._add(obj.get(key), OBSERVATION_REF, OBSERVATION_REF)
 
     def batch(self, obj: Any) -> None:
         """An ingestion batch: events, each wrapping a trace or an observation."""
@@ -218,37 +229,43 @@ class _Roles:
         for event in events:
             if not isinstance(event, dict):
                 continue
-            self._id(event, "id", self.observations)
-            self._stamps(event)
+            self._add(event.get("id"), OBSERVATION, OBSERVATION_REF)
             kind, body = event.get("type"), event.get("body")
             if not isinstance(kind, str) or not isinstance(body, dict):
                 continue
             update = kind.endswith("-update")
             if kind.startswith("trace-"):
-                self._id(body, "id", self.trace_refs if update else self.traces)
-                self._stamps(body)
+                self._add(body.get("id"), TRACE_REF if update else TRACE, TRACE_REF)
             elif kind.startswith(_OBSERVATION_EVENTS):
                 self.observation(body, defines=not update)
 
     def locate(self, body: bytes) -> tuple[IdSpan, ...]:
-        """Spans for every occurrence of the collected values, in order, none overlapping."""
+        """Spans, in order and none overlapping: every id where it is the value of a key
+        that names one, every trace id anywhere else as a whole token, every timestamp."""
+        kinds = self.kinds
         found: list[IdSpan] = []
-        for value in self.traces:
-            _occurrences(body, value, TRACE, TRACE_REF, found)
-        for value in self.observations:
-            _occurrences(body, value, OBSERVATION, OBSERVATION_REF, found)
-        for value in self.trace_refs:
-            if value not in self.traces:
-                _occurrences(body, value, TRACE_REF, TRACE_REF, found)
-        for value in self.observation_refs:
-            if value not in self.observations:
-                _occurrences(body, value, OBSERVATION_REF, OBSERVATION_REF, found)
-        for value in self.stamps:
-            quoted = b'"' + value.encode("ascii") + b'"'
-            at = body.find(quoted)
+        append = found.append
+        for match in _PAIR.finditer(body):
+            key, value = match.group(1, 2)
+            if key in _STAMP_KEYS_RAW:
+                if len(value) == 24 and _STAMP_RAW.match(value):
+                    append((match.start(2), 24, TIMESTAMP))
+                continue
+            role = kinds.get(value)
+            if role is not None:
+                append((match.start(2), len(value), role[0] if key == b"id" else role[1]))
+        for raw, (_defining, ref) in kinds.items():
+            if ref != TRACE_REF:
+                continue
+            size = len(raw)
+            at = body.find(raw)
             while at >= 0:
-                found.append((at + 1, len(quoted) - 2, TIMESTAMP))
-                at = body.find(quoted, at + len(quoted))
+                end = at + size
+                if (at == 0 or body[at - 1] not in _ALNUM) and body[
+                    end : end + 1
+                ] not in _ALNUM_BYTES:
+                    append((at, size, TRACE_REF))
+                at = body.find(raw, end)
         found.sort()
         spans: list[IdSpan] = []
         end = 0
@@ -257,24 +274,6 @@ class _Roles:
                 spans.append(span)
                 end = span[0] + span[1]
         return tuple(spans)
-
-
-def _occurrences(body: bytes, value: str, defining: int, ref: int, out: list[IdSpan]) -> None:
-    """Every whole-token occurrence of id `value`: `defining` where it is an ``id`` value."""
-    raw = value.encode("ascii")
-    at = body.find(raw)
-    while at >= 0:
-        end = at + len(raw)
-        if (at == 0 or body[at - 1] not in _ALNUM) and (
-            end == len(body) or body[end] not in _ALNUM
-        ):
-            kind = ref
-            if body[at - 6 : at] == b'"id":"' or (
-                body[at - 2 : at] != b':"' and _ID_KEY_BEFORE.search(body, max(0, at - 32), at)
-            ):
-                kind = defining
-            out.append((at, len(raw), kind))
-        at = body.find(raw, end)
 
 
 def _graphql_spans(body: bytes) -> tuple[IdSpan, ...]:
