@@ -253,7 +253,6 @@ class Recorder:
             while True:
                 stopping = self._stopping.is_set()
                 now = self.clock() - self.started_ns
-                done = 0
                 while queue:
                     slot = queue[0]
                     if slot.status == WAITING and not stopping and now - slot.offset_ns < window_ns:
@@ -263,9 +262,7 @@ class Recorder:
                     self._written += 1
                     self._written_bytes += len(slot.body) + len(slot.path) + 256
                     dirty = True
-                    done += 1
-                    if done % 8 == 0:
-                        time.sleep(0)  # hand the GIL to the proxy between records
+                    time.sleep(0)  # hand the GIL to the proxy between records
                 if stopping and not queue:
                     break
                 if dirty and self.clock() - last_flush >= flush_ns:

@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +63,8 @@ class RawUpstream:
     port: int = 0
     answers: dict[str, bytes] = field(default_factory=lambda: dict(ANSWERS))
 
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this context
+
     def start(self) -> RawUpstream:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -70,6 +74,8 @@ class RawUpstream:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"https://localhost:{self.port}"
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
@@ -88,8 +94,11 @@ class RawUpstream:
             threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True).start()
 
     def _serve(self, conn: socket.socket, number: int) -> None:
-        with conn, contextlib.suppress(OSError):  # a proxy killed mid-request resets
-            self._exchanges(conn, number)
+        with contextlib.suppress(OSError):  # a proxy killed mid-request resets
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            with conn:
+                self._exchanges(conn, number)
 
     def _exchanges(self, conn: socket.socket, number: int) -> None:
         buf = b""
@@ -121,4 +130,19 @@ class RawUpstream:
 def raw() -> Iterator[RawUpstream]:
     upstream = RawUpstream().start()
     yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def raw_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RawUpstream, Path]]:
+    """An HTTPS RawUpstream for `localhost`, and the CA file that trusts it."""
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    upstream = RawUpstream(tls=context).start()
+    yield upstream, ca_file
     upstream.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -52,7 +53,9 @@ def proxy(tmp_path: Path) -> Iterator[object]:
     """start(upstream_url, *flags) -> a running `capture record` process on a free port."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(upstream: str, *flags: str, name: str = "recorded.atc") -> Proxy:
+    def start(
+        upstream: str, *flags: str, name: str = "recorded.atc", env: dict[str, str] | None = None
+    ) -> Proxy:
         output = tmp_path / name
         argv = [*CAPTURE, "record", "--listen", "127.0.0.1:0", "--upstream", upstream]
         proc = subprocess.Popen(
@@ -61,6 +64,7 @@ def proxy(tmp_path: Path) -> Iterator[object]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         started.append(proc)
         assert proc.stderr is not None
@@ -237,6 +241,40 @@ def test_chunked_and_gzip_requests(proxy: object, raw: Any) -> None:
         for r in records
         for k, _ in r.headers
     )
+
+
+def test_an_https_upstream(proxy: object, raw_tls: tuple[Any, Path]) -> None:
+    # The upstream's certificate is checked against the trusted CAs (here the test's CA,
+    # through OpenSSL's SSL_CERT_FILE); the answer comes back byte for byte.
+    raw, ca_file = raw_tls
+    p = proxy(raw.url, env={"SSL_CERT_FILE": str(ca_file)})  # type: ignore[operator]
+    conn = p.connection()
+    for _ in range(2):  # two requests on the one TLS connection
+        conn.request("POST", "/api/public/traces", body=b'{"id":"tls"}')
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (201, b'{"status":"accepted"}')
+    conn.close()
+    assert [r.headers["host"] for r in raw.received] == [f"localhost:{raw.port}"] * 2
+    assert len({r.connection for r in raw.received}) == 1
+    code, err = p.finish()
+    assert code == 0, err
+    assert [r.body for r in read_all(p.output)] == [b'{"id":"tls"}'] * 2
+
+
+def test_an_https_upstream_with_an_untrusted_certificate_gives_502(
+    proxy: object, raw_tls: tuple[Any, Path]
+) -> None:
+    raw, _ca_file = raw_tls
+    p = proxy(raw.url)  # type: ignore[operator]
+    conn = p.connection()
+    conn.request("GET", "/api/public/traces")
+    response = conn.getresponse()
+    assert response.status == 502
+    assert b"CERTIFICATE_VERIFY_FAILED" in response.read()
+    conn.close()
+    code, err = p.finish()
+    assert code == 0, err
+    assert read_all(p.output) == []
 
 
 def test_credential_headers_never_enter_the_corpus(proxy: object, raw: Any) -> None:
