@@ -421,7 +421,7 @@ class ReverseProxy:
             with gevent.Timeout(self.timeout, UpstreamError(504, "upstream timed out")):
                 sock = self._upstream(up, sent_ns)
                 try:
-                    sock.sendall(self._request_bytes(req, body))
+                    _send(sock, self._request_bytes(req, body))
                     first = sock.recv(RECV_SIZE)
                 except OSError as exc:
                     raise UpstreamError(502, f"upstream failed: {exc}") from None
@@ -479,15 +479,15 @@ class ReverseProxy:
         if isinstance(parsed, tuple):  # one Content-Length: count the bytes through
             status, length, keep = parsed
             if len(buf) >= length:
-                client.sendall(buf[:length] if len(buf) > length else buf)
+                _send(client, buf[:length] if len(buf) > length else buf)
                 return status, keep and len(buf) == length
-            client.sendall(buf)
+            _send(client, buf)
             rest = length - len(buf)
             while rest > 0:
                 more = sock.recv(min(RECV_SIZE, rest))
                 if not more:
                     raise UpstreamError(502, "upstream closed inside its answer")
-                client.sendall(more)
+                _send(client, more)
                 rest -= len(more)
             return status, keep
         parser = _Response(head)  # chunked, close-delimited, 1xx first: llhttp decides
@@ -496,7 +496,7 @@ class ReverseProxy:
                 parser.feed(buf)
             except HTTPParseError:
                 raise UpstreamError(502, "malformed answer from the upstream") from None
-            client.sendall(buf)
+            _send(client, buf)
             if parser.done:
                 return parser.get_code(), bool(parser.should_keep_alive())
             buf = sock.recv(RECV_SIZE)
@@ -541,6 +541,14 @@ def _closed_while_idle(sock: Any) -> bool:
         return bool(_SELECT([sock.fileno()], [], [], 0)[0])
     except (OSError, ValueError):
         return True
+
+
+def _send(sock: Any, data: bytes) -> None:
+    """sendall, but one send() when the socket takes it all (the usual case): gevent's
+    sendall asks the kernel for the buffer size and chunks first, twice per request."""
+    sent = sock.send(data)
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
 
 
 def _close(sock: Any) -> None:
