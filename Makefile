@@ -45,6 +45,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/schedule.py --search
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/memory.py --rate 20000
+	$(BIN)/python bench/record.py
 
 # Regenerate the bundled corpora with the commands recorded in corpora/README.md.
 corpora: $(VENV)/.installed-test
