@@ -442,15 +442,18 @@ def _padded_base(meta: CorpusMeta) -> int:
 
 
 def _pack_meta(meta: CorpusMeta, size: int) -> bytes:
-    """The metadata map, padded to exactly `size` bytes with a `pad` entry that readers
-    ignore. ValueError when it does not fit."""
+    """The metadata map, padded to exactly `size` bytes with a bin entry that readers ignore:
+    `pad`, or `pad_`/`pad__` for the sizes msgpack's bin heads (2, 3 or 5 bytes) would skip.
+    ValueError when it does not fit."""
     base = _padded_base(meta)
-    room = size - base  # bin8 holds 255 bytes after a 2-byte head; bin16 has a 3-byte head
-    n = room if room <= 255 else room - 1 if room <= 65536 else room - 3
-    packed: bytes = msgpack.packb({**meta.to_wire(), "pad": bytes(max(n, 0))}, use_bin_type=True)
-    if len(packed) != size:
-        raise ValueError(f"metadata of {base} bytes does not fit in {size}")
-    return packed
+    for longer in range(3):
+        room = size - base - longer
+        n = room if room <= 255 else room - 1 if room <= 65536 else room - 3
+        wire = {**meta.to_wire(), "pad" + "_" * longer: bytes(max(n, 0))}
+        packed: bytes = msgpack.packb(wire, use_bin_type=True)
+        if len(packed) == size:
+            return packed
+    raise ValueError(f"metadata of {base} bytes does not fit in {size}")
 
 
 def write_corpus(
