@@ -244,10 +244,12 @@ def one_round(engine: str, r: int, args: argparse.Namespace, upstream: str, work
         run.errors = int(loaded["errors"])
     finally:
         out = proxy.stop()
-    recorded = re.search(r"([\d,]+) recorded", out)
-    run.recorded = int(recorded.group(1).replace(",", "")) if recorded else 0
-    forwarded = re.search(r"([\d,]+) requests forwarded", out)
-    run.forwarded = int(forwarded.group(1).replace(",", "")) if forwarded else 0
+    counts = re.search(r"([\d,]+) of ([\d,]+) requests recorded", out)
+    mitm = re.search(r"mitmproxy recorder: (\d+) recorded", out)
+    if counts:
+        run.recorded, run.forwarded = (int(g.replace(",", "")) for g in counts.groups())
+    elif mitm:
+        run.recorded = int(mitm.group(1))
     dropped = re.search(r"([\d,]+) dropped", out)
     run.dropped = int(dropped.group(1).replace(",", "")) if dropped else 0
     proxy.out.unlink(missing_ok=True)

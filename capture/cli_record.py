@@ -15,8 +15,9 @@ import gevent
 from gevent.event import Event
 
 from capture.cli_errors import InputError, OneLineCommand
+from capture.inspect import recording_line
 from capture.proxy import ReverseProxy, Upstream
-from capture.recording import Counts, Recorder, RecordOptions
+from capture.recording import Recorder, RecordOptions
 from capture.repair import repair as repair_corpus
 from capture.units import DURATION, format_duration_ns
 
@@ -152,7 +153,9 @@ def record(
     proxy.close(grace=2.0)
     path = recorder.stop()
     wake.close()
-    click.echo(f"capture record: {_summary(recorder.counts)}; wrote {path}", err=True)
+    click.echo(
+        f"capture record: {recording_line(recorder.counts.to_json())}; wrote {path}", err=True
+    )
     if recorder.error is not None:
         click.echo(f"capture record: {recorder.error}", err=True)
         sys.exit(1)
@@ -183,21 +186,6 @@ def _command(
     for prefix in paths:
         argv += ["--path", prefix]
     return shlex.join(argv)
-
-
-def _summary(counts: Counts) -> str:
-    line = f"{counts.requests:,} requests forwarded, {counts.recorded:,} recorded"
-    skipped = [
-        (counts.dropped_queue_full, "dropped (recording queue full)"),
-        (counts.sampled_out, "sampled out"),
-        (counts.not_agenttrace, "outside AgentTrace's API"),
-        (counts.upstream_failed, "not answered by the upstream"),
-        (counts.bad_head, "with a head that cannot be replayed"),
-        (counts.undecodable_body, "with a body that would not decode"),
-        (counts.past_max_records, "past --max-records"),
-    ]
-    parts = [f"{n:,} {what}" for n, what in skipped if n]
-    return line + (f" ({', '.join(parts)})" if parts else "")
 
 
 @click.command("repair", cls=OneLineCommand)

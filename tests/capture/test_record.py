@@ -78,7 +78,9 @@ def proxy(tmp_path: Path) -> Iterator[object]:
     for proc in started:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +143,7 @@ def test_records_synthetic_traffic_with_synth_spans_and_it_replays(
     recording = meta_extra(p.output)["recording"]
     assert recording["recorded"] == len(sent)  # type: ignore[index]
     assert recording["dropped_queue_full"] == 0  # type: ignore[index]
-    assert f"{len(sent):,} recorded" in err
+    assert f"{len(sent):,} of {len(sent):,} requests recorded" in err
 
     out = tmp_path / "replayed.json"
     replay = subprocess.run(
@@ -392,6 +394,25 @@ def test_kill_9_then_inspect_and_repair(proxy: object, raw: Any, tmp_path: Path)
         assert reader.header.complete
         assert reader.header.meta.extra["repaired"]["records"] == 20
         assert [r.body for r in reader] == [trace.body] * 20
+
+
+def test_max_records_and_duration_end_the_recording(proxy: object, raw: Any) -> None:
+    p = proxy(raw.url, "--max-records", "3")  # type: ignore[operator]
+    conn = p.connection()
+    for _ in range(200):  # until the proxy goes away, once it has recorded three
+        try:
+            conn.request("POST", "/api/public/traces", body=b'{"id":"x"}')
+            conn.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            break
+    conn.close()
+    assert p.proc.wait(timeout=30) == 0
+    assert [r.body for r in read_all(p.output)] == [b'{"id":"x"}'] * 3
+    assert meta_extra(p.output)["recording"]["recorded"] == 3  # type: ignore[index]
+
+    timed = proxy(raw.url, "--duration", "0.5s", name="timed.atc")  # type: ignore[operator]
+    assert timed.proc.wait(timeout=30) == 0  # stops by itself
+    assert read_all(timed.output) == []
 
 
 @pytest.mark.parametrize(
