@@ -16,7 +16,8 @@ from gevent.event import Event
 
 from capture.cli_errors import InputError, OneLineCommand
 from capture.inspect import recording_line
-from capture.proxy import ReverseProxy, Upstream
+from capture.proxy import ReverseProxy
+from capture.proxyhttp import Upstream
 from capture.recording import Recorder, RecordOptions
 from capture.repair import repair as repair_corpus
 from capture.units import DURATION, format_duration_ns
