@@ -10,8 +10,10 @@ the first request, kept alive while both sides keep it). Per request:
     body, chunked or gzip); tell the tap the status.
 
 The end of a response is found by replay/wire.py's fast head parser for the common response
-(one Content-Length) and by llhttp for the rest (chunked, close-delimited, 1xx first). An
-upstream that cannot be reached, resets or closes before answering gives the client a 502
+(one Content-Length) and by llhttp for the rest (chunked, close-delimited, 1xx first). A kept-
+alive upstream connection closed or reset before any answer (the upstream timed it out as the
+request went out) is replaced and the request sent once more; otherwise an upstream that
+cannot be reached, resets or closes before answering gives the client a 502
 (and the tap `failed`); one that does not answer within the timeout a 504. A request head
 that is not HTTP gets a 400, a head over 64 KiB a 431, a body over `max_body` a 413; the
 connection is closed after each of these. The tap is called from the proxy's greenlets and
@@ -276,12 +278,15 @@ class ReverseProxy:
         relayed = False
         try:
             with gevent.Timeout(self.timeout, UpstreamError(504, "upstream timed out")):
-                sock = self._upstream(up, sent_ns)
-                try:
-                    _send(sock, self._request_bytes(req, body))
-                    first = sock.recv(RECV_SIZE)
-                except OSError as exc:
-                    raise UpstreamError(502, f"upstream failed: {exc}") from None
+                data = self._request_bytes(req, body)
+                reused = up[0] is not None
+                sock, first = self._send_first(up, sent_ns, data)
+                if not first and reused:
+                    # A kept-alive connection the upstream closed as the request went out: it
+                    # never read it, so it goes once more on a new connection.
+                    _close(up[0])
+                    up[0] = None
+                    sock, first = self._send_first(up, sent_ns, data)
                 if not first:
                     raise UpstreamError(502, "upstream closed without answering")
                 relayed = True
@@ -305,6 +310,18 @@ class ReverseProxy:
             _close(up[0])
             up[0] = None
         return keep
+
+    def _send_first(self, up: list[Any], now: int, data: bytes) -> tuple[Any, bytes]:
+        """Send a request; the first bytes of its answer (b"" when the connection was closed
+        or reset before any)."""
+        sock = self._upstream(up, now)
+        try:
+            _send(sock, data)
+            return sock, sock.recv(RECV_SIZE)
+        except (ConnectionResetError, BrokenPipeError):
+            return sock, b""
+        except OSError as exc:
+            raise UpstreamError(502, f"upstream failed: {exc}") from None
 
     def _upstream(self, up: list[Any], now: int) -> Any:
         sock = up[0]

@@ -64,6 +64,7 @@ class RawUpstream:
     answers: dict[str, bytes] = field(default_factory=lambda: dict(ANSWERS))
 
     tls: ssl.SSLContext | None = None  # serve HTTPS with this context
+    close_after: int = 0  # close each connection after this many answers, without saying so
 
     def start(self) -> RawUpstream:
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -122,7 +123,8 @@ class RawUpstream:
             path = target.split("?")[0]
             answer = ANSWERS.get(path, ANSWERS[""])
             conn.sendall(answer)
-            if path == "/close":
+            answered = sum(r.connection == number for r in self.received)
+            if path == "/close" or answered == self.close_after:
                 return
 
 

@@ -202,6 +202,25 @@ def test_answers_are_relayed_byte_for_byte_keep_alive_chunked_gzip(proxy: object
     ]
 
 
+def test_a_kept_alive_connection_the_upstream_dropped_is_replaced(proxy: object, raw: Any) -> None:
+    # The upstream closes every connection after one answer without saying so (as a server
+    # whose keep-alive timeout ran out does): each next request finds the connection gone
+    # before any answer, goes again on a new one, and the client never sees a 502.
+    raw.close_after = 1
+    p = proxy(raw.url)  # type: ignore[operator]
+    conn = p.connection()
+    for _ in range(3):
+        conn.request("POST", "/api/public/traces", body=b'{"id":"again"}')
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (201, b'{"status":"accepted"}')
+    conn.close()
+    assert len(raw.received) == 3
+    assert len({r.connection for r in raw.received}) == 3
+    code, err = p.finish()
+    assert code == 0, err
+    assert len(read_all(p.output)) == 3
+
+
 def test_chunked_and_gzip_requests(proxy: object, raw: Any) -> None:
     # A chunked request goes upstream whole with Content-Length; a gzip request goes as it
     # came and is recorded decoded (so replay can rewrite its ids), without Content-Encoding.
