@@ -42,6 +42,7 @@ RECV_SIZE = 65536
 MAX_HEAD = 64 * 1024
 MAX_BODY = 64 * 1024 * 1024
 IDLE_CHECK_NS = 2_000_000_000  # an upstream connection idle this long is checked before reuse
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 _SELECT = monkey.get_original("select", "select")  # a real zero-timeout select, not gevent's
 
 
@@ -214,12 +215,9 @@ class ReverseProxy:
                 buf, pos = self._more(client, buf, pos)
                 eol = buf.find(b"\r\n", pos)
             line = buf[pos:eol].split(b";", 1)[0].strip(b" \t")
-            try:
-                n = int(line, 16)
-            except ValueError:
-                raise BadRequest(400, "malformed chunk size") from None
-            if n < 0:
+            if not line or len(line) > 16 or not _HEX.issuperset(line):
                 raise BadRequest(400, "malformed chunk size")
+            n = int(line, 16)
             pos = eol + 2
             if n == 0:
                 break

@@ -107,7 +107,10 @@ def parse_request_head(head: bytes) -> RequestHead:
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         raise BadRequest(400 if not version.startswith(b"HTTP/") else 501, "unsupported version")
     if target[:1] != b"/":
-        split = urlsplit(target.decode("latin-1"))
+        try:
+            split = urlsplit(target.decode("latin-1"))
+        except ValueError:
+            raise BadRequest(400, "malformed request target") from None
         if split.scheme not in ("http", "https") or not split.netloc:
             raise BadRequest(400, "request target is neither a path nor an absolute URL")
         target = (split.path or "/").encode("latin-1") + (

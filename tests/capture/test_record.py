@@ -20,12 +20,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capture.corpus import CorpusReader, Record
+from capture.proxyhttp import BadRequest, parse_request_head
 from capture.synth import SynthSpec, synthesize
 
 CAPTURE = [sys.executable, "-c", "from capture.cli import main; main()"]
 SECRET = "sk-live-do-not-record-3f9a"
+HEAD_PARTS = (
+    b"GET /a?b=c HTTP/1.1",
+    b"POST http://h/x HTTP/1.0",
+    b"\r\n",
+    b"Content-Length: 5",
+    b"Content-Length: x",
+    b"Transfer-Encoding: chunked",
+    b"Connection: close",
+    b"Expect: 100-continue",
+    b" ",
+    b":",
+    b"http://[::1",
+)
 
 
 @dataclass
@@ -483,3 +499,41 @@ def test_repair_refuses_what_is_not_a_corpus(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "not a corpus" in done.stderr
+
+
+MALFORMED = [
+    (b"GARBAGE\r\n\r\n", b"400"),
+    (b"GET /x HTTP/2.0\r\n\r\n", b"501"),
+    (b"GET /x HTTP/1.1\r\nBad Header: 1\r\n\r\n", b"400"),
+    (b"POST /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", b"400"),
+    (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n", b"400"),
+    (b"GET /x HTTP/1.1\r\nX: " + b"y" * 70_000 + b"\r\n\r\n", b"431"),
+]
+
+
+def test_requests_that_are_not_http_are_answered_by_the_proxy(proxy: object, raw: Any) -> None:
+    p = proxy(raw.url, "--path", "/")  # type: ignore[operator]
+    for request_bytes, status in MALFORMED:
+        with socket.create_connection((p.host, p.port), timeout=30) as sock:
+            sock.sendall(request_bytes)
+            answer = b""
+            while data := sock.recv(65536):  # the proxy answers, then closes
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 " + status), (request_bytes[:40], answer[:80])
+    assert raw.received == []
+    code, err = p.finish()
+    assert code == 0, err
+    assert read_all(p.output) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | st.lists(st.sampled_from(HEAD_PARTS), max_size=8).map(b"".join))
+def test_the_request_head_parser_accepts_or_refuses_never_crashes(head: bytes) -> None:
+    try:
+        parsed = parse_request_head(head)
+    except BadRequest as exc:
+        assert exc.status in (400, 501)
+        return
+    assert parsed.target.startswith("/")
+    assert parsed.length >= 0
+    assert not (parsed.chunked and b"content-length" in head.lower())
