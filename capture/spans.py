@@ -68,9 +68,12 @@ _PARENT_KEYS = ("parent_observation_id", "parentObservationId")
 _OBSERVATION_EVENTS = ("span-", "generation-", "event-")
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+\Z")  # needs no JSON escaping, so found verbatim
+# Every "key": "value" pair whose key names an id or a timestamp (the lookahead skips most
+# quotes at once: a third faster than the plain alternation).
 _PAIR = re.compile(
-    rb'"(id|trace_id|traceId|parent_observation_id|parentObservationId|timestamp|start_time|'
-    rb'startTime|end_time|endTime|completion_start_time|completionStartTime)"\s*:\s*"([^"\\]*)"'
+    rb'"(?=[ipstce])(id|t(?:race_id|raceId|imestamp)|parent(?:_observation_id|ObservationId)|'
+    rb'start(?:_time|Time)|end(?:_time|Time)|completion(?:_start_time|StartTime))"\s*:\s*"'
+    rb'([^"\\]*)"'
 )
 _STAMP_KEYS_RAW = frozenset(key.encode("ascii") for key in TIMESTAMP_KEYS)
 _STAMP_RAW = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
