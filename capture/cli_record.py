@@ -66,7 +66,13 @@ def _path_prefix(
 @click.option(
     "--upstream", metavar="URL", required=True, help="AgentTrace's base URL (http/https)."
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The corpus to write (FILE.partial until the recording stops).",
+)
 @click.option("--duration", type=DURATION, help="Stop after this long (90s, 10m, 2h).")
 @click.option("--max-records", type=click.IntRange(min=1), help="Stop after recording N requests.")
 @click.option(

@@ -8,6 +8,7 @@ import gzip
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -312,6 +313,50 @@ def test_an_https_upstream_with_an_untrusted_certificate_gives_502(
     code, err = p.finish()
     assert code == 0, err
     assert read_all(p.output) == []
+
+
+def test_redact_records_filler_of_the_same_length(proxy: object, raw: Any) -> None:
+    traces = list(synthesize(SynthSpec("ingestion", 20, 1_000_000_000, 8)))[:5]
+    p = proxy(raw.url, "--redact")  # type: ignore[operator]
+    conn = p.connection()
+    for trace in traces:
+        conn.request("POST", "/api/public/traces", body=trace.body)
+        conn.getresponse().read()
+    conn.close()
+    assert [r.body for r in raw.received] == [t.body for t in traces]  # forwarded as sent
+    code, err = p.finish()
+    assert code == 0, err
+    records = read_all(p.output)
+    assert meta_extra(p.output)["redacted"] is True
+    for mine, theirs in zip(records, traces, strict=True):
+        assert len(mine.body) == len(theirs.body) and mine.body != theirs.body
+        sent, kept = json.loads(theirs.body), json.loads(mine.body)
+        assert (kept["id"], kept["timestamp"]) == (sent["id"], sent["timestamp"])
+
+        def free_text(doc: dict[str, Any]) -> str:
+            parts = [doc["input"], doc["output"]]
+            parts += [[o["input"], o["output"]] for o in doc["observations"]]
+            return " ".join(_strings(parts))
+
+        original = {w for w in re.findall(r"[a-z]{4,}", free_text(sent))}
+        assert original  # the synthetic text has words to hide
+        assert not original & set(re.findall(r"[a-z]{4,}", free_text(kept)))
+        assert trace_spans_kept(mine)
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):  # a message's role (user, assistant) is structure: kept
+        return [s for k, v in value.items() if k != "role" for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def trace_spans_kept(record: Record) -> bool:
+    kinds = {k for _s, _n, k in record.body_ids}
+    return kinds >= {0, 1, 2, 4}  # the trace, its references, observations, timestamps
 
 
 def test_credential_headers_never_enter_the_corpus(proxy: object, raw: Any) -> None:
