@@ -54,6 +54,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/memory.py --rate 20000
 	$(BIN)/python bench/spooled.py
+	$(BIN)/python bench/record.py
 
 # Regenerate the bundled corpora with the commands recorded in corpora/README.md.
 corpora: $(VENV)/.installed-test

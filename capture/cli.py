@@ -12,6 +12,7 @@ from capture.arrivals import PROFILES
 from capture.cli_errors import InputError, OneLineGroup
 from capture.cli_like import synth_like
 from capture.cli_more import dump, export, fit, import_
+from capture.cli_record import record, repair
 from capture.cli_units import DURATION, RATE
 from capture.inspect import inspect_corpus, render_stats
 from capture.synth import DEFAULT_EPOCH, WORKLOADS, SynthSpec, write_synth_corpus
@@ -90,5 +91,5 @@ def inspect(corpus: Path, as_json: bool, recover: bool) -> None:
         click.echo(render_stats(stats))
 
 
-for _command in (import_, export, dump, fit):
+for _command in (import_, export, dump, fit, record, repair):
     main.add_command(_command)

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from capture.cli_errors import InputError
+from capture.cli_units import DURATION
 from capture.dump import write_dump
 from capture.export import Api, ExportSpec, export_corpus, state_path
 from capture.goreplay import read_gor
@@ -19,7 +20,6 @@ from capture.har import read_har
 from capture.intake import Intake, write_records
 from capture.mitm import read_mitmproxy
 from capture.profile import fit_profile
-from capture.units import DURATION
 
 READERS = {"har": read_har, "goreplay": read_gor, "mitmproxy": read_mitmproxy}
 KEY_ENV = "AGENTTRACE_API_KEY"

@@ -275,6 +275,7 @@ class CorpusWriter:
         chunk_bytes: int = 1 << 20,
         level: int = 3,
         keep_partial: bool = False,
+        meta_reserve: int = 0,
     ) -> None:
         if chunk_records < 1 or chunk_bytes < 1:
             raise ValueError("chunk_records and chunk_bytes must be positive")
@@ -296,6 +297,8 @@ class CorpusWriter:
         self._last_ns = 0
         self._closed = False
         self._meta_bytes = self._packer.pack(meta.to_wire())
+        if meta_reserve > 0:
+            self._meta_bytes = _pack_meta(meta, _padded_base(meta) + meta_reserve)
         self._file: IO[bytes] = open(self.partial_path, "wb")  # noqa: SIM115 - closed in close()
         self._file.write(self._header_bytes(records=0, duration_ns=0, chunks=0, index_offset=0))
 
@@ -333,6 +336,19 @@ class CorpusWriter:
     def write_all(self, records: Iterable[Record]) -> None:
         for record in records:
             self.write(record)
+
+    def flush(self) -> None:
+        """Put every record written so far into whole chunks on disk (a recorder calls this
+        now and then, so that a crash loses at most what came since)."""
+        self._flush_chunk()
+        self._write_compressed(keep=0)
+        self._file.flush()
+
+    def set_meta(self, meta: CorpusMeta) -> None:
+        """Replace the metadata before `close()`: only within the room the writer was opened
+        with (`meta_reserve` bytes more than the first metadata took), else ValueError."""
+        self._meta_bytes = _pack_meta(meta, len(self._meta_bytes))
+        self.meta = meta
 
     def _flush_chunk(self) -> None:
         """Hand the pending records to the compression thread; write what it has finished.
@@ -377,10 +393,13 @@ class CorpusWriter:
         crc = zlib.crc32(self._meta_bytes, zlib.crc32(unsigned))
         return _HEADER.pack(*fields, len(self._meta_bytes), crc) + self._meta_bytes
 
-    def close(self) -> Path:
-        """Flush, write the index, patch the header and move the file into place."""
+    def close(self, duration_ns: int | None = None) -> Path:
+        """Flush, write the index, patch the header and move the file into place; a
+        `duration_ns` given here replaces the one given when the writer was opened."""
         if self._closed:
             return self.path
+        if duration_ns is not None:
+            self._declared_duration_ns = duration_ns
         self._flush_chunk()
         self._write_compressed(keep=0)
         self._pool.shutdown()
@@ -415,6 +434,26 @@ class CorpusWriter:
         self._file.close()
         if not self._keep_partial:
             self.partial_path.unlink(missing_ok=True)
+
+
+def _padded_base(meta: CorpusMeta) -> int:
+    """Bytes of the metadata map with an empty `pad` entry."""
+    return len(msgpack.packb({**meta.to_wire(), "pad": b""}, use_bin_type=True))
+
+
+def _pack_meta(meta: CorpusMeta, size: int) -> bytes:
+    """The metadata map, padded to exactly `size` bytes with a bin entry that readers ignore:
+    `pad`, or `pad_`/`pad__` for the sizes msgpack's bin heads (2, 3 or 5 bytes) would skip.
+    ValueError when it does not fit."""
+    base = _padded_base(meta)
+    for longer in range(3):
+        room = size - base - longer
+        n = room if room <= 255 else room - 1 if room <= 65536 else room - 3
+        wire = {**meta.to_wire(), "pad" + "_" * longer: bytes(max(n, 0))}
+        packed: bytes = msgpack.packb(wire, use_bin_type=True)
+        if len(packed) == size:
+            return packed
+    raise ValueError(f"metadata of {base} bytes does not fit in {size}")
 
 
 def write_corpus(

@@ -113,4 +113,23 @@ def render_stats(stats: CorpusStats) -> str:
         lines += render_figures(stats.traffic)
     if "command" in stats.extra:
         lines.append(f"made by      {stats.extra['command']}")
+    recording = stats.extra.get("recording")
+    if isinstance(recording, dict):
+        lines.append(f"recording    {recording_line(recording)}")
     return "\n".join(lines)
+
+
+def recording_line(counts: dict[str, Any]) -> str:
+    """What a recording kept and why it left the rest out (its `extra.recording` counts)."""
+    line = f"{counts.get('recorded', 0):,} of {counts.get('requests', 0):,} requests recorded"
+    reasons = [
+        ("dropped_queue_full", "dropped: queue full"),
+        ("sampled_out", "sampled out"),
+        ("not_agenttrace", "outside AgentTrace's API"),
+        ("upstream_failed", "not answered by the upstream"),
+        ("bad_head", "head not replayable"),
+        ("undecodable_body", "body would not decode"),
+        ("past_max_records", "past --max-records"),
+    ]
+    parts = [f"{counts[k]:,} {what}" for k, what in reasons if counts.get(k)]
+    return line + (f" ({', '.join(parts)})" if parts else "")

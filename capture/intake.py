@@ -76,26 +76,39 @@ def is_credential(name: str) -> bool:
     return lower in SECRET_HEADERS or any(word in lower for word in CREDENTIAL_WORDS)
 
 
+TRACES = "/api/public/traces"
+INGESTION = "/api/public/ingestion"
+METRICS = "/api/public/metrics/"
+GRAPHQL = "/graphql"
+PROJECTS = "/api/projects/"
+
+
 def endpoint_of(method: str, path: str) -> str | None:
-    """The corpus endpoint tag of an AgentTrace request, or None for another API's path."""
+    """The corpus endpoint tag of an AgentTrace API request, or None for any other request
+    (another API's path, or a method AgentTrace does not serve there)."""
     route, _, query = path.partition("?")
-    route = route.rstrip("/") or "/"
     method = method.upper()
-    if route == "/api/public/traces":
+    if route == TRACES or route == TRACES + "/":
         if method == "POST":
             return "ingest"
-        return "search" if "search=" in query else "list"
-    if route.startswith("/api/public/traces/"):
-        return "get"
-    if route == "/api/public/ingestion":
-        return "batch"
-    if route.startswith("/api/public/metrics"):
-        return "metrics"
-    if route == "/graphql":
-        return "graphql"
-    if route.startswith("/api/projects/"):
-        return "project"
+        if method == "GET":
+            return "search" if _has_param(query, "search") else "list"
+        return None
+    if route.startswith(TRACES + "/"):
+        return "get" if method == "GET" and "/" not in route[len(TRACES) + 1 :] else None
+    if route == INGESTION:
+        return "batch" if method == "POST" else None
+    if route.startswith(METRICS) and len(route) > len(METRICS):
+        return "metrics" if method == "GET" else None
+    if route == GRAPHQL:
+        return "graphql" if method == "POST" else None
+    if route.startswith(PROJECTS) and len(route) > len(PROJECTS):
+        return "project" if method == "GET" and "/" not in route[len(PROJECTS) :] else None
     return None
+
+
+def _has_param(query: str, name: str) -> bool:
+    return any(part.partition("=")[0] == name for part in query.split("&"))
 
 
 def origin_form(target: str) -> str:

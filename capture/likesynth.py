@@ -27,7 +27,8 @@ from capture.corpus import CorpusMeta, CorpusWriter, Record
 from capture.intake import iso_ms
 from capture.profile import OBS_TYPES, hour_exposure
 from capture.spans import find_spans
-from capture.synth import _WORDS, JSON_HEADERS, QueryFactory, _Draws, _Ingested, parse_epoch
+from capture.synth import JSON_HEADERS, QueryFactory, _Draws, _Ingested, parse_epoch
+from capture.synth_words import WORDS as _WORDS
 
 READS = ("list", "get", "search", "metrics", "graphql", "project")
 BLOCK = 4096

@@ -1,0 +1,330 @@
+"""`capture record`'s cost: latency it adds, and the rate one proxy process forwards while
+recording, against nginx on loopback (and, with --engines mitmproxy, mitmproxy's reverse mode
+with an addon doing the same recording, for the engine choice in docs/capture.md).
+
+    .venv/bin/python bench/record.py [--rounds 3] [--duration 10] [--conns 50]
+                                     [--engines gevent,mitmproxy] [--body-bytes 3000]
+
+nginx (bench/nginx.conf: one worker, a small JSON answer) runs pinned to core 0 with the
+load generator, wrk (one thread, keep-alive, POSTing a synthetic ingestion trace of about
+--body-bytes bytes to /api/public/traces); the proxy runs pinned to core 1, recording to a
+temporary corpus. Per round:
+
+    latency     wrk -c1 (one request at a time) straight to nginx, then through the proxy:
+                added p50 and p99 are the differences of wrk's percentiles
+    throughput  wrk -c{conns} through the proxy for --duration: requests per second, the
+                proxy's CPU seconds over the run (user + system, from /proc), and so req/s per
+                core of the proxy; then SIGTERM, and the proxy's own count of recorded and
+                dropped requests
+
+The table gives each figure's median over the rounds and its range, with the load average
+before each run: the machine may be shared, and every figure is only as good as that. A
+benchmark, not a test: nothing in CI depends on it. All traffic goes to 127.0.0.1; every
+process started here is stopped by its pid. mitmproxy is installed on demand into its own
+virtualenv (--mitm-venv, under the temp dir), never the project's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+
+ENGINES = ("gevent", "mitmproxy")
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-bench-not-a-secret"
+local f = io.open(os.getenv("RECORD_BODY"), "rb")
+wrk.body = f:read("*a")
+f:close()
+"""
+# mitmproxy's reverse mode with an addon doing what capture/recording.py does per request
+# (headers scrubbed, spans found, the record written), on mitmproxy's event loop.
+MITM_ADDON = """
+import os, time
+from capture.corpus import CorpusMeta, CorpusWriter, Record
+from capture.recording import recorded_headers
+from capture.spans import find_spans
+
+
+class Recorder:
+    def __init__(self):
+        self.start = time.monotonic_ns()
+        meta = CorpusMeta("recorded", "mitmproxy", "2026-01-01T00:00:00Z")
+        self.writer = CorpusWriter(os.environ["RECORD_OUT"], meta, level=1)
+        self.recorded = 0
+
+    def response(self, flow):
+        req = flow.request
+        headers = recorded_headers([(k, v) for k, v in req.headers.items(multi=True)])
+        found = find_spans(req.raw_content or b"", req.path, req.method)
+        self.writer.write(Record(time.monotonic_ns() - self.start, found.endpoint or "other",
+                                 req.method, req.path, headers, req.raw_content or b"",
+                                 found.body_ids, found.path_ids, found.trace,
+                                 flow.response.status_code, None))
+        self.recorded += 1
+
+    def done(self):
+        self.writer.close()
+        print(f"mitmproxy recorder: {self.recorded} recorded", flush=True)
+
+
+addons = [Recorder()]
+"""
+
+
+@dataclass
+class Round:
+    engine: str
+    round: int
+    load: float
+    direct_p50_us: float = 0.0
+    direct_p99_us: float = 0.0
+    proxied_p50_us: float = 0.0
+    proxied_p99_us: float = 0.0
+    rps: float = 0.0
+    requests: int = 0
+    proxy_cpu_s: float = 0.0
+    forwarded: int = 0  # by the proxy, latency runs included
+    recorded: int = 0
+    dropped: int = 0
+    errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def added_p50_us(self) -> float:
+        return self.proxied_p50_us - self.direct_p50_us
+
+    @property
+    def added_p99_us(self) -> float:
+        return self.proxied_p99_us - self.direct_p99_us
+
+    @property
+    def rps_per_core(self) -> float:
+        return self.requests / self.proxy_cpu_s if self.proxy_cpu_s else 0.0
+
+
+def ingestion_body(size: int) -> bytes:
+    """The synthetic ingestion trace closest to `size` bytes (observations, ids, timestamps:
+    what the recorder's span finder works on)."""
+    from capture.synth import SynthSpec, synthesize
+
+    records = synthesize(SynthSpec("ingestion", 100, 20 * common.NS, 7))
+    return min((r.body for r in records), key=lambda body: abs(len(body) - size))
+
+
+_UNIT_US = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
+
+
+def wrk(url: str, conns: int, secs: int, work: Path) -> dict[str, float]:
+    binary = common.ensure_tool("wrk", "wrk")
+    argv = [binary, "-t1", f"-c{conns}", f"-d{secs}s", "--latency", "-s", str(work / "post.lua")]
+    env = {**os.environ, "RECORD_BODY": str(work / "body.json")}
+    done = subprocess.run(
+        common.pinned(0, [*argv, url + common.PATH]),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=secs + 60,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {done.stderr[-400:]}")
+    out = done.stdout
+    result = {
+        "rps": float(_find(r"Requests/sec:\s+([\d.]+)", out)),
+        "requests": float(_find(r"(\d+) requests in", out)),
+        "errors": float(sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))),
+    }
+    for pct in ("50", "99"):
+        value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        result[f"p{pct}_us"] = float(value) * _UNIT_US[unit]
+    return result
+
+
+def _find(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise RuntimeError(f"wrk output without {pattern!r}: {text[-400:]}")
+    return match.group(1)
+
+
+class Proxy:
+    """A recording proxy process of one engine, pinned to core 1."""
+
+    def __init__(self, engine: str, upstream: str, work: Path, mitm_venv: Path) -> None:
+        self.engine = engine
+        self.out = work / f"recorded-{engine}-{time.monotonic_ns()}.atc"
+        port = common.free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "PYTHONPATH": str(common.ROOT), "RECORD_OUT": str(self.out)}
+        if engine == "gevent":
+            argv = [str(Path(sys.executable).parent / "capture"), "record"]
+            argv += ["--listen", f"127.0.0.1:{port}", "--upstream", upstream, "-o", str(self.out)]
+        else:
+            (work / "mitm_addon.py").write_text(MITM_ADDON)
+            argv = [str(mitm_venv / "bin" / "mitmdump"), "--mode", f"reverse:{upstream}"]
+            argv += ["--listen-host", "127.0.0.1", "--listen-port", str(port), "-q"]
+            argv += ["-s", str(work / "mitm_addon.py")]
+        self.proc = subprocess.Popen(
+            common.pinned(1, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        deadline = time.monotonic() + 60
+        while not _accepts(port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{engine} proxy did not start: {self.stop()}")
+            time.sleep(0.05)
+
+    def cpu_s(self) -> float:
+        return common.pid_cpu_s(self.proc.pid)
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out
+
+
+def _accepts(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def mitmdump(venv: Path) -> Path:
+    binary = venv / "bin" / "mitmdump"
+    if not binary.exists():
+        common.say(f"installing mitmproxy into {venv} (its own virtualenv)")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "pip"), "install", "-q", "mitmproxy", "msgpack", "zstandard"]
+        subprocess.run(pip, check=True)
+    return binary
+
+
+def one_round(engine: str, r: int, args: argparse.Namespace, upstream: str, work: Path) -> Round:
+    load = common.load1()
+    run = Round(engine, r, load)
+    direct = wrk(upstream, 1, args.latency_duration, work)
+    run.direct_p50_us, run.direct_p99_us = direct["p50_us"], direct["p99_us"]
+    proxy = Proxy(engine, upstream, work, Path(args.mitm_venv))
+    try:
+        proxied = wrk(proxy.url, 1, args.latency_duration, work)
+        run.proxied_p50_us, run.proxied_p99_us = proxied["p50_us"], proxied["p99_us"]
+        before = proxy.cpu_s()
+        loaded = wrk(proxy.url, args.conns, args.duration, work)
+        run.proxy_cpu_s = proxy.cpu_s() - before
+        run.rps, run.requests = loaded["rps"], int(loaded["requests"])
+        run.errors = int(loaded["errors"])
+    finally:
+        out = proxy.stop()
+    counts = re.search(r"([\d,]+) of ([\d,]+) requests recorded", out)
+    mitm = re.search(r"mitmproxy recorder: (\d+) recorded", out)
+    if counts:
+        run.recorded, run.forwarded = (int(g.replace(",", "")) for g in counts.groups())
+    elif mitm:
+        run.recorded = int(mitm.group(1))
+    dropped = re.search(r"([\d,]+) dropped", out)
+    run.dropped = int(dropped.group(1).replace(",", "")) if dropped else 0
+    proxy.out.unlink(missing_ok=True)
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="s of the throughput run")
+    parser.add_argument("--latency-duration", type=int, default=5, help="s of each latency run")
+    parser.add_argument("--conns", type=int, default=50, help="connections of the throughput run")
+    parser.add_argument("--engines", default="gevent")
+    parser.add_argument("--body-bytes", type=int, default=3000)
+    parser.add_argument("--max-load", type=float, default=0.3)
+    parser.add_argument("--patience", type=float, default=0, help="s to wait for quiet")
+    parser.add_argument(
+        "--mitm-venv", default=str(Path(tempfile.gettempdir()) / "agenttrace-bench-mitm-venv")
+    )
+    parser.add_argument("--json", type=Path, help="write every round here")
+    args = parser.parse_args()
+    engines = [e for e in args.engines.split(",") if e]
+    if set(engines) - set(ENGINES):
+        parser.error(f"unknown engines: {', '.join(sorted(set(engines) - set(ENGINES)))}")
+    if "mitmproxy" in engines:
+        mitmdump(Path(args.mitm_venv))
+    body = ingestion_body(args.body_bytes)
+    rounds: list[Round] = []
+    with tempfile.TemporaryDirectory(prefix="bench-record-") as tmp, common.nginx(0) as server:
+        work = Path(tmp)
+        (work / "body.json").write_bytes(body)
+        (work / "post.lua").write_text(WRK_LUA)
+        load = common.wait_quiet(args.max_load, args.patience)
+        common.say(f"{common.machine()}; body {len(body):,} bytes; load {load:.2f}")
+        for r in range(args.rounds):
+            for engine in engines:
+                run = one_round(engine, r, args, server.url, work)
+                rounds.append(run)
+                common.say(
+                    f"round {r + 1} {engine:<9} added p50 {run.added_p50_us:6.0f} µs "
+                    f"p99 {run.added_p99_us:6.0f} µs; {run.rps:8,.0f} req/s, "
+                    f"{run.rps_per_core:8,.0f} req/s per proxy core; recorded {run.recorded:,}, "
+                    f"dropped {run.dropped:,}, errors {run.errors}; load {run.load:.2f}"
+                )
+    print(render(rounds, len(body)))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rounds], indent=2))
+
+
+def render(rounds: list[Round], body: int) -> str:
+    lines = [
+        f"capture record against nginx on loopback, {body:,}-byte ingestion bodies, "
+        f"{common.today()}",
+        common.machine(),
+        "",
+        f"{'engine':<10} {'added p50':>12} {'added p99':>12} {'req/s':>18} {'req/s per core':>20} "
+        f"{'recorded':>9} {'load':>12}",
+    ]
+    for engine in dict.fromkeys(r.engine for r in rounds):
+        mine = [r for r in rounds if r.engine == engine]
+
+        def cell(values: list[float], unit: str = "", digits: int = 0) -> str:
+            med = statistics.median(values)
+            return f"{med:,.{digits}f}{unit} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+
+        forwarded = sum(r.forwarded for r in mine)
+        recorded = sum(r.recorded for r in mine) / forwarded if forwarded else float("nan")
+        lines.append(
+            f"{engine:<10} {cell([r.added_p50_us / 1000 for r in mine], '', 3):>12} ms "
+            f"{cell([r.added_p99_us / 1000 for r in mine], '', 2):>12} ms "
+            f"{cell([r.rps for r in mine]):>18} {cell([r.rps_per_core for r in mine]):>20} "
+            f"{100 * recorded:>8.1f}% {cell([r.load for r in mine], '', 2):>12}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

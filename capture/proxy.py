@@ -1,0 +1,415 @@
+"""A reverse proxy that hands each request it forwards to a tap: the engine of `capture record`.
+
+One gevent greenlet per client connection, paired with one upstream connection (opened on
+the first request, kept alive while both sides keep it). Per request:
+
+    read the head (and the body: Content-Length, or chunked, which is decoded), answering
+    ``100 Continue`` itself when the client expects it; give the request to the tap; send it
+    upstream with ``Host`` set to the upstream's (a chunked body goes with Content-Length);
+    relay the response's bytes to the client as they arrive, unchanged (status, headers,
+    body, chunked or gzip); tell the tap the status.
+
+The end of a response is found by replay/wire.py's fast head parser for the common response
+(one Content-Length) and by llhttp for the rest (chunked, close-delimited, 1xx first). A kept-
+alive upstream connection closed or reset before any answer (the upstream timed it out as the
+request went out) is replaced and the request sent once more; otherwise an upstream that
+cannot be reached, resets or closes before answering gives the client a 502
+(and the tap `failed`); one that does not answer within the timeout a 504. A request head
+that is not HTTP gets a 400, a head over 64 KiB a 431, a body over `max_body` a 413; the
+connection is closed after each of these. The tap is called from the proxy's greenlets and
+must return at once: recording never holds up forwarding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import gevent
+from gevent import monkey
+from gevent import socket as gsocket
+from gevent import ssl as gssl
+from gevent.server import StreamServer
+from geventhttpclient._parser import HTTPParseError, HTTPResponseParser
+
+from capture.proxyhttp import BadRequest, RequestHead, Upstream, answer, parse_request_head
+from capture.response_head import MORE, parse_head
+
+RECV_SIZE = 65536
+MAX_HEAD = 64 * 1024
+MAX_BODY = 64 * 1024 * 1024
+IDLE_CHECK_NS = 2_000_000_000  # an upstream connection idle this long is checked before reuse
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_SELECT = monkey.get_original("select", "select")  # a real zero-timeout select, not gevent's
+
+
+class Tap(Protocol):
+    """What the proxy tells about each request; every call must return at once."""
+
+    def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Any:
+        """A whole request has arrived (before it is forwarded): a token, or None to ignore it."""
+
+    def answered(self, token: Any, status: int, latency_ns: int) -> None:
+        """The upstream answered the request with `status`."""
+
+    def failed(self, token: Any) -> None:
+        """The upstream never answered (refused, reset, closed, timed out)."""
+
+
+class UpstreamError(Exception):
+    """The upstream failed before its answer began: the client gets `status` (502 or 504)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class _Response(HTTPResponseParser):
+    """llhttp, told only where the final (non-1xx) response ends."""
+
+    def __init__(self, head: bool) -> None:
+        super().__init__()
+        self.head = head
+        self.done = False
+
+    def _on_message_begin(self) -> None:
+        pass
+
+    def _on_status(self, _status: Any) -> None:
+        pass
+
+    def _on_header_field(self, _name: Any) -> None:
+        pass
+
+    def _on_header_value(self, _value: Any) -> None:
+        pass
+
+    def _on_headers_complete(self) -> bool:
+        return self.head and self.get_code() >= 200
+
+    def _on_body(self, _data: Any) -> None:
+        pass
+
+    def _on_message_complete(self) -> None:
+        code = self.get_code()
+        if code >= 200 or code == 101:
+            self.done = True
+
+
+class ReverseProxy:
+    """Listens on (host, port), forwards to `upstream`, tells `tap` about every request."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        upstream: Upstream,
+        tap: Tap | None = None,
+        *,
+        timeout: float = 60.0,
+        max_body: int = MAX_BODY,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.upstream = upstream
+        self.tap: Tap = tap if tap is not None else _NoTap()
+        self.timeout = timeout
+        self.max_body = max_body
+        self.clock = clock
+        self._host_line = f"Host: {upstream.host_header}\r\n".encode("latin-1")
+        self._base = upstream.base_path.encode("latin-1")
+        self._tls = gssl.create_default_context() if upstream.tls else None
+        self._server = StreamServer((host, port), self._handle)
+        self._idle: set[Any] = set()  # handlers waiting for a request on a kept-alive connection
+        self.connections = 0
+        self.requests = 0
+        self.failures = 0  # answered by the proxy with 502 or 504
+
+    def bind(self) -> tuple[str, int]:
+        """Bind the listening socket (OSError: the address is in use); the bound address."""
+        self._server.init_socket()
+        address: tuple[str, int] = self._server.address[:2]
+        return address
+
+    def start(self) -> None:
+        """Start accepting (binding first if `bind` was not called)."""
+        self._server.start()
+
+    def close(self, grace: float = 5.0) -> None:
+        """Stop accepting, end idle connections, give exchanges in flight up to `grace`
+        seconds to finish, then cut them."""
+        self._server.close()
+        gevent.killall(list(self._idle))
+        self._server.stop(timeout=grace)
+
+    # --- one client connection -----------------------------------------------------------
+
+    def _handle(self, client: Any, _address: Any) -> None:
+        self.connections += 1
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        up: list[Any] = [None, 0]  # the upstream socket and when it was last used
+        buf = b""
+        idle, me = self._idle, gevent.getcurrent()
+        try:
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                while end < 0:
+                    if len(buf) > MAX_HEAD:
+                        raise BadRequest(431, "request head too large")
+                    if buf:
+                        data = client.recv(RECV_SIZE)
+                    else:  # between requests: the connection may be ended at once on close
+                        idle.add(me)
+                        try:
+                            data = client.recv(RECV_SIZE)
+                        finally:
+                            idle.discard(me)
+                    if not data:
+                        return
+                    buf += data
+                    end = buf.find(b"\r\n\r\n")
+                if end > MAX_HEAD:
+                    raise BadRequest(431, "request head too large")
+                req = parse_request_head(buf[:end])
+                buf = buf[end + 4 :]
+                if req.chunked:
+                    body, buf = self._chunked(client, buf, req)
+                else:
+                    if req.length > self.max_body:
+                        raise BadRequest(413, "body too large")
+                    if req.expects_continue and len(buf) < req.length:
+                        client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    while len(buf) < req.length:
+                        data = client.recv(RECV_SIZE)
+                        if not data:
+                            return
+                        buf += data
+                    body, buf = buf[: req.length], buf[req.length :]
+                self.requests += 1
+                if not self._exchange(client, up, req, body) or not req.keep_alive:
+                    return
+        except BadRequest as exc:
+            with contextlib.suppress(OSError):
+                client.sendall(answer(exc.status, exc.reason))
+        except (OSError, gevent.Timeout, gevent.GreenletExit):
+            pass
+        finally:
+            _close(up[0])
+            with contextlib.suppress(OSError):
+                client.close()
+
+    def _chunked(self, client: Any, buf: bytes, req: RequestHead) -> tuple[bytes, bytes]:
+        """Decode a chunked body from `buf` and the socket: (body, bytes after it)."""
+        if req.expects_continue and not buf:
+            client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        pieces: list[bytes] = []
+        size = 0
+        pos = 0
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            while eol < 0:
+                if len(buf) - pos > 4096:
+                    raise BadRequest(400, "malformed chunk size line")
+                buf, pos = self._more(client, buf, pos)
+                eol = buf.find(b"\r\n", pos)
+            line = buf[pos:eol].split(b";", 1)[0].strip(b" \t")
+            if not line or len(line) > 16 or not _HEX.issuperset(line):
+                raise BadRequest(400, "malformed chunk size")
+            n = int(line, 16)
+            pos = eol + 2
+            if n == 0:
+                break
+            size += n
+            if size > self.max_body:
+                raise BadRequest(413, "body too large")
+            while len(buf) < pos + n + 2:
+                buf, pos = self._more(client, buf, pos)
+            if buf[pos + n : pos + n + 2] != b"\r\n":
+                raise BadRequest(400, "chunk not followed by CRLF")
+            pieces.append(buf[pos : pos + n])
+            pos += n + 2
+        while True:  # trailer fields, up to the empty line
+            eol = buf.find(b"\r\n", pos)
+            while eol < 0:
+                if len(buf) - pos > MAX_HEAD:
+                    raise BadRequest(431, "trailers too large")
+                buf, pos = self._more(client, buf, pos)
+                eol = buf.find(b"\r\n", pos)
+            if eol == pos:
+                return b"".join(pieces), buf[pos + 2 :]
+            pos = eol + 2
+
+    @staticmethod
+    def _more(client: Any, buf: bytes, pos: int) -> tuple[bytes, int]:
+        data = client.recv(RECV_SIZE)
+        if not data:
+            raise OSError("client closed inside a chunked body")
+        return buf[pos:] + data, 0
+
+    def _request_bytes(self, req: RequestHead, body: bytes) -> bytes:
+        lines = [
+            f"{k}: {v}\r\n"
+            for k, v in req.headers
+            if (lower := k.lower()) != "host"
+            and lower != "expect"
+            and not (req.chunked and lower == "transfer-encoding")
+        ]
+        head = "".join(lines).encode("latin-1")
+        if req.chunked:
+            head += b"Content-Length: %d\r\n" % len(body)
+        return b"%s %s%s %s\r\n%s%s\r\n%s" % (
+            req.method.encode("ascii"),
+            self._base,
+            req.target.encode("latin-1"),
+            req.version,
+            self._host_line,
+            head,
+            body,
+        )
+
+    def _exchange(self, client: Any, up: list[Any], req: RequestHead, body: bytes) -> bool:
+        """Forward one request and relay its answer; whether both connections may go on."""
+        token = self.tap.request(req.method, req.target, req.headers, body)
+        sent_ns = self.clock()
+        relayed = False
+        try:
+            with gevent.Timeout(self.timeout, UpstreamError(504, "upstream timed out")):
+                data = self._request_bytes(req, body)
+                reused = up[0] is not None
+                sock, first = self._send_first(up, sent_ns, data)
+                if not first and reused:
+                    # A kept-alive connection the upstream closed as the request went out: it
+                    # never read it, so it goes once more on a new connection.
+                    _close(up[0])
+                    up[0] = None
+                    sock, first = self._send_first(up, sent_ns, data)
+                if not first:
+                    raise UpstreamError(502, "upstream closed without answering")
+                relayed = True
+                status, keep = self._relay(sock, client, first, req.method == "HEAD")
+        except UpstreamError as exc:
+            _close(up[0])
+            up[0] = None
+            if relayed:  # the answer had begun: the client's connection is all we can end
+                if token is not None:
+                    self.tap.failed(token)
+                return False
+            self.failures += 1
+            if token is not None:
+                self.tap.failed(token)
+            client.sendall(answer(exc.status, str(exc)))
+            return False
+        up[1] = self.clock()
+        if token is not None:
+            self.tap.answered(token, status, up[1] - sent_ns)
+        if not keep:
+            _close(up[0])
+            up[0] = None
+        return keep
+
+    def _send_first(self, up: list[Any], now: int, data: bytes) -> tuple[Any, bytes]:
+        """Send a request; the first bytes of its answer (b"" when the connection was closed
+        or reset before any)."""
+        sock = self._upstream(up, now)
+        try:
+            _send(sock, data)
+            return sock, sock.recv(RECV_SIZE)
+        except (ConnectionResetError, BrokenPipeError):
+            return sock, b""
+        except OSError as exc:
+            raise UpstreamError(502, f"upstream failed: {exc}") from None
+
+    def _upstream(self, up: list[Any], now: int) -> Any:
+        sock = up[0]
+        if sock is not None and now - up[1] > IDLE_CHECK_NS and _closed_while_idle(sock):
+            _close(sock)
+            sock = up[0] = None
+        if sock is None:
+            try:
+                sock = gsocket.create_connection((self.upstream.host, self.upstream.port))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self._tls is not None:
+                    sock = self._tls.wrap_socket(sock, server_hostname=self.upstream.host)
+            except OSError as exc:
+                raise UpstreamError(502, f"cannot reach the upstream: {exc}") from None
+            up[0] = sock
+        return sock
+
+    def _relay(self, sock: Any, client: Any, data: bytes, head: bool) -> tuple[int, bool]:
+        """Relay one response from its first bytes: (status, keep-alive), or UpstreamError."""
+        buf = data
+        while True:
+            parsed = parse_head(buf, head)
+            if parsed != MORE:
+                break
+            more = sock.recv(RECV_SIZE)
+            if not more:
+                raise UpstreamError(502, "upstream closed inside its answer's head")
+            buf += more
+        if isinstance(parsed, tuple):  # one Content-Length: count the bytes through
+            status, length, keep = parsed
+            if len(buf) >= length:
+                _send(client, buf[:length] if len(buf) > length else buf)
+                return status, keep and len(buf) == length
+            _send(client, buf)
+            rest = length - len(buf)
+            while rest > 0:
+                more = sock.recv(min(RECV_SIZE, rest))
+                if not more:
+                    raise UpstreamError(502, "upstream closed inside its answer")
+                _send(client, more)
+                rest -= len(more)
+            return status, keep
+        parser = _Response(head)  # chunked, close-delimited, 1xx first: llhttp decides
+        while True:
+            try:
+                parser.feed(buf)
+            except HTTPParseError:
+                raise UpstreamError(502, "malformed answer from the upstream") from None
+            _send(client, buf)
+            if parser.done:
+                return parser.get_code(), bool(parser.should_keep_alive())
+            buf = sock.recv(RECV_SIZE)
+            if not buf:
+                with contextlib.suppress(HTTPParseError):
+                    parser.feed(b"")
+                if parser.done:  # a body delimited by the close
+                    return parser.get_code(), False
+                raise UpstreamError(502, "upstream closed inside its answer")
+
+
+class _NoTap:
+    """Forward only."""
+
+    def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Any:
+        return None
+
+    def answered(self, token: Any, status: int, latency_ns: int) -> None:
+        pass
+
+    def failed(self, token: Any) -> None:
+        pass
+
+
+def _closed_while_idle(sock: Any) -> bool:
+    """Whether an idle upstream connection has something to read: its close, usually."""
+    try:
+        return bool(_SELECT([sock.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def _send(sock: Any, data: bytes) -> None:
+    """sendall, but one send() when the socket takes it all (the usual case): gevent's
+    sendall asks the kernel for the buffer size and chunks first, twice per request."""
+    sent = sock.send(data)
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
+
+
+def _close(sock: Any) -> None:
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()

@@ -1,0 +1,169 @@
+"""The HTTP/1.x pieces the recording proxy reads and writes itself: where the upstream is,
+what a request head says (parsed strictly: a head this refuses is answered, never
+forwarded), and the short answers the proxy gives on its own (400, 413, 431, 501, 502, 504).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where requests go: from --upstream URL (http or https, optional base path)."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+
+    @classmethod
+    def parse(cls, url: str) -> Upstream:
+        """Raises ValueError with a message fit for the user."""
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"--upstream {url!r}: use an http:// or https:// URL")
+        if not parts.hostname:
+            raise ValueError(f"--upstream {url!r} names no host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                f"--upstream {parts.scheme}://...@{parts.hostname}: credentials in the URL are "
+                "not supported (they would be recorded); clients send their own"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"--upstream {url!r}: a base URL has no query or fragment")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ValueError(f"--upstream {url!r} has an invalid port") from None
+        return cls(url.strip(), parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == (443 if self.tls else 80) else f"{host}:{self.port}"
+
+    def probe(self, timeout: float = 5.0) -> str | None:
+        """Whether the upstream accepts connections now: None, or why it does not."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=timeout):
+                return None
+        except ConnectionRefusedError:
+            return "connection refused"
+        except TimeoutError:
+            return f"no answer within {timeout:g}s"
+        except OSError as exc:
+            return exc.strerror or str(exc)
+
+
+class BadRequest(Exception):
+    """A request the proxy answers itself (400, 413, 431, 501) and then closes."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class RequestHead:
+    method: str
+    target: str  # origin form: /path?query
+    version: bytes
+    headers: list[tuple[str, str]]
+    length: int  # Content-Length, 0 without one
+    chunked: bool
+    keep_alive: bool
+    expects_continue: bool
+
+
+_REASONS = {
+    400: b"Bad Request",
+    413: b"Content Too Large",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    504: b"Gateway Timeout",
+}
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+
+
+def parse_request_head(head: bytes) -> RequestHead:
+    """A request head without its final CRLF CRLF; raises BadRequest."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[0] or not _TOKEN_CHARS.issuperset(parts[0]):
+        raise BadRequest(400, "malformed request line")
+    method, target, version = parts
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise BadRequest(400 if not version.startswith(b"HTTP/") else 501, "unsupported version")
+    if target[:1] != b"/":
+        try:
+            split = urlsplit(target.decode("latin-1"))
+        except ValueError:
+            raise BadRequest(400, "malformed request target") from None
+        if split.scheme not in ("http", "https") or not split.netloc:
+            raise BadRequest(400, "request target is neither a path nor an absolute URL")
+        target = (split.path or "/").encode("latin-1") + (
+            b"?" + split.query.encode("latin-1") if split.query else b""
+        )
+    headers: list[tuple[str, str]] = []
+    length = -1
+    chunked = False
+    connection = b""
+    expects = False
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or not _TOKEN_CHARS.issuperset(name):
+            raise BadRequest(400, "malformed header line")
+        value = value.strip(b" \t")
+        lower = name.lower()
+        if lower == b"content-length":
+            if not value.isdigit() or (length >= 0 and int(value) != length):
+                raise BadRequest(400, "bad Content-Length")
+            length = int(value)
+        elif lower == b"transfer-encoding":
+            if value.lower() != b"chunked" or chunked:
+                raise BadRequest(501, "unsupported Transfer-Encoding")
+            chunked = True
+        elif lower == b"connection":
+            connection = value.lower()
+        elif lower == b"expect" and value.lower() == b"100-continue":
+            expects = True
+        headers.append((name.decode("latin-1"), value.decode("latin-1")))
+    if chunked and length >= 0:
+        raise BadRequest(400, "both Content-Length and Transfer-Encoding")
+    keep = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
+    return RequestHead(
+        method.decode("ascii"),
+        target.decode("latin-1"),
+        version,
+        headers,
+        max(length, 0),
+        chunked,
+        keep,
+        expects,
+    )
+
+
+def answer(status: int, reason: str) -> bytes:
+    body = (reason.replace("\r", " ").replace("\n", " ") + "\n").encode("latin-1", "replace")
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+        % (
+            status,
+            _REASONS.get(status, b"Error"),
+            len(body),
+        )
+        + b"Connection: close\r\n\r\n"
+        + body
+    )
