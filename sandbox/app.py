@@ -22,6 +22,8 @@ Order for an API route: authenticate (401), rate-limit (429), admit to emulated 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import time
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from sandbox import store
+from sandbox import store, strict_json
 from sandbox.capacity import Emulation, SharedSchedule
 from sandbox.graphql_api import GraphQLEndpoint, Run
 from sandbox.payload import (
@@ -50,6 +52,7 @@ API = "api"
 PUBLIC = "public"
 ADMIN = "admin"
 MAX_BATCH_EVENTS = 10_000
+STORE_RETRY_AFTER = 2
 JSON_TYPE = "application/json"
 
 
@@ -73,6 +76,8 @@ class Services:
     schedule: SharedSchedule | None = None
     limiter: SharedRateLimiter | None = None
     clock: Callable[[], float] = time.monotonic
+    accepting: Callable[[], bool] = lambda: True
+    """False while the store cannot write: ingestion then answers 503 (Retry-After)."""
     wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)
 
 
@@ -90,6 +95,8 @@ class App:
     def __init__(self, keys: Keys, services: Services) -> None:
         self._keys = keys
         self._key_index = {key: i for i, key in enumerate(sorted(keys.api_keys))}
+        self._by_digest = {_digest(key): (key, project) for key, project in keys.api_keys.items()}
+        self._admin = keys.admin_token.encode("utf-8")
         self._s = services
         self._graphql = GraphQLEndpoint(services.run)
         self._exact: dict[str, Route] = {
@@ -156,7 +163,10 @@ class App:
         if route.kind == PUBLIC:
             response = handler(request, "", param)
         elif route.kind == ADMIN:
-            if self._bearer(request) != self._keys.admin_token:
+            given = self._bearer(request)
+            if given is None or not hmac.compare_digest(
+                given.encode("utf-8", "surrogateescape"), self._admin
+            ):
                 response = self._error(401, "unauthorized", "admin token required")
                 response.headers.append(("WWW-Authenticate", 'Bearer realm="admin"'))
             else:
@@ -176,7 +186,7 @@ class App:
             )
             response.headers.append(("WWW-Authenticate", "Bearer"))
             return response
-        project = self._keys.api_keys.get(key)
+        project = self._project_of(key)
         if project is None:
             response = self._error(401, "unauthorized", "invalid API key", graphql)
             response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
@@ -218,6 +228,14 @@ class App:
         response.headers.extend(rate_headers)
         return response
 
+    def _project_of(self, key: str) -> str | None:
+        """The key's project, found by the key's SHA-256 (so the lookup's timing says
+        nothing about how much of a guess matches) and confirmed in constant time."""
+        found = self._by_digest.get(_digest(key))
+        if found is None or not hmac.compare_digest(_utf8(found[0]), _utf8(key)):
+            return None
+        return found[1]
+
     @staticmethod
     def _bearer(request: Request) -> str | None:
         header = request.headers.get("authorization")
@@ -230,13 +248,31 @@ class App:
 
     # -------------------------------------------------------------- ingestion
 
+    def _store_unavailable(self) -> Response | None:
+        """503 for ingestion while the store cannot write: nothing new is acknowledged."""
+        if self._s.accepting():
+            return None
+        response = self._error(
+            503,
+            "unavailable",
+            "the store cannot write at the moment; nothing was accepted, retry later",
+        )
+        response.headers.append(("Retry-After", str(STORE_RETRY_AFTER)))
+        return response
+
     def _ingest(self, request: Request, project: str, _param: str) -> Response:
+        refused = self._store_unavailable()
+        if refused is not None:
+            return refused
         body = _json_body(request)
         items = parse_trace(body, self._s.wall_ms())
         self._s.enqueue(project, items)
         return _json(200, {"id": items[0][1]["id"], "status": "accepted"})
 
     def _batch(self, request: Request, project: str, _param: str) -> Response:
+        refused = self._store_unavailable()
+        if refused is not None:
+            return refused
         body = _json_body(request)
         if not isinstance(body, dict):
             raise PayloadError("body", "expected a JSON object with a 'batch' list")
@@ -405,6 +441,14 @@ class App:
 # ------------------------------------------------------------------ helpers
 
 
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(_utf8(key)).digest()
+
+
 def _json(status: int, payload: Any) -> Response:
     return Response(status, json.dumps(payload, separators=(",", ":")).encode(), JSON_TYPE)
 
@@ -417,7 +461,9 @@ def _json_body(request: Request) -> Any:
     if not request.body.strip():
         raise PayloadError("body", "expected a JSON object, got an empty body")
     try:
-        return json.loads(request.body)
+        return strict_json.loads(request.body)
+    except strict_json.NotStorable as exc:
+        raise PayloadError(exc.field, exc.message) from None
     except RecursionError:
         raise PayloadError("body", "JSON nested too deeply") from None
     except ValueError as exc:
