@@ -42,11 +42,18 @@ _RECV = 65536
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _CTL_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 """Bytes a header value may not hold: controls other than HTAB (so no bare CR, LF or NUL)."""
-_CTL_OR_SPACE = re.compile(rb"[\x00-\x20\x7f]")
+_NOT_IN_TARGET = re.compile(rb"[^\x21-\x7e]")
+"""A request target is printable ASCII: no space, control or non-ASCII byte."""
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
-"""A chunk size is hex digits only: no sign, no 0x, no underscore, no whitespace inside."""
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+"""A chunk size is hex digits only: no sign, no 0x, no underscore, no whitespace."""
+_TCHAR = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]"
+_QUOTED = rb'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
+_CHUNK_EXTENSIONS = re.compile(
+    rb"(?:[ \t]*;[ \t]*" + _TCHAR + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR + rb"+|" + _QUOTED + rb"))?)*"
+)
+"""Chunk extensions (RFC 9112 7.1.1): ``;name`` or ``;name=value``, value a token or quoted."""
+_TOKEN_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 
 
 @dataclass(slots=True)
@@ -158,17 +165,14 @@ def serve(
     sock.settimeout(limits.idle_timeout)
     try:
         while not connections.draining:
-            clock = _Deadline(sock, limits)
             try:
                 connections.idle.add(current)
                 try:
-                    head = _read_head(clock, buf)
+                    request = read_request(sock, buf, limits, connections, current)
                 finally:
                     connections.idle.discard(current)
-                if head is None:
+                if request is None:
                     return
-                request = _parse_head(head)
-                request.body = _read_body(clock, buf, request, limits.max_body)
             except _BadRequest as exc:
                 _reject(sock, exc.status, exc.message, extra_headers)
                 return
@@ -195,6 +199,27 @@ def serve(
     finally:
         with contextlib.suppress(OSError):
             sock.close()
+
+
+def read_request(
+    sock: Any,
+    buf: bytearray,
+    limits: Limits,
+    connections: Connections | None = None,
+    current: Any = None,
+) -> Request | None:
+    """The next request on ``sock`` (``buf`` holds bytes already received); None when the
+    peer closed cleanly between requests. Raises ``_BadRequest`` (status and message) for
+    anything malformed, oversized or late. Idle only until the head's first byte arrives."""
+    clock = _Deadline(sock, limits)
+    head = _read_head(clock, buf)
+    if head is None:
+        return None
+    if connections is not None:
+        connections.idle.discard(current)
+    request = _parse_head(head)
+    request.body = _read_body(clock, buf, request, limits.max_body)
+    return request
 
 
 def _read_head(clock: _Deadline, buf: bytearray) -> bytes | None:
@@ -229,9 +254,9 @@ def _parse_head(head: bytes) -> Request:
     if len(parts) != 3:
         raise _BadRequest(400, "malformed request line")
     method_b, target_b, version_b = parts
-    if not method_b or not all(c in _TOKEN for c in method_b):
+    if not _TOKEN_RE.fullmatch(method_b):
         raise _BadRequest(400, "malformed method")
-    if not target_b or _CTL_OR_SPACE.search(target_b):
+    if not target_b or _NOT_IN_TARGET.search(target_b):
         raise _BadRequest(400, "malformed request target")
     if version_b not in (b"HTTP/1.1", b"HTTP/1.0"):
         if version_b.startswith(b"HTTP/"):
@@ -241,13 +266,9 @@ def _parse_head(head: bytes) -> Request:
         raise _BadRequest(431, f"more than {MAX_HEADERS} header fields")
     headers: dict[str, str] = {}
     for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or not all(c in _TOKEN for c in name):
-            raise _BadRequest(400, "malformed header field")
-        if _CTL_IN_VALUE.search(value):
-            raise _BadRequest(400, f"control character in the value of header {name[:64]!r}")
+        name, value = _field(line)
         key = name.decode("latin-1").lower()
-        text = value.strip(b" \t").decode("latin-1")
+        text = value.decode("latin-1")
         if key in headers:
             if key in ("content-length", "host", "authorization"):
                 if headers[key] != text:
@@ -270,6 +291,16 @@ def _parse_head(head: bytes) -> Request:
         body=b"",
         version=version_b.decode("ascii"),
     )
+
+
+def _field(line: bytes) -> tuple[bytes, bytes]:
+    """A header (or trailer) field's name and its value without surrounding whitespace."""
+    name, sep, value = line.partition(b":")
+    if not sep or not _TOKEN_RE.fullmatch(name):
+        raise _BadRequest(400, "malformed header field")
+    if _CTL_IN_VALUE.search(value):
+        raise _BadRequest(400, f"control character in the value of header {name[:64]!r}")
+    return name, value.strip(b" \t")
 
 
 def _read_body(clock: _Deadline, buf: bytearray, request: Request, max_body: int) -> bytes:
@@ -315,18 +346,16 @@ def _read_chunked(clock: _Deadline, buf: bytearray, max_body: int) -> bytes:
     body = bytearray()
     while True:
         line = _read_line(clock, buf)
-        size_text, _, extension = line.partition(b";")
-        size_text = size_text.rstrip(b" \t")
-        if not _CHUNK_SIZE.fullmatch(size_text) or _CTL_IN_VALUE.search(extension):
+        at = line.find(b";")
+        size_text, extensions = (line, b"") if at < 0 else (line[:at], line[at:])
+        if not _CHUNK_SIZE.fullmatch(size_text.rstrip(b" \t") if at >= 0 else size_text):
             raise _BadRequest(400, "malformed chunk size")
+        if extensions and not _CHUNK_EXTENSIONS.fullmatch(extensions):
+            raise _BadRequest(400, "malformed chunk extension")
         size = int(size_text, 16)
         if size == 0:
             while trailer := _read_line(clock, buf):  # trailer fields, checked and ignored
-                name, sep, value = trailer.partition(b":")
-                if not sep or not name or not all(c in _TOKEN for c in name):
-                    raise _BadRequest(400, "malformed trailer field")
-                if _CTL_IN_VALUE.search(value):
-                    raise _BadRequest(400, "control character in a trailer field")
+                _field(trailer)
             return bytes(body)
         if len(body) + size > max_body:
             raise _BadRequest(413, f"body exceeds the limit of {max_body} bytes")
