@@ -132,8 +132,8 @@ def format_timestamp_ms(ms: int | float | None) -> str | None:
         return None
     if ms != ms or not MIN_TIMESTAMP_MS <= ms <= MAX_TIMESTAMP_MS:
         return None
-    moment = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
+    moment = datetime.fromtimestamp(int(ms) // 1000, tz=UTC)
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
 
 
 def parse_trace(body: Any, received_ms: int, path: str = "body") -> list[Item]:

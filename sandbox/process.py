@@ -235,7 +235,6 @@ def start_sandbox(
         args += ["--max-db-size", str(max_db_size)]
 
     log_path, log_fd = _open_log(log, keep_logs)
-    own_log = log is None and keep_logs
     read_fd, write_fd = os.pipe()
     secrets_read, secrets_write = os.pipe()
     args += ["--ready-fd", str(write_fd), "--secrets-fd", str(secrets_read)]
@@ -263,13 +262,13 @@ def start_sandbox(
     try:
         line = _read_line(read_fd, startup_timeout)
     except BaseException:  # Ctrl-C (or a signal turned into an exception) during start-up
-        _abandon(proc, log_fd, log_path if own_log else None)
+        _abandon(proc, log_fd)
         raise
     finally:
         os.close(read_fd)
     if line is None:
         tail = _read_fd(log_fd).decode(errors="replace")[-2000:]
-        _abandon(proc, log_fd, log_path if own_log else None)
+        _abandon(proc, log_fd)
         raise SandboxError(f"the sandbox did not start (exit {proc.returncode}):\n{tail}")
     ready = json.loads(line)
     return SandboxProcess(
@@ -284,7 +283,6 @@ def start_sandbox(
         db=ready["db"],
         log_path=log_path,
         _proc=proc,
-        _own_log=own_log,
         _log_fd=log_fd,
     )
 
@@ -315,9 +313,9 @@ def _send_secrets(fd: int, data: bytes) -> None:
         threading.Thread(target=send, daemon=True).start()
 
 
-def _abandon(proc: subprocess.Popen[bytes], log_fd: int, remove: Path | None) -> None:
+def _abandon(proc: subprocess.Popen[bytes], log_fd: int) -> None:
     """Stop a child that did not become ready (SIGTERM, so it removes its runtime
-    directory; SIGKILL after ``ABANDON_TIMEOUT``), and drop its log."""
+    directory; SIGKILL after ``ABANDON_TIMEOUT``), and close its log."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -326,8 +324,6 @@ def _abandon(proc: subprocess.Popen[bytes], log_fd: int, remove: Path | None) ->
             proc.kill()
     proc.wait()
     os.close(log_fd)
-    if remove is not None:
-        remove.unlink(missing_ok=True)
 
 
 def _read_fd(fd: int) -> bytes:

@@ -181,9 +181,9 @@ class Supervisor:
         library = self._ready_fd is not None
         given_keys, token_given = self._given
         for key, project in config.api_keys.items():
-            shown = "(given)" if library or key in given_keys else key
+            shown = "(not shown)" if library else "(given)" if key in given_keys else key
             lines.append(f"  API key      {shown}  (project {project})")
-        token_shown = "(given)" if library or token_given else config.admin_token
+        token_shown = "(not shown)" if library else "(given)" if token_given else config.admin_token
         lines.append(f"  admin token  {token_shown}")
         if config.emulate:
             e = config.emulation
