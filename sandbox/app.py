@@ -12,6 +12,7 @@ admission to emulated capacity, the rate limiter) as plain callables and objects
     POST /graphql                      traces(projectId, limit) ...
     GET  /api/projects/{id}            the key's project
     GET  /health, /ready, /metrics     no key
+    GET  /openapi.json                 this API's OpenAPI description (sandbox/openapi.py)
     GET|POST /admin/pods, POST /admin/flush   admin token
 
 Order for an API route: authenticate (401), rate-limit (429), admit to emulated capacity
@@ -111,6 +112,7 @@ class App:
             "/health": Route("/health", PUBLIC, {"GET": self._health}),
             "/ready": Route("/ready", PUBLIC, {"GET": self._ready}),
             "/metrics": Route("/metrics", PUBLIC, {"GET": self._metrics}),
+            "/openapi.json": Route("/openapi.json", PUBLIC, {"GET": self._openapi}),
             "/admin/pods": Route(
                 "/admin/pods", ADMIN, {"GET": self._get_pods, "POST": self._set_pods}
             ),
@@ -373,6 +375,11 @@ class App:
     def _metrics(self, _request: Request, _project: str, _param: str) -> Response:
         text, content_type = self._s.metrics_text()
         return Response(200, text, content_type=content_type)
+
+    def _openapi(self, _request: Request, _project: str, _param: str) -> Response:
+        from sandbox.openapi import DOCUMENT_BYTES
+
+        return Response(200, DOCUMENT_BYTES, JSON_TYPE)
 
     def _get_pods(self, _request: Request, _project: str, _param: str) -> Response:
         schedule = self._require_schedule()
