@@ -176,3 +176,28 @@ def test_reads_answer_for_any_stored_row(launch: Any, connect: Any, tmp_path: Pa
         assert api.get(f"/api/public/metrics/traces?period={period}").status == 200
     query = '{ traces(projectId: "proj-a", limit: 50) { id timestamp input durationMs } }'
     assert api.post("/graphql", {"query": query}).status == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"pods": 1, "podRate": 1.5e308},  # X(N) would be Infinity, served as invalid JSON
+        {"pods": 1, "podRate": 1e9 * 1.01},
+        {"pods": 1, "queueDepth": 10**7},
+        {"pods": 257},
+    ],
+)
+def test_admin_pods_refuses_a_model_beyond_its_limits(api: Any, body: dict[str, Any]) -> None:
+    reply = api.post("/admin/pods", body, key=api.ADMIN)
+    assert reply.status == 400, reply.body
+
+
+def test_batch_and_id_sizes_are_bounded(api: Any) -> None:
+    events = [
+        {"id": f"e{i}", "type": "trace-create", "body": {"id": f"t{i}"}} for i in range(10_001)
+    ]
+    reply = api.post("/api/public/ingestion", {"batch": events})
+    assert reply.status == 400 and reply.json["field"] == "batch"
+    reply = api.post("/api/public/traces", {"id": "x" * 513})
+    assert reply.status == 400 and reply.json["field"] == "body.id"
+    assert api.post("/api/public/traces", {"id": "x" * 512}).status == 200
