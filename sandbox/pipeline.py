@@ -119,6 +119,7 @@ class Producer:
                 gevent.sleep(0.05)
                 continue
             self._sock = sock
+            self.writable = True  # a (new) worker says so at once when its store cannot write
             gevent.spawn(self._read_replies, sock)
             return
 

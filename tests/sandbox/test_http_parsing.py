@@ -18,6 +18,7 @@ from sandbox import wire
 from .test_errors import _raw
 
 TRACES = b"POST /api/public/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test-a\r\n"
+HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n"  # 200 unless the head is refused
 CHUNKED = TRACES + b"Transfer-Encoding: chunked\r\n\r\n"
 BODY = b'{"id":"t-chunked-ok"}'  # 21 bytes = 0x15
 
@@ -37,9 +38,9 @@ BODY = b'{"id":"t-chunked-ok"}'  # 21 bytes = 0x15
         (CHUNKED + b"0_15\r\n" + BODY + b"\r\n0\r\n\r\n", "an underscore (int() allows it)"),
         (CHUNKED + b" 15\r\n" + BODY + b"\r\n0\r\n\r\n", "a space before the size"),
         (CHUNKED + b"15\r\n" + BODY + b"\r\n-0\r\n\r\n", "a -0 terminator"),
-        (TRACES + b"X-A: a\nb\r\nContent-Length: 0\r\n\r\n", "a bare LF in a header value"),
-        (TRACES + b"X-A: a\rb\r\nContent-Length: 0\r\n\r\n", "a bare CR in a header value"),
-        (TRACES + b"X-A: a\x00b\r\nContent-Length: 0\r\n\r\n", "a NUL in a header value"),
+        (HEALTH + b"X-A: a\nb\r\n\r\n", "a bare LF in a header value"),
+        (HEALTH + b"X-A: a\rb\r\n\r\n", "a bare CR in a header value"),
+        (HEALTH + b"X-A: a\x00b\r\n\r\n", "a NUL in a header value"),
         (b"GET /health\x00 HTTP/1.1\r\n\r\n", "a NUL in the target"),
         (b"GET /h\xc3\xa9 HTTP/1.1\r\n\r\n", "a non-ASCII target"),
     ],
