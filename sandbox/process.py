@@ -69,7 +69,6 @@ class SandboxProcess:
     log_path: Path | None
     """The log file when it was asked for (``log=`` or ``keep_logs``); None: an unlinked one."""
     _proc: subprocess.Popen[bytes] = field(repr=False)
-    _own_log: bool = field(default=False, repr=False)
     _log_fd: int | None = field(default=None, repr=False)
     """The open, unlinked log file of the child (None once stopped or when named)."""
 
@@ -91,9 +90,6 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        if self._own_log and self.log_path is not None:
-            self.log_path.unlink(missing_ok=True)
-            self._own_log = False
         if self._log_fd is not None:
             os.close(self._log_fd)
             self._log_fd = None

@@ -6,12 +6,15 @@ from __future__ import annotations
 import select
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from sandbox.config import SandboxConfig
+from sandbox.process import SandboxProcess, start_sandbox
 
+from .conftest import ADMIN, KEYS
 from .test_errors import _raw
 
 
@@ -28,8 +31,17 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def test_a_trickling_request_gets_408_at_its_deadline(launch: Any, connect: Any) -> None:
-    sb = launch(request_timeout=1.0)
+@pytest.fixture(scope="module")
+def limited() -> Iterator[SandboxProcess]:
+    """One sandbox with a 1 s request deadline and three connections per pod."""
+    with start_sandbox(
+        api_keys=KEYS, admin_token=ADMIN, request_timeout=1.0, max_connections=3
+    ) as sb:
+        yield sb
+
+
+def test_a_trickling_request_gets_408_at_its_deadline(limited: Any, connect: Any) -> None:
+    sb = limited
     head = b"POST /api/public/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
     with socket.create_connection((sb.host, sb.port), timeout=30) as raw:
         started = time.monotonic()
@@ -57,10 +69,10 @@ def _peek(sock: socket.socket) -> bool:
 
 
 def test_an_idle_keep_alive_connection_is_not_held_to_the_request_deadline(
-    launch: Any,
+    limited: Any,
 ) -> None:
     # the deadline starts with a request's first byte, not when the connection opened
-    sb = launch(request_timeout=1.0)
+    sb = limited
     request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     with socket.create_connection((sb.host, sb.port), timeout=30) as raw:
         raw.sendall(request)
@@ -71,13 +83,12 @@ def test_an_idle_keep_alive_connection_is_not_held_to_the_request_deadline(
         assert raw.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
-def test_connections_beyond_the_limit_get_503(launch: Any, connect: Any) -> None:
-    sb = launch(max_connections=3)
-    held = [socket.create_connection((sb.host, sb.port), timeout=30) for _ in range(3)]
+def test_connections_beyond_the_limit_get_503(limited: Any, connect: Any) -> None:
+    sb = limited
+    held: list[socket.socket] = []
     try:
-        for sock in held:  # each is being served: a request answered on it
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        while len(held) < 3:  # each is being served: a request answered on it
+            held.append(_served(sb))
         answer = _raw(sb, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
         assert b"Retry-After: 1" in answer
@@ -88,6 +99,20 @@ def test_connections_beyond_the_limit_get_503(launch: Any, connect: Any) -> None
     deadline = time.monotonic() + 30
     while connect(sb).get("/health", key=None).status != 200:
         assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def _served(sb: Any) -> socket.socket:
+    """A connection the server is serving (earlier tests' connections may still be closing
+    on its side for a moment, so a 503 here is retried)."""
+    deadline = time.monotonic() + 30
+    while True:
+        sock = socket.create_connection((sb.host, sb.port), timeout=30)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        if sock.recv(65536).startswith(b"HTTP/1.1 200 "):
+            return sock
+        sock.close()
+        assert time.monotonic() < deadline, "no connection served"
         time.sleep(0.05)
 
 
