@@ -23,8 +23,6 @@ Order for an API route: authenticate (401), rate-limit (429), admit to emulated 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 import time
@@ -34,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from sandbox import store, strict_json
+from sandbox.auth import Credentials
 from sandbox.capacity import Emulation, SharedSchedule
 from sandbox.graphql_api import GraphQLEndpoint, Run
 from sandbox.payload import (
@@ -96,8 +95,7 @@ class App:
     def __init__(self, keys: Keys, services: Services) -> None:
         self._keys = keys
         self._key_index = {key: i for i, key in enumerate(sorted(keys.api_keys))}
-        self._by_digest = {_digest(key): (key, project) for key, project in keys.api_keys.items()}
-        self._admin = keys.admin_token.encode("utf-8")
+        self._credentials = Credentials(keys.api_keys, keys.admin_token)
         self._s = services
         self._graphql = GraphQLEndpoint(services.run)
         self._exact: dict[str, Route] = {
@@ -165,10 +163,7 @@ class App:
         if route.kind == PUBLIC:
             response = handler(request, "", param)
         elif route.kind == ADMIN:
-            given = self._bearer(request)
-            if given is None or not hmac.compare_digest(
-                given.encode("utf-8", "surrogateescape"), self._admin
-            ):
+            if not self._credentials.is_admin(self._bearer(request)):
                 response = self._error(401, "unauthorized", "admin token required")
                 response.headers.append(("WWW-Authenticate", 'Bearer realm="admin"'))
             else:
@@ -188,7 +183,7 @@ class App:
             )
             response.headers.append(("WWW-Authenticate", "Bearer"))
             return response
-        project = self._project_of(key)
+        project = self._credentials.project_of(key)
         if project is None:
             response = self._error(401, "unauthorized", "invalid API key", graphql)
             response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
@@ -229,14 +224,6 @@ class App:
         response.hold_until = hold
         response.headers.extend(rate_headers)
         return response
-
-    def _project_of(self, key: str) -> str | None:
-        """The key's project, found by the key's SHA-256 (so the lookup's timing says
-        nothing about how much of a guess matches) and confirmed in constant time."""
-        found = self._by_digest.get(_digest(key))
-        if found is None or not hmac.compare_digest(_utf8(found[0]), _utf8(key)):
-            return None
-        return found[1]
 
     @staticmethod
     def _bearer(request: Request) -> str | None:
@@ -446,14 +433,6 @@ class App:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(_utf8(key)).digest()
 
 
 def _json(status: int, payload: Any) -> Response:

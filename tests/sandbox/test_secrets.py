@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from sandbox import app as app_module
+from sandbox import auth as auth_module
 from sandbox.app import App, Keys, Services
 from sandbox.process import start_sandbox
 from sandbox.wire import Request
@@ -224,7 +224,7 @@ def test_tokens_and_keys_are_compared_in_constant_time(monkeypatch: pytest.Monke
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(app_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth_module.hmac, "compare_digest", spy)
     app = _app()
     assert _get(app, "/api/public/traces", KEY) == 200
     assert (KEY.encode(), KEY.encode()) in compared
