@@ -6,6 +6,7 @@ Measures, per API-process count:
   2. p50/p99 latency at half of that throughput (wrk paced by a per-connection delay);
   3. how long the worker then needs to write what is still queued (it must keep up).
 With --usl, also the emulated capacity against the USL formula at several pod counts.
+With --parser, only the request parser against llhttp, in process (no wrk).
 
     .venv/bin/python bench/sandbox.py                      # 1 API process, 10 s runs
     .venv/bin/python bench/sandbox.py --pods 1 2 --usl
@@ -137,7 +138,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of each measured run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--usl", action="store_true", help="also measure the USL emulation")
+    parser.add_argument(
+        "--parser",
+        action="store_true",
+        help="only compare the request parser with llhttp, in process (bench/request_parsers.py)",
+    )
     args = parser.parse_args()
+    if args.parser:
+        from bench.request_parsers import main as parsers
+
+        parsers()
+        return
     wrk = ensure_wrk()
     print(f"# sandbox benchmark, {datetime.date.today()}, {os.cpu_count()} cores")
     print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}")

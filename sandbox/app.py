@@ -12,6 +12,7 @@ admission to emulated capacity, the rate limiter) as plain callables and objects
     POST /graphql                      traces(projectId, limit) ...
     GET  /api/projects/{id}            the key's project
     GET  /health, /ready, /metrics     no key
+    GET  /openapi.json                 this API's OpenAPI description (sandbox/openapi.py)
     GET|POST /admin/pods, POST /admin/flush   admin token
 
 Order for an API route: authenticate (401), rate-limit (429), admit to emulated capacity
@@ -30,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from sandbox import store
+from sandbox import store, strict_json
+from sandbox.auth import Credentials
 from sandbox.capacity import Emulation, SharedSchedule
 from sandbox.graphql_api import GraphQLEndpoint, Run
 from sandbox.payload import (
@@ -50,6 +52,7 @@ API = "api"
 PUBLIC = "public"
 ADMIN = "admin"
 MAX_BATCH_EVENTS = 10_000
+STORE_RETRY_AFTER = 2
 JSON_TYPE = "application/json"
 
 
@@ -73,6 +76,8 @@ class Services:
     schedule: SharedSchedule | None = None
     limiter: SharedRateLimiter | None = None
     clock: Callable[[], float] = time.monotonic
+    accepting: Callable[[], bool] = lambda: True
+    """False while the store cannot write: ingestion then answers 503 (Retry-After)."""
     wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)
 
 
@@ -90,6 +95,7 @@ class App:
     def __init__(self, keys: Keys, services: Services) -> None:
         self._keys = keys
         self._key_index = {key: i for i, key in enumerate(sorted(keys.api_keys))}
+        self._credentials = Credentials(keys.api_keys, keys.admin_token)
         self._s = services
         self._graphql = GraphQLEndpoint(services.run)
         self._exact: dict[str, Route] = {
@@ -104,6 +110,7 @@ class App:
             "/health": Route("/health", PUBLIC, {"GET": self._health}),
             "/ready": Route("/ready", PUBLIC, {"GET": self._ready}),
             "/metrics": Route("/metrics", PUBLIC, {"GET": self._metrics}),
+            "/openapi.json": Route("/openapi.json", PUBLIC, {"GET": self._openapi}),
             "/admin/pods": Route(
                 "/admin/pods", ADMIN, {"GET": self._get_pods, "POST": self._set_pods}
             ),
@@ -156,7 +163,7 @@ class App:
         if route.kind == PUBLIC:
             response = handler(request, "", param)
         elif route.kind == ADMIN:
-            if self._bearer(request) != self._keys.admin_token:
+            if not self._credentials.is_admin(self._bearer(request)):
                 response = self._error(401, "unauthorized", "admin token required")
                 response.headers.append(("WWW-Authenticate", 'Bearer realm="admin"'))
             else:
@@ -176,7 +183,7 @@ class App:
             )
             response.headers.append(("WWW-Authenticate", "Bearer"))
             return response
-        project = self._keys.api_keys.get(key)
+        project = self._credentials.project_of(key)
         if project is None:
             response = self._error(401, "unauthorized", "invalid API key", graphql)
             response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
@@ -230,13 +237,31 @@ class App:
 
     # -------------------------------------------------------------- ingestion
 
+    def _store_unavailable(self) -> Response | None:
+        """503 for ingestion while the store cannot write: nothing new is acknowledged."""
+        if self._s.accepting():
+            return None
+        response = self._error(
+            503,
+            "unavailable",
+            "the store cannot write at the moment; nothing was accepted, retry later",
+        )
+        response.headers.append(("Retry-After", str(STORE_RETRY_AFTER)))
+        return response
+
     def _ingest(self, request: Request, project: str, _param: str) -> Response:
+        refused = self._store_unavailable()
+        if refused is not None:
+            return refused
         body = _json_body(request)
         items = parse_trace(body, self._s.wall_ms())
         self._s.enqueue(project, items)
         return _json(200, {"id": items[0][1]["id"], "status": "accepted"})
 
     def _batch(self, request: Request, project: str, _param: str) -> Response:
+        refused = self._store_unavailable()
+        if refused is not None:
+            return refused
         body = _json_body(request)
         if not isinstance(body, dict):
             raise PayloadError("body", "expected a JSON object with a 'batch' list")
@@ -338,6 +363,11 @@ class App:
         text, content_type = self._s.metrics_text()
         return Response(200, text, content_type=content_type)
 
+    def _openapi(self, _request: Request, _project: str, _param: str) -> Response:
+        from sandbox.openapi import DOCUMENT_BYTES
+
+        return Response(200, DOCUMENT_BYTES, JSON_TYPE)
+
     def _get_pods(self, _request: Request, _project: str, _param: str) -> Response:
         schedule = self._require_schedule()
         emulation, enabled = schedule.current()
@@ -417,7 +447,9 @@ def _json_body(request: Request) -> Any:
     if not request.body.strip():
         raise PayloadError("body", "expected a JSON object, got an empty body")
     try:
-        return json.loads(request.body)
+        return strict_json.loads(request.body)
+    except strict_json.NotStorable as exc:
+        raise PayloadError(exc.field, exc.message) from None
     except RecursionError:
         raise PayloadError("body", "JSON nested too deeply") from None
     except ValueError as exc:

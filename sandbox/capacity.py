@@ -43,6 +43,10 @@ from statistics import NormalDist
 from sandbox.shm import SharedBlock
 
 MAX_PODS = 256
+MAX_POD_RATE = 1e9
+"""Requests per second one emulated pod may serve: beyond it X(N) is no longer a finite float
+for every N (and no real pod comes near)."""
+MAX_QUEUE_DEPTH = 1_000_000
 GOLDEN = (math.sqrt(5) - 1) / 2  # 0.618..., the golden-ratio conjugate
 
 
@@ -60,16 +64,16 @@ class Emulation:
     def __post_init__(self) -> None:
         if not 1 <= self.pods <= MAX_PODS:
             raise ValueError(f"pods must be from 1 to {MAX_PODS}, got {self.pods}")
-        if not (self.pod_rate > 0 and math.isfinite(self.pod_rate)):
-            raise ValueError(f"pod rate must be positive, got {self.pod_rate}")
+        if not 0 < self.pod_rate <= MAX_POD_RATE:
+            raise ValueError(f"pod rate must be above 0 and at most {MAX_POD_RATE:g}/s")
         if not 0 <= self.sigma <= 1:
             raise ValueError(f"sigma must be from 0 to 1, got {self.sigma}")
         if not 0 <= self.kappa <= 1:
             raise ValueError(f"kappa must be from 0 to 1, got {self.kappa}")
         if not 0 <= self.service_cv <= 4:
             raise ValueError(f"service cv must be from 0 to 4, got {self.service_cv}")
-        if self.queue_depth < 0:
-            raise ValueError(f"queue depth must be zero or more, got {self.queue_depth}")
+        if not 0 <= self.queue_depth <= MAX_QUEUE_DEPTH:
+            raise ValueError(f"queue depth must be from 0 to {MAX_QUEUE_DEPTH}")
 
     @property
     def throughput(self) -> float:

@@ -30,6 +30,7 @@ def run_worker(config: SandboxConfig, ready_fd: int, parent: int) -> int:
         config.queue_socket,
         ingest_delay=config.ingest_delay,
         on_batch=metrics.on_batch,
+        max_db_bytes=config.max_db_size,
     )
     signal.signal(signal.SIGTERM, lambda _sig, _frame: worker.stop())
 

@@ -8,6 +8,7 @@ Bad input prints one line on stderr and exits 2, never a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -69,10 +70,28 @@ See docs/sandbox.md.
     type=API_KEY,
     multiple=True,
     metavar="KEY:PROJECT",
-    help="An API key and the project it reads and writes; repeatable. "
+    help="An API key and the project it reads and writes; repeatable (visible in ps: "
+    "prefer --api-key-file or API_KEYS). "
     "Default: a generated key for project proj-sandbox, printed at start-up.",
 )
-@click.option("--admin-token", default=None, help="Token for /admin/* (default: generated).")
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A file of KEY:PROJECT lines. The environment variable API_KEYS "
+    "(KEY:PROJECT,...) is read when no key is given otherwise.",
+)
+@click.option(
+    "--admin-token",
+    default=None,
+    help="Token for /admin/* (default: ADMIN_TOKEN, else generated; visible in ps).",
+)
+@click.option(
+    "--admin-token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A file whose first line is the admin token.",
+)
 @click.option(
     "--db",
     type=click.Path(dir_okay=False),
@@ -121,15 +140,36 @@ See docs/sandbox.md.
     default=_MODEL.queue_depth,
     help="Requests each emulated pod may queue before 503.",
 )
+@click.option(
+    "--request-timeout",
+    type=DELAY,
+    default="30s",
+    help="Time a request's head and body may take from its first byte (then 408).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=1024,
+    help="Open connections per API process; one more is answered 503 and closed.",
+)
+@click.option(
+    "--max-db-size",
+    type=SIZE,
+    default=None,
+    help="Largest the database may grow (e.g. 1GB); when full, ingestion answers 503.",
+)
 @click.option("--faults", type=FAULTS, default=None, help="Fault injection spec (see below).")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
 @click.option("--ready-fd", type=int, default=None, hidden=True)
+@click.option("--secrets-fd", type=int, default=None, hidden=True)
 def command(
     host: str,
     port: int,
     pods: int,
     api_keys: tuple[tuple[str, str], ...],
+    api_key_file: str | None,
     admin_token: str | None,
+    admin_token_file: str | None,
     db: str | None,
     ingest_delay: float,
     max_body: int,
@@ -141,22 +181,35 @@ def command(
     kappa: float,
     service_cv: float,
     queue_depth: int,
+    request_timeout: float,
+    max_connections: int,
+    max_db_size: int | None,
     faults: Any,
     seed: int | None,
     ready_fd: int | None,
+    secrets_fd: int | None,
 ) -> None:
     """Run an AgentTrace-compatible server in the foreground, for replays and tests.
 
     Ctrl-C or SIGTERM stops it after writing every acknowledged trace.
     """
     from sandbox.faults import FaultSpec
+    from sandbox.secrets_input import SecretsError
     from sandbox.server import StartError, Supervisor
 
+    if admin_token and admin_token_file:
+        raise click.UsageError("give --admin-token or --admin-token-file, not both")
     keys: dict[str, str] = {}
     for key, project in api_keys:
         if keys.get(key, project) != project:
             raise click.UsageError(f"--api-key {key} is given for two projects")
         keys[key] = project
+    try:
+        keys, admin_token = _gather_secrets(
+            keys, api_key_file, admin_token, admin_token_file, secrets_fd
+        )
+    except SecretsError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         emulation = Emulation(
             pods=emulate_pods or 1,
@@ -181,6 +234,9 @@ def command(
             emulate=emulate_pods is not None,
             faults=faults or FaultSpec(),
             seed=seed,
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+            max_db_size=max_db_size,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -190,11 +246,38 @@ def command(
         stream=sys.stderr,
     )
     try:
-        status = Supervisor(config, ready_fd=ready_fd).run()
+        status = Supervisor(config, ready_fd=ready_fd, given=(set(keys), bool(admin_token))).run()
     except StartError as exc:
         click.echo(f"{click.get_current_context().command_path}: error: {exc}", err=True)
         sys.exit(exc.status)
     sys.exit(status)
+
+
+def _gather_secrets(
+    keys: dict[str, str],
+    key_file: str | None,
+    token: str | None,
+    token_file: str | None,
+    secrets_fd: int | None,
+) -> tuple[dict[str, str], str]:
+    """Keys and token from flags, files, the parent's pipe, then the environment."""
+    from sandbox.secrets_input import (
+        Secrets,
+        read_env,
+        read_key_file,
+        read_pipe,
+        read_token_file,
+    )
+
+    secrets = Secrets(dict(keys), token or "")
+    if key_file is not None:
+        read_key_file(key_file, secrets)
+    if token_file is not None:
+        secrets.admin_token = read_token_file(token_file)
+    if secrets_fd is not None:
+        read_pipe(secrets_fd, secrets)
+    read_env(os.environ, secrets)
+    return secrets.api_keys, secrets.admin_token
 
 
 def main() -> None:

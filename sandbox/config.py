@@ -42,6 +42,12 @@ class SandboxConfig:
     faults: FaultSpec = field(default_factory=FaultSpec)
     seed: int | None = None
     idle_timeout: float = 75.0
+    request_timeout: float = 30.0
+    """Seconds a request's head and body may take from its first byte (then 408)."""
+    max_connections: int = 1024
+    """Open connections per API process; beyond it a connection is answered 503."""
+    max_db_size: int | None = None
+    """Bytes the database may grow to (SQLite max_page_count); beyond it ingestion is 503."""
     runtime_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -55,6 +61,12 @@ class SandboxConfig:
             raise ValueError("--max-body must be at least 1 byte")
         if self.rate_burst is not None and self.rate_burst < 1:
             raise ValueError("--rate-burst must be at least 1")
+        if not self.request_timeout > 0:
+            raise ValueError("--request-timeout must be positive")
+        if self.max_connections < 1:
+            raise ValueError("--max-connections must be at least 1")
+        if self.max_db_size is not None and self.max_db_size < 65536:
+            raise ValueError("--max-db-size must be at least 64KiB")
 
     # ---------------------------------------------------------------- derived
 

@@ -143,7 +143,7 @@ class _Root:
 
     def _check(self, project_id: str) -> None:
         if project_id != self._project:
-            raise GraphQLError(f"project {project_id!r} is not accessible with this API key")
+            raise _bad_input(f"project {project_id!r} is not accessible with this API key")
 
     def traces(
         self,
@@ -156,9 +156,9 @@ class _Root:
     ) -> list[dict[str, Any]]:
         self._check(projectId)
         if not 1 <= limit <= 100:
-            raise GraphQLError("limit must be from 1 to 100")
+            raise _bad_input("limit must be from 1 to 100")
         if page < 1:
-            raise GraphQLError("page must be 1 or more")
+            raise _bad_input("page must be 1 or more")
         traces, _ = self._run(_list, self._project, limit, page, name, search)
         return traces
 
@@ -177,3 +177,9 @@ def _list(
     return store.list_traces(
         conn, project, limit=limit, page=page, name=name, search=search, full_observations=True
     )
+
+
+def _bad_input(message: str) -> GraphQLError:
+    """An execution error the client caused, labelled as such (``BAD_USER_INPUT``, the
+    convention GraphQL clients and tools read) so it is not taken for a server failure."""
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})

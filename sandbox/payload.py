@@ -19,6 +19,10 @@ TRACE = "t"
 OBSERVATION = "o"
 OBSERVATION_TYPES = ("SPAN", "GENERATION", "EVENT")
 MAX_ID_LENGTH = 512
+MIN_TIMESTAMP_MS = -62_135_596_800_000
+"""0001-01-01T00:00:00.000Z: the earliest instant a timestamp may name (datetime's range)."""
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the latest, so every stored time can be written back as ISO 8601."""
 
 Record = dict[str, Any]
 Item = tuple[str, Record]
@@ -112,15 +116,24 @@ def parse_timestamp_ms(value: Any, field: str) -> int:
         raise PayloadError(field, f"{value[:64]!r} is not an ISO 8601 timestamp") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
+    ms = round(moment.timestamp() * 1000)
+    if not MIN_TIMESTAMP_MS <= ms <= MAX_TIMESTAMP_MS:
+        raise PayloadError(
+            field,
+            f"{value[:64]!r} is outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z in UTC",
+        )
+    return ms
 
 
 def format_timestamp_ms(ms: int | float | None) -> str | None:
-    """Integer ms since the epoch to ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    if ms is None:
+    """Integer ms since the epoch to ``YYYY-MM-DDTHH:MM:SS.mmmZ``; None for no time or for a
+    value no ISO 8601 timestamp can name (a row stored before ingestion checked ranges)."""
+    if ms is None or isinstance(ms, bool) or not isinstance(ms, int | float):
         return None
-    moment = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
+    if ms != ms or not MIN_TIMESTAMP_MS <= ms <= MAX_TIMESTAMP_MS:
+        return None
+    moment = datetime.fromtimestamp(int(ms) // 1000, tz=UTC)
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
 
 
 def parse_trace(body: Any, received_ms: int, path: str = "body") -> list[Item]:

@@ -17,7 +17,9 @@ the API answered 200 for is already in the worker's hands. The worker:
   is left, ignoring the delay, and exits: no acknowledged trace is lost.
 
 Frames, API -> worker: ``["i", project_id, [[kind, record], ...]]`` or ``["b", barrier_id]``.
-Worker -> API: ``["b", barrier_id]`` when the barrier is reached.
+Worker -> API: ``["b", barrier_id]`` when the barrier is reached; ``["s", writable]`` when the
+store stops or starts accepting writes (see :mod:`sandbox.writer`): while it does not, the
+API answers ingestion 503 and ``/ready`` 503, and the worker keeps what it holds.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import os
 import selectors
 import socket
+import sqlite3
 import struct
 import threading
 import time
@@ -40,6 +43,7 @@ import msgpack
 
 from sandbox import store
 from sandbox.payload import Item
+from sandbox.writer import StoreWriter, describe, load_spill, save_spill, spill_path
 
 log = logging.getLogger("sandbox.pipeline")
 
@@ -95,6 +99,8 @@ class Producer:
         self._sock: Any = None
         self._barriers: dict[int, Any] = {}
         self._next_barrier = 0
+        self.writable = True
+        """False while the worker reports that the store cannot write."""
 
     def connect(self) -> None:
         """Connect (or reconnect) to the worker, retrying until ``connect_timeout``."""
@@ -113,6 +119,7 @@ class Producer:
                 gevent.sleep(0.05)
                 continue
             self._sock = sock
+            self.writable = True  # a (new) worker says so at once when its store cannot write
             gevent.spawn(self._read_replies, sock)
             return
 
@@ -180,6 +187,8 @@ class Producer:
                     event = self._barriers.get(frame[1])
                     if event is not None:
                         event.set()
+                elif frame and frame[0] == "s":
+                    self.writable = bool(frame[1])
 
 
 # ------------------------------------------------------------------ worker side (threads)
@@ -209,6 +218,9 @@ class Worker:
         max_pending: int = 200_000,
         drain_timeout: float = 30.0,
         on_batch: Callable[[int, int, int], None] | None = None,
+        busy_timeout: float = 1.0,
+        max_db_bytes: int | None = None,
+        exit_retry: float = 5.0,
     ) -> None:
         self._db_path = str(db_path)
         self._socket_path = str(socket_path)
@@ -223,7 +235,26 @@ class Worker:
         self._reader_done = threading.Event()
         self._received = 0
         self._written = 0
-        self._conn = store.connect(self._db_path)
+        self._conn = store.connect(self._db_path, busy_timeout=busy_timeout, max_bytes=max_db_bytes)
+        self._peers: set[socket.socket] = set()
+        self._peers_lock = threading.Lock()
+        self._writer = StoreWriter(
+            self._conn,
+            on_state=self._announce_state,
+            stopping=self._stopping.is_set,
+            wait=time.sleep,
+            exit_retry=exit_retry,
+        )
+        self._spill = spill_path(self._db_path)
+        spilled = load_spill(self._spill)
+        self._spill_left = len(spilled)
+        if spilled:
+            log.info(
+                "%s: %d records a previous run could not write; writing them first",
+                self._spill,
+                len(spilled),
+            )
+            self._push([(0.0, project, kind, record) for project, kind, record in spilled])
         if os.path.exists(self._socket_path):
             os.unlink(self._socket_path)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -247,12 +278,23 @@ class Worker:
             self._write_loop()
         finally:
             reader.join(timeout=5)
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint at exit skipped (%s)", describe(exc))
             self._conn.close()
             if os.path.exists(self._socket_path):
                 os.unlink(self._socket_path)
 
     # The reader thread owns every socket.
+    def _announce_state(self, writable: bool) -> None:
+        """Tell every API process whether the store takes writes (they answer 503 if not)."""
+        frame = encode_frame(["s", writable])
+        with self._peers_lock:
+            for sock in self._peers:
+                with contextlib.suppress(OSError):
+                    sock.sendall(frame)
+
     def _read_loop(self) -> None:
         selector = selectors.DefaultSelector()
         selector.register(self._listener, selectors.EVENT_READ, None)
@@ -300,6 +342,11 @@ class Worker:
         conn.setblocking(False)
         readers[conn] = FrameReader()
         selector.register(conn, selectors.EVENT_READ, True)
+        with self._peers_lock:
+            self._peers.add(conn)
+            if not self._writer.writable:
+                with contextlib.suppress(OSError):
+                    conn.sendall(encode_frame(["s", False]))
 
     def _read(
         self,
@@ -318,7 +365,9 @@ class Worker:
             if reader.partial:
                 log.warning("connection closed mid-frame; %d bytes discarded", reader.partial)
             selector.unregister(sock)
-            sock.close()
+            with self._peers_lock:
+                self._peers.discard(sock)
+                sock.close()
             return
         for frame in readers[sock].feed(data):
             if frame[0] == "b":
@@ -359,8 +408,9 @@ class Worker:
             batch, barriers = self._take()
             if batch is None:
                 return
-            if batch:
-                self._write(batch)
+            if batch and not self._write(batch):
+                self._spill_rest(batch)
+                return
             for entry in barriers:
                 with contextlib.suppress(OSError):
                     entry[3]["sock"].sendall(encode_frame(["b", entry[3]["id"]]))
@@ -394,22 +444,33 @@ class Worker:
                 self._cond.notify_all()
                 return batch, barriers
 
-    def _write(self, batch: list[store.Queued]) -> None:
-        try:
-            traces, observations = store.write(self._conn, batch)
-        except Exception:
-            log.exception("batch of %d failed; writing records one by one", len(batch))
-            traces = observations = 0
-            for item in batch:
-                try:
-                    t, o = store.write(self._conn, [item])
-                except Exception:
-                    log.exception("dropping a record that cannot be written: %r", item[2])
-                    continue
-                traces += t
-                observations += o
+    def _write(self, batch: list[store.Queued]) -> bool:
+        """Write a batch (retrying while the store cannot); False: exiting, not written."""
+        written = self._writer.write(batch)
+        if written is None:
+            return False
+        traces, observations = written
         with self._cond:
             self._written += len(batch)
             pending = len(self._queue)
+        if self._spill_left:
+            self._spill_left = max(0, self._spill_left - len(batch))
+            if not self._spill_left:
+                self._spill.unlink(missing_ok=True)
         if self._on_batch is not None:
             self._on_batch(traces, observations, pending)
+        return True
+
+    def _spill_rest(self, batch: list[store.Queued]) -> None:
+        """Exiting with a store that still cannot write: keep everything held in the spill."""
+        self._reader_done.wait(self._drain_timeout)
+        with self._cond:
+            rest = [(p, k, r) for _, p, k, r in self._queue if p != _BARRIER]
+            self._queue.clear()
+        count = save_spill(self._spill, [*batch, *rest])
+        log.error(
+            "store still cannot write at exit: %d acknowledged records saved to %s; "
+            "they are written first when a sandbox next starts on this database",
+            count,
+            self._spill,
+        )

@@ -137,7 +137,8 @@ def run_pod(config: SandboxConfig, index: int, ready_fd: int, parent: int) -> in
         flush=producer.flush,
         run=reader.run,
         metrics_text=lambda: render(config.metrics_dir),
-        ready=lambda: producer.connected and not stopping.is_set(),
+        ready=lambda: producer.connected and producer.writable and not stopping.is_set(),
+        accepting=lambda: producer.writable,
         schedule=schedule,
         limiter=limiter,
     )
@@ -146,7 +147,12 @@ def run_pod(config: SandboxConfig, index: int, ready_fd: int, parent: int) -> in
     pool = gevent.pool.Pool()
     handler = bound_handler(
         PodEndpoint(app, faults, metrics),
-        Limits(max_body=config.max_body, idle_timeout=config.idle_timeout),
+        Limits(
+            max_body=config.max_body,
+            idle_timeout=config.idle_timeout,
+            request_timeout=config.request_timeout,
+            max_connections=config.max_connections,
+        ),
         connections,
         f"X-Sandbox-Pod: {index}\r\n".encode(),
     )

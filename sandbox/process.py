@@ -12,10 +12,17 @@ reports readiness with one JSON line on a pipe, after its port is bound and ever
 is serving; :func:`start_sandbox` returns only then, or raises :class:`SandboxError` with
 the end of the child's log. :meth:`SandboxProcess.stop` sends SIGTERM, waits, and sends
 SIGKILL only after ``timeout``.
+
+Secrets never reach the child's command line (which any user may read with ``ps``): the API
+keys and admin token go through an inherited pipe (``--secrets-fd``). The child's log is a
+temporary file unlinked as soon as it is opened, so nothing is left in ``$TMPDIR`` however
+the caller ends (a signal during start-up included); :meth:`SandboxProcess.read_log` reads
+it through the open descriptor. ``keep_logs=True`` (or ``log=PATH``) keeps a named file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -24,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +43,9 @@ from typing import Any
 
 from sandbox.capacity import Emulation
 from sandbox.faults import FaultSpec
+from sandbox.secrets_input import encode_pipe
+
+ABANDON_TIMEOUT = 15.0
 
 
 class SandboxError(RuntimeError):
@@ -55,9 +66,11 @@ class SandboxProcess:
     admin_token: str
     pid: int
     db: str
-    log_path: Path
+    log_path: Path | None
+    """The log file when it was asked for (``log=`` or ``keep_logs``); None: an unlinked one."""
     _proc: subprocess.Popen[bytes] = field(repr=False)
-    _own_log: bool = field(default=False, repr=False)
+    _log_fd: int | None = field(default=None, repr=False)
+    """The open, unlinked log file of the child (None once stopped or when named)."""
 
     @property
     def running(self) -> bool:
@@ -77,9 +90,9 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        if self._own_log:
-            self.log_path.unlink(missing_ok=True)
-            self._own_log = False
+        if self._log_fd is not None:
+            os.close(self._log_fd)
+            self._log_fd = None
 
     def kill(self) -> int:
         """SIGKILL the supervisor at once (its children then drain and exit on their own)."""
@@ -119,6 +132,11 @@ class SandboxProcess:
             raise SandboxError(f"{method} {path}: {exc.code} {detail}") from None
 
     def read_log(self) -> str:
+        """What the child has written so far (empty once stopped, unless the log is named)."""
+        if self._log_fd is not None:
+            return _read_fd(self._log_fd).decode(errors="replace")
+        if self.log_path is None:
+            return ""
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -160,21 +178,22 @@ def start_sandbox(
     seed: int | None = None,
     log: str | Path | None = None,
     startup_timeout: float = 60.0,
+    keep_logs: bool = False,
+    request_timeout: float | None = None,
+    max_connections: int | None = None,
+    max_db_size: int | None = None,
 ) -> SandboxProcess:
     """Start a sandbox and return once it serves. ``port=0`` picks a free port.
 
     ``api_keys`` maps key -> project (default: one generated key for ``proj-sandbox``);
     ``emulate`` turns on emulated capacity; ``faults`` is a spec such as
     ``"error=0.01,slow=0.02:200ms"``; ``db`` keeps the store in that file (default: a
-    temporary file removed at stop); ``log`` receives the child's output (default: a
-    temporary file, removed at stop).
+    temporary file removed at stop); ``log`` receives the child's output (default: an
+    unlinked temporary file; ``keep_logs`` keeps it as ``agenttrace-sandbox-*.log`` in
+    ``$TMPDIR``, its path in ``log_path``). The log never holds a key or the token.
     """
     args = [sys.executable, "-m", "sandbox", "--host", host, "--port", str(port)]
     args += ["--pods", str(pods)]
-    for key, project in (api_keys or {}).items():
-        args += ["--api-key", f"{key}:{project}"]
-    if admin_token:
-        args += ["--admin-token", admin_token]
     if emulate is not None:
         args += [
             "--emulate-pods",
@@ -204,42 +223,48 @@ def start_sandbox(
         args += ["--max-body", str(max_body)]
     if seed is not None:
         args += ["--seed", str(seed)]
+    if request_timeout is not None:
+        args += ["--request-timeout", f"{request_timeout!r}s"]
+    if max_connections is not None:
+        args += ["--max-connections", str(max_connections)]
+    if max_db_size is not None:
+        args += ["--max-db-size", str(max_db_size)]
 
-    own_log = log is None
-    if log is None:
-        handle, name = tempfile.mkstemp(prefix="agenttrace-sandbox-", suffix=".log")
-        os.close(handle)
-        log_path = Path(name)
-    else:
-        log_path = Path(log)
+    log_path, log_fd = _open_log(log, keep_logs)
     read_fd, write_fd = os.pipe()
-    args += ["--ready-fd", str(write_fd)]
-    with open(log_path, "ab") as log_file:
+    secrets_read, secrets_write = os.pipe()
+    args += ["--ready-fd", str(write_fd), "--secrets-fd", str(secrets_read)]
+    try:
         # Its own session: a Ctrl-C at the terminal reaches the caller (replay), which
         # finishes its run and then stops the sandbox, instead of the sandbox dying under
         # the last second of the run. The parent-death signal stops it if the caller is
         # killed outright, so no sandbox outlives the run that started it.
         proc = subprocess.Popen(
             args,
-            pass_fds=(write_fd,),
+            pass_fds=(write_fd, secrets_read),
             stdin=subprocess.DEVNULL,
-            stdout=log_file,
+            stdout=log_fd,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_terminate_with_parent,
         )
+    except BaseException:
+        for fd in (read_fd, write_fd, secrets_read, secrets_write, log_fd):
+            os.close(fd)
+        raise
     os.close(write_fd)
+    os.close(secrets_read)
+    _send_secrets(secrets_write, encode_pipe(dict(api_keys or {}), admin_token))
     try:
         line = _read_line(read_fd, startup_timeout)
+    except BaseException:  # Ctrl-C (or a signal turned into an exception) during start-up
+        _abandon(proc, log_fd)
+        raise
     finally:
         os.close(read_fd)
     if line is None:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        tail = log_path.read_text(errors="replace")[-2000:]
-        if own_log:
-            log_path.unlink(missing_ok=True)
+        tail = _read_fd(log_fd).decode(errors="replace")[-2000:]
+        _abandon(proc, log_fd)
         raise SandboxError(f"the sandbox did not start (exit {proc.returncode}):\n{tail}")
     ready = json.loads(line)
     return SandboxProcess(
@@ -254,8 +279,57 @@ def start_sandbox(
         db=ready["db"],
         log_path=log_path,
         _proc=proc,
-        _own_log=own_log,
+        _log_fd=log_fd,
     )
+
+
+def _open_log(log: str | Path | None, keep: bool) -> tuple[Path | None, int]:
+    """The child's log: (its path if named, an open descriptor for reading it back)."""
+    if log is not None:
+        path = Path(log)
+        return path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    fd, name = tempfile.mkstemp(prefix="agenttrace-sandbox-", suffix=".log")
+    if keep:
+        return Path(name), fd
+    os.unlink(name)  # nothing on disk to leave behind, whatever happens next
+    return None, fd
+
+
+def _send_secrets(fd: int, data: bytes) -> None:
+    """Write the secrets to the child's pipe and close it; a thread, should they exceed
+    the pipe's buffer, so a child that dies before reading cannot block the caller."""
+
+    def send() -> None:
+        with contextlib.suppress(OSError), os.fdopen(fd, "wb") as pipe:
+            pipe.write(data)
+
+    if len(data) < 16384:
+        send()
+    else:
+        threading.Thread(target=send, daemon=True).start()
+
+
+def _abandon(proc: subprocess.Popen[bytes], log_fd: int) -> None:
+    """Stop a child that did not become ready (SIGTERM, so it removes its runtime
+    directory; SIGKILL after ``ABANDON_TIMEOUT``), and close its log."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=ABANDON_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
+    os.close(log_fd)
+
+
+def _read_fd(fd: int) -> bytes:
+    """Everything written to a file so far, read through its descriptor."""
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 def _read_line(fd: int, timeout: float) -> str | None:

@@ -66,10 +66,16 @@ class _Child:
 
 class Supervisor:
     def __init__(
-        self, config: SandboxConfig, *, ready_fd: int | None = None, out: IO[str] | None = None
+        self,
+        config: SandboxConfig,
+        *,
+        ready_fd: int | None = None,
+        out: IO[str] | None = None,
+        given: tuple[set[str], bool] = (set(), False),
     ) -> None:
         self._requested = config
         self._ready_fd = ready_fd
+        self._given = given
         self._out = out if out is not None else sys.stdout
         self._children: dict[int, _Child] = {}
         self._restarts: list[float] = []
@@ -169,9 +175,16 @@ class Supervisor:
             f" + 1 ingestion worker, supervisor pid {os.getpid()})",
             f"  database     {config.db_path}{'' if config.db else '  (temporary)'}",
         ]
+        # A secret is shown only when it was generated for a person at a terminal: given
+        # ones are known to whoever gave them, and a library caller (--ready-fd) reads them
+        # from the pipe, while this banner may end up in a log file.
+        library = self._ready_fd is not None
+        given_keys, token_given = self._given
         for key, project in config.api_keys.items():
-            lines.append(f"  API key      {key}  (project {project})")
-        lines.append(f"  admin token  {config.admin_token}")
+            shown = "(not shown)" if library else "(given)" if key in given_keys else key
+            lines.append(f"  API key      {shown}  (project {project})")
+        token_shown = "(not shown)" if library else "(given)" if token_given else config.admin_token
+        lines.append(f"  admin token  {token_shown}")
         if config.emulate:
             e = config.emulation
             lines.append(
@@ -180,9 +193,8 @@ class Supervisor:
             )
         if config.faults:
             lines.append(f"  faults       {config.faults.describe()}")
-        lines.append(
-            f"  try: curl -H 'Authorization: Bearer {config.api_key}' {url}/api/public/traces"
-        )
+        key_shown = "$API_KEY" if library or config.api_key in given_keys else config.api_key
+        lines.append(f"  try: curl -H 'Authorization: Bearer {key_shown}' {url}/api/public/traces")
         lines.append("  Ctrl-C or SIGTERM stops it (acknowledged traces are written first)")
         print("\n".join(lines), file=self._out, flush=True)
         if self._ready_fd is not None:

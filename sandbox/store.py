@@ -16,6 +16,7 @@ as the production platform does.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -134,10 +135,23 @@ Queued = tuple[str, str, dict[str, Any]]
 """(project_id, TRACE or OBSERVATION, record) as the worker hands it to :func:`write`."""
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the database; the writer creates the schema, readers are query-only."""
-    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 30000")
+def connect(
+    path: str | Path,
+    *,
+    readonly: bool = False,
+    busy_timeout: float = 30.0,
+    max_bytes: int | None = None,
+) -> sqlite3.Connection:
+    """Open the database; the writer creates the schema, readers are query-only.
+
+    ``busy_timeout`` is how long a statement waits for another connection's lock before it
+    fails; ``max_bytes`` caps the database file (SQLite's ``max_page_count``): past it a
+    write fails as on a full disk.
+    """
+    conn = sqlite3.connect(
+        str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
         return conn
@@ -145,6 +159,9 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(_SCHEMA)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if max_bytes is not None:
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
     return conn
 
 
@@ -181,9 +198,22 @@ def write(conn: sqlite3.Connection, items: Sequence[Queued]) -> tuple[int, int]:
             conn.executemany(_DURATION, list(touched))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     return len(trace_rows), len(observation_rows)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already; a failure to roll back is
+    logged, so that the error which made the write fail is the one raised."""
+    if not conn.in_transaction:
+        return  # SQLite rolled back by itself (as after SQLITE_FULL)
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        logging.getLogger("sandbox.store").warning(
+            "ROLLBACK failed too (%s: %s)", type(exc).__name__, exc
+        )
 
 
 def _trace_row(project: str, record: dict[str, Any]) -> tuple[Any, ...]:
@@ -230,8 +260,18 @@ def _dump(value: Any) -> str | None:
     return None if value is None else _encode(value)
 
 
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+def _load(text: Any) -> Any:
+    """A stored JSON column decoded; a value that is not valid JSON is shown as stored."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except (ValueError, TypeError, RecursionError):
+        return text if isinstance(text, str) else None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 # ----------------------------------------------------------------------------- reads
@@ -251,6 +291,8 @@ def trace_view(project: str, row: sqlite3.Row | tuple[Any, ...]) -> dict[str, An
     """A trace row as the public API shows it (camelCase, ISO timestamps, JSON decoded)."""
     (id_, name, ts_ms, input_, output, metadata, user_id, session_id, release, version) = row[:10]
     tags, extra, duration_ms, created_ms, updated_ms = row[10:15]
+    if not isinstance(duration_ms, int | float) or duration_ms != duration_ms:
+        duration_ms = None
     view: dict[str, Any] = {
         "id": id_,
         "projectId": project,
@@ -269,7 +311,7 @@ def trace_view(project: str, row: sqlite3.Row | tuple[Any, ...]) -> dict[str, An
         "updatedAt": format_timestamp_ms(updated_ms),
     }
     extras = _load(extra)
-    if extras:
+    if isinstance(extras, dict):
         for key, value in extras.items():
             view.setdefault(key, value)
     return view
@@ -300,7 +342,7 @@ def observation_view(project: str, row: sqlite3.Row | tuple[Any, ...]) -> dict[s
         "version": version,
     }
     extras = _load(extra)
-    if extras:
+    if isinstance(extras, dict):
         for key, value in extras.items():
             view.setdefault(key, value)
     return view
