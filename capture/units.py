@@ -62,8 +62,9 @@ def parse_positive_duration_ns(text: str) -> int:
     return ns
 
 
-def parse_rate(text: str) -> float:
-    """Requests per second: '200', '200/s', '1.5k', '12000/m' (per minute)."""
+def parse_rate(text: str, *, allow_zero: bool = False) -> float:
+    """Requests per second: '200', '200/s', '1.5k', '12000/m' (per minute); zero only where
+    `allow_zero` (a stage that ramps down to nothing)."""
     s = str(text).strip().lower().replace(" ", "")
     per = 1.0
     for suffix, divisor in (("/s", 1.0), ("/m", 60.0), ("/h", 3600.0)):
@@ -77,7 +78,7 @@ def parse_rate(text: str) -> float:
         value = float(s) * mult / per
     except ValueError:
         raise ValueError(f"{text!r} is not a rate (examples: 200, 200/s, 1.5k, 600/m)") from None
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{text!r}: a rate must be a positive number of requests per second")
     return value
 

@@ -38,7 +38,7 @@ def _parse_stage(text: str) -> tuple[int, float]:
     ns = parse_duration_ns(duration)
     if ns <= 0:
         raise ValueError(f"{text!r}: a stage must last longer than zero")
-    return ns, parse_rate(rate)
+    return ns, parse_rate(rate, allow_zero=True)
 
 
 STAGE = ParsedType("duration:rate", _parse_stage)

@@ -13,10 +13,10 @@ Metrics (every one labelled with ``segment``, "0/1" for an unsegmented run):
     replay_requests_total{scenario,endpoint,status}    counter: answered or failed requests
     replay_request_duration_seconds{scenario,endpoint}  histogram: from the intended send time
     replay_send_lag_seconds{scenario,endpoint}          histogram: actual minus intended send
-    replay_offered_requests_total                       counter: came due (sent or dropped)
-    replay_dropped_requests_total{endpoint}             counter: could not be sent
-    replay_inflight_requests                            gauge: sent, not yet answered
-    replay_active_vus                                   gauge: closed models' VUs
+    replay_offered_requests_total{scenario}             counter: came due (sent or dropped)
+    replay_dropped_requests_total{scenario,endpoint}    counter: could not be sent
+    replay_inflight_requests{scenario}                  gauge: sent, not yet answered
+    replay_active_vus{scenario}                         gauge: closed models' VUs
 """
 
 from __future__ import annotations
@@ -73,16 +73,17 @@ class LiveMetrics:
         self._requests: dict[tuple[str, str, str], int] = {}
         self._latency: dict[tuple[str, str], _Histogram] = {}
         self._lag: dict[tuple[str, str], _Histogram] = {}
-        self._offered = 0
-        self._dropped: dict[str, int] = {}
+        self._offered: dict[str, int] = {}
+        self._dropped: dict[tuple[str, str], int] = {}
         self._inflight: dict[int, int] = {}  # per worker, its latest
 
     def add(self, delta: Delta, scenario: str = "") -> None:
         """One worker's delta (one fold of one interval)."""
         with self._lock:
-            self._offered += delta.offered
+            self._offered[scenario] = self._offered.get(scenario, 0) + delta.offered
             for endpoint, n in delta.dropped.items():
-                self._dropped[endpoint] = self._dropped.get(endpoint, 0) + n
+                key = (scenario, endpoint)
+                self._dropped[key] = self._dropped.get(key, 0) + n
             self._inflight[delta.worker] = delta.inflight
             for s in delta.series:
                 key = (scenario, s.endpoint)
@@ -106,7 +107,7 @@ class LiveMetrics:
             requests = dict(self._requests)
             latency = {k: (h.counts.copy(), h.sum_us) for k, h in self._latency.items()}
             lag = {k: (h.counts.copy(), h.sum_us) for k, h in self._lag.items()}
-            offered, dropped = self._offered, dict(self._dropped)
+            offered, dropped = dict(self._offered), dict(self._dropped)
             inflight = sum(self._inflight.values())
         total = CounterMetricFamily(
             "replay_requests",
@@ -129,27 +130,32 @@ class LiveMetrics:
             seg,
         )
         offered_family = CounterMetricFamily(
-            "replay_offered_requests", "Requests that came due.", labels=["segment"]
+            "replay_offered_requests", "Requests that came due.", labels=["scenario", "segment"]
         )
-        offered_family.add_metric([seg], offered)
+        for scenario, n in sorted(offered.items()) or [("", 0)]:
+            offered_family.add_metric([scenario, seg], n)
         yield offered_family
         dropped_family = CounterMetricFamily(
             "replay_dropped_requests",
             "Requests the load generator could not send.",
-            labels=["endpoint", "segment"],
+            labels=["scenario", "endpoint", "segment"],
         )
-        for endpoint, n in sorted(dropped.items()):
-            dropped_family.add_metric([endpoint, seg], n)
+        for (scenario, endpoint), n in sorted(dropped.items()):
+            dropped_family.add_metric([scenario, endpoint, seg], n)
         yield dropped_family
         inflight_family = GaugeMetricFamily(
-            "replay_inflight_requests", "Requests sent and not yet answered.", labels=["segment"]
+            "replay_inflight_requests",
+            "Requests sent and not yet answered.",
+            labels=["scenario", "segment"],
         )
-        inflight_family.add_metric([seg], inflight)
+        inflight_family.add_metric(["", seg], inflight)
         yield inflight_family
         vus_family = GaugeMetricFamily(
-            "replay_active_vus", "Virtual users of closed-model load.", labels=["segment"]
+            "replay_active_vus",
+            "Virtual users of closed-model load.",
+            labels=["scenario", "segment"],
         )
-        vus_family.add_metric([seg], self.vus)
+        vus_family.add_metric(["", seg], self.vus)
         yield vus_family
 
 

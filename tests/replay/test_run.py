@@ -265,3 +265,15 @@ def test_bad_combinations_are_one_line(replay: Any, args: list[str]) -> None:
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "error" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_stage_ramps_down_to_zero(
+    replay: Any, synth_corpus: Any, tiny_server: Any, tmp_path: Path
+) -> None:
+    # the README's ramp down: 200/s held 1 s, then to 0 over 1 s: 200 + 100 = 300 offered
+    out = tmp_path / "z.json"
+    done = replay(str(synth_corpus()), "--target", tiny_server(), "--rate", "200",
+                  "--stage", "1s:200", "--stage", "1s:0", "--workers", "1",
+                  "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert abs(_results(out)["totals"]["offered"] - 300) <= 2
