@@ -342,3 +342,46 @@ def test_merge_refuses_segments_of_different_splits() -> None:
     )
     with pytest.raises(ResultsError, match="split differently"):
         merge_results([a, b], ["a", "b"])
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(1, 3_000_000)),
+        min_size=1,
+        max_size=200,
+    )
+)
+def test_merged_segments_equal_one_run_of_the_same_latencies(
+    requests: list[tuple[int, int, int]],
+) -> None:
+    # the same recorded latencies (segment, second, latency µs), once split into three
+    # segment files and merged, once in one aggregate: the same histograms, to the byte
+    from replay.aggregate import RunAggregate
+    from replay.recorder import IntervalRecorder
+    from replay.results import RunMeta, build_results, dumps_results
+
+    def run_of(rows: list[tuple[int, int, int]], worker: int) -> RunAggregate:
+        agg = RunAggregate()
+        rec = IntervalRecorder(worker)
+        for second in range(4):
+            for _seg, s, lat in rows:
+                if s == second:
+                    rec.offered()
+                    rec.record("ingest", "200", s * NS, s * NS, s * NS + lat * 1000)
+            agg.add(rec.flush(second, inflight=0))
+        agg.set_duration(4.0)
+        return agg
+
+    parts = []
+    for seg in range(3):
+        agg = run_of([r for r in requests if r[0] == seg], seg)
+        meta = RunMeta(corpus="c", target="t", model="rate", segment=f"{seg}/3")
+        parts.append(json.loads(dumps_results(build_results(agg, meta, []))))
+    merged = merge_results(parts, ["s0", "s1", "s2"])
+    whole = json.loads(
+        dumps_results(build_results(run_of(requests, 0), RunMeta("c", "t", "rate"), []))
+    )
+    for key in ("latency_ms", "totals"):
+        assert merged[key] == whole[key]
+    assert "segment" not in merged["meta"]
