@@ -97,8 +97,16 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     Latency is measured from each request's intended time (coordinated omission
     corrected) and from its actual send; requests the generator could not send are
     counted as dropped. Exit status: 0 ok, 1 run failed, 2 bad input or target,
-    99 a threshold failed, 130 interrupted.
+    99 a threshold failed, 130 interrupted (Ctrl-C or SIGTERM: partial results are written).
     """
+    from replay.signals import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        code = _run(corpus, options)
+    ctx.exit(code)
+
+
+def _run(corpus: str, options: dict[str, Any]) -> int:
     from replay.coordinator import Coordinator, RunFailed
     from replay.target import TargetError, open_target
 
@@ -109,7 +117,7 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
         raise InputError(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("replay run: interrupted", err=True)
-        ctx.exit(130)
+        return 130
     try:
         code = Coordinator(plan, target).run()
     except RunFailed as exc:
@@ -120,15 +128,18 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
         code = 130
     finally:
         target.stop()
-    ctx.exit(code)
+    return code
 
 
 def _command_line() -> str:
-    """The command as typed: `replay run ...` (also when run as python -m replay.cli_run)."""
+    """The command as typed, credentials replaced by *** (`replay run ...`, also when run as
+    python -m replay.cli_run)."""
+    from replay.redact import redact_argv
+
     argv = sys.argv[1:]
     if argv[:1] == ["run"]:
         argv = argv[1:]
-    return shlex.join(["replay", "run", *argv])
+    return shlex.join(["replay", "run", *redact_argv(argv)])
 
 
 def make_plan(corpus: str, o: dict[str, Any], command_line: str = "") -> Any:

@@ -48,6 +48,8 @@ from replay.histogram import (
     encode_sparse,
 )
 from replay.recorder import ERROR_KINDS, METRICS, SeriesDelta
+from replay.redact import redact_command_line, redact_url
+from replay.results_check import timeline_problem
 from replay.thresholds import Threshold, Verdict, evaluate, parse_threshold
 
 SCHEMA = "replay-results/1"
@@ -453,6 +455,9 @@ def validate_results(obj: Any, name: str = "results") -> None:
     hists = _get(obj, "histograms", (dict,), top)
     for j, s in enumerate(_get(hists, "series", (list,), f"{top}histograms.")):
         _series_entry(s, f"{top}histograms.series[{j}].")
+    problem = timeline_problem(obj)
+    if problem:
+        raise ResultsError(f"{top}{problem}")
 
 
 # -- merging ----------------------------------------------------------------------------
@@ -552,7 +557,7 @@ def merge_meta(metas: Sequence[RunMeta], sources: Sequence[str]) -> RunMeta:
     ends = sorted((t, m.ended) for m in metas if (t := _epoch(m.ended)) is not None)
     return RunMeta(
         corpus=_same_or_joined(m.corpus for m in metas),
-        target=_same_or_joined(m.target for m in metas),
+        target=_same_or_joined(redact_url(m.target) for m in metas if m.target is not None),
         model=_same_or_joined(m.model for m in metas) or "",
         scale=_same_or_none([m.scale for m in metas]),
         speed=_same_or_none([m.speed for m in metas]),
@@ -562,7 +567,9 @@ def merge_meta(metas: Sequence[RunMeta], sources: Sequence[str]) -> RunMeta:
         ended=ends[-1][1] if ends else "",
         version=_same_or_joined(m.version for m in metas) or "",
         host_cores=sum(m.host_cores for m in metas),
-        command_line=" ; ".join(m.command_line for m in metas if m.command_line),
+        command_line=" ; ".join(
+            redact_command_line(m.command_line) for m in metas if m.command_line
+        ),
         notes=notes,
     )
 
