@@ -22,6 +22,7 @@ from pathlib import Path
 from planner import caveats
 from planner.caveats import Caveat
 from planner.errors import InputError
+from planner.limits import pods_problem, rate_problem
 from planner.sweep_format import Sweep, load_sweep
 
 N_COLUMNS = ("pods", "concurrency")
@@ -79,6 +80,9 @@ def parse_csv(text: str, path: str | Path = "") -> list[tuple[int, float]]:
         x = _number(row[x_col], X_COLUMN, path, where)
         if x <= 0:
             raise InputError(path, where, f"throughput {row[x_col].strip()} must be greater than 0")
+        problem = pods_problem(pods) or rate_problem(x, "throughput")
+        if problem:
+            raise InputError(path, where, problem)
         out.append((pods, x))
     if header is None:
         raise InputError(path, "", "empty: expected a header line 'pods,throughput' and data")
@@ -164,12 +168,17 @@ def _number(cell: str, column: str, path: str | Path, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InputError(path, where, f"{column} {text!r} is not a number") from None
+        raise InputError(path, where, f"{column} {_short(text)} is not a number") from None
     if not math.isfinite(value):
-        raise InputError(path, where, f"{column} {text!r} is not a finite number")
+        raise InputError(path, where, f"{column} {_short(text)} is not a finite number")
     if value < 0:
         raise InputError(path, where, f"{column} {text} is negative")
     return value
+
+
+def _short(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 40 else f"{shown[:30]}... ({len(text)} characters)"
 
 
 def _whole(value: float, column: str, path: str | Path, where: str) -> int:

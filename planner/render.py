@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from capture.termsafe import printable_lines
 from planner import __version__
 from planner.capacity import CapacityPlan, Projection
 from planner.plots import band, latency_png, throughput_png
 from planner.points import Measurements
 from planner.report import sources
 from planner.sweep_format import Slo
+from replay.redact import redact_url
 
 CONFIRM_MINUTES = 30
 
@@ -298,7 +300,8 @@ def _measurement_blocks(plan: CapacityPlan, measurements: Measurements) -> list[
     for path, sweep in measurements.sweeps:
         out.append(
             _P(
-                f"{path}: target {sweep.target}, SLO p99 < {sweep.slo.p99_ms:g} ms, error rate "
+                f"{path}: target {redact_url(sweep.target)}, SLO p99 < {sweep.slo.p99_ms:g} ms, "
+                "error rate "
                 f"≤ {sweep.slo.max_error_rate:g}, achieved ≥ {sweep.slo.min_achieved_ratio:g} × "
                 f"offered; started {sweep.started}, "
                 + (f"finished {sweep.finished}." if sweep.finished else "not finished.")
@@ -445,24 +448,32 @@ def render_markdown(plan: CapacityPlan, measurements: Measurements) -> str:
     lines: list[str] = []
     for block in _blocks(plan, measurements, images=False):
         if isinstance(block, _H):
-            lines += ["#" * block.level + " " + block.text, ""]
+            lines += ["#" * block.level + " " + _md(block.text), ""]
         elif isinstance(block, _P):
-            lines += [block.text, ""]
+            lines += [_md(block.text), ""]
         elif isinstance(block, _List):
-            lines += [f"- {item}" for item in block.items] + [""]
+            lines += [f"- {_md(item)}" for item in block.items] + [""]
         elif isinstance(block, _Table):
             if block.details:
-                lines += [f"{block.details}:", ""]
-            lines.append("| " + " | ".join(block.header) + " |")
+                lines += [f"{_md(block.details)}:", ""]
+            lines.append("| " + " | ".join(_md(h) for h in block.header) + " |")
             lines.append("|" + "|".join("---" for _ in block.header) + "|")
             lines += [
-                "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in block.rows
+                "| " + " | ".join(_md(c).replace("|", "\\|") for c in r) + " |" for r in block.rows
             ]
             lines.append("")
         elif isinstance(block, _Code):
             lines += ["```", block.text, "```", ""]
     lines.append("Figures: see the HTML report (`planner report ... --html`).")
     return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    """Markdown text with the HTML it may carry from an input file (a sweep's target, a
+    CSV's name) escaped, and no control characters: a Markdown viewer renders raw HTML. Only
+    what could open a tag or an entity is escaped, so `p99 < 100 ms` stays readable."""
+    text = re.sub(r"&(?=#?[0-9A-Za-z]+;)", "&amp;", printable_lines(text))
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
 
 
 _CSS = """
