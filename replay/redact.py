@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "***"
 SECRET_OPTIONS = frozenset(
@@ -20,7 +19,7 @@ SECRET_OPTIONS = frozenset(
 )
 """Options whose value is a credential, in any command of the project."""
 
-_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s@]*)@")
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s@]*)@")
 _OPTION = re.compile(
     r"(?i)(?<![\w-])(" + "|".join(re.escape(o) for o in sorted(SECRET_OPTIONS)) + r")(=|\s+)(\S+)"
 )
@@ -28,15 +27,10 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=:-]+")
 
 
 def redact_url(url: str) -> str:
-    """`url` with any userinfo (user, password or token before '@') replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return redact_text(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{REDACTED}@{host}"))
+    """`url` with anything between the scheme and an '@' (userinfo: a user, a password or a
+    token) replaced by ***. Where a URL parser would disagree on where userinfo ends (a '#',
+    '?' or '/' in a password), more is hidden, never less."""
+    return _URL.sub(rf"\1{REDACTED}@", url)
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
@@ -80,13 +74,9 @@ def userinfo_problem(url: str) -> str | None:
 
     Credentials in a URL end up in shell history, process lists and logs; replay takes the
     key from --api-key or API_KEY only, so a URL with userinfo is refused, not ignored."""
-    try:
-        netloc = urlsplit(url.strip()).netloc
-    except ValueError:
-        return None  # the URL parser names what is wrong
-    if "@" not in netloc:
+    if not _URL.search(url.strip()):
         return None
     return (
         f"--target {redact_url(url.strip())}: credentials in the URL are not used; "
-        "give the key with --api-key or API_KEY and the URL without 'user:password@'"
+        "give the key with --api-key or API_KEY and the URL without userinfo"
     )
