@@ -152,3 +152,19 @@ def assert_one_line_error(ran: Ran, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def invoke(command: str, *args: str) -> Ran:
+    """`command args` in this process (click's runner, standalone mode as a console script
+    runs it): no interpreter start-up, for the commands whose imports are heavy."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    module, _, function = COMMANDS[command].partition(":")
+    main = getattr(importlib.import_module(module), function)
+    started = time.monotonic()
+    result = CliRunner().invoke(main, list(args), prog_name=command)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr, time.monotonic() - started, 0.0)
