@@ -22,7 +22,7 @@ secrets = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_siz
 def test_argv_loses_every_credential_value(secret: str, option: str, joined: bool) -> None:
     argv = ["ingestion", f"{option}={secret}"] if joined else ["ingestion", option, secret]
     shown = redact_argv(argv)
-    assert secret not in shown and REDACTED in " ".join(shown)
+    assert shown[1:] == ([f"{option}={REDACTED}"] if joined else [option, REDACTED])
     assert shown[0] == "ingestion"  # everything else is kept
 
 
