@@ -12,6 +12,7 @@ from capture.arrivals import PROFILES
 from capture.cli_errors import InputError, OneLineGroup
 from capture.inspect import inspect_corpus, render_stats
 from capture.synth import DEFAULT_EPOCH, WORKLOADS, SynthSpec, write_synth_corpus
+from capture.termsafe import printable_lines
 from capture.units import DURATION, RATE
 
 
@@ -75,4 +76,4 @@ def inspect(corpus: Path, as_json: bool, recover: bool) -> None:
     if as_json:
         click.echo(json.dumps(stats.to_json(), indent=2))
     else:
-        click.echo(render_stats(stats))
+        click.echo(printable_lines(render_stats(stats)))  # metadata is anybody's text

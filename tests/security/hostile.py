@@ -52,9 +52,10 @@ def corpus_bytes(
     index: Any = None,
     header_records: int | None = None,
     header_chunks: int | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> bytes:
     """A one-chunk corpus, format version 1, laid out by hand; any part may be replaced."""
-    meta = msgpack.packb(META)
+    meta = msgpack.packb(META if metadata is None else metadata)
     raw = msgpack.packb(list(records), use_bin_type=True)
     if payload is None:
         payload = zstandard.ZstdCompressor().compress(raw)

@@ -166,3 +166,14 @@ def test_a_zlib_crc_is_not_enough_to_pass(write_bytes: Callable[[str, bytes], Pa
     ran = run_command("capture", "inspect", str(path))
     assert_one_line_error(ran, "index")
     assert zlib.crc32(data) != 0
+
+
+def test_inspect_prints_no_control_characters_from_metadata(
+    write_bytes: Callable[[str, bytes], Path],
+) -> None:
+    metadata = {**META, "workload": "w\x1b]0;owned\x07\x1b[2J", "extra": {"command": "a\rb"}}
+    path = write_bytes("meta.atc", corpus_bytes(GOOD, metadata=metadata))
+    ran = run_command("capture", "inspect", str(path))
+    assert ran.status == 0, ran.stderr
+    assert not any(ord(c) < 0x20 and c != "\n" for c in ran.stdout)
+    assert "w]0;owned" in ran.stdout and "made by      ab" in ran.stdout
