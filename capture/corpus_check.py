@@ -9,10 +9,11 @@ record on. The writer applies the same checks, so it never writes what a reader 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from capture.httphead import head_problem
+from capture.httphead import MAX_PATH, head_problem
 
 MAX_BODY = 32 << 20
 """Bytes of one request body (the sandbox accepts 4.5 MB; recorded traffic rarely more)."""
@@ -41,6 +42,32 @@ the bytes are buffered."""
 
 RECORD_FIELDS = 11
 
+_KNOWN_GOOD: set[object] = set()  # (method, headers) of records that passed head_problem
+_KNOWN_LIMIT = 1 << 16
+
+
+def _head_problem(method: object, path: object, headers: Any) -> str | None:
+    """`head_problem`, with what a corpus repeats (a method and its header lines) remembered
+    once it has passed: a record then costs a check of its path and one set lookup."""
+    if (
+        type(path) is str
+        and path[:1] == "/"
+        and len(path) <= MAX_PATH
+        and path.isascii()
+        and path.isprintable()  # printable ASCII: 0x20-0x7e
+        and " " not in path
+    ):
+        try:
+            if (method, headers) in _KNOWN_GOOD:
+                return None
+        except TypeError:  # unhashable parts: check them the long way
+            pass
+    problem = head_problem(method, path, headers)
+    if problem is None and len(_KNOWN_GOOD) < _KNOWN_LIMIT:
+        with contextlib.suppress(TypeError):
+            _KNOWN_GOOD.add((method, headers))
+    return problem
+
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -52,6 +79,23 @@ def _opt_int(value: object) -> bool:
 
 def record_problem(fields: Any, endpoints: Collection[str], spans_type: type) -> str | None:
     """Why a decoded record (a tuple of `RECORD_FIELDS`) cannot be replayed, or None."""
+    if type(fields) is tuple and len(fields) == RECORD_FIELDS:  # the common case, at once
+        offset, endpoint, method, path, headers, body, body_ids, path_ids = fields[:8]
+        if (
+            type(offset) is int
+            and 0 <= offset < 1 << 63
+            and endpoint in endpoints
+            and type(body) is bytes
+            and type(headers) is tuple
+            and len(headers) <= MAX_HEADERS
+            and (type(body_ids) is spans_type or body_ids == ())
+            and (type(path_ids) is spans_type or path_ids == ())
+            and (fields[8] is None or type(fields[8]) is str)
+            and _opt_int(fields[9])
+            and _opt_int(fields[10])
+            and _head_problem(method, path, headers) is None
+        ):
+            return None
     if not isinstance(fields, (tuple, list)) or len(fields) != RECORD_FIELDS:
         size = f"of {len(fields)} fields" if isinstance(fields, (tuple, list)) else "a scalar"
         return f"is {size}, not an array of {RECORD_FIELDS}"
@@ -65,7 +109,7 @@ def record_problem(fields: Any, endpoints: Collection[str], spans_type: type) ->
         return "headers is not an array of [name, value] pairs"
     if len(headers) > MAX_HEADERS:
         return f"{len(headers)} headers, more than {MAX_HEADERS}"
-    problem = head_problem(method, path, headers)
+    problem = _head_problem(method, path, headers)
     if problem:
         return problem
     if not isinstance(body, bytes):
