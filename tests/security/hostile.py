@@ -100,14 +100,15 @@ class Ran:
 
 _REPORT = "__peak_rss_kb__"
 _WRAP = (
-    "import importlib, resource, sys\n"
+    "import importlib, re, sys\n"
     "entry, name = sys.argv[1], sys.argv[2]\n"
     "sys.argv = [name, *sys.argv[3:]]\n"
     "module, _, function = entry.partition(':')\n"
     "try:\n"
     "    getattr(importlib.import_module(module), function)(prog_name=name)\n"
     "finally:\n"
-    "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    peak = int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
     f"    sys.stderr.write('\\n{_REPORT} %d\\n' % peak)\n"
 )
 COMMANDS = {
@@ -119,7 +120,9 @@ COMMANDS = {
 
 def run_command(command: str, *args: str, timeout: float = 60) -> Ran:
     """`command args` as a user runs it, in a child process that reports its own peak RSS
-    (getrusage at exit) on a last stderr line, which is taken out of the returned stderr."""
+    on a last stderr line, taken out of the returned stderr. The peak is the kernel's VmHWM
+    of the child's own address space: getrusage's ru_maxrss would also count the parent's
+    pages, which a forked child carries until it execs."""
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", _WRAP, COMMANDS[command], command, *args],
