@@ -16,6 +16,7 @@ from capture.cli_record import record, repair
 from capture.cli_units import DURATION, RATE
 from capture.inspect import inspect_corpus, render_stats
 from capture.synth import DEFAULT_EPOCH, WORKLOADS, SynthSpec, write_synth_corpus
+from capture.termsafe import printable_lines
 
 
 @click.group(
@@ -88,7 +89,7 @@ def inspect(corpus: Path, as_json: bool, recover: bool) -> None:
     if as_json:
         click.echo(json.dumps(stats.to_json(), indent=2))
     else:
-        click.echo(render_stats(stats))
+        click.echo(printable_lines(render_stats(stats)))  # metadata is anybody's text
 
 
 for _command in (import_, export, dump, fit, record, repair):

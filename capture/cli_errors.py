@@ -31,7 +31,10 @@ __all__ = [
 
 
 def one_line(message: str) -> str:
-    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+    """The message as one line, without control characters (it may quote a file)."""
+    from capture.termsafe import printable
+
+    return printable(" ".join(part.strip() for part in message.splitlines() if part.strip()))
 
 
 class _OneLineMain:

@@ -35,6 +35,17 @@ from typing import IO, Any, NamedTuple, overload
 import msgpack
 import zstandard
 
+from capture.corpus_check import (
+    MAX_CHUNK_BYTES,
+    MAX_CHUNK_RAW,
+    MAX_CHUNK_RECORDS,
+    MAX_META,
+    UNPACK_LIMITS,
+    index_problem,
+    record_problem,
+    writable_problem,
+)
+
 MAGIC = b"ATCORPUS"
 FORMAT_VERSION = 1
 CHUNK_MAGIC = b"CHNK"
@@ -277,8 +288,11 @@ class CorpusWriter:
         keep_partial: bool = False,
         meta_reserve: int = 0,
     ) -> None:
-        if chunk_records < 1 or chunk_bytes < 1:
-            raise ValueError("chunk_records and chunk_bytes must be positive")
+        if not (0 < chunk_records <= MAX_CHUNK_RECORDS and 0 < chunk_bytes <= MAX_CHUNK_BYTES):
+            raise ValueError(
+                f"chunk_records must be 1 to {MAX_CHUNK_RECORDS} and chunk_bytes 1 to "
+                f"{MAX_CHUNK_BYTES}"
+            )
         self.path = Path(path)
         self.partial_path = self.path.with_name(self.path.name + ".partial")
         self.meta = meta
@@ -326,6 +340,11 @@ class CorpusWriter:
             )
         if record.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint tag {record.endpoint!r}")
+        problem = writable_problem(
+            record.offset_ns, record.method, record.path, record.headers, record.body
+        )
+        if problem:
+            raise ValueError(f"record at {record.offset_ns} ns cannot be written: {problem}")
         self._last_ns = record.offset_ns
         wire = _record_to_wire(record)
         self._pending.append(wire)
@@ -493,6 +512,8 @@ def _read_header(path: Path, f: IO[bytes], size: int) -> tuple[tuple[Any, ...], 
     if version < 1:
         raise CorpusError(path, f"invalid format version {version}", 8)
     meta_len, crc = fields[7], fields[8]
+    if meta_len > MAX_META:
+        raise CorpusError(path, f"metadata of {meta_len:,} bytes (at most {MAX_META:,})", 40)
     meta_bytes = f.read(meta_len)
     if len(meta_bytes) < meta_len:
         raise CorpusError(path, "truncated metadata", HEADER_SIZE + len(meta_bytes))
@@ -500,7 +521,7 @@ def _read_header(path: Path, f: IO[bytes], size: int) -> tuple[tuple[Any, ...], 
     if zlib.crc32(meta_bytes, zlib.crc32(unsigned)) != crc:
         raise CorpusError(path, "header checksum mismatch (header or metadata damaged)", 0)
     try:
-        meta = CorpusMeta.from_wire(msgpack.unpackb(meta_bytes, raw=False))
+        meta = CorpusMeta.from_wire(msgpack.unpackb(meta_bytes, raw=False, **UNPACK_LIMITS))
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise CorpusError(path, f"unreadable metadata: {exc}", HEADER_SIZE) from None
     return fields, meta
@@ -510,7 +531,12 @@ def _chunks_from_index(
     path: Path, f: IO[bytes], size: int, fields: tuple[Any, ...]
 ) -> list[ChunkInfo]:
     index_offset, n_chunks, n_records = fields[6], fields[5], fields[3]
-    if index_offset + _INDEX.size > size:
+    data_start = HEADER_SIZE + fields[7]
+    if n_chunks > (size - data_start) // CHUNK_HEADER_SIZE:
+        raise CorpusError(path, f"header claims {n_chunks:,} chunks: more than the file holds", 28)
+    if n_records > n_chunks * MAX_CHUNK_RECORDS:
+        raise CorpusError(path, f"header claims {n_records:,} records in {n_chunks} chunks", 12)
+    if index_offset < data_start or index_offset + _INDEX.size > size:
         raise CorpusError(
             path,
             f"truncated: the index should start at byte {index_offset} but the file has "
@@ -521,21 +547,21 @@ def _chunks_from_index(
     magic, length, crc = _INDEX.unpack(f.read(_INDEX.size))
     if magic != INDEX_MAGIC:
         raise CorpusError(path, f"index magic missing (found {magic!r})", index_offset)
+    if length > size - index_offset - _INDEX.size:
+        raise CorpusError(path, f"truncated index (it claims {length:,} bytes)", index_offset)
     payload = f.read(length)
-    if len(payload) < length:
-        raise CorpusError(path, "truncated index", index_offset + _INDEX.size + len(payload))
     if zlib.crc32(payload) != crc:
         raise CorpusError(path, "index checksum mismatch", index_offset)
-    entries = msgpack.unpackb(payload, raw=False)
-    if len(entries) != n_chunks:
-        raise CorpusError(
-            path, f"index lists {len(entries)} chunks, header says {n_chunks}", index_offset
-        )
+    try:
+        entries = msgpack.unpackb(payload, raw=False, **UNPACK_LIMITS)
+    except _DECODE_ERRORS as exc:
+        raise CorpusError(path, f"undecodable index: {exc}", index_offset) from None
+    problem = index_problem(entries, n_chunks, data_start, index_offset)
+    if problem:
+        raise CorpusError(path, problem, index_offset)
     chunks: list[ChunkInfo] = []
     seq = 0
     for i, (offset, records, first_ns, last_ns) in enumerate(entries):
-        if not HEADER_SIZE <= offset < index_offset:
-            raise CorpusError(path, f"index entry {i} points outside the file", index_offset)
         chunks.append(ChunkInfo(i, offset, records, first_ns, last_ns, seq))
         seq += records
     if seq != n_records:
@@ -548,12 +574,15 @@ def _chunks_from_index(
 def _chunks_by_scan(f: IO[bytes], start: int, size: int) -> list[ChunkInfo]:
     """Walk chunk frames from `start`; stop at the first frame that is not whole."""
     chunks: list[ChunkInfo] = []
-    seq, offset = 0, start
+    seq, offset, previous_ns = 0, start, 0
     while offset + CHUNK_HEADER_SIZE <= size:
         f.seek(offset)
         magic, length, records, _crc, first_ns, last_ns = _CHUNK.unpack(f.read(CHUNK_HEADER_SIZE))
         if magic != CHUNK_MAGIC or offset + CHUNK_HEADER_SIZE + length > size:
             break
+        if not (0 < records <= MAX_CHUNK_RECORDS and previous_ns <= first_ns <= last_ns):
+            break
+        previous_ns = last_ns
         chunks.append(ChunkInfo(len(chunks), offset, records, first_ns, last_ns, seq))
         seq += records
         offset += CHUNK_HEADER_SIZE + length
@@ -630,9 +659,17 @@ class CorpusReader:
         head = f.read(CHUNK_HEADER_SIZE)
         if len(head) < CHUNK_HEADER_SIZE:
             raise self._corrupt(chunk, "truncated frame header")
-        magic, length, records, crc, _first, _last = _CHUNK.unpack(head)
+        magic, length, records, crc, first, last = _CHUNK.unpack(head)
         if magic != CHUNK_MAGIC:
             raise self._corrupt(chunk, "frame magic missing")
+        if (records, first, last) != (chunk.records, chunk.first_ns, chunk.last_ns):
+            raise self._corrupt(
+                chunk,
+                f"frame says {records} records at {first}..{last} ns, the index "
+                f"{chunk.records} at {chunk.first_ns}..{chunk.last_ns} ns",
+            )
+        if length > self._size - chunk.file_offset - CHUNK_HEADER_SIZE:
+            raise self._corrupt(chunk, f"truncated: the frame claims {length:,} bytes")
         payload = f.read(length)
         if len(payload) < length:
             raise self._corrupt(chunk, f"truncated: {len(payload)} of {length} bytes")
@@ -646,19 +683,46 @@ class CorpusReader:
     def read_chunk(self, chunk: ChunkInfo) -> list[Record]:
         """Decode one chunk at once; raises CorruptChunkError naming it if it is damaged."""
         payload, records = self._payload(chunk)
+        self._check_content_size(chunk, payload)
         try:
             wire = msgpack.unpackb(
-                self._decompressor.decompress(payload),
+                self._decompressor.decompress(payload, max_output_size=MAX_CHUNK_RAW),
                 use_list=False,
                 raw=False,
                 ext_hook=_ext_hook,
+                **UNPACK_LIMITS,
             )
-            decoded = [Record._make(r) for r in wire]
         except _DECODE_ERRORS as exc:
             raise self._corrupt(chunk, f"undecodable: {exc}") from None
-        if len(decoded) != records:
-            raise self._corrupt(chunk, f"holds {len(decoded)} records, frame says {records}")
-        return decoded
+        if not isinstance(wire, tuple) or len(wire) != records:
+            count = len(wire) if isinstance(wire, tuple) else "no array of"
+            raise self._corrupt(chunk, f"holds {count} records, frame says {records}")
+        previous = chunk.first_ns
+        for i, fields in enumerate(wire):
+            self._check_record(chunk, i, fields, previous)
+            previous = fields[0]
+        return [Record._make(r) for r in wire]
+
+    def _check_content_size(self, chunk: ChunkInfo, payload: bytes) -> None:
+        """Refuse a frame declaring more than a chunk may hold, before inflating it."""
+        try:
+            declared = zstandard.frame_content_size(payload)
+        except zstandard.ZstdError as exc:
+            raise self._corrupt(chunk, f"undecodable: {exc}") from None
+        if declared > MAX_CHUNK_RAW:
+            raise self._corrupt(
+                chunk, f"declares {declared:,} bytes of records (at most {MAX_CHUNK_RAW:,})"
+            )
+
+    def _check_record(self, chunk: ChunkInfo, i: int, fields: Any, previous_ns: int) -> None:
+        """Damage unless the record is well formed and in its chunk's time order."""
+        problem = record_problem(fields, ENDPOINTS, IdSpans)
+        if problem is None and not previous_ns <= fields[0] <= chunk.last_ns:
+            problem = f"offset {fields[0]} ns is out of order"
+        if problem:
+            raise self._corrupt(
+                chunk, f"record {i} (record {chunk.first_seq + i} of the corpus): {problem}"
+            )
 
     def stream_chunk(self, chunk: ChunkInfo) -> Iterator[Record]:
         """Decode one chunk a slice at a time: the same records as `read_chunk`, but no
@@ -666,23 +730,41 @@ class CorpusReader:
         replay worker pulling records between sends never stalls on a whole chunk. The
         payload's checksum is verified before the first record is given out."""
         payload, records = self._payload(chunk)
-        unpacker = msgpack.Unpacker(use_list=False, raw=False, ext_hook=_ext_hook)
+        self._check_content_size(chunk, payload)
+        unpacker = msgpack.Unpacker(
+            use_list=False,
+            raw=False,
+            ext_hook=_ext_hook,
+            max_buffer_size=MAX_CHUNK_RAW,
+            **UNPACK_LIMITS,
+        )
+        inflated = 0
+        previous = chunk.first_ns
         try:
             with self._decompressor.stream_reader(payload) as raw:
-                unpacker.feed(raw.read(_STREAM_PIECE))
+                piece = raw.read(_STREAM_PIECE)
+                inflated += len(piece)
+                unpacker.feed(piece)
                 count = unpacker.read_array_header()
                 if count != records:
                     raise self._corrupt(chunk, f"holds {count} records, frame says {records}")
-                for _ in range(count):
+                for i in range(count):
                     while True:
                         try:
                             record = unpacker.unpack()
                             break
                         except msgpack.OutOfData:
                             piece = raw.read(_STREAM_PIECE)
+                            inflated += len(piece)
                             if not piece:
                                 raise self._corrupt(chunk, "ends inside a record") from None
+                            if inflated > MAX_CHUNK_RAW:
+                                raise self._corrupt(
+                                    chunk, f"inflates past {MAX_CHUNK_RAW:,} bytes"
+                                ) from None
                             unpacker.feed(piece)
+                    self._check_record(chunk, i, record, previous)
+                    previous = record[0]
                     yield Record._make(record)
         except _DECODE_ERRORS as exc:
             raise self._corrupt(chunk, f"undecodable: {exc}") from None

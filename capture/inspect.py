@@ -7,9 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from capture.corpus import CorpusReader
+from capture.sizehist import SizeHistogram
 from capture.traffic import TrafficFigures, render_figures
 
 
@@ -40,25 +39,28 @@ class CorpusStats:
 
 
 def inspect_corpus(path: str | os.PathLike[str], *, recover: bool = False) -> CorpusStats:
-    """Stream every record once; memory is one chunk plus one int per record's body size."""
+    """Stream every record once, a slice of a chunk at a time, as replay reads: memory is
+    bounded whatever the corpus holds (body sizes go to a fixed-size histogram)."""
     with CorpusReader(path, recover=recover) as reader:
         header = reader.header
-        per_second: Counter[int] = Counter()
         endpoints: Counter[str] = Counter()
-        sizes = np.empty(header.records, dtype=np.int64)
-        n = 0
+        sizes = SizeHistogram()
         figures = TrafficFigures()
-        for _chunk, records in reader.iter_chunks():
-            for record in records:
-                per_second[record.offset_ns // 1_000_000_000] += 1
-                endpoints[record.endpoint] += 1
-                sizes[n] = len(record.body)
-                figures.add(record)
-                n += 1
-        sizes = sizes[:n]
+        second, in_second, peak = -1, 0, 0
+        for record in reader.records():
+            # records come in time order (the reader checks it): a running count per second
+            now = record.offset_ns // 1_000_000_000
+            if now != second:
+                second, in_second = now, 0
+            in_second += 1
+            peak = max(peak, in_second)
+            endpoints[record.endpoint] += 1
+            sizes.add(len(record.body))
+            figures.add(record)
+        n = sizes.count
         duration_s = header.duration_ns / 1e9
-        quantiles = np.percentile(sizes, [50, 90, 99]) if n else np.zeros(3)
-        raw = int(sizes.sum())
+        quantiles = [sizes.percentile(p) for p in (50, 90, 99)]
+        raw = sizes.total
         return CorpusStats(
             path=str(path),
             format_version=header.version,
@@ -70,13 +72,13 @@ def inspect_corpus(path: str | os.PathLike[str], *, recover: bool = False) -> Co
             chunks=len(header.chunks),
             duration_s=duration_s,
             mean_rate=n / duration_s if duration_s > 0 else 0.0,
-            peak_rate=float(max(per_second.values(), default=0)),
+            peak_rate=float(peak),
             endpoints=dict(sorted(endpoints.items(), key=lambda kv: (-kv[1], kv[0]))),
             body_bytes={
                 "p50": float(quantiles[0]),
                 "p90": float(quantiles[1]),
                 "p99": float(quantiles[2]),
-                "max": float(sizes.max()) if n else 0.0,
+                "max": float(sizes.max),
             },
             raw_body_bytes=raw,
             file_bytes=reader.file_size,

@@ -13,9 +13,8 @@ import json
 import math
 from typing import Any
 
-import numpy as np
-
 from capture.corpus import Record
+from capture.sizehist import SizeHistogram
 
 OBSERVATION_EVENTS = ("span-create", "generation-create", "event-create")
 
@@ -47,12 +46,20 @@ class TrafficFigures:
         self.traces = 0
         self.observations = 0
         self.opaque = 0
-        self._gaps: list[float] = []
+        self._gaps = SizeHistogram()  # gaps in µs, for the p99 (bounded memory)
+        self._n = 0  # gaps seen, their mean and sum of squared deviations (Welford)
+        self._mean = 0.0
+        self._m2 = 0.0
         self._last_ns: int | None = None
 
     def add(self, record: Record) -> None:
         if self._last_ns is not None:
-            self._gaps.append((record.offset_ns - self._last_ns) / 1e9)
+            gap = (record.offset_ns - self._last_ns) / 1e9
+            self._gaps.add(max(record.offset_ns - self._last_ns, 0) // 1000)
+            self._n += 1
+            delta = gap - self._mean
+            self._mean += delta / self._n
+            self._m2 += delta * (gap - self._mean)
         self._last_ns = record.offset_ns
         if record.body and record.body.lstrip()[:1] not in (b"{", b"["):
             self.opaque += 1
@@ -62,16 +69,16 @@ class TrafficFigures:
             self.observations += counts[1]
 
     def to_json(self) -> dict[str, Any]:
-        gaps = np.asarray(self._gaps, dtype=np.float64)
-        mean = float(gaps.mean()) if gaps.size else 0.0
-        cv = float(gaps.std() / mean) if gaps.size and mean > 0 else 0.0
+        mean = self._mean if self._n else 0.0
+        std = math.sqrt(self._m2 / self._n) if self._n else 0.0
+        cv = std / mean if self._n and mean > 0 else 0.0
         return {
             "observations_per_trace": self.observations / self.traces if self.traces else 0.0,
             "opaque_records": self.opaque,
             "interarrival_s": {
                 "mean": mean,
                 "cv": cv if math.isfinite(cv) else 0.0,
-                "p99": float(np.percentile(gaps, 99)) if gaps.size else 0.0,
+                "p99": self._gaps.percentile(99) / 1e6 if self._n else 0.0,
             },
         }
 

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from capture.termsafe import printable_lines
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -57,23 +59,31 @@ def markdown(blocks: Iterable[Block]) -> list[str]:
     lines: list[str] = []
     for block in blocks:
         if isinstance(block, Heading):
-            lines += ["#" * block.level + " " + block.text, ""]
+            lines += ["#" * block.level + " " + _md(block.text), ""]
         elif isinstance(block, Paragraph):
-            lines += [block.text, ""]
+            lines += [_md(block.text), ""]
         elif isinstance(block, Bullets):
-            lines += [f"- {item}" for item in block.items] + [""]
+            lines += [f"- {_md(item)}" for item in block.items] + [""]
         elif isinstance(block, Table):
             if block.details:
-                lines += [f"{block.details}:", ""]
-            lines.append("| " + " | ".join(block.header) + " |")
+                lines += [f"{_md(block.details)}:", ""]
+            lines.append("| " + " | ".join(_md(h) for h in block.header) + " |")
             lines.append("|" + "|".join("---" for _ in block.header) + "|")
             lines += [
-                "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in block.rows
+                "| " + " | ".join(_md(c).replace("|", "\\|") for c in r) + " |" for r in block.rows
             ]
             lines.append("")
         elif isinstance(block, Code):
             lines += ["```", block.text, "```", ""]
     return lines
+
+
+def _md(text: str) -> str:
+    """Markdown text with the HTML it may carry from an input file (a sweep's target, a
+    CSV's name) escaped, and no control characters: a Markdown viewer renders raw HTML. Only
+    what could open a tag or an entity is escaped, so `p99 < 100 ms` stays readable."""
+    text = re.sub(r"&(?=#?[0-9A-Za-z]+;)", "&amp;", printable_lines(text))
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
 
 
 _CSS = """

@@ -17,6 +17,7 @@ from capture.cli_units import DURATION, RATE
 from planner.capacity import MIN_POINTS_FOR_FIT, fit_usl, loo_compare, plan
 from planner.caveats import fit_caveats
 from planner.errors import InputError
+from planner.limits import rate_problem
 from planner.points import gather, read_csv
 from planner.render import headline, render_html, render_markdown
 from planner.report import fit_dict, report_dict, to_json
@@ -141,6 +142,8 @@ def report(
     """Fit the USL to sweep files (and/or a CSV) and project the pods for --target-rate."""
     if not sweeps and csv_path is None:
         raise click.UsageError("give at least one sweep file, or --csv")
+    if rate_problem(target_rate, "--target-rate"):
+        raise click.BadParameter(str(rate_problem(target_rate)), param_hint="--target-rate")
     measured = gather(sweeps, csv_path)
     n, x = measured.capacity_series()
     if not n:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from planner import caveats
 from planner.errors import InputError
+from planner.limits import pods_problem, rate_problem
 from planner.sweep_format import Sweep, load_sweep
 from planner.types import Caveat
 
@@ -83,6 +84,9 @@ def parse_csv(text: str, path: str | Path = "") -> list[tuple[int, float]]:
             raise InputError(
                 f"throughput {row[x_col].strip()} must be greater than 0", path=path, where=where
             )
+        problem = pods_problem(pods) or rate_problem(x, "throughput")
+        if problem:
+            raise InputError(problem, path=path, where=where)
         out.append((pods, x))
     if header is None:
         raise InputError("empty: expected a header line 'pods,throughput' and data", path=path)
@@ -168,12 +172,19 @@ def _number(cell: str, column: str, path: str | Path, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InputError(f"{column} {text!r} is not a number", path=path, where=where) from None
+        raise InputError(
+            f"{column} {_short(text)} is not a number", path=path, where=where
+        ) from None
     if not math.isfinite(value):
-        raise InputError(f"{column} {text!r} is not a finite number", path=path, where=where)
+        raise InputError(f"{column} {_short(text)} is not a finite number", path=path, where=where)
     if value < 0:
         raise InputError(f"{column} {text} is negative", path=path, where=where)
     return value
+
+
+def _short(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 40 else f"{shown[:30]}... ({len(text)} characters)"
 
 
 def _whole(value: float, column: str, path: str | Path, where: str) -> int:

@@ -30,6 +30,7 @@ from planner.points import Measurements
 from planner.report import sources
 from planner.sweep_format import Slo
 from planner.types import CapacityPlan, Projection
+from replay.redact import redact_url
 
 CONFIRM_MINUTES = 30
 
@@ -268,7 +269,8 @@ def _measurement_blocks(plan: CapacityPlan, measurements: Measurements) -> list[
     for path, sweep in measurements.sweeps:
         out.append(
             Paragraph(
-                f"{path}: target {sweep.target}, SLO p99 < {sweep.slo.p99_ms:g} ms, error rate "
+                f"{path}: target {redact_url(sweep.target)}, SLO p99 < {sweep.slo.p99_ms:g} ms, "
+                "error rate "
                 f"≤ {sweep.slo.max_error_rate:g}, achieved ≥ {sweep.slo.min_achieved_ratio:g} × "
                 f"offered; started {sweep.started}, "
                 + (f"finished {sweep.finished}." if sweep.finished else "not finished.")

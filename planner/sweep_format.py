@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import InputError
+from planner.limits import MAX_COUNT, MAX_NUMBER, pods_problem
 
 SCHEMA = "planner-sweep/1"
 _REL_TOL = 1e-6  # x_max and x_slo must match their steps to this relative tolerance
@@ -252,6 +253,8 @@ def sweep_from_dict(data: Any, path: str | Path = "") -> Sweep:
 def _point(v: _Validator, raw: Any, where: str, slo: Slo) -> PodPoint:
     obj = v.obj(raw, where)
     pods = v.integer(v.req(obj, "pods", where), f"{where}.pods", least=1)
+    if pods_problem(pods):
+        raise v.fail(f"{where}.pods", str(pods_problem(pods)))
     complete = v.boolean(obj.get("complete", True), f"{where}.complete")
     x_max = v.number(v.req(obj, "x_max", where), f"{where}.x_max")
     x_slo_raw = v.req(obj, "x_slo", where)
@@ -372,6 +375,8 @@ class _Validator:
             raise self.fail(where, f"{value:g}: must be {'> 0' if positive else '≥ 0'}")
         if most is not None and value > most:
             raise self.fail(where, f"{value:g}: must be at most {most:g}")
+        if value > MAX_NUMBER:
+            raise self.fail(where, f"{value:g}: beyond {MAX_NUMBER:g}, not a measurement")
         return float(value)
 
     def integer(self, value: Any, where: str, *, least: int) -> int:
@@ -379,6 +384,8 @@ class _Validator:
             raise self.fail(where, f"expected a whole number, got {_show(value)}")
         if value < least:
             raise self.fail(where, f"{value}: must be at least {least}")
+        if value > MAX_COUNT:
+            raise self.fail(where, f"{_show(value)}: beyond {MAX_COUNT:,}, not a measurement")
         return value
 
     def boolean(self, value: Any, where: str) -> bool:

@@ -28,6 +28,7 @@ from replay.segments import (
     parse_start_at,
     segment_from_env,
 )
+from replay.signals import sigterm_as_interrupt
 from replay.target import TargetError, open_target
 
 
@@ -171,8 +172,14 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     Latency is measured from each request's intended time (coordinated omission
     corrected) and from its actual send; requests the generator could not send are
     counted as dropped. Exit status: 0 ok, 1 run failed, 2 bad input or target,
-    99 a threshold failed, 130 interrupted.
+    99 a threshold failed, 130 interrupted (Ctrl-C or SIGTERM: partial results are written).
     """
+    with sigterm_as_interrupt():
+        code = _run(corpus, options)
+    ctx.exit(code)
+
+
+def _run(corpus: str, options: dict[str, Any]) -> int:
     to_stdout = StdoutResults.take(options)  # --out -
     plan = plan_from_options(corpus, options, command_line=_command_line())
     warn_open_files(plan.max_inflight)
@@ -182,7 +189,7 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
         raise InputError(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("replay run: interrupted", err=True)
-        ctx.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     try:
         code = Coordinator(plan, target, stdout=to_stdout.summary_stream).run()
     except RunFailed as exc:
@@ -194,7 +201,7 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     finally:
         target.stop()
         to_stdout.finish()
-    ctx.exit(code)
+    return code
 
 
 def plan_from_options(corpus: str, o: dict[str, Any], command_line: str = "") -> RunPlan:
@@ -246,11 +253,14 @@ def _segment(given: ExecutionSegment | None, count: int | None) -> ExecutionSegm
 
 
 def _command_line() -> str:
-    """The command as typed: `replay run ...` (also when run as python -m replay.cli_run)."""
+    """The command as typed, credentials replaced by *** (`replay run ...`, also when run as
+    python -m replay.cli_run)."""
+    from replay.redact import redact_argv
+
     argv = sys.argv[1:]
     if argv[:1] == ["run"]:
         argv = argv[1:]
-    return shlex.join(["replay", "run", *argv])
+    return shlex.join(["replay", "run", *redact_argv(argv)])
 
 
 if __name__ == "__main__":  # `python -m replay.cli_run ...` is `replay run ...`

@@ -468,7 +468,7 @@ class Coordinator:
         if self.target.embedded:
             notes.append("target: the embedded sandbox (started for this run, stopped after it)")
         if self.interrupted:
-            notes.append("interrupted (Ctrl-C): results cover what ran")
+            notes.append("interrupted (Ctrl-C or SIGTERM): results cover what ran")
         if self.aborted:
             notes.append(f"stopped early: {self.aborted}")
         if self.failure:

@@ -114,6 +114,11 @@ def encode_sparse(sparse: Sparse) -> str:
 
 
 def _decode_hdr(encoded: str | bytes) -> HdrHistogram:
+    from replay.results_check import histogram_size_problem
+
+    too_large = histogram_size_problem(encoded, COUNTS_LEN)
+    if too_large:
+        raise ValueError(f"not an HdrHistogram of replay's: {too_large}")
     try:
         raw = encoded.encode("ascii") if isinstance(encoded, str) else bytes(encoded)
         hdr = HdrHistogram.decode(raw)

@@ -15,6 +15,7 @@ from typing import Any
 from replay.aggregate import RunAggregate
 from replay.histogram import decode_sparse
 from replay.recorder import METRICS, SeriesDelta
+from replay.redact import redact_command_line, redact_url
 from replay.results import ResultsError, RunMeta, build_results
 from replay.results_read import validate_results
 from replay.segments import join_segments
@@ -129,7 +130,7 @@ def merge_meta(metas: Sequence[RunMeta], sources: Sequence[str]) -> RunMeta:
     start_ats = {m.start_at for m in metas if m.start_at}
     return RunMeta(
         corpus=_same_or_joined(m.corpus for m in metas),
-        target=_same_or_joined(m.target for m in metas),
+        target=_same_or_joined(redact_url(m.target) for m in metas if m.target is not None),
         model=_same_or_joined(m.model for m in metas) or "",
         scale=_same_or_none([m.scale for m in metas]),
         speed=_same_or_none([m.speed for m in metas]),
@@ -139,7 +140,9 @@ def merge_meta(metas: Sequence[RunMeta], sources: Sequence[str]) -> RunMeta:
         ended=ends[-1][1] if ends else "",
         version=_same_or_joined(m.version for m in metas) or "",
         host_cores=sum(m.host_cores for m in metas),
-        command_line=" ; ".join(m.command_line for m in metas if m.command_line),
+        command_line=" ; ".join(
+            redact_command_line(m.command_line) for m in metas if m.command_line
+        ),
         notes=notes,
         segment=segment,
         start_at=start_ats.pop() if len(start_ats) == 1 else None,

@@ -11,6 +11,7 @@ from typing import Any
 
 from replay.recorder import METRICS
 from replay.results import BLOCKS, PERCENTILES, SCHEMA, ResultsError, RunMeta, kind_names
+from replay.results_check import timeline_problem
 
 
 def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -119,3 +120,6 @@ def validate_results(obj: Any, name: str = "results") -> None:
     hists = _get(obj, "histograms", (dict,), top)
     for j, s in enumerate(_get(hists, "series", (list,), f"{top}histograms.")):
         _series_entry(s, f"{top}histograms.series[{j}].")
+    problem = timeline_problem(obj)
+    if problem:
+        raise ResultsError(f"{top}{problem}")

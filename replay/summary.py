@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from capture.termsafe import printable_tree
 from replay.aggregate import ProgressSnapshot
+from replay.redact import redact_command_line, redact_url
 from replay.thresholds import TREND, parse_threshold
 
 _WIDTH = 38  # k6's dotted name column, indent included
@@ -135,8 +137,22 @@ def _header(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _printable(results: Mapping[str, Any]) -> dict[str, Any]:
+    """What may be printed of a results document, which may come from anybody's file: no
+    control characters in any string, no credentials in the target or command line."""
+    shown: dict[str, Any] = printable_tree(results, frozenset({"timeline", "histograms"}))
+    meta = shown.get("meta")
+    if isinstance(meta, dict):
+        if isinstance(meta.get("target"), str):
+            meta["target"] = redact_url(meta["target"])
+        if isinstance(meta.get("command_line"), str):
+            meta["command_line"] = redact_command_line(meta["command_line"])
+    return shown
+
+
 def render_summary(results: Mapping[str, Any]) -> str:
     """The end-of-run text for stdout, k6's layout (see the module docstring)."""
+    results = _printable(results)
     totals = results["totals"]
     lines = ["", *_header(results), ""]
     verdicts = results.get("thresholds") or []

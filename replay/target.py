@@ -42,13 +42,18 @@ def open_target(
     """Check the user's target, or start the embedded sandbox. Raises TargetError."""
     if url is None:
         return _start_sandbox(sandbox_options or {})
+    from replay.redact import redact_url, userinfo_problem
+
+    problem = userinfo_problem(url)
+    if problem:
+        raise TargetError(problem)
     try:
         target = Target.parse(url)
     except ValueError as exc:
         raise TargetError(str(exc)) from None
     why = probe(target)
     if why is not None:
-        raise TargetError(f"cannot connect to {url}: {why}")
+        raise TargetError(f"cannot connect to {redact_url(url)}: {why}")
     return RunTarget(url, api_key, project_id, embedded=False)
 
 

@@ -31,6 +31,14 @@ META = CorpusMeta(workload="test", source="unit", created="2026-01-01T00:00:00Z"
 header_names = st.text(
     st.sampled_from("abcdefghijklmnopqrstuvwxyz-"), min_size=1, max_size=20
 ).filter(lambda name: name not in SECRET_HEADERS)
+# What a request head may hold (RFC 9110): the writer refuses anything else.
+paths = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40).map(
+    lambda rest: "/" + rest
+)
+header_values = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+    max_size=30,
+)
 spans = st.tuples(st.integers(0, 10_000), st.integers(1, 64), st.integers(0, 5))
 
 
@@ -46,10 +54,8 @@ def records(draw: st.DrawFn, count: int | None = None) -> list[Record]:
                 offset_ns=t,
                 endpoint=draw(st.sampled_from(ENDPOINTS)),
                 method=draw(st.sampled_from(["GET", "POST"])),
-                path=draw(st.text(max_size=40)),
-                headers=tuple(
-                    draw(st.lists(st.tuples(header_names, st.text(max_size=30)), max_size=3))
-                ),
+                path=draw(paths),
+                headers=tuple(draw(st.lists(st.tuples(header_names, header_values), max_size=3))),
                 body=draw(st.binary(max_size=120)),
                 body_ids=tuple(draw(st.lists(spans, max_size=4))),
                 path_ids=tuple(draw(st.lists(spans, max_size=2))),
