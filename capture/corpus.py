@@ -1,7 +1,8 @@
 """The corpus format: a fixed header, zstd-compressed msgpack chunks, and a chunk index.
 
 A corpus is the unit of traffic that flows capture -> replay. The byte layout is specified in
-docs/corpus-format.md (format version 1); this module is its only reader and writer.
+docs/corpus-format.md (format version 1); this module reads it, corpus_writer.py writes it and
+corpus_format.py holds their shared vocabulary (every name is importable from here).
 
     header   48 bytes, fixed: magic, version, record count, duration, chunk count,
              index offset, metadata length, CRC-32 of header and metadata
@@ -21,475 +22,75 @@ from __future__ import annotations
 
 import bisect
 import os
-import struct
 import zlib
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import IntEnum
+from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, NamedTuple, overload
+from typing import IO, Any
 
 import msgpack
 import zstandard
 
 from capture.corpus_check import (
-    MAX_CHUNK_BYTES,
     MAX_CHUNK_RAW,
     MAX_CHUNK_RECORDS,
     MAX_META,
     UNPACK_LIMITS,
     index_problem,
     record_problem,
-    writable_problem,
 )
-
-MAGIC = b"ATCORPUS"
-FORMAT_VERSION = 1
-CHUNK_MAGIC = b"CHNK"
-INDEX_MAGIC = b"INDX"
-
-# magic, version, flags, records, duration_ns, chunks, index_offset, meta_len, crc32
-_HEADER = struct.Struct(">8sHHQQIQII")
-# magic, compressed length, records, crc32 of the compressed payload, first and last offset
-_CHUNK = struct.Struct(">4sIIIQQ")
-# magic, payload length, crc32 of the payload
-_INDEX = struct.Struct(">4sII")
-HEADER_SIZE = _HEADER.size
-CHUNK_HEADER_SIZE = _CHUNK.size
-
-ENDPOINTS = ("ingest", "list", "get", "search", "metrics", "graphql", "project", "batch", "other")
-
-# Headers that carry credentials never enter a corpus: replay adds the target's own key.
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+from capture.corpus_format import (
+    _CHUNK,
+    _HEADER,
+    _INDEX,
+    CHUNK_HEADER_SIZE,
+    CHUNK_MAGIC,
+    ENDPOINTS,
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    INDEX_MAGIC,
+    MAGIC,
+    SECRET_HEADERS,
+    ChunkInfo,
+    CorpusError,
+    CorpusHeader,
+    CorpusMeta,
+    CorruptChunkError,
+    IdKind,
+    IdSpan,
+    IdSpans,
+    Record,
+    UnsupportedVersionError,
+    _ext_hook,
+    scrub_headers,
 )
-
-
-class IdKind(IntEnum):
-    """What an id span holds, so that replay knows how to rewrite it."""
-
-    TRACE = 0  # the id field of a trace: replay mints a fresh id of the same length
-    TRACE_REF = 1  # any other occurrence of a trace id (trace_id fields, names, paths)
-    OBSERVATION = 2  # the id field of an observation
-    OBSERVATION_REF = 3  # a reference to an observation (parent_observation_id)
-    TIMESTAMP = 4  # an ISO-8601 UTC timestamp, moved to the replay's clock
-    PROJECT = 5  # a project id, replaced by the target's project
-
-
-IdSpan = tuple[int, int, int]
-"""(start, length, kind): bytes [start, start+length) of a body or path hold an id of a kind."""
-
-_SPAN = struct.Struct("<IHB")  # start, length, kind: 7 bytes a span on disk
-_SPANS_EXT = 1  # msgpack extension type code of a packed span array
-
-
-class IdSpans(Sequence[IdSpan]):
-    """The id spans of a body or path, kept packed as they are on disk.
-
-    An ingestion record has ~30 spans; decoding them into tuples on every read cost more
-    than the rest of the record together (10 us of 13). Kept packed, a read costs one small
-    object, and the spans are unpacked only by whoever iterates them: replay does that
-    once per record when it builds the request template.
-    """
-
-    __slots__ = ("packed",)
-
-    def __init__(self, packed: bytes = b"") -> None:
-        if len(packed) % _SPAN.size:
-            raise ValueError(f"packed spans of {len(packed)} bytes: not a multiple of {_SPAN.size}")
-        self.packed = bytes(packed)
-
-    @classmethod
-    def of(cls, spans: Iterable[IdSpan]) -> IdSpans:
-        if isinstance(spans, IdSpans):
-            return spans
-        return cls(b"".join(_SPAN.pack(start, length, kind) for start, length, kind in spans))
-
-    def __iter__(self) -> Iterator[IdSpan]:
-        return _SPAN.iter_unpack(self.packed)
-
-    def __len__(self) -> int:
-        return len(self.packed) // _SPAN.size
-
-    @overload
-    def __getitem__(self, index: int) -> IdSpan: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[IdSpan]: ...
-    def __getitem__(self, index: int | slice) -> IdSpan | Sequence[IdSpan]:
-        return tuple(self)[index]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, IdSpans):
-            return self.packed == other.packed
-        if isinstance(other, Sequence):
-            return tuple(self) == tuple(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return f"IdSpans({list(self)!r})"
-
-
-def _ext_hook(code: int, data: bytes) -> object:
-    if code == _SPANS_EXT:
-        return IdSpans(data)
-    raise ValueError(f"unknown msgpack extension type {code}")
-
-
-def _spans_to_wire(spans: Sequence[IdSpan]) -> msgpack.ExtType | list[Any]:
-    return msgpack.ExtType(_SPANS_EXT, IdSpans.of(spans).packed) if spans else []
-
-
-class Record(NamedTuple):
-    """One request. Field order is the on-disk order of format version 1."""
-
-    offset_ns: int  # when it was sent, from the corpus start
-    endpoint: str  # one of ENDPOINTS
-    method: str
-    path: str  # path with query string, no scheme or host
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    body_ids: Sequence[IdSpan] = ()  # an IdSpans when read from a corpus
-    path_ids: Sequence[IdSpan] = ()
-    trace: str | None = None  # the trace this request belongs to, for sharding by trace
-    status: int | None = None  # recorded response status, when recorded from real traffic
-    latency_ns: int | None = None  # recorded response latency
-
-
-@dataclass(frozen=True)
-class CorpusMeta:
-    """What a corpus is: kept in the header, shown by `capture inspect`."""
-
-    workload: str
-    source: str
-    created: str  # ISO-8601 UTC; for synthesised corpora the synthetic start of the traffic
-    seed: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "workload": self.workload,
-            "source": self.source,
-            "created": self.created,
-            "seed": self.seed,
-            "extra": self.extra,
-        }
-
-    @classmethod
-    def from_wire(cls, obj: Any) -> CorpusMeta:
-        if not isinstance(obj, dict):
-            raise TypeError("metadata is not a map")
-        extra = obj.get("extra") or {}
-        if not isinstance(extra, dict):
-            raise TypeError("metadata 'extra' is not a map")
-        return cls(
-            workload=str(obj.get("workload", "")),
-            source=str(obj.get("source", "")),
-            created=str(obj.get("created", "")),
-            seed=obj.get("seed"),
-            extra=extra,
-        )
-
-
-class ChunkInfo(NamedTuple):
-    """One index entry, plus the number of records in the chunks before it."""
-
-    number: int  # position in the file, from 0
-    file_offset: int
-    records: int
-    first_ns: int
-    last_ns: int
-    first_seq: int
-
-
-@dataclass(frozen=True)
-class CorpusHeader:
-    version: int
-    records: int
-    duration_ns: int
-    meta: CorpusMeta
-    chunks: tuple[ChunkInfo, ...]
-    complete: bool  # False for a corpus whose writer never finished (read with recover=True)
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-class CorpusError(Exception):
-    """A corpus that cannot be read: names the file and, where it applies, the byte offset."""
-
-    def __init__(self, path: str | os.PathLike[str], message: str, offset: int | None = None):
-        self.path = str(path)
-        self.offset = offset
-        self.detail = message
-        where = f" at byte {offset}" if offset is not None else ""
-        super().__init__(f"{self.path}{where}: {message}")
-
-
-class UnsupportedVersionError(CorpusError):
-    """The corpus was written by a newer format version than this reader knows."""
-
-
-class CorruptChunkError(CorpusError):
-    """A chunk failed its checksum or did not decode; every record before it was delivered."""
-
-    def __init__(self, path: str | os.PathLike[str], chunk: int, offset: int, reason: str):
-        self.chunk = chunk
-        super().__init__(path, f"chunk {chunk} is corrupt: {reason}", offset)
-
-
-# --- writing -----------------------------------------------------------------------------
-
-
-def scrub_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """Drop credentials (Authorization, cookies, API keys): they never enter a corpus."""
-    return tuple((k, v) for k, v in headers if k.lower() not in SECRET_HEADERS)
-
-
-def _record_to_wire(record: Record) -> list[Any]:
-    return [
-        record.offset_ns,
-        record.endpoint,
-        record.method,
-        record.path,
-        [list(h) for h in scrub_headers(record.headers)],
-        bytes(record.body),
-        _spans_to_wire(record.body_ids),
-        _spans_to_wire(record.path_ids),
-        record.trace,
-        record.status,
-        record.latency_ns,
-    ]
-
-
-class CorpusWriter:
-    """Writes records, in non-decreasing offset order, to a new corpus file.
-
-    The file is written as ``PATH.partial`` and renamed into place by ``close()``, so a
-    reader never sees half a corpus under the final name. On an exception inside a ``with``
-    block the partial file is removed, unless ``keep_partial=True`` (a recorder keeps what
-    it captured: the partial file reads with ``CorpusReader(path, recover=True)``).
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        meta: CorpusMeta,
-        *,
-        duration_ns: int | None = None,
-        chunk_records: int = 2048,
-        chunk_bytes: int = 1 << 20,
-        level: int = 3,
-        keep_partial: bool = False,
-        meta_reserve: int = 0,
-    ) -> None:
-        if not (0 < chunk_records <= MAX_CHUNK_RECORDS and 0 < chunk_bytes <= MAX_CHUNK_BYTES):
-            raise ValueError(
-                f"chunk_records must be 1 to {MAX_CHUNK_RECORDS} and chunk_bytes 1 to "
-                f"{MAX_CHUNK_BYTES}"
-            )
-        self.path = Path(path)
-        self.partial_path = self.path.with_name(self.path.name + ".partial")
-        self.meta = meta
-        self._declared_duration_ns = duration_ns
-        self._chunk_records = chunk_records
-        self._chunk_bytes = chunk_bytes
-        self._keep_partial = keep_partial
-        self._compressor = zstandard.ZstdCompressor(level=level, write_checksum=False)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corpus-zstd")
-        self._compressing: deque[tuple[Future[bytes], int, int, int]] = deque()
-        self._packer = msgpack.Packer(use_bin_type=True)
-        self._pending: list[list[Any]] = []
-        self._pending_bytes = 0
-        self._index: list[list[int]] = []
-        self._records = 0
-        self._last_ns = 0
-        self._closed = False
-        self._meta_bytes = self._packer.pack(meta.to_wire())
-        if meta_reserve > 0:
-            self._meta_bytes = _pack_meta(meta, _padded_base(meta) + meta_reserve)
-        self._file: IO[bytes] = open(self.partial_path, "wb")  # noqa: SIM115 - closed in close()
-        self._file.write(self._header_bytes(records=0, duration_ns=0, chunks=0, index_offset=0))
-
-    def __enter__(self) -> CorpusWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def write(self, record: Record) -> None:
-        if self._closed:
-            raise ValueError("write to a closed corpus writer")
-        if record.offset_ns < self._last_ns:
-            raise ValueError(
-                f"records must be in time order: offset {record.offset_ns} ns "
-                f"after {self._last_ns} ns"
-            )
-        if record.endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown endpoint tag {record.endpoint!r}")
-        problem = writable_problem(
-            record.offset_ns, record.method, record.path, record.headers, record.body
-        )
-        if problem:
-            raise ValueError(f"record at {record.offset_ns} ns cannot be written: {problem}")
-        self._last_ns = record.offset_ns
-        wire = _record_to_wire(record)
-        self._pending.append(wire)
-        self._pending_bytes += len(record.body) + len(record.path) + 64
-        if len(self._pending) >= self._chunk_records or self._pending_bytes >= self._chunk_bytes:
-            self._flush_chunk()
-
-    def write_all(self, records: Iterable[Record]) -> None:
-        for record in records:
-            self.write(record)
-
-    def flush(self) -> None:
-        """Put every record written so far into whole chunks on disk (a recorder calls this
-        now and then, so that a crash loses at most what came since)."""
-        self._flush_chunk()
-        self._write_compressed(keep=0)
-        self._file.flush()
-
-    def set_meta(self, meta: CorpusMeta) -> None:
-        """Replace the metadata before `close()`: only within the room the writer was opened
-        with (`meta_reserve` bytes more than the first metadata took), else ValueError."""
-        self._meta_bytes = _pack_meta(meta, len(self._meta_bytes))
-        self.meta = meta
-
-    def _flush_chunk(self) -> None:
-        """Hand the pending records to the compression thread; write what it has finished.
-
-        zstd releases the GIL, so compressing chunk k on a thread while the caller builds
-        chunk k+1 overlaps the two. At most two chunks wait, which bounds memory.
-        """
-        if not self._pending:
-            return
-        raw = self._packer.pack(self._pending)
-        self._compressing.append(
-            (
-                self._pool.submit(self._compressor.compress, raw),
-                len(self._pending),
-                self._pending[0][0],
-                self._pending[-1][0],
-            )
-        )
-        self._pending = []
-        self._pending_bytes = 0
-        self._write_compressed(keep=2)
-
-    def _write_compressed(self, keep: int) -> None:
-        while len(self._compressing) > keep:
-            future, records, first_ns, last_ns = self._compressing.popleft()
-            payload = future.result()
-            offset = self._file.tell()
-            self._file.write(
-                _CHUNK.pack(
-                    CHUNK_MAGIC, len(payload), records, zlib.crc32(payload), first_ns, last_ns
-                )
-            )
-            self._file.write(payload)
-            self._index.append([offset, records, first_ns, last_ns])
-            self._records += records
-
-    def _header_bytes(
-        self, *, records: int, duration_ns: int, chunks: int, index_offset: int
-    ) -> bytes:
-        fields = (MAGIC, FORMAT_VERSION, 0, records, duration_ns, chunks, index_offset)
-        unsigned = _HEADER.pack(*fields, len(self._meta_bytes), 0)
-        crc = zlib.crc32(self._meta_bytes, zlib.crc32(unsigned))
-        return _HEADER.pack(*fields, len(self._meta_bytes), crc) + self._meta_bytes
-
-    def close(self, duration_ns: int | None = None) -> Path:
-        """Flush, write the index, patch the header and move the file into place; a
-        `duration_ns` given here replaces the one given when the writer was opened."""
-        if self._closed:
-            return self.path
-        if duration_ns is not None:
-            self._declared_duration_ns = duration_ns
-        self._flush_chunk()
-        self._write_compressed(keep=0)
-        self._pool.shutdown()
-        index_offset = self._file.tell()
-        index_payload = self._packer.pack(self._index)
-        self._file.write(_INDEX.pack(INDEX_MAGIC, len(index_payload), zlib.crc32(index_payload)))
-        self._file.write(index_payload)
-        duration_ns = max(self._declared_duration_ns or 0, self._last_ns)
-        self._file.seek(0)
-        self._file.write(
-            self._header_bytes(
-                records=self._records,
-                duration_ns=duration_ns,
-                chunks=len(self._index),
-                index_offset=index_offset,
-            )
-        )
-        self._file.close()
-        os.replace(self.partial_path, self.path)
-        self._closed = True
-        return self.path
-
-    def abort(self) -> None:
-        """Stop writing; keep a readable partial file only if asked to."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._keep_partial:
-            self._flush_chunk()
-            self._write_compressed(keep=0)
-        self._pool.shutdown(cancel_futures=True)
-        self._file.close()
-        if not self._keep_partial:
-            self.partial_path.unlink(missing_ok=True)
-
-
-def _padded_base(meta: CorpusMeta) -> int:
-    """Bytes of the metadata map with an empty `pad` entry."""
-    return len(msgpack.packb({**meta.to_wire(), "pad": b""}, use_bin_type=True))
-
-
-def _pack_meta(meta: CorpusMeta, size: int) -> bytes:
-    """The metadata map, padded to exactly `size` bytes with a bin entry that readers ignore:
-    `pad`, or `pad_`/`pad__` for the sizes msgpack's bin heads (2, 3 or 5 bytes) would skip.
-    ValueError when it does not fit."""
-    base = _padded_base(meta)
-    for longer in range(3):
-        room = size - base - longer
-        n = room if room <= 255 else room - 1 if room <= 65536 else room - 3
-        wire = {**meta.to_wire(), "pad" + "_" * longer: bytes(max(n, 0))}
-        packed: bytes = msgpack.packb(wire, use_bin_type=True)
-        if len(packed) == size:
-            return packed
-    raise ValueError(f"metadata of {base} bytes does not fit in {size}")
-
-
-def write_corpus(
-    path: str | os.PathLike[str],
-    meta: CorpusMeta,
-    records: Iterable[Record],
-    *,
-    duration_ns: int | None = None,
-    **options: Any,
-) -> Path:
-    """Write a whole corpus from an iterable of records."""
-    with CorpusWriter(path, meta, duration_ns=duration_ns, **options) as writer:
-        writer.write_all(records)
-    return Path(path)
-
-
-# --- reading -----------------------------------------------------------------------------
+from capture.corpus_writer import CorpusWriter, _pack_meta, _padded_base, write_corpus
+
+__all__ = [
+    "CHUNK_HEADER_SIZE",
+    "CHUNK_MAGIC",
+    "ENDPOINTS",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "INDEX_MAGIC",
+    "MAGIC",
+    "SECRET_HEADERS",
+    "ChunkInfo",
+    "CorpusError",
+    "CorpusHeader",
+    "CorpusMeta",
+    "CorpusReader",
+    "CorpusWriter",
+    "CorruptChunkError",
+    "IdKind",
+    "IdSpan",
+    "IdSpans",
+    "Record",
+    "UnsupportedVersionError",
+    "_pack_meta",
+    "_padded_base",
+    "scrub_headers",
+    "write_corpus",
+]
 
 
 def _read_header(path: Path, f: IO[bytes], size: int) -> tuple[tuple[Any, ...], CorpusMeta]:

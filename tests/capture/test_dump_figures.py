@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import statistics
 import subprocess
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from capture.corpus import CorpusMeta, Record, write_corpus
 
@@ -60,7 +59,9 @@ def test_inspect_figures(tmp_path: Path) -> None:
     mean = statistics.fmean(gaps)
     assert abs(traffic["interarrival_s"]["mean"] - mean) < 1e-12
     assert abs(traffic["interarrival_s"]["cv"] - statistics.pstdev(gaps) / mean) < 1e-12
-    assert abs(traffic["interarrival_s"]["p99"] - float(np.percentile(gaps, 99))) < 1e-12
+    # the p99 gap by nearest rank (kept in a bounded histogram: within 0.4 %)
+    nearest = sorted(gaps)[math.ceil(0.99 * len(gaps)) - 1]
+    assert abs(traffic["interarrival_s"]["p99"] - nearest) <= nearest * 0.004
     human = capture("inspect", str(path)).stdout
     assert "3.00 observations per trace" in human and "CV 1.08" in human  # sqrt(5.875 / 5) / 1.0
 

@@ -3,7 +3,7 @@ including characters on which URL parsers disagree, comes out as ***."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from replay.redact import (
@@ -29,6 +29,8 @@ def test_argv_loses_every_credential_value(secret: str, option: str, joined: boo
 @given(user=secrets.filter(lambda s: "@" not in s and "/" not in s), password=secrets)
 def test_url_userinfo_is_redacted(user: str, password: str) -> None:
     password = password.replace("@", "").replace("/", "") or "pw"
+    # a password that is part of the visible text ("127.0") cannot be told apart from it
+    assume(password not in "replay run --target http://***@127.0.0.1:8080/base failed")
     url = f"http://{user}:{password}@127.0.0.1:8080/base"
     shown = redact_url(url)
     assert shown == "http://***@127.0.0.1:8080/base"
