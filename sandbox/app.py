@@ -1,4 +1,4 @@
-"""The AgentTrace API the guide uses: routes, authentication, request parsing, answers.
+"""The AgentTrace API the guide uses: routes, authentication, ingestion and reads.
 
 :class:`App` maps a :class:`~sandbox.wire.Request` to a :class:`~sandbox.wire.Response`
 and never blocks on its own: it is handed the process's services (enqueue, store reads,
@@ -11,39 +11,31 @@ admission to emulated capacity, the rate limiter) as plain callables and objects
     GET  /api/public/metrics/traces    count and mean duration per hour or day, 30 days
     POST /graphql                      traces(projectId, limit) ...
     GET  /api/projects/{id}            the key's project
-    GET  /health, /ready, /metrics     no key
-    GET  /openapi.json                 this API's OpenAPI description (sandbox/openapi.py)
-    GET|POST /admin/pods, POST /admin/flush   admin token
+    GET  /health, /ready, /metrics     no key            (sandbox/ops_routes.py)
+    GET  /openapi.json                 no key            (sandbox/openapi.py)
+    GET|POST /admin/pods, POST /admin/flush   admin token (sandbox/ops_routes.py)
 
 Order for an API route: authenticate (401), rate-limit (429), admit to emulated capacity
-(503 when shed), then the handler. Errors are JSON naming the problem:
+(503 when shed), then the handler. Errors are JSON naming the problem (sandbox/api_json.py):
 ``{"error": "invalid_request", "message": "observations[1].type: required ...",
 "field": "observations[1].type"}``; on ``/graphql`` they take the GraphQL shape.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
-from sandbox import store, strict_json
+from sandbox import api_json, store
 from sandbox.auth import Credentials
-from sandbox.capacity import Emulation, SharedSchedule
+from sandbox.capacity import SharedSchedule
 from sandbox.graphql_api import GraphQLEndpoint, Run
-from sandbox.payload import (
-    Item,
-    PayloadError,
-    event_id,
-    format_timestamp_ms,
-    parse_event,
-    parse_timestamp_ms,
-    parse_trace,
-)
+from sandbox.ops_routes import Operations
+from sandbox.payload import Item, PayloadError, event_id, parse_event, parse_trace
 from sandbox.pipeline import QueueUnavailable
 from sandbox.ratelimit import SharedRateLimiter
 from sandbox.wire import Request, Response
@@ -53,7 +45,6 @@ PUBLIC = "public"
 ADMIN = "admin"
 MAX_BATCH_EVENTS = 10_000
 STORE_RETRY_AFTER = 2
-JSON_TYPE = "application/json"
 
 
 @dataclass(frozen=True)
@@ -98,6 +89,7 @@ class App:
         self._credentials = Credentials(keys.api_keys, keys.admin_token)
         self._s = services
         self._graphql = GraphQLEndpoint(services.run)
+        ops = Operations(services)
         self._exact: dict[str, Route] = {
             "/api/public/traces": Route(
                 "/api/public/traces", API, {"POST": self._ingest, "GET": self._list}
@@ -107,14 +99,12 @@ class App:
                 "/api/public/metrics/traces", API, {"GET": self._trace_metrics}
             ),
             "/graphql": Route("/graphql", API, {"POST": self._graphql_query}),
-            "/health": Route("/health", PUBLIC, {"GET": self._health}),
-            "/ready": Route("/ready", PUBLIC, {"GET": self._ready}),
-            "/metrics": Route("/metrics", PUBLIC, {"GET": self._metrics}),
-            "/openapi.json": Route("/openapi.json", PUBLIC, {"GET": self._openapi}),
-            "/admin/pods": Route(
-                "/admin/pods", ADMIN, {"GET": self._get_pods, "POST": self._set_pods}
-            ),
-            "/admin/flush": Route("/admin/flush", ADMIN, {"POST": self._flush}),
+            "/health": Route("/health", PUBLIC, {"GET": ops.health}),
+            "/ready": Route("/ready", PUBLIC, {"GET": ops.ready}),
+            "/metrics": Route("/metrics", PUBLIC, {"GET": ops.metrics}),
+            "/openapi.json": Route("/openapi.json", PUBLIC, {"GET": ops.openapi}),
+            "/admin/pods": Route("/admin/pods", ADMIN, {"GET": ops.get_pods, "POST": ops.set_pods}),
+            "/admin/flush": Route("/admin/flush", ADMIN, {"POST": ops.flush}),
         }
         self._prefixed: list[tuple[str, Route]] = [
             (
@@ -146,12 +136,14 @@ class App:
         if route is None:
             route, param = self.match(request.path)
         if route is None:
-            return self._error(404, "not_found", f"no route for {request.path}", route="unmatched")
+            return api_json.error(
+                404, "not_found", f"no route for {request.path}", route="unmatched"
+            )
         method = "GET" if request.method == "HEAD" else request.method
         handler = route.methods.get(method)
         if handler is None:
             allowed = ", ".join(sorted(route.methods))
-            response = self._error(
+            response = api_json.error(
                 405,
                 "method_not_allowed",
                 f"{request.method} is not allowed on {route.name} (allowed: {allowed})",
@@ -164,7 +156,7 @@ class App:
             response = handler(request, "", param)
         elif route.kind == ADMIN:
             if not self._credentials.is_admin(self._bearer(request)):
-                response = self._error(401, "unauthorized", "admin token required")
+                response = api_json.error(401, "unauthorized", "admin token required")
                 response.headers.append(("WWW-Authenticate", 'Bearer realm="admin"'))
             else:
                 response = handler(request, "", param)
@@ -178,14 +170,14 @@ class App:
     ) -> Response:
         key = self._bearer(request)
         if key is None:
-            response = self._error(
+            response = api_json.error(
                 401, "unauthorized", "missing 'Authorization: Bearer <key>' header", graphql
             )
             response.headers.append(("WWW-Authenticate", "Bearer"))
             return response
         project = self._credentials.project_of(key)
         if project is None:
-            response = self._error(401, "unauthorized", "invalid API key", graphql)
+            response = api_json.error(401, "unauthorized", "invalid API key", graphql)
             response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
             return response
         rate_headers: list[tuple[str, str]] = []
@@ -193,7 +185,7 @@ class App:
             decision = self._s.limiter.check(self._key_index[key], self._s.clock())
             rate_headers = decision.headers()
             if not decision.allowed:
-                response = self._error(
+                response = api_json.error(
                     429,
                     "rate_limited",
                     f"rate limit of {self._s.limiter.rate:g} requests/s for this key exceeded",
@@ -207,7 +199,7 @@ class App:
         if schedule is not None and schedule.enabled():
             ticket = schedule.admit(self._s.clock())
             if ticket is None:
-                response = self._error(
+                response = api_json.error(
                     503, "overloaded", "emulated capacity exceeded: the queue is full", graphql
                 )
                 response.headers.append(("Retry-After", "1"))
@@ -218,9 +210,9 @@ class App:
         try:
             response = handler(request, project, param)
         except PayloadError as exc:
-            response = self._error(400, "invalid_request", str(exc), graphql, field=exc.field)
+            response = api_json.error(400, "invalid_request", str(exc), graphql, field=exc.field)
         except QueueUnavailable as exc:
-            response = self._error(503, "unavailable", str(exc), graphql)
+            response = api_json.error(503, "unavailable", str(exc), graphql)
         response.hold_until = hold
         response.headers.extend(rate_headers)
         return response
@@ -241,7 +233,7 @@ class App:
         """503 for ingestion while the store cannot write: nothing new is acknowledged."""
         if self._s.accepting():
             return None
-        response = self._error(
+        response = api_json.error(
             503,
             "unavailable",
             "the store cannot write at the moment; nothing was accepted, retry later",
@@ -253,16 +245,16 @@ class App:
         refused = self._store_unavailable()
         if refused is not None:
             return refused
-        body = _json_body(request)
+        body = api_json.body(request)
         items = parse_trace(body, self._s.wall_ms())
         self._s.enqueue(project, items)
-        return _json(200, {"id": items[0][1]["id"], "status": "accepted"})
+        return api_json.answer(200, {"id": items[0][1]["id"], "status": "accepted"})
 
     def _batch(self, request: Request, project: str, _param: str) -> Response:
         refused = self._store_unavailable()
         if refused is not None:
             return refused
-        body = _json_body(request)
+        body = api_json.body(request)
         if not isinstance(body, dict):
             raise PayloadError("body", "expected a JSON object with a 'batch' list")
         batch = body.get("batch")
@@ -288,16 +280,16 @@ class App:
             successes.append({"id": eid, "status": 201})
         if items:
             self._s.enqueue(project, items)
-        return _json(207, {"successes": successes, "errors": errors})
+        return api_json.answer(207, {"successes": successes, "errors": errors})
 
     # -------------------------------------------------------------- queries
 
     def _list(self, request: Request, project: str, _param: str) -> Response:
-        query = _query(request)
-        limit = _int_param(query, "limit", 50, 1, 100)
-        page = _int_param(query, "page", 1, 1, 1_000_000)
-        from_ms = _time_param(query, "fromTimestamp")
-        to_ms = _time_param(query, "toTimestamp")
+        query = api_json.query(request)
+        limit = api_json.int_param(query, "limit", 50, 1, 100)
+        page = api_json.int_param(query, "page", 1, 1, 1_000_000)
+        from_ms = api_json.time_param(query, "fromTimestamp")
+        to_ms = api_json.time_param(query, "toTimestamp")
         traces, total = self._s.run(
             _list_traces,
             project,
@@ -314,16 +306,16 @@ class App:
             "totalItems": total,
             "totalPages": math.ceil(total / limit),
         }
-        return _json(200, {"data": traces, "meta": meta})
+        return api_json.answer(200, {"data": traces, "meta": meta})
 
     def _get_trace(self, _request: Request, project: str, trace_id: str) -> Response:
         trace = self._s.run(store.get_trace, project, trace_id)
         if trace is None:
-            return self._error(404, "not_found", f"trace {trace_id!r} not found")
-        return _json(200, trace)
+            return api_json.error(404, "not_found", f"trace {trace_id!r} not found")
+        return api_json.answer(200, trace)
 
     def _trace_metrics(self, request: Request, project: str, _param: str) -> Response:
-        query = _query(request)
+        query = api_json.query(request)
         period = query.get("period", "day")
         if period not in store.PERIOD_MS:
             raise PayloadError("period", f"must be 'hour' or 'day', got {period!r}")
@@ -331,207 +323,23 @@ class App:
         data = self._s.run(store.trace_metrics, project, period, now_ms)
         meta = {
             "period": period,
-            "fromTimestamp": _iso(now_ms - store.METRICS_WINDOW_MS),
-            "toTimestamp": _iso(now_ms),
+            "fromTimestamp": api_json.iso(now_ms - store.METRICS_WINDOW_MS),
+            "toTimestamp": api_json.iso(now_ms),
         }
-        return _json(200, {"data": data, "meta": meta})
+        return api_json.answer(200, {"data": data, "meta": meta})
 
     def _graphql_query(self, request: Request, project: str, _param: str) -> Response:
         try:
-            body = _json_body(request)
+            body = api_json.body(request)
         except PayloadError as exc:
-            return _json(400, {"errors": [{"message": str(exc)}]})
+            return api_json.answer(400, {"errors": [{"message": str(exc)}]})
         status, result = self._graphql.execute(project, body)
-        return _json(status, result)
+        return api_json.answer(status, result)
 
     def _project(self, _request: Request, project: str, project_id: str) -> Response:
         if project_id != project:
-            return self._error(404, "not_found", f"project {project_id!r} not found")
-        return _json(200, {"id": project, "name": project})
-
-    # -------------------------------------------------------------- operations
-
-    def _health(self, _request: Request, _project: str, _param: str) -> Response:
-        return _json(200, {"status": "ok"})
-
-    def _ready(self, _request: Request, _project: str, _param: str) -> Response:
-        if self._s.ready():
-            return _json(200, {"status": "ready"})
-        return _json(503, {"status": "unavailable"})
-
-    def _metrics(self, _request: Request, _project: str, _param: str) -> Response:
-        text, content_type = self._s.metrics_text()
-        return Response(200, text, content_type=content_type)
-
-    def _openapi(self, _request: Request, _project: str, _param: str) -> Response:
-        from sandbox.openapi import DOCUMENT_BYTES
-
-        return Response(200, DOCUMENT_BYTES, JSON_TYPE)
-
-    def _get_pods(self, _request: Request, _project: str, _param: str) -> Response:
-        schedule = self._require_schedule()
-        emulation, enabled = schedule.current()
-        admitted, shed = schedule.counts()
-        return _json(
-            200, {**emulation.as_dict(), "enabled": enabled, "admitted": admitted, "shed": shed}
-        )
-
-    def _set_pods(self, request: Request, _project: str, _param: str) -> Response:
-        schedule = self._require_schedule()
-        try:
-            body = _json_body(request)
-            emulation = _emulation_update(schedule.current()[0], body)
-        except PayloadError as exc:
-            return self._error(400, "invalid_request", str(exc), field=exc.field)
-        schedule.configure(emulation, enabled=True, now=self._s.clock())
-        return _json(200, {**emulation.as_dict(), "enabled": True})
-
-    def _flush(self, request: Request, _project: str, _param: str) -> Response:
-        timeout = 30.0
-        if request.body.strip():
-            try:
-                body = _json_body(request)
-                if not isinstance(body, dict):
-                    raise PayloadError("body", "expected a JSON object")
-                timeout = _number(body, "timeout", 30.0, 0.0, 600.0)
-            except PayloadError as exc:
-                return self._error(400, "invalid_request", str(exc), field=exc.field)
-        try:
-            flushed = self._s.flush(timeout)
-        except QueueUnavailable as exc:
-            return self._error(503, "unavailable", str(exc))
-        if not flushed:
-            return self._error(504, "timeout", f"the queue did not drain within {timeout:g}s")
-        return _json(200, {"flushed": True})
-
-    def _require_schedule(self) -> SharedSchedule:
-        if self._s.schedule is None:
-            raise RuntimeError("this sandbox runs without a capacity schedule")
-        return self._s.schedule
-
-    @staticmethod
-    def _error(
-        status: int,
-        code: str,
-        message: str,
-        graphql: bool = False,
-        *,
-        field: str | None = None,
-        route: str = "",
-    ) -> Response:
-        if graphql:
-            payload: dict[str, Any] = {
-                "errors": [{"message": message, "extensions": {"code": code}}]
-            }
-        else:
-            payload = {"error": code, "message": message}
-            if field is not None:
-                payload["field"] = field
-        response = _json(status, payload)
-        response.route = route
-        return response
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def _json(status: int, payload: Any) -> Response:
-    return Response(status, json.dumps(payload, separators=(",", ":")).encode(), JSON_TYPE)
-
-
-def _iso(ms: int) -> str | None:
-    return format_timestamp_ms(ms)
-
-
-def _json_body(request: Request) -> Any:
-    if not request.body.strip():
-        raise PayloadError("body", "expected a JSON object, got an empty body")
-    try:
-        return strict_json.loads(request.body)
-    except strict_json.NotStorable as exc:
-        raise PayloadError(exc.field, exc.message) from None
-    except RecursionError:
-        raise PayloadError("body", "JSON nested too deeply") from None
-    except ValueError as exc:
-        raise PayloadError("body", f"malformed JSON ({exc})") from None
-
-
-def _query(request: Request) -> dict[str, str]:
-    try:
-        parsed = parse_qs(request.query, keep_blank_values=True, max_num_fields=100)
-    except ValueError as exc:
-        raise PayloadError("query", str(exc)) from None
-    return {key: values[-1] for key, values in parsed.items()}
-
-
-def _int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = query.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise PayloadError(name, f"must be an integer from {low} to {high}") from None
-    if not low <= value <= high:
-        raise PayloadError(name, f"must be an integer from {low} to {high}, got {value}")
-    return value
-
-
-def _time_param(query: dict[str, str], name: str) -> int | None:
-    text = query.get(name)
-    if text is None or text == "":
-        return None
-    return parse_timestamp_ms(text, name)
-
-
-def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
-    value = body.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PayloadError(name, "expected a number")
-    if not low <= value <= high:
-        raise PayloadError(name, f"must be from {low:g} to {high:g}")
-    return float(value)
-
-
-_EMULATION_FIELDS = {
-    "pods": ("pods", int),
-    "podRate": ("pod_rate", float),
-    "sigma": ("sigma", float),
-    "kappa": ("kappa", float),
-    "serviceCv": ("service_cv", float),
-    "queueDepth": ("queue_depth", int),
-}
-
-
-def _emulation_update(current: Emulation, body: Any) -> Emulation:
-    """``{"pods": N}`` (and optionally the model's other parameters) applied to ``current``."""
-    if not isinstance(body, dict) or "pods" not in body:
-        raise PayloadError("pods", 'required: {"pods": N}')
-    changes: dict[str, Any] = {}
-    for key, value in body.items():
-        spec = _EMULATION_FIELDS.get(key)
-        if spec is None:
-            known = ", ".join(_EMULATION_FIELDS)
-            raise PayloadError(key, f"unknown field (known: {known})")
-        attr, kind = spec
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise PayloadError(key, "expected a number")
-        if kind is int and value != int(value):
-            raise PayloadError(key, "expected an integer")
-        changes[attr] = kind(value)
-    values = {
-        "pods": current.pods,
-        "pod_rate": current.pod_rate,
-        "sigma": current.sigma,
-        "kappa": current.kappa,
-        "service_cv": current.service_cv,
-        "queue_depth": current.queue_depth,
-        **changes,
-    }
-    try:
-        return Emulation(**values)
-    except ValueError as exc:
-        raise PayloadError("body", str(exc)) from None
+            return api_json.error(404, "not_found", f"project {project_id!r} not found")
+        return api_json.answer(200, {"id": project, "name": project})
 
 
 def _list_traces(

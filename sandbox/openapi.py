@@ -3,8 +3,8 @@
 It describes what the sandbox answers, not only what it accepts: every status a route may
 give (400 for a bad body or query, 401, 404, 405, 413, 429, 503 with ``Retry-After``, ...)
 with the shape of its body, so a client generator or a schema-driven fuzzer (the test suite
-runs schemathesis against a live sandbox) can hold each answer to it. Trace bodies are
-described as the guide sends them; unknown fields are allowed (the sandbox keeps them).
+runs schemathesis against a live sandbox) can hold each answer to it. This module holds
+the paths and assembles the document; the bodies' schemas are in :mod:`sandbox.openapi_schemas`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sandbox.app import MAX_BATCH_EVENTS
-from sandbox.capacity import MAX_POD_RATE, MAX_PODS, MAX_QUEUE_DEPTH
-from sandbox.payload import EVENT_TYPES, MAX_ID_LENGTH, OBSERVATION_TYPES
-
-_REF = "#/components/schemas/"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
+from sandbox.openapi_schemas import SCHEMAS, TIMESTAMP, ref
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -31,7 +23,7 @@ _RETRY = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds 
 
 
 def _error(description: str, retry: bool = False) -> dict[str, Any]:
-    answer = _json(_ref("Error"), description)
+    answer = _json(ref("Error"), description)
     if retry:
         answer["headers"] = _RETRY
     return answer
@@ -60,257 +52,8 @@ def _answers(ok: dict[str, dict[str, Any]], *extra: str) -> dict[str, Any]:
     return out
 
 
-_TIMESTAMP = {"type": "string", "description": "ISO 8601, years 0001 to 9999 in UTC."}
-_NULLABLE_TIME = {"type": "string", "nullable": True}
-_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
-_ANY: dict[str, Any] = {"nullable": True}
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "message"],
-        "properties": {
-            "error": {"type": "string"},
-            "message": {"type": "string"},
-            "field": {"type": "string"},
-        },
-    },
-    "ObservationIn": {
-        "type": "object",
-        "required": ["id", "type"],
-        "properties": {
-            "id": _ID,
-            "type": {"type": "string", "enum": list(OBSERVATION_TYPES)},
-            "traceId": {"type": "string", "minLength": 1},
-            "name": {"type": "string"},
-            "startTime": _TIMESTAMP,
-            "endTime": _TIMESTAMP,
-            "model": {"type": "string"},
-            "usage": {"type": "object"},
-            "input": _ANY,
-            "output": _ANY,
-            "metadata": _ANY,
-        },
-    },
-    "TraceIn": {
-        "type": "object",
-        "required": ["id"],
-        "properties": {
-            "id": _ID,
-            "name": {"type": "string"},
-            "timestamp": _TIMESTAMP,
-            "input": _ANY,
-            "output": _ANY,
-            "metadata": _ANY,
-            "userId": {"type": "string"},
-            "sessionId": {"type": "string"},
-            "tags": {"type": "array", "items": {"type": "string"}},
-            "observations": {"type": "array", "items": _ref("ObservationIn")},
-        },
-    },
-    "Accepted": {
-        "type": "object",
-        "required": ["id", "status"],
-        "properties": {
-            "id": {"type": "string"},
-            "status": {"type": "string", "enum": ["accepted"]},
-        },
-    },
-    "Event": {
-        "type": "object",
-        "required": ["id", "type", "body"],
-        "properties": {
-            "id": {"type": "string"},
-            "type": {"type": "string", "enum": list(EVENT_TYPES)},
-            "timestamp": _TIMESTAMP,
-            "body": {"type": "object"},
-        },
-    },
-    "Batch": {
-        "type": "object",
-        "required": ["batch"],
-        "properties": {
-            "batch": {"type": "array", "items": _ref("Event"), "maxItems": MAX_BATCH_EVENTS}
-        },
-    },
-    "BatchResult": {
-        "type": "object",
-        "required": ["successes", "errors"],
-        "properties": {
-            "successes": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["id", "status"],
-                    "properties": {"id": {"type": "string"}, "status": {"type": "integer"}},
-                },
-            },
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["status", "message", "error"],
-                    "properties": {
-                        "id": {"type": "string", "nullable": True},
-                        "status": {"type": "integer"},
-                        "message": {"type": "string"},
-                        "error": {"type": "string"},
-                    },
-                },
-            },
-        },
-    },
-    "Observation": {
-        "type": "object",
-        "required": ["id", "projectId", "type", "startTime"],
-        "properties": {
-            "id": {"type": "string"},
-            "projectId": {"type": "string"},
-            "traceId": {"type": "string", "nullable": True},
-            "type": {"type": "string"},
-            "name": {"type": "string", "nullable": True},
-            "startTime": _NULLABLE_TIME,
-            "endTime": _NULLABLE_TIME,
-            "completionStartTime": _NULLABLE_TIME,
-        },
-    },
-    "Trace": {
-        "type": "object",
-        "required": ["id", "projectId", "timestamp", "tags", "observations"],
-        "properties": {
-            "id": {"type": "string"},
-            "projectId": {"type": "string"},
-            "name": {"type": "string", "nullable": True},
-            "timestamp": _NULLABLE_TIME,
-            "tags": {"type": "array"},
-            "durationMs": {"type": "number", "nullable": True},
-            "observations": {
-                "type": "array",
-                "description": "Observation ids in a list; whole observations for one trace.",
-            },
-        },
-    },
-    "TraceDetail": {
-        "allOf": [
-            _ref("Trace"),
-            {
-                "type": "object",
-                "properties": {"observations": {"type": "array", "items": _ref("Observation")}},
-            },
-        ]
-    },
-    "TraceList": {
-        "type": "object",
-        "required": ["data", "meta"],
-        "properties": {
-            "data": {"type": "array", "items": _ref("Trace")},
-            "meta": {
-                "type": "object",
-                "required": ["page", "limit", "totalItems", "totalPages"],
-                "properties": {
-                    "page": {"type": "integer", "minimum": 1},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-                    "totalItems": {"type": "integer", "minimum": 0},
-                    "totalPages": {"type": "integer", "minimum": 0},
-                },
-            },
-        },
-    },
-    "TraceMetrics": {
-        "type": "object",
-        "required": ["data", "meta"],
-        "properties": {
-            "data": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["bucket", "count", "avgDurationMs"],
-                    "properties": {
-                        "bucket": _NULLABLE_TIME,
-                        "count": {"type": "integer"},
-                        "avgDurationMs": {"type": "number", "nullable": True},
-                    },
-                },
-            },
-            "meta": {"type": "object", "required": ["period"]},
-        },
-    },
-    "GraphQLRequest": {
-        "type": "object",
-        "required": ["query"],
-        "properties": {
-            "query": {"type": "string"},
-            "variables": {"type": "object", "nullable": True},
-            "operationName": {"type": "string", "nullable": True},
-        },
-    },
-    "GraphQLResponse": {
-        "type": "object",
-        "properties": {
-            "data": {"type": "object", "nullable": True},
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["message"],
-                    "properties": {"message": {"type": "string"}},
-                },
-            },
-        },
-    },
-    "Project": {
-        "type": "object",
-        "required": ["id", "name"],
-        "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
-    },
-    "Status": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {"status": {"type": "string"}},
-    },
-    "PodsUpdate": {
-        "type": "object",
-        "required": ["pods"],
-        "additionalProperties": False,
-        "properties": {
-            "pods": {"type": "integer", "minimum": 1, "maximum": MAX_PODS},
-            "podRate": {
-                "type": "number",
-                "exclusiveMinimum": True,
-                "minimum": 0,
-                "maximum": MAX_POD_RATE,
-            },
-            "sigma": {"type": "number", "minimum": 0, "maximum": 1},
-            "kappa": {"type": "number", "minimum": 0, "maximum": 1},
-            "serviceCv": {"type": "number", "minimum": 0, "maximum": 4},
-            "queueDepth": {"type": "integer", "minimum": 0, "maximum": MAX_QUEUE_DEPTH},
-        },
-    },
-    "Pods": {
-        "type": "object",
-        "required": ["pods", "podRate", "sigma", "kappa", "serviceCv", "queueDepth", "enabled"],
-        "properties": {
-            "pods": {"type": "integer"},
-            "podRate": {"type": "number"},
-            "sigma": {"type": "number"},
-            "kappa": {"type": "number"},
-            "serviceCv": {"type": "number"},
-            "queueDepth": {"type": "integer"},
-            "capacity": {"type": "number"},
-            "enabled": {"type": "boolean"},
-            "admitted": {"type": "integer"},
-            "shed": {"type": "integer"},
-        },
-    },
-    "Flush": {
-        "type": "object",
-        "properties": {"timeout": {"type": "number", "minimum": 0, "maximum": 600}},
-    },
-}
-
-
 def _body(name: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
 
 
 _API: list[dict[str, list[str]]] = [{"apiKey": []}]
@@ -321,8 +64,8 @@ _QUERY = [
     ("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1}),
     ("search", {"type": "string"}),
     ("name", {"type": "string"}),
-    ("fromTimestamp", _TIMESTAMP),
-    ("toTimestamp", _TIMESTAMP),
+    ("fromTimestamp", TIMESTAMP),
+    ("toTimestamp", TIMESTAMP),
 ]
 
 
@@ -344,7 +87,7 @@ _PATHS: dict[str, Any] = {
             "summary": "Ingest one trace with its observations (idempotent upsert by id).",
             "security": _API,
             "requestBody": _body("TraceIn"),
-            "responses": _answers({"200": _json(_ref("Accepted"), "Accepted.")}),
+            "responses": _answers({"200": _json(ref("Accepted"), "Accepted.")}),
         },
         "get": {
             "summary": "List the project's traces, newest first.",
@@ -352,7 +95,7 @@ _PATHS: dict[str, Any] = {
             "parameters": [
                 {"name": n, "in": "query", "required": False, "schema": s} for n, s in _QUERY
             ],
-            "responses": _answers({"200": _json(_ref("TraceList"), "A page of traces.")}),
+            "responses": _answers({"200": _json(ref("TraceList"), "A page of traces.")}),
         },
     },
     "/api/public/ingestion": {
@@ -360,7 +103,7 @@ _PATHS: dict[str, Any] = {
             "summary": "A batch of events; each one stored or reported on its own.",
             "security": _API,
             "requestBody": _body("Batch"),
-            "responses": _answers({"207": _json(_ref("BatchResult"), "Per-event results.")}),
+            "responses": _answers({"207": _json(ref("BatchResult"), "Per-event results.")}),
         }
     },
     "/api/public/traces/{id}": {
@@ -369,7 +112,7 @@ _PATHS: dict[str, Any] = {
             "security": _API,
             "parameters": _path_id("The trace's id."),
             "responses": _answers(
-                {"200": _json(_ref("TraceDetail"), "The trace."), "404": _error("Not found.")}
+                {"200": _json(ref("TraceDetail"), "The trace."), "404": _error("Not found.")}
             ),
         }
     },
@@ -385,7 +128,7 @@ _PATHS: dict[str, Any] = {
                     "schema": {"type": "string", "enum": ["hour", "day"], "default": "day"},
                 }
             ],
-            "responses": _answers({"200": _json(_ref("TraceMetrics"), "Buckets.")}),
+            "responses": _answers({"200": _json(ref("TraceMetrics"), "Buckets.")}),
         }
     },
     "/api/projects/{id}": {
@@ -394,7 +137,7 @@ _PATHS: dict[str, Any] = {
             "security": _API,
             "parameters": _path_id("The project's id."),
             "responses": _answers(
-                {"200": _json(_ref("Project"), "The project."), "404": _error("Not found.")}
+                {"200": _json(ref("Project"), "The project."), "404": _error("Not found.")}
             ),
         }
     },
@@ -404,15 +147,15 @@ _PATHS: dict[str, Any] = {
             "security": _API,
             "requestBody": _body("GraphQLRequest"),
             "responses": {
-                "200": _json(_ref("GraphQLResponse"), "Executed (errors possible)."),
-                "400": _json(_ref("GraphQLResponse"), "Syntax or validation error."),
-                "401": _json(_ref("GraphQLResponse"), "Missing or unknown key."),
+                "200": _json(ref("GraphQLResponse"), "Executed (errors possible)."),
+                "400": _json(ref("GraphQLResponse"), "Syntax or validation error."),
+                "401": _json(ref("GraphQLResponse"), "Missing or unknown key."),
                 "405": _error("Method not allowed."),
                 "408": _COMMON["408"],
                 "413": _COMMON["413"],
-                "429": _json(_ref("GraphQLResponse"), "Rate limited."),
+                "429": _json(ref("GraphQLResponse"), "Rate limited."),
                 "431": _COMMON["431"],
-                "503": _json(_ref("GraphQLResponse"), "Unavailable."),
+                "503": _json(ref("GraphQLResponse"), "Unavailable."),
             },
         }
     },
@@ -420,7 +163,7 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": "Liveness.",
             "security": _NONE,
-            "responses": {"200": _json(_ref("Status"), "Alive.")},
+            "responses": {"200": _json(ref("Status"), "Alive.")},
         }
     },
     "/ready": {
@@ -429,8 +172,8 @@ _PATHS: dict[str, Any] = {
             "cannot write.",
             "security": _NONE,
             "responses": {
-                "200": _json(_ref("Status"), "Ready."),
-                "503": _json(_ref("Status"), "Not ready."),
+                "200": _json(ref("Status"), "Ready."),
+                "503": _json(ref("Status"), "Not ready."),
             },
         }
     },
@@ -457,13 +200,13 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": "The emulated deployment.",
             "security": _ADMIN,
-            "responses": _answers({"200": _json(_ref("Pods"), "The model.")}),
+            "responses": _answers({"200": _json(ref("Pods"), "The model.")}),
         },
         "post": {
             "summary": "Change the emulated deployment (turns emulation on).",
             "security": _ADMIN,
             "requestBody": _body("PodsUpdate"),
-            "responses": _answers({"200": _json(_ref("Pods"), "The new model.")}),
+            "responses": _answers({"200": _json(ref("Pods"), "The new model.")}),
         },
     },
     "/admin/flush": {
@@ -472,7 +215,7 @@ _PATHS: dict[str, Any] = {
             "security": _ADMIN,
             "requestBody": {
                 "required": False,
-                "content": {"application/json": {"schema": _ref("Flush")}},
+                "content": {"application/json": {"schema": ref("Flush")}},
             },
             "responses": _answers(
                 {
@@ -501,7 +244,7 @@ def document() -> dict[str, Any]:
         },
         "paths": _PATHS,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": SCHEMAS,
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key."},
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "Admin."},
