@@ -159,6 +159,11 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     show_default=True,
     help="A probed trace not readable after this counts as a timeout.",
 )
+@click.option(
+    "--keep-logs",
+    is_flag=True,
+    help="Keep the embedded sandbox's log in $TMPDIR (it never holds a key or token).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
@@ -184,7 +189,12 @@ def _run(corpus: str, options: dict[str, Any]) -> int:
     plan = plan_from_options(corpus, options, command_line=_command_line())
     warn_open_files(plan.max_inflight)
     try:
-        target = open_target(options["target"], options["api_key"], options["project_id"])
+        target = open_target(
+            options["target"],
+            options["api_key"],
+            options["project_id"],
+            {"keep_logs": True} if options.get("keep_logs") else None,
+        )
     except TargetError as exc:
         raise InputError(str(exc)) from None
     except KeyboardInterrupt:
