@@ -69,9 +69,11 @@ def test_ready_round_trips(info: dict[str, Any]) -> None:
     assert ("spool_error" in decoded.info) == ("spool_error" in info)  # type: ignore[union-attr]
 
 
-@given(abandoned=ints, serial=ints, intervals=ints, unsent=ints, counted=st.booleans())
+@given(
+    abandoned=ints, serial=ints, intervals=ints, unsent=ints, counted=st.booleans(), skipped=ints
+)
 def test_done_round_trips(
-    abandoned: int, serial: int, intervals: int, unsent: int, counted: bool
+    abandoned: int, serial: int, intervals: int, unsent: int, counted: bool, skipped: int
 ) -> None:
     info = DoneInfo(
         abandoned=abandoned,
@@ -79,6 +81,7 @@ def test_done_round_trips(
         intervals=intervals,
         unsent=unsent,
         unsent_counted=counted,
+        probes_skipped=skipped,
     )
     assert protocol.from_worker(_wire(Done(1, info))) == Done(1, info)
 
@@ -128,3 +131,9 @@ def test_anything_else_from_a_worker_is_a_protocol_error(raw: Any) -> None:
 def test_anything_else_to_a_worker_is_a_protocol_error(raw: Any) -> None:
     with pytest.raises(ProtocolError):
         protocol.to_worker(raw)
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(-1, 10**9)), max_size=20))
+def test_probes_round_trip(ended: list[tuple[int, int]]) -> None:
+    message = protocol.Probes(2, ended)
+    assert protocol.from_worker(_wire(message)) == message
