@@ -7,6 +7,7 @@ import click
 from capture.cli_errors import OneLineGroup
 from replay.cli_merge import merge
 from replay.cli_run import run
+from replay.cli_scenarios import check, scenarios
 from sandbox.cli import command as sandbox_command
 
 
@@ -23,3 +24,5 @@ def main() -> None:
 main.add_command(sandbox_command, name="sandbox")
 main.add_command(run)
 main.add_command(merge)
+main.add_command(scenarios)
+main.add_command(check)

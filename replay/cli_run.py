@@ -127,6 +127,16 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     metavar="[HOST:]PORT",
     help="Serve live Prometheus metrics at /metrics during the run (all interfaces).",
 )
+@click.option(
+    "--scenario",
+    metavar="NAME|FILE",
+    help="Run a scenario file's scenarios at once, or a preset (replay scenarios).",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --scenario: every duration times F (0.05: a 6 min test in 18 s).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
@@ -142,7 +152,14 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     counted as dropped. Exit status: 0 ok, 1 run failed, 2 bad input or target,
     99 a threshold failed, 130 interrupted.
     """
-    plan = plan_from_options(corpus, options, command_line=_command_line())
+    if options.get("scenario"):
+        from replay.cli_scenarios import scenario_plan_from_options
+
+        plan = scenario_plan_from_options(ctx, options, command_line=_command_line())
+    elif options.get("time_scale") is not None:
+        raise InputError("--time-scale applies to --scenario")
+    else:
+        plan = plan_from_options(corpus, options, command_line=_command_line())
     try:
         target = open_target(options["target"], options["api_key"], options["project_id"])
     except TargetError as exc:

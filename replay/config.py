@@ -60,6 +60,8 @@ class WorkerConfig:
     spool_dir: str | None = None  # where a shard too large for the cache is spooled ($TMPDIR)
     segment: int = 0  # this machine's execution segment (replay.segments) ...
     segments: int = 1  # ... of this many
+    lane: dict[str, Any] = field(default_factory=dict)  # a scenario's own (replay.lanes)
+    scenarios: list[dict[str, Any]] = field(default_factory=list)  # lanes' configs, wire form
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)

@@ -49,6 +49,7 @@ from replay.target import RunTarget
 
 if TYPE_CHECKING:
     from replay.live import LiveMetrics, MetricsServer
+    from replay.scenario_results import ScenarioAggregates
 
 NS = 1_000_000_000
 START_MARGIN_NS = 250_000_000
@@ -116,6 +117,11 @@ class Coordinator:
         self.notes: list[str] = []
         self.live: LiveMetrics | None = None
         self.metrics_server: MetricsServer | None = None
+        self.scenarios: ScenarioAggregates | None = None
+        if plan.scenarios:
+            from replay.scenario_results import ScenarioAggregates, scenario_meta
+
+            self.scenarios = ScenarioAggregates(scenario_meta(plan.scenarios, plan.duration_ns))
 
     # --- processes -----------------------------------------------------------------------
 
@@ -148,7 +154,7 @@ class Coordinator:
     def _config(self, w: int) -> WorkerConfig:
         plan, target = self.plan, self.target
         seg = plan.segment
-        return WorkerConfig(
+        cfg = WorkerConfig(
             worker=w,
             workers=plan.workers,
             corpus=plan.corpus,
@@ -173,6 +179,11 @@ class Coordinator:
             segment=seg.index,
             segments=seg.count,
         )
+        if plan.scenarios:
+            from replay.scenario_plan import with_lanes
+
+            return with_lanes(cfg, plan)
+        return cfg
 
     def _send(self, proc: _Proc, message: Any) -> None:
         with contextlib.suppress(OSError):  # if it died, its data pipe will say so
@@ -212,6 +223,11 @@ class Coordinator:
             return
         if isinstance(message, protocol.Delta):  # one interval: its folds' recorder deltas
             for payload in message.folds:
+                if self.scenarios is not None:
+                    delta = self.scenarios.add(payload, self.aggregate)
+                    if self.live is not None:
+                        self.live.add(delta, delta.scenario or "")
+                    continue
                 self.aggregate.add(payload)
                 if self.live is not None:
                     self.live.add(read_delta(payload))
@@ -447,7 +463,11 @@ class Coordinator:
             return
         from replay import thresholds
 
-        for verdict in thresholds.evaluate_interval(list(self.plan.thresholds), self.aggregate, k):
+        scenarios = self.scenarios.aggregates if self.scenarios is not None else None
+        judged = thresholds.evaluate_interval(
+            list(self.plan.thresholds), self.aggregate, k, scenarios
+        )
+        for verdict in judged:
             if not verdict.ok:
                 self.aborted = f"threshold {verdict.threshold} failed after {k + 1}s"
                 self._stop_all()
@@ -493,7 +513,12 @@ class Coordinator:
                     f"worker {p.index}: {why}; it decoded and built every request as it sent "
                     "it instead (more CPU per request)"
                 )
-        verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate)
+        scen = self.scenarios
+        if scen is not None:
+            scen.set_durations(self.aggregate.duration_s)
+        verdicts = thresholds.evaluate(
+            list(plan.thresholds), self.aggregate, scen.aggregates if scen is not None else None
+        )
         meta = RunMeta(
             corpus=plan.corpus_label,
             target=self.target.url,
@@ -513,6 +538,10 @@ class Coordinator:
             start_late_ms=None if plan.start_at_ns is None else self.start_late_ns / 1e6,
         )
         results = build_results(self.aggregate, meta, verdicts)
+        if scen is not None:
+            from replay.scenario_results import add_scenarios
+
+            add_scenarios(results, scen)
         if plan.out:
             write_results(plan.out, results)
         self.stdout.write(_render_summary(results))

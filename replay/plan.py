@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from capture.corpus import CorpusError, CorpusReader
 from capture.errors import InputError
@@ -52,6 +53,7 @@ class RunPlan:
     start_at_ns: int | None = None  # wall clock (unix ns): start then, not when ready
     max_start_skew_ns: int = NS  # ready later than start_at + this: refuse to run
     metrics_listen: tuple[str, int] | None = None  # serve live Prometheus metrics there
+    scenarios: tuple[Any, ...] = ()  # a scenario file's Scenarios (replay.scenario_plan)
 
 
 def make_plan(

@@ -621,5 +621,11 @@ def merge_results(
     longest = max(durations)
     if longest > 0:
         aggregate.set_duration(longest)
-    verdicts = evaluate(list(wanted.values()), aggregate)
-    return build_results(aggregate, merge_meta(metas, names), verdicts)
+    from replay.scenario_results import add_scenarios, merged_scenarios
+
+    scen = merged_scenarios(results, names)
+    if scen is not None:
+        scen.set_durations(aggregate.duration_s)
+    verdicts = evaluate(list(wanted.values()), aggregate, scen.aggregates if scen else None)
+    merged = build_results(aggregate, merge_meta(metas, names), verdicts)
+    return add_scenarios(merged, scen) if scen is not None else merged

@@ -47,6 +47,7 @@ aggregate) -> [Verdict]``, ``evaluate_interval(thresholds, aggregate, k) -> [Ver
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import re
@@ -475,13 +476,14 @@ def _by_scenario(
     judged: dict[Threshold, list[Verdict]] = {}
     for name, members in groups.items():
         data = aggregate if name is None else scenarios.get(name) or RunAggregate()
-        for verdict in judge(members, data):
-            judged.setdefault(verdict.threshold, []).append(verdict)
+        plain = {dataclasses.replace(t, scenario=None): t for t in members}
+        for verdict in judge(list(plain), data):
+            original = plain[verdict.threshold]
+            judged.setdefault(original, []).append(dataclasses.replace(verdict, threshold=original))
     out = []
     for t in thresholds:
-        out.extend(judged.get(t, [])[:1])
         if judged.get(t):
-            judged[t].pop(0)
+            out.append(judged[t].pop(0))
     return out
 
 

@@ -359,7 +359,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         cfg = WorkerConfig.from_wire(message)
         worker_index = cfg.worker
-        worker = Worker(cfg, pipe)
+        if cfg.scenarios:  # a scenario file: one lane per scenario
+            from replay.lanes import ScenarioWorker
+
+            worker: Worker = ScenarioWorker(cfg, pipe)
+        else:
+            worker = Worker(cfg, pipe)
         info = worker.load()
     except Exception as exc:
         pipe.send(*protocol.Error(worker_index, _kind(exc), str(exc)).encode())
