@@ -95,10 +95,8 @@ def scenario_plan_from_options(
         if o.get(name):
             flag = "--" + name.replace("_", "-").replace("stages", "stage")
             raise InputError(f"{flag} cannot be combined with --scenario (the file decides it)")
-    source = ctx.params.get("corpus")
-    if source not in (None, "ingestion") and ctx.get_parameter_source("corpus") is not None:
-        if ctx.get_parameter_source("corpus") != click.core.ParameterSource.DEFAULT:
-            raise InputError("give either a CORPUS or --scenario (its scenarios name theirs)")
+    if ctx.get_parameter_source("corpus") not in (None, click.core.ParameterSource.DEFAULT):
+        raise InputError("give either a CORPUS or --scenario (its scenarios name theirs)")
     file = load_scenarios(str(o["scenario"]))
     return make_scenario_plan(
         file,

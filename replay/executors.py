@@ -106,15 +106,20 @@ class VUScheduler(Scheduler):
         return now >= end and (not any(self.busy) or now >= end + self.grace_stop)
 
     def begin(self) -> None:
-        start, loop = self.worker.start, self.worker.loop
-        now = time.monotonic_ns()
+        start = self.worker.start
         for t, n in self.steps:
-            if start + t <= now:
-                self._set_target(n)
-            else:
-                timer = loop.timer((start + t - now) / NS)
-                timer.start(self._set_target, n)
-                self._timers.append(timer)
+            self._at(start + t, n)
+
+    def _at(self, when: int, n: int) -> None:
+        """Set the target to `n` at `when` (a timer, re-armed if the loop's cached time made
+        it fire early)."""
+        now = time.monotonic_ns()
+        if when <= now:
+            self._set_target(n)
+            return
+        timer = self.worker.loop.timer((when - now) / NS)
+        timer.start(self._at, when, n, update=True)
+        self._timers.append(timer)
 
     def _set_target(self, n: int) -> None:
         worker = self.worker

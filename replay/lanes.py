@@ -98,7 +98,7 @@ class Lane:
             self.scheduler.begin()
         else:
             timer = self.loop.timer(wait / NS)
-            timer.start(self.scheduler.begin)
+            timer.start(self.begin, update=True)  # (again, should it fire early)
 
     def finished(self, now: int) -> bool:
         if isinstance(self.scheduler, VUScheduler):
@@ -268,5 +268,6 @@ class ScenarioWorker(Worker):
 
     def flush(self) -> None:
         for lane in self.lanes:
+            lane.vus_sample = lane.active()
             self.folds.append(lane.fold(self.interval, True))
         self._send_interval()
