@@ -211,7 +211,7 @@ def test_all_five_executors_at_once_and_merge_of_two_segments(
         _run(*common, "--workers", "1", "--segment", "1/2", "--out", str(seg1)),
     ]
     finished = [_finish(p) for p in procs]
-    for code, out, err in finished:
+    for code, _out, err in finished:
         assert code == 0, err
     assert "SCENARIOS" in finished[0][1] and "rvu (ramping-vus)" in finished[0][1]
     r = json.loads(whole.read_text())
