@@ -41,7 +41,8 @@ def make_scenario_plan(
     metrics_listen: tuple[str, int] | None = None,
 ) -> RunPlan:
     """The plan of running every scenario of `file` at once (InputError naming the file and
-    scenario at fault). The run lasts until the last scenario's end, plus its graceful stop
+    scenario at fault). `max_inflight` is the default of open scenarios that set none (the
+    plan's is their total). The run lasts until the last scenario's end, plus its graceful stop
     for VU scenarios (workers end earlier once every iteration has)."""
     if not time_scale > 0:
         raise InputError(f"--time-scale {time_scale}: must be more than zero")
@@ -59,6 +60,8 @@ def make_scenario_plan(
             last = header.chunks[-1].last_ns if header.chunks else 0
             period = pacing.loop_period(header.duration_ns, last, header.records)
             s = replace(s, duration_ns=max(round(period / s.speed * time_scale), 1))
+        if not s.closed:
+            s = replace(s, max_inflight=s.max_inflight or max_inflight)
         scenarios.append(replace(s, corpus=str(path)))
     ends = [s.start_ns + s.length_ns + (s.graceful_stop_ns if s.closed else 0) for s in scenarios]
     parsed = tuple(_parse_thresholds([*file.thresholds, *thresholds]))
@@ -77,7 +80,7 @@ def make_scenario_plan(
         model="scenarios",
         duration_ns=max(ends),
         workers=int(workers or 1),
-        max_inflight=int(max_inflight or 1000),
+        max_inflight=sum(s.max_inflight or 0 for s in scenarios) or int(max_inflight or 1000),
         timeout_ns=int(timeout_ns or 10 * NS),
         seed=int(seed),
         thresholds=parsed,

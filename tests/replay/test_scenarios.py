@@ -8,15 +8,19 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from capture.errors import InputError
 from replay.scenario_file import load_scenarios, parse_scenarios, preset_names
 from replay.scenario_plan import make_scenario_plan
+from replay.thresholds import parse_threshold
 from replay.vu_schedule import vus_at
 
 ROOT = Path(__file__).parent.parent.parent
@@ -269,3 +273,100 @@ def test_all_five_executors_at_once_and_merge_of_two_segments(
     assert check("http_reqs{scenario:car}: count==160").returncode == 0
     failing = check("http_reqs{scenario:rar}: count<10")
     assert failing.returncode == 99 and "FAIL" in failing.stdout
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3600_000), st.integers(0, 1000)), min_size=1, max_size=6
+    ).filter(lambda stages: sum(ms for ms, _ in stages) > 0),
+    st.integers(0, 50),
+)
+def test_stages_parse_to_their_nanoseconds(stages: list[tuple[int, int]], start: int) -> None:
+    """Any stage list written as milliseconds reads back exactly (durations and targets)."""
+    body = ", ".join(f'{{ duration = "{ms}ms", target = {t} }}' for ms, t in stages)
+    text = (
+        f'[scenarios.r]\nexecutor = "ramping-vus"\ncorpus = "query"\nstart_vus = {start}\n'
+        f"stages = [{body}]\n"
+    )
+    parsed = parse_scenarios(text, "gen.toml").scenarios[0]
+    assert parsed.start_vus == start
+    assert parsed.stages == tuple((ms * 1_000_000, float(t)) for ms, t in stages)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http_req_duration{scenario:ingestion}: p(99)<200",
+        "http_req_failed{scenario:dashboard,endpoint:get}: rate<0.01",
+        "http_reqs{scenario:q-1,status:5xx}: count<3 [window=10s]",
+    ],
+)
+def test_scenario_tag_round_trips(text: str) -> None:
+    t = parse_threshold(text)
+    assert t.scenario is not None and str(t) == text and parse_threshold(str(t)) == t
+
+
+def test_abort_on_fail_with_a_scenario_threshold(
+    tiny_server: Callable[..., str], tmp_path: Path
+) -> None:
+    """A scenario's threshold failing early stops the whole run (exit 99), long before the
+    scenarios' 30 s; the other scenario's threshold does not decide it."""
+    url = tiny_server()
+    file = tmp_path / "abort.toml"
+    file.write_text(
+        '[scenarios.a]\nexecutor = "constant-arrival-rate"\ncorpus = "ingestion"\n'
+        'rate = 50\nduration = "30s"\n'
+        '[scenarios.b]\nexecutor = "constant-vus"\ncorpus = "query"\nvus = 2\n'
+        'duration = "30s"\nthink_time = "0.1s"\n'
+        '[thresholds]\n"http_reqs{scenario:a}" = ["count<20"]\n'
+        '"http_reqs{scenario:b}" = ["count<100000"]\n'
+    )
+    out = tmp_path / "abort.json"
+    done = subprocess.run(
+        replay_command(
+            "--scenario",
+            str(file),
+            "--target",
+            url,
+            "-q",
+            "--workers",
+            "1",
+            "--abort-on-fail",
+            "--out",
+            str(out),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=replay_env(),
+        cwd=ROOT,
+    )
+    assert done.returncode == 99, done.stderr
+    r = json.loads(out.read_text())
+    verdicts = {v["threshold"]: v["ok"] for v in r["thresholds"]}
+    assert verdicts == {
+        "http_reqs{scenario:a}: count<20": False,
+        "http_reqs{scenario:b}: count<100000": True,
+    }
+    assert r["totals"]["duration_s"] < 25  # stopped early (30 s scheduled)
+    assert any("stopped early" in note for note in r["meta"]["notes"])
+
+
+@pytest.mark.slow
+def test_spike_preset_at_time_scale_against_the_sandbox() -> None:
+    """The guide's spike at 0.05 (18 s) against the embedded sandbox, with a per-scenario
+    summary. The bound is wide: the goal is 30 s on a quiet machine; startup (sandbox,
+    workers) alone takes seconds on a busy one."""
+    began = time.monotonic()
+    done = subprocess.run(
+        replay_command("--scenario", "spike", "--time-scale", "0.05", "-q"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=replay_env(),
+        cwd=ROOT,
+    )
+    took = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    assert "SCENARIOS" in done.stdout and "spike (ramping-vus)" in done.stdout
+    assert took < 120
