@@ -227,6 +227,7 @@ class Coordinator:
                     delta = self.scenarios.add(payload, self.aggregate)
                     if self.live is not None:
                         self.live.add(delta, delta.scenario or "")
+                        self.live.vus = self.scenarios.latest_vus()
                     continue
                 self.aggregate.add(payload)
                 if self.live is not None:

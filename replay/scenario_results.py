@@ -36,6 +36,7 @@ class ScenarioAggregates:
     aggregates: dict[str, RunAggregate] = field(default_factory=dict)
     vus: dict[str, dict[int, dict[int, int]]] = field(default_factory=dict)
     _inflight: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)
+    _latest_vus: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for entry in self.meta:
@@ -53,7 +54,12 @@ class ScenarioAggregates:
         self._add(self.aggregates.setdefault(d.scenario, RunAggregate()), d, d.inflight)
         if d.vus is not None:
             self.vus.setdefault(d.scenario, {}).setdefault(d.interval, {})[d.worker] = d.vus
+            self._latest_vus[(d.scenario, d.worker)] = d.vus
         return d
+
+    def latest_vus(self) -> int:
+        """Active VUs of every scenario and worker, as last reported (live metrics)."""
+        return sum(self._latest_vus.values())
 
     @staticmethod
     def _add(into: RunAggregate, d: Delta, inflight: int) -> None:
