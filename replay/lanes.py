@@ -34,7 +34,18 @@ COUNT_UNSENT_NS = 2 * NS  # counting a lane's unsent requests takes at most this
 
 
 class LaneShard(Shard):
-    """A shard holding only the scenario's endpoints (all of them when it names none)."""
+    """A shard holding only the scenario's endpoints (all of them when it names none);
+    CorpusError when the corpus holds none of them at all."""
+
+    def __init__(self, cfg: WorkerConfig, *args: Any) -> None:
+        super().__init__(cfg, *args)
+        wanted = cfg.lane.get("endpoints")
+        if self.mine == 0 and wanted and next(self._walk(everyone=True), None) is None:
+            raise CorpusError(
+                cfg.corpus,
+                f"scenario {cfg.lane.get('name')}: endpoints: the corpus holds no "
+                f"{' or '.join(wanted)} requests",
+            )
 
     def _walk(self, everyone: bool, *args: Any, **kwargs: Any) -> Any:
         wanted = set(self.cfg.lane.get("endpoints") or ())

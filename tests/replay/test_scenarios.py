@@ -370,3 +370,23 @@ def test_spike_preset_at_time_scale_against_the_sandbox() -> None:
     assert done.returncode == 0, done.stderr
     assert "SCENARIOS" in done.stdout and "spike (ramping-vus)" in done.stdout
     assert took < 120
+
+
+def test_endpoints_the_corpus_lacks_are_one_line_exit_2(tmp_path: Path) -> None:
+    """Known endpoints the corpus holds none of: refused when the workers load it."""
+    bad = tmp_path / "noep.toml"
+    bad.write_text(
+        '[scenarios.q]\nexecutor = "constant-vus"\ncorpus = "ingestion"\n'
+        'endpoints = ["graphql"]\nvus = 1\nduration = "2s"\n'
+    )
+    done = subprocess.run(
+        replay_command("--scenario", str(bad), "-q", "--workers", "1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=replay_env(),
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "scenario q: endpoints" in lines[0] and "graphql" in lines[0]
