@@ -390,3 +390,40 @@ def test_endpoints_the_corpus_lacks_are_one_line_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "scenario q: endpoints" in lines[0] and "graphql" in lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    ["ingestion", "query", "mixed", "spike", "soak", "spike-open", "ingestion-open", "soak-open"],
+)
+def test_every_preset_runs_compressed(
+    name: str, tiny_server: Callable[..., str], tmp_path: Path
+) -> None:
+    """Each preset compressed to about two seconds, against a loopback server: every one of
+    its scenarios sends requests and shows in the results."""
+    length = sum(s.length_ns for s in load_scenarios(name).scenarios[:1])
+    url = tiny_server()
+    out = tmp_path / f"{name}.json"
+    done = subprocess.run(
+        replay_command(
+            "--scenario",
+            name,
+            "--time-scale",
+            f"{2 * S / length:.9f}",
+            "--target",
+            url,
+            "-q",
+            "--out",
+            str(out),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=replay_env(),
+        cwd=ROOT,
+    )
+    assert done.returncode in (0, 99), done.stderr
+    r = json.loads(out.read_text())
+    for s in load_scenarios(name).scenarios:
+        assert r["scenarios"][s.name]["totals"]["requests"] > 0, s.name
