@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from capture.errors import InputError
+from replay.results import merge_results
 from replay.scenario_file import load_scenarios, parse_scenarios, preset_names
 from replay.scenario_plan import make_scenario_plan
 from replay.thresholds import parse_threshold
@@ -236,6 +237,14 @@ def test_all_five_executors_at_once_and_merge_of_two_segments(
         assert r["timeline"][k]["active_vus"] >= row["rvu"]["active_vus"]
     assert all(v["ok"] for v in r["thresholds"])
     assert {m["name"] for m in r["meta"]["scenarios"]} == {"car", "rar", "cvu", "rvu", "tl"}
+
+    # a merge of the run alone gives back its scenarios exactly, second by second
+    alone = merge_results([r], ["whole"])
+    assert alone["scenarios"] == r["scenarios"]
+    assert alone["meta"]["scenarios"] == r["meta"]["scenarios"]
+    for mine, theirs in zip(alone["timeline"], r["timeline"], strict=True):
+        assert mine["scenarios"] == theirs["scenarios"]
+        assert mine["active_vus"] == theirs["active_vus"]
 
     # two segments merged are the whole run's schedule, scenario by scenario
     merged_path = tmp_path / "merged.json"
