@@ -56,6 +56,10 @@ class LaneShard(Shard):
     def templates_of(self, endpoint: str) -> list[Template]:
         """Every template of `endpoint` (a flow step's pool): this worker's, or when it
         holds none, the whole corpus's."""
+        if self.cached is not None:
+            pool = [tpl for _entry, tpl in self.cached if tpl.endpoint == endpoint]
+            if pool:
+                return pool
         for everyone in (False, True):
             walk = self._walk(everyone=everyone)
             pool = [self._build(r, e.record) for e, r in walk if r.endpoint == endpoint]
@@ -188,6 +192,8 @@ class ScenarioWorker(Worker):
                 wire.Connection(self.target, addr, family, lane._done, self.loop)
                 for _ in range(max(n, 0))
             ]
+            if lane.closed:
+                lane.scheduler.source(shard)  # a flow's pools, built now (CorpusError: exit 2)
             lane.scheduler.attach(lane.conns)
             self.conns.extend(lane.conns)
             self._preconnect(lane.scheduler.preconnect(lane.conns))
@@ -269,6 +275,11 @@ class ScenarioWorker(Worker):
             if wait > 0:
                 gevent.sleep(wait / NS)
             if folds % FOLDS == FOLDS // 2:
+                # A sleep may end early by as long as the loop's cached time is stale: the
+                # sample is taken at mid-second by the clock itself.
+                mid = self.start + folds * NS // FOLDS
+                while (left := mid - time.monotonic_ns()) > 0:
+                    gevent.sleep(left / NS)
                 for lane in self.lanes:
                     lane.vus_sample = lane.active()
             last = folds % FOLDS == 0
