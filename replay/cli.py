@@ -9,6 +9,7 @@ from replay.cli_k8s import k8s
 from replay.cli_merge import merge
 from replay.cli_report import report
 from replay.cli_run import run
+from replay.cli_scenarios import check, scenarios
 from sandbox.cli import command as sandbox_command
 
 
@@ -27,3 +28,5 @@ main.add_command(run)
 main.add_command(merge)
 main.add_command(k8s)
 main.add_command(report)
+main.add_command(scenarios)
+main.add_command(check)

@@ -164,6 +164,16 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     is_flag=True,
     help="Keep the embedded sandbox's log in $TMPDIR (it never holds a key or token).",
 )
+@click.option(
+    "--scenario",
+    metavar="NAME|FILE",
+    help="Run a scenario file's scenarios at once, or a preset (replay scenarios).",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --scenario: every duration times F (0.05: a 6 min test in 18 s).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.pass_context
 def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
@@ -180,13 +190,20 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     99 a threshold failed, 130 interrupted (Ctrl-C or SIGTERM: partial results are written).
     """
     with sigterm_as_interrupt():
-        code = _run(corpus, options)
+        code = _run(ctx, corpus, options)
     ctx.exit(code)
 
 
-def _run(corpus: str, options: dict[str, Any]) -> int:
+def _run(ctx: click.Context, corpus: str, options: dict[str, Any]) -> int:
     to_stdout = StdoutResults.take(options)  # --out -
-    plan = plan_from_options(corpus, options, command_line=_command_line())
+    if options.get("scenario"):
+        from replay.cli_scenarios import scenario_plan_from_options
+
+        plan = scenario_plan_from_options(ctx, options, command_line=_command_line())
+    elif options.get("time_scale") is not None:
+        raise InputError("--time-scale applies to --scenario")
+    else:
+        plan = plan_from_options(corpus, options, command_line=_command_line())
     warn_open_files(plan.max_inflight)
     try:
         target = open_target(

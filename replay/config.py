@@ -62,6 +62,8 @@ class WorkerConfig:
     segments: int = 1  # ... of this many
     visibility_probe: float = 0.0  # fraction of acknowledged ingestions probed (replay.probe)
     visibility_timeout_ns: int = 300_000_000_000
+    lane: dict[str, Any] = field(default_factory=dict)  # a scenario's own (replay.lanes)
+    scenarios: list[dict[str, Any]] = field(default_factory=list)  # lanes' configs, wire form
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,6 +41,7 @@ from replay.visibility import VisibilityAggregate
 
 if TYPE_CHECKING:
     from replay.live import LiveMetrics, MetricsServer
+    from replay.scenario_results import ScenarioAggregates
     from replay.scrape import TargetScraper
 
 START_MARGIN_NS = 250_000_000
@@ -108,6 +109,11 @@ class Coordinator:
         self.scraper: TargetScraper | None = None
         self.visibility: VisibilityAggregate | None = None
         self.metrics_server: MetricsServer | None = None
+        self.scenarios: ScenarioAggregates | None = None
+        if plan.scenarios:
+            from replay.scenario_results import ScenarioAggregates, scenario_meta
+
+            self.scenarios = ScenarioAggregates(scenario_meta(plan.scenarios, plan.duration_ns))
 
     # --- processes -----------------------------------------------------------------------
 
@@ -140,7 +146,7 @@ class Coordinator:
     def _config(self, w: int) -> WorkerConfig:
         plan, target = self.plan, self.target
         seg = plan.segment
-        return WorkerConfig(
+        cfg = WorkerConfig(
             worker=w,
             workers=plan.workers,
             corpus=plan.corpus,
@@ -167,6 +173,11 @@ class Coordinator:
             segment=seg.index,
             segments=seg.count,
         )
+        if plan.scenarios:
+            from replay.scenario_plan import with_lanes
+
+            return with_lanes(cfg, plan)
+        return cfg
 
     def _send(self, proc: _Proc, message: Any) -> None:
         with contextlib.suppress(OSError):  # if it died, its data pipe will say so
@@ -206,6 +217,12 @@ class Coordinator:
             return
         if isinstance(message, protocol.Delta):  # one interval: its folds' recorder deltas
             for payload in message.folds:
+                if self.scenarios is not None:
+                    delta = self.scenarios.add(payload, self.aggregate)
+                    if self.live is not None:
+                        self.live.add(delta, delta.scenario or "")
+                        self.live.vus = self.scenarios.latest_vus()
+                    continue
                 self.aggregate.add(payload)
                 if self.live is not None:
                     self.live.add(read_delta(payload))
@@ -455,10 +472,15 @@ class Coordinator:
         """--abort-on-fail: judge what interval k decided; stop at the first failure."""
         if not (self.plan.abort_on_fail and self.plan.thresholds) or self.stop_sent:
             return
-        verdict = thresholds.first_failure(self.plan.thresholds, self.aggregate, k)
-        if verdict is not None:
-            self.aborted = f"threshold {verdict.threshold} failed after {k + 1}s"
-            self._stop_all()
+        scenarios = self.scenarios.aggregates if self.scenarios is not None else None
+        judged = thresholds.evaluate_interval(
+            list(self.plan.thresholds), self.aggregate, k, scenarios
+        )
+        for verdict in judged:
+            if not verdict.ok:
+                self.aborted = f"threshold {verdict.threshold} failed after {k + 1}s"
+                self._stop_all()
+                return
 
     def _finish(self) -> int:
         plan = self.plan
@@ -509,7 +531,15 @@ class Coordinator:
                     f"{self.visibility.skipped:,} visibility probes were not started: each "
                     f"worker polls at most {MAX_PENDING} traces at once"
                 )
-        verdicts = thresholds.evaluate(list(plan.thresholds), self.aggregate, self.visibility)
+        scen = self.scenarios
+        if scen is not None:
+            scen.set_durations(self.aggregate.duration_s)
+        verdicts = thresholds.evaluate(
+            list(plan.thresholds),
+            self.aggregate,
+            scen.aggregates if scen is not None else None,
+            visibility=self.visibility,
+        )
         meta = RunMeta(
             corpus=plan.corpus_label,
             target=self.target.url,
@@ -529,6 +559,10 @@ class Coordinator:
             start_late_ms=None if plan.start_at_ns is None else self.start_late_ns / 1e6,
         )
         results = build_results(self.aggregate, meta, verdicts)
+        if scen is not None:
+            from replay.scenario_results import add_scenarios
+
+            add_scenarios(results, scen)
         if self.scraper is not None:
             results["scrape"] = self.scraper.results()
         if self.visibility is not None:

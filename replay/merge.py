@@ -179,9 +179,18 @@ def merge_results(
     longest = max(durations)
     if longest > 0:
         aggregate.set_duration(longest)
+    from replay.scenario_results import add_scenarios, merged_scenarios
+
+    scen = merged_scenarios(results, names)
+    if scen is not None:
+        scen.set_durations(aggregate.duration_s)
     vis = merged_visibility(results, names)
-    verdicts = evaluate(list(wanted.values()), aggregate, vis)
+    verdicts = evaluate(
+        list(wanted.values()), aggregate, scen.aggregates if scen else None, visibility=vis
+    )
     out = build_results(aggregate, merge_meta(metas, names), verdicts)
+    if scen is not None:
+        out = add_scenarios(out, scen)
     if vis is not None:
         vis.add_to_results(out)
     return out

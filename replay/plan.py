@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from capture.corpus import CorpusError, CorpusReader
 from capture.errors import InputError
@@ -58,6 +59,7 @@ class RunPlan:
     scrape_interval_s: float = 10.0
     visibility_probe: float = 0.0  # fraction of acknowledged ingestions polled until readable
     visibility_timeout_ns: int = 300 * NS
+    scenarios: tuple[Any, ...] = ()  # a scenario file's Scenarios (replay.scenario_plan)
 
 
 def make_plan(

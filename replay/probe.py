@@ -29,6 +29,7 @@ FIRST_STEP_NS = 50_000_000
 PROPORTIONAL_AFTER_NS = 500_000_000
 MAX_PENDING = 512
 TIMEOUT = -1
+PROBED = ("ingest", "batch")  # the endpoints whose acknowledged traces are probed
 
 
 def next_poll_ns(waited_ns: int) -> int:

@@ -207,8 +207,9 @@ class IntervalRecorder:
         """Records buffered since the last flush."""
         return len(self._key)
 
-    def flush(self, interval: int, inflight: int) -> bytes:
-        """Fold the interval into per-series histograms; return the msgpack delta; reset."""
+    def flush(self, interval: int, inflight: int, extra: dict[str, Any] | None = None) -> bytes:
+        """Fold the interval into per-series histograms; return the msgpack delta; reset.
+        `extra` adds keys to the delta: a scenario's ``scenario`` and ``vus``."""
         keys, intended, sent, done = self._key, self._intended, self._sent, self._done
         dropped, offered = self._dropped, self._offered
         self._reset()
@@ -261,6 +262,8 @@ class IntervalRecorder:
             "dropped": dict(Counter(dropped)),
             "series": series,
         }
+        if extra:
+            delta.update(extra)
         packed: bytes = msgpack.packb(delta, use_bin_type=True)
         return packed
 
@@ -284,6 +287,8 @@ class Delta(NamedTuple):
     offered: int
     dropped: dict[str, int]
     series: list[SeriesDelta]
+    scenario: str | None = None  # the scenario these requests belong to (scenario files)
+    vus: int | None = None  # that scenario's active VUs at mid-interval (closed executors)
 
 
 def _sparse_from_wire(obj: Any) -> Sparse:
@@ -324,6 +329,15 @@ def read_delta(delta: bytes) -> Delta:
             inflight=int(obj["inflight"]),
             dropped={str(e): int(n) for e, n in obj["dropped"].items()},
             series=series,
+            scenario=_optional(obj, "scenario", str),
+            vus=_optional(obj, "vus", int),
         )
     except (msgpack.UnpackException, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed metrics delta: {exc}") from None
+
+
+def _optional(obj: dict[str, Any], key: str, kind: type) -> Any:
+    value = obj.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise ValueError(f"{key} is not a {kind.__name__}")
+    return value

@@ -346,6 +346,8 @@ SCHEDULERS: dict[str, type[Scheduler]] = {
 
 def scheduler_class(model: str) -> type[Scheduler]:
     """The scheduler of load model `model`; ValueError for one that does not exist."""
+    if model not in SCHEDULERS:
+        import replay.executors  # noqa: F401  (k6's executors register themselves)
     try:
         return SCHEDULERS[model]
     except KeyError:

@@ -195,6 +195,10 @@ def render_summary(results: Mapping[str, Any]) -> str:
     if limit.get("limited"):
         lines += ["", "  ! The load generator, not the target, was the limit:"]
         lines += [f"      - {reason}" for reason in limit.get("reasons", [])]
+    if results.get("scenarios"):
+        from replay.scenario_results import render_scenarios
+
+        lines += ["", render_scenarios(results).rstrip("\n")]
     notes = results["meta"].get("notes") or []
     if notes:
         lines.append("")

@@ -7,6 +7,7 @@ Grammar (whitespace is free between tokens)::
     aggregation := avg | med | min | max | p(N) | rate | count      (N in 0..100, fractional ok)
     op          := < | <= | > | >= | == | !=
     tag         := endpoint (ingest, list, get, ...) | status (503, 5xx or an error kind)
+                   | scenario (a scenario's name: judged on that scenario's requests only)
 
 Metrics, and the aggregations each takes:
 
@@ -39,10 +40,11 @@ pass, which wait for the end.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +88,7 @@ _NUMBER = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zµ
 _WINDOW = re.compile(r"\[\s*window\s*=\s*([^\]]*?)\s*\]\s*$")
 _DURATION_UNITS_MS = {"": 1.0, "ms": 1.0, "s": 1000.0, "us": 0.001, "µs": 0.001}
 _STATUS = re.compile(r"[1-5](\d\d|xx)")
+_SCENARIO = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,12 @@ class Threshold:
     endpoint: str | None = None
     status: str | None = None
     window_s: int | None = None
+    scenario: str | None = None
 
     @property
     def tags(self) -> str:
-        parts = [f"{k}:{v}" for k, v in (("endpoint", self.endpoint), ("status", self.status)) if v]
+        pairs = (("scenario", self.scenario), ("endpoint", self.endpoint), ("status", self.status))
+        parts = [f"{k}:{v}" for k, v in pairs if v]
         return "{" + ",".join(parts) + "}" if parts else ""
 
     @property
@@ -172,12 +177,12 @@ def parse_threshold(text: str) -> Threshold:
         raise bad(f"unknown metric {metric!r} (known: {', '.join(METRIC_NAMES)})")
     rest = rest[m.end() :].lstrip()
 
-    endpoint = status = None
+    endpoint = status = scenario = None
     if rest.startswith("{"):
         close = rest.find("}")
         if close < 0:
             raise bad(f"unclosed '{{' in {rest!r}")
-        endpoint, status = _parse_tags(metric, rest[1:close], bad)
+        endpoint, status, scenario = _parse_tags(metric, rest[1:close], bad)
         rest = rest[close + 1 :].lstrip()
     if not rest.startswith(":"):
         where = rest[:20] if rest else "the end"
@@ -206,7 +211,9 @@ def parse_threshold(text: str) -> Threshold:
     rest = rest[m.end() :].strip()
 
     value = _parse_value(metric, aggregation, rest, bad)
-    return Threshold(metric, aggregation, op, value, percentile, endpoint, status, window_s)
+    return Threshold(
+        metric, aggregation, op, value, percentile, endpoint, status, window_s, scenario
+    )
 
 
 def _parse_window(text: str, bad: Callable[[str], ValueError]) -> int:
@@ -221,7 +228,7 @@ def _parse_window(text: str, bad: Callable[[str], ValueError]) -> int:
 
 def _parse_tags(
     metric: str, body: str, bad: Callable[[str], ValueError]
-) -> tuple[str | None, str | None]:
+) -> tuple[str | None, str | None, str | None]:
     found: dict[str, str] = {}
     for item in body.split(","):
         key, sep, value = (part.strip() for part in item.partition(":"))
@@ -240,10 +247,13 @@ def _parse_tags(
                     f"status {value!r} is not an HTTP status (503), a class (5xx) "
                     f"or an error kind ({', '.join(ERROR_KINDS)})"
                 )
+        elif key == "scenario":
+            if not _SCENARIO.fullmatch(value):
+                raise bad(f"scenario {value!r} is not a scenario name (letters, digits, _, -)")
         else:
-            raise bad(f"unknown tag {key!r} (use endpoint or status)")
+            raise bad(f"unknown tag {key!r} (use endpoint, status or scenario)")
         found[key] = value
-    return found.get("endpoint"), found.get("status")
+    return found.get("endpoint"), found.get("status"), found.get("scenario")
 
 
 def _parse_percentile(text: str, bad: Callable[[str], ValueError]) -> float:
@@ -370,10 +380,21 @@ def _whole_verdict(t: Threshold, data: Slice, note: str = "") -> Verdict:
 def evaluate(
     thresholds: Sequence[Threshold],
     aggregate: RunAggregate,
+    scenarios: Mapping[str, RunAggregate] | None = None,
+    *,
     visibility: VisibilityAggregate | None = None,
 ) -> list[Verdict]:
     """Judge every threshold: whole run, or every full sliding window. Input order kept.
-    ``visibility_lag`` is judged on the probes' histograms by acknowledgment second."""
+    A threshold tagged ``{scenario:NAME}`` is judged on ``scenarios[NAME]`` (no data when
+    the run has no such scenario); ``visibility_lag`` on the probes' histograms by
+    acknowledgment second."""
+    if any(t.scenario is not None for t in thresholds):
+        return _by_scenario(
+            thresholds,
+            aggregate,
+            scenarios or {},
+            lambda ts, agg: evaluate(ts, agg, visibility=visibility),
+        )
     verdicts: dict[int, Verdict] = {}
     by_window: dict[int, list[int]] = {}
     for i, t in enumerate(thresholds):
@@ -472,8 +493,35 @@ def decidable_early(t: Threshold) -> bool:
     return True
 
 
+def _by_scenario(
+    thresholds: Sequence[Threshold],
+    aggregate: RunAggregate,
+    scenarios: Mapping[str, RunAggregate],
+    judge: Callable[[Sequence[Threshold], RunAggregate], list[Verdict]],
+) -> list[Verdict]:
+    """`judge` each scenario's thresholds on its own aggregate; input order kept."""
+    groups: dict[str | None, list[Threshold]] = {}
+    for t in thresholds:
+        groups.setdefault(t.scenario, []).append(t)
+    judged: dict[Threshold, list[Verdict]] = {}
+    for name, members in groups.items():
+        data = aggregate if name is None else scenarios.get(name) or RunAggregate()
+        plain = {dataclasses.replace(t, scenario=None): t for t in members}
+        for verdict in judge(list(plain), data):
+            original = plain[verdict.threshold]
+            judged.setdefault(original, []).append(dataclasses.replace(verdict, threshold=original))
+    out = []
+    for t in thresholds:
+        if judged.get(t):
+            out.append(judged[t].pop(0))
+    return out
+
+
 def evaluate_interval(
-    thresholds: Sequence[Threshold], aggregate: RunAggregate, k: int
+    thresholds: Sequence[Threshold],
+    aggregate: RunAggregate,
+    k: int,
+    scenarios: Mapping[str, RunAggregate] | None = None,
 ) -> list[Verdict]:
     """The checks ``--abort-on-fail`` makes after interval ``k``; stop if any is not ok.
 
@@ -481,6 +529,10 @@ def evaluate_interval(
     the data so far, when ``decidable_early``. Thresholds that cannot be judged yet are left
     out of the list.
     """
+    if any(t.scenario is not None for t in thresholds):
+        return _by_scenario(
+            thresholds, aggregate, scenarios or {}, lambda ts, a: evaluate_interval(ts, a, k)
+        )
     out = []
     whole: Slice | None = None
     for t in thresholds:

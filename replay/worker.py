@@ -30,7 +30,7 @@ from replay.ahead import Ahead
 from replay.config import WorkerConfig
 from replay.encoder import Encoder
 from replay.pipe import Pipe
-from replay.probe import Prober, http_fetcher
+from replay.probe import PROBED, Prober, http_fetcher
 from replay.protocol import DoneInfo, ErrorKind, LoadStage, ReadyInfo
 from replay.recorder import IntervalRecorder
 from replay.response import ResponseCache
@@ -50,7 +50,6 @@ PRECONNECT_WAIT_NS = 2 * NS
 COUNT_UNSENT_NS = 5 * NS  # counting what fell behind takes at most this long (a stop: 1 s)
 COUNT_CHECK = 8  # unsent requests counted between two looks at the clock
 COUNT_SLICE_NS = 1_000_000  # ... and the loop gets a turn (responses are read) this often
-PROBED = ("ingest", "batch")  # the endpoints whose acknowledged traces are probed
 
 
 class AckRing:
@@ -246,6 +245,15 @@ class Worker:
                 self._send_probes()
             self.interval += 1
 
+    def _finish_probes(self) -> None:
+        """Probes still polling after the run: their lag is the point, so they get until
+        --visibility-timeout (a second after a stop), then what ended is sent."""
+        if self.prober is not None:
+            grace = 1.0 if self.stopping else self.cfg.visibility_timeout_ns / NS + 1
+            self.prober.stop(grace)
+            with self._pipe_lock():
+                self._send_probes()
+
     def _send_probes(self) -> None:
         if self.prober is not None and self.pipe is not None:
             ended = self.prober.take()
@@ -323,10 +331,7 @@ class Worker:
         with self._pipe_lock():
             gevent.killall(background)  # (never the ticker halfway through an interval)
         self.flush()  # the last, partial interval
-        if self.prober is not None:  # probes still polling: their lag is the point
-            self.prober.stop(1.0 if self.stopping else cfg.visibility_timeout_ns / NS + 1)
-            with self._pipe_lock():
-                self._send_probes()
+        self._finish_probes()
         for conn in self.conns:
             conn.close()
         self.shard.close()
@@ -392,7 +397,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         cfg = WorkerConfig.from_wire(message)
         worker_index = cfg.worker
-        worker = Worker(cfg, pipe)
+        if cfg.scenarios:  # a scenario file: one lane per scenario
+            from replay.lanes import ScenarioWorker
+
+            worker: Worker = ScenarioWorker(cfg, pipe)
+        else:
+            worker = Worker(cfg, pipe)
         info = worker.load()
     except Exception as exc:
         pipe.send(*protocol.Error(worker_index, _kind(exc), str(exc)).encode())

@@ -77,7 +77,7 @@ def test_valid_thresholds(text: str, expected: Threshold) -> None:
         ("", "empty"),
         ("http_req_durtion: p(99)<500", "'http_req_durtion'"),  # a typo in the metric
         ("http_req_duration{endpoint:ingets}: p(99)<5", "'ingets'"),  # unknown endpoint
-        ("http_req_duration{scenario:ingest}: p(99)<5", "'scenario'"),  # k6's tag, not ours
+        ("http_req_duration{group:ingest}: p(99)<5", "'group'"),  # a k6 tag we do not keep
         ("http_req_duration{endpoint}: p(99)<5", "'endpoint'"),  # no value
         ("http_req_duration{endpoint:get,endpoint:list}: p(99)<5", "twice"),
         ("http_req_duration{status:600}: p(99)<5", "'600'"),  # not a status
