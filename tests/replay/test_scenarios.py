@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from capture.errors import InputError
-from replay.results import merge_results
+from replay.merge import merge_results
 from replay.scenario_file import load_scenarios, parse_scenarios, preset_names
 from replay.scenario_plan import make_scenario_plan
 from replay.thresholds import parse_threshold
