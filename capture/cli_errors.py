@@ -17,7 +17,6 @@ from typing import Any, NoReturn
 
 import click
 
-from capture.corpus import CorpusError
 from capture.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError
 
 __all__ = [
@@ -67,7 +66,7 @@ class _OneLineMain:
             _fail(
                 f"{prog}: error: {one_line(exc.format_message())}", exc.exit_code or EXIT_BAD_INPUT
             )
-        except (InputError, CorpusError) as exc:
+        except InputError as exc:  # CorpusError is one
             where = getattr(exc, "command_path", prog)
             _fail(f"{where}: error: {one_line(str(exc))}", EXIT_BAD_INPUT)
         sys.exit(result if isinstance(result, int) else 0)
@@ -84,10 +83,10 @@ class OneLineCommand(_OneLineMain, click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (InputError, CorpusError) as exc:
+        except InputError as exc:
             # Name the command the error came from (`replay run: error: ...`), not the group.
             if not hasattr(exc, "command_path"):
-                exc.command_path = ctx.command_path  # type: ignore[union-attr]
+                exc.command_path = ctx.command_path  # type: ignore[attr-defined]
             raise
 
 

@@ -13,6 +13,8 @@ from typing import Any, NamedTuple, overload
 
 import msgpack
 
+from capture.errors import InputError
+
 MAGIC = b"ATCORPUS"
 FORMAT_VERSION = 1
 CHUNK_MAGIC = b"CHNK"
@@ -187,15 +189,20 @@ class CorpusHeader:
 # --- errors ------------------------------------------------------------------------------
 
 
-class CorpusError(Exception):
-    """A corpus that cannot be read: names the file and, where it applies, the byte offset."""
+class CorpusError(InputError):
+    """A corpus that cannot be read: names the file and, where it applies, the byte offset.
+    It is bad input like any other (capture.errors.InputError), only built from the corpus's
+    own terms."""
 
     def __init__(self, path: str | os.PathLike[str], message: str, offset: int | None = None):
-        self.path = str(path)
         self.offset = offset
         self.detail = message
-        where = f" at byte {offset}" if offset is not None else ""
-        super().__init__(f"{self.path}{where}: {message}")
+        where = f"byte {offset}" if offset is not None else ""
+        super().__init__(message, path=path, where=where)
+        self.args = (f"{self.path}{f' at {where}' if where else ''}: {message}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class UnsupportedVersionError(CorpusError):
