@@ -14,7 +14,8 @@ except in a spike-shaped run, whose phases are named as the guide's spike test n
 A run is spike-shaped when its stages fit that pattern exactly. Stages are read from the
 results' ``meta.stages`` when present (``[{"duration_s", "target_rps"}]``, from
 ``meta.rate``), else from ``--rate``/``--stage`` in ``meta.command_line``; the stages of
-``meta.scenarios`` (each ``{"name", "rate", "start_s", "stages"}``) add up into one curve.
+``meta.scenarios`` (each ``{"name", "rate" or "start_vus", "start_s", "stages"}``, a stage's
+level ``target_rps`` or, for VU executors, ``target_vus``) add up into one curve.
 A run without stages is one phase, ``run``. ``--phases NAME=START-END,...`` overrides all.
 """
 
@@ -227,7 +228,8 @@ def _meta_stages(value: Any, start: Any) -> Curve | None:
     for s in value:
         if not isinstance(s, Mapping):
             return None
-        d, r = s.get("duration_s"), s.get("target_rps")
+        # an arrival-rate stage names its rate, a VU stage its VUs: either gives the shape
+        d, r = s.get("duration_s"), s.get("target_rps", s.get("target_vus"))
         if not (isinstance(d, int | float) and isinstance(r, int | float)):
             return None
         if isinstance(d, bool) or isinstance(r, bool):
@@ -245,7 +247,7 @@ def run_curve(meta: Mapping[str, Any]) -> tuple[Curve | None, str, list[str]]:
             if not isinstance(sc, Mapping):
                 continue
             start = sc.get("start_s", 0.0)
-            curve = _meta_stages(sc.get("stages"), sc.get("rate"))
+            curve = _meta_stages(sc.get("stages"), sc.get("rate", sc.get("start_vus")))
             if curve is not None:
                 at = float(start) if isinstance(start, int | float) else 0.0
                 curves.append([(t + at, r) for t, r in curve])

@@ -201,3 +201,28 @@ def test_a_bad_phases_option_is_a_report_error(tmp_path: Path) -> None:
     path = write(tmp_path / "r.json", make_results([Second(10)] * 5))
     with pytest.raises(ReportError, match="--phases: 'x=9-1'"):
         build_report([str(path)], "x=9-1")
+
+
+def test_a_ramping_vus_scenario_gives_the_spike_phases() -> None:
+    # what `replay run --scenario spike` records: VU stages (target_vus), the guide's spike
+    # test shape, 1 -> 10 over 60 s, to 500 over 30 s, hold 120 s, to 10 over 30 s, 120 s
+    stages = [(60, 10), (30, 500), (120, 500), (30, 10), (120, 10)]
+    meta = {
+        "scenarios": [
+            {
+                "name": "spike",
+                "executor": "ramping-vus",
+                "start_s": 0.0,
+                "start_vus": 1,
+                "stages": [{"duration_s": d, "target_vus": v} for d, v in stages],
+            }
+        ]
+    }
+    phases = run_phases(meta, 360.0)
+    assert [(p.name, p.start_s, p.end_s) for p in phases.phases] == [
+        ("baseline", 0.0, 60.0),
+        ("ramp-up", 60.0, 90.0),
+        ("spike", 90.0, 210.0),
+        ("drop", 210.0, 240.0),
+        ("recovery", 240.0, 360.0),
+    ]
