@@ -33,6 +33,7 @@ class ReadyInfo(TypedDict, total=False):
     spool_bytes: int
     spool_dir: str
     spool_error: str  # why the spool could not be written (absent when it could)
+    sharding: str  # "chunk": this worker decoded only its chunks; "trace": every record
 
 
 class DoneInfo(TypedDict):
@@ -171,6 +172,8 @@ def _ready_info(raw: dict[str, Any]) -> ReadyInfo:
     )
     if "spool_error" in raw:
         info["spool_error"] = str(raw["spool_error"])
+    if "sharding" in raw:
+        info["sharding"] = str(raw["sharding"])
     return info
 
 

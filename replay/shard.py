@@ -1,8 +1,10 @@
 """A worker's shard of the corpus as request templates: in memory, or spooled to disk.
 
-Records belong to a worker by `replay.config.shard_of`. Loading measures the shard first
-(decoding only); a shard that fits the cache is built into memory, a larger one into a
-`TemplateSpool`, as far as the run can reach, so every pass reads templates built once.
+Records belong to a worker by chunk when the corpus allows it (`chunk_sharding`: each
+worker then decodes only its own chunks), else by `replay.config.shard_of`. Loading
+measures the shard first (decoding only); a shard that fits the cache is built into
+memory, a larger one into a `TemplateSpool`, as far as the run can reach, so every pass
+reads templates built once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from capture.corpus import CorpusReader
+from capture.chunkshard import walk_chunks, whole_trace_chunks
+from capture.corpus import CorpusHeader, CorpusReader
 from capture.units import NS
 from replay import pacing
 from replay.config import WorkerConfig, shard_of
@@ -25,7 +28,7 @@ from replay.rewrite import Template
 from replay.schedulers import Reach, rate_curve, scheduler_class
 from replay.spool import TemplateSpool
 
-__all__ = ["Shard", "most_requests", "rate_curve"]
+__all__ = ["Shard", "chunk_sharding", "most_requests", "rate_curve"]
 
 LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messages,
 LOAD_PROGRESS_NS = NS  # or this long, whichever comes first (large records: slow reading)
@@ -58,6 +61,8 @@ class Shard:
             self.records = header.records
             last = header.chunks[-1].last_ns if header.chunks else 0
             self.period_ns = pacing.loop_period(header.duration_ns, last, header.records)
+            self.by_chunk = chunk_sharding(header, cfg)
+        self.sharding = "chunk" if self.by_chunk else "trace"
         self.cached: list[tuple[Any, Template]] | None = None
         self.spool: TemplateSpool | None = None
         self.spool_error: str | None = None
@@ -158,6 +163,9 @@ class Shard:
         cfg = self.cfg
         worker, workers, period = cfg.worker, cfg.workers, self.period_ns
         segment, segments = cfg.segment, cfg.segments
+        if self.by_chunk and not everyone:
+            yield from self._walk_chunks(progress, stage, after)
+            return
         with CorpusReader(self.cfg.corpus) as reader:
             said = time.monotonic_ns()
             chunks = reader.header.chunks
@@ -182,6 +190,30 @@ class Shard:
                     offset = record.offset_ns
                     gap = (period if following is None else following.offset_ns) - offset
                     yield TimelineEntry(index, offset, gap), record
+
+    def _walk_chunks(
+        self,
+        progress: Callable[[int, int, LoadStage], None] | None,
+        stage: LoadStage,
+        after: int,
+    ) -> Iterator[tuple[Any, Any]]:
+        """`_walk` of a shard by chunk: only this worker's chunks are decoded (`progress`
+        hears how many of their records have been read)."""
+        cfg = self.cfg
+        said = time.monotonic_ns()
+        shard, shards = chunk_shard_index(cfg)
+        with CorpusReader(cfg.corpus) as reader:
+            total = sum(c.records for c in reader.chunks(shard=shard, shards=shards))
+            for n, (index, gap, record) in enumerate(
+                walk_chunks(reader, shard, shards, self.period_ns, after), 1
+            ):
+                if progress is not None and (
+                    n % LOAD_PROGRESS_EVERY == 0
+                    or (n % LOAD_CHECK == 0 and time.monotonic_ns() - said > LOAD_PROGRESS_NS)
+                ):
+                    progress(n, total, stage)
+                    said = time.monotonic_ns()
+                yield TimelineEntry(index, record.offset_ns, gap), record
 
     def stop_building(self) -> None:
         """From now on a pass yields stand-ins that only name their endpoint for records it
@@ -223,6 +255,19 @@ class Shard:
                 yield template
             if empty:
                 return
+
+
+def chunk_sharding(header: CorpusHeader, cfg: WorkerConfig) -> bool:
+    """Whether this run shards the corpus by chunk: more than one shard, no trace with
+    requests in two chunks (`whole_trace_chunks`), and a chunk at least for every shard."""
+    shards = cfg.workers * cfg.segments
+    return shards > 1 and len(header.chunks) >= shards and whole_trace_chunks(header)
+
+
+def chunk_shard_index(cfg: WorkerConfig) -> tuple[int, int]:
+    """(shard, shards) of this worker's chunks: chunk n is shard n mod shards's, and a
+    worker's shard is `segment + segments * worker` (as its arrival-rate hits are dealt)."""
+    return cfg.segment + cfg.segments * cfg.worker, cfg.workers * cfg.segments
 
 
 def most_requests(cfg: WorkerConfig) -> int:

@@ -166,6 +166,7 @@ class Worker:
             spooled=self.shard.spooled,
             spool_bytes=self.shard.spool.bytes_on_disk if self.shard.spool is not None else 0,
             spool_dir=self.shard.spool_dir,
+            sharding=self.shard.sharding,
         )
         if self.shard.spool_error:
             info["spool_error"] = self.shard.spool_error

@@ -369,11 +369,12 @@ def test_a_long_load_says_how_far_it_has_read(
 ) -> None:
     # while a worker reads its corpus it tells the coordinator how far it is, so that a
     # corpus of tens of millions of records is waited for as long as reading goes on
+    # (sharded by trace: every record is read; tests/replay/test_chunk_sharding.py by chunk)
     import replay.shard
 
     monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 50)
     monkeypatch.setattr(replay.shard, "LOAD_CHECK", 7)  # (and a second gone by: never)
-    corpus = synth_corpus(rate=300, seconds=2)
+    corpus = synth_corpus("mixed", rate=150, seconds=2)
     with CorpusReader(corpus) as reader:
         records = reader.header.records
     sent: list[tuple[Any, ...]] = []
