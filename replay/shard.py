@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from capture.chunkshard import walk_chunks, whole_trace_chunks
@@ -33,6 +33,9 @@ __all__ = ["Shard", "chunk_sharding", "most_requests", "rate_curve"]
 LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messages,
 LOAD_PROGRESS_NS = NS  # or this long, whichever comes first (large records: slow reading)
 LOAD_CHECK = 1024  # records read between two looks at the clock while loading
+LEAD_NS = NS  # a worker builds its spool this long while loading, the rest behind the sends
+BUILD_SLICE_NS = 100_000  # building behind the sends holds the loop this long at a time
+BUILD_CHECK = 4  # templates built between two looks at the clock
 
 
 class Shard:
@@ -45,6 +48,12 @@ class Shard:
     spooled (`_spooled_enough`); records after that are built as they are read, if the run
     gets there after all. When the spool cannot be written (a full disk) every pass decodes
     and builds on the fly, and `spool_error` says why.
+
+    With `lead_ns`, loading builds the spool only that long; `build_behind` then goes on
+    building between turns of the worker's loop while it sends, and a pass follows the spool
+    as it grows (`TemplateSpool.follow`). A pass that catches up with the builder builds the
+    next few templates itself, on its own turn (`built_late` counts them): on a machine too
+    slow to build ahead of the schedule, requests are then sent late, not lost.
     """
 
     def __init__(
@@ -52,6 +61,7 @@ class Shard:
         cfg: WorkerConfig,
         build: Callable[[Any, int], Template],
         progress: Callable[[int, int, LoadStage], None] | None = None,
+        lead_ns: int | None = None,
     ) -> None:
 
         self.cfg = cfg
@@ -71,6 +81,13 @@ class Shard:
         self._reach: Reach | None = None  # the load model's, once needed
         self._scale = pacing.as_fraction(cfg.scale)
         self.mine = 0
+        self.lead_ns = lead_ns
+        self.built_late = 0  # templates a pass built itself, having caught up with the builder
+        self._filler: Generator[None, None, None] | None = (
+            None  # builds the spool a template a step
+        )
+        self._idle: Any = None  # the loop watcher building behind the sends
+        self._loading = True
         # First the size of this shard (decoding only), so that a spooled shard never builds
         # a cache it then throws away: memory freed by the interpreter is not given back.
         budget = cfg.cache_bytes
@@ -82,6 +99,7 @@ class Shard:
         elif self.mine:
             self._fill_spool(progress)
         self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
+        self._loading = False
 
     def _fill_spool(self, progress: Callable[[int, int, LoadStage], None] | None) -> None:
         """Build this shard's templates into a new spool, as far as the run can reach."""
@@ -90,16 +108,87 @@ class Shard:
         except OSError as exc:
             self.spool_error = f"cannot create a template spool in {self.spool_dir}: {exc}"
             return
+        self._filler = self._filling(progress)
+        lead = None if self.lead_ns is None else time.monotonic_ns() + self.lead_ns
         try:
-            for entry, record in self._walk(everyone=False, progress=progress, stage="spool"):
-                if not self._spool(entry, self._build(record, entry.record)):
-                    return
-                if self._spooled_enough(entry, self.spool.count):
-                    break
+            self.build_some(lead)
         except BaseException:  # a bad record (RewriteError), a damaged chunk: no open file left
             self.close()
             raise
+        self.spooled = self.spool.count if self.spool is not None else 0
+
+    def _filling(
+        self, progress: Callable[[int, int, LoadStage], None] | None
+    ) -> Generator[None, None, None]:
+        """Build the spool, a template a step, as far as the run can reach; then finish it."""
+        build = self._build  # (not a stand-in, should `stop_building` come first)
+
+        def loading(read: int, records: int, stage: LoadStage) -> None:
+            if progress is not None and self._loading:
+                progress(read, records, stage)
+
+        for entry, record in self._walk(everyone=False, progress=loading, stage="spool"):
+            if not self._spool(entry, build(record, entry.record)):
+                return
+            assert self.spool is not None
+            if self._spooled_enough(entry, self.spool.count):
+                break
+            yield
         self._finish_spool()
+
+    def build_some(self, until_ns: int | None) -> bool:
+        """Build more of the spool, until `until_ns` (at least BUILD_CHECK templates) or,
+        with None, to its end; whether there is more to build."""
+        filler = self._filler
+        if filler is None:
+            return False
+        for n, _ in enumerate(filler, 1):
+            if until_ns is not None and n % BUILD_CHECK == 0 and time.monotonic_ns() >= until_ns:
+                return True
+        self._filler = None
+        return False
+
+    def build_behind(self, loop: Any) -> None:
+        """Go on building the spool while the worker sends: an idle watcher on `loop` (it runs
+        only when nothing else is pending) builds BUILD_SLICE_NS at a time until the end."""
+        if self._filler is None:
+            return
+
+        def on_idle() -> None:
+            if not self.build_some(time.monotonic_ns() + BUILD_SLICE_NS):
+                self._stop_behind()
+
+        self._idle = loop.idle()
+        self._idle.start(on_idle)
+
+    def _stop_behind(self) -> None:
+        if self._idle is not None:
+            self._idle.stop()
+            self._idle = None
+
+    def _build_now(self, spool: TemplateSpool) -> None:
+        """A pass has caught up with the builder: build the next few templates on its turn
+        and write them at once."""
+        before = spool.count
+        if not self.build_some(time.monotonic_ns()) and not spool.finished:
+            self._finish_spool()  # (the builder was stopped)
+        elif not spool.finished:
+            try:
+                spool.flush()
+            except OSError as exc:
+                self._lose_spool(exc)
+        self.built_late += max(spool.count - before, 0)
+
+    def _spool_pass(self, spool: TemplateSpool) -> Iterator[tuple[Any, Template]]:
+        """A pass over a spool that may still be growing, then over any records after it
+        (built as read)."""
+        for item in spool.follow():
+            if item is None:
+                self._build_now(spool)
+            else:
+                yield item
+        if spool.count < self.mine:
+            yield from self._built(self._walk(everyone=False, after=spool.last_record))
 
     def _spool(self, entry: Any, template: Template) -> bool:
         assert self.spool is not None
@@ -122,6 +211,9 @@ class Shard:
     def _lose_spool(self, exc: OSError) -> None:
         assert self.spool is not None
         self.spool_error = f"cannot write the template spool in {self.spool_dir}: {exc}"
+        if not self._loading:  # passes may be reading it: keep what is whole on disk
+            self.spool.seal()
+            return
         with contextlib.suppress(OSError):
             self.spool.close()
         self.spool = None
@@ -143,7 +235,12 @@ class Shard:
         return True  # not all built yet: assume it may
 
     def close(self) -> None:
-        """Close the spool (and forget it: a later pass reads and builds from the corpus)."""
+        """Stop building, close the spool (and forget it: a later pass reads and builds from
+        the corpus)."""
+        self._stop_behind()
+        if self._filler is not None:
+            filler, self._filler = self._filler, None
+            filler.close()
         if self.spool is not None:
             self.spool.close()
             self.spool = None
@@ -220,6 +317,12 @@ class Shard:
         would build: what is left of the schedule is counted, not sent, so it is not worth
         encoding."""
         self._build = _unbuilt
+        self._stop_behind()
+        if self._filler is not None:  # the spool ends with what was built so far
+            filler, self._filler = self._filler, None
+            filler.close()
+            if self.spool is not None and not self.spool.finished:
+                self._finish_spool()
 
     def one_pass(self) -> Iterator[tuple[Any, Template]]:
         """One pass over the shard: from memory, from the spool (then any records after it,
@@ -228,10 +331,9 @@ class Shard:
             return iter(self.cached)
         if self.spool is not None:
             spool = self.spool
-            if spool.count == self.mine:
+            if spool.finished and spool.count == self.mine:
                 return spool.read()
-            rest = self._walk(everyone=False, after=spool.last_record)
-            return itertools.chain(spool.read(), self._built(rest))
+            return self._spool_pass(spool)
         return self._built(self._walk(everyone=False))
 
     def _built(self, walk: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Template]]:
