@@ -72,6 +72,7 @@ class Shard:
             last = header.chunks[-1].last_ns if header.chunks else 0
             self.period_ns = pacing.loop_period(header.duration_ns, last, header.records)
             self.by_chunk = chunk_sharding(header, cfg)
+            packed, known = _chunk_shard_size(header, cfg) if self.by_chunk else (0, 0)
         self.sharding = "chunk" if self.by_chunk else "trace"
         self.cached: list[tuple[Any, Template]] | None = None
         self.spool: TemplateSpool | None = None
@@ -90,10 +91,15 @@ class Shard:
         self._loading = True
         # First the size of this shard (decoding only), so that a spooled shard never builds
         # a cache it then throws away: memory freed by the interpreter is not given back.
+        # (Sharded by chunk, a shard whose chunks alone take more than the cache, compressed,
+        # cannot fit: its size is in the header, nothing to measure.)
         budget = cfg.cache_bytes
-        for _entry, record in self._walk(everyone=False, progress=progress, stage="read"):
-            self.mine += 1
-            budget -= len(record.body) + len(record.path) + 512
+        if packed > budget:
+            self.mine, budget = known, -1
+        else:
+            for _entry, record in self._walk(everyone=False, progress=progress, stage="read"):
+                self.mine += 1
+                budget -= len(record.body) + len(record.path) + 512
         if budget >= 0:
             self.cached = [(e, build(r, e.record)) for e, r in self._walk(everyone=False)]
         elif self.mine:
@@ -364,6 +370,18 @@ def chunk_sharding(header: CorpusHeader, cfg: WorkerConfig) -> bool:
     requests in two chunks (`whole_trace_chunks`), and a chunk at least for every shard."""
     shards = cfg.workers * cfg.segments
     return shards > 1 and len(header.chunks) >= shards and whole_trace_chunks(header)
+
+
+def _chunk_shard_size(header: CorpusHeader, cfg: WorkerConfig) -> tuple[int, int]:
+    """(bytes on disk, records) of this worker's chunks (the corpus's last chunk, whose end
+    the index does not give, counted as no bytes)."""
+    shard, shards = chunk_shard_index(cfg)
+    chunks = header.chunks
+    mine = [c for c in chunks if c.number % shards == shard]
+    packed = sum(
+        chunks[c.number + 1].file_offset - c.file_offset for c in mine if c.number + 1 < len(chunks)
+    )
+    return packed, sum(c.records for c in mine)
 
 
 def chunk_shard_index(cfg: WorkerConfig) -> tuple[int, int]:

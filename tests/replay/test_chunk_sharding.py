@@ -171,17 +171,30 @@ def test_too_few_chunks_or_an_undeclared_corpus_shards_by_trace(
     assert shard(config(whole, workers=chunks)).sharding == "chunk"
 
 
+@pytest.mark.parametrize("beyond", ["on disk", "decoded"])
 def test_loading_by_chunk_reads_and_reports_only_this_workers_chunks(
-    corpora: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    corpora: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, beyond: str
 ) -> None:
-    # progress counts the records of this worker's chunks (from the header: chunks 0, 2, 4,
-    # ... of the corpus for worker 0 of 2), and the corpus decodes no other chunk
+    # progress counts the records of this worker's chunks (chunks 1, 3, 5, ... for worker 1
+    # of 2), and no other chunk is decoded. A shard whose chunks take more than the cache on
+    # disk is spooled without being measured (each chunk decoded once); one that only
+    # decodes to more than the cache is measured first, then spooled
     import replay.shard
 
     whole, _ = corpora
     with CorpusReader(whole) as reader:
         chunks = reader.header.chunks
-    mine = sum(c.records for c in chunks if c.number % 2 == 1)  # worker 1 of 2
+        decoded_size = sum(
+            len(r.body) + len(r.path) + 512
+            for c in chunks if c.number % 2 == 1 for r in reader.read_chunk(c)
+        )  # fmt: skip
+    mine = sum(c.records for c in chunks if c.number % 2 == 1)
+    packed = sum(
+        chunks[c.number + 1].file_offset - c.file_offset
+        for c in chunks[:-1] if c.number % 2 == 1
+    )  # fmt: skip
+    assert 0 < packed < decoded_size
+    cache = packed - 1 if beyond == "on disk" else packed
     decoded: list[int] = []
     stream = CorpusReader.stream_chunk
 
@@ -189,17 +202,22 @@ def test_loading_by_chunk_reads_and_reports_only_this_workers_chunks(
         decoded.append(chunk.number)
         return stream(self, chunk)
 
-    cfg = config(whole, worker=1, workers=2, cache_bytes=1)
+    cfg = config(whole, worker=1, workers=2, cache_bytes=cache)
     build = builder(cfg)
     monkeypatch.setattr(CorpusReader, "stream_chunk", counted)
     monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 10)
     heard: list[tuple[int, int, str]] = []
     s = Shard(cfg, build, lambda *a: heard.append(a))
     OPEN.append(s)
-    assert s.mine == mine and s.spool is not None
+    assert s.mine == mine and s.spool is not None and s.spool.count == mine
     every = list(range(10, mine + 1, 10))
-    assert heard == [(n, mine, "read") for n in every] + [(n, mine, "spool") for n in every]
-    assert decoded and {n % 2 for n in decoded} == {1}
+    spooling = [(n, mine, "spool") for n in every]
+    if beyond == "on disk":
+        assert heard == spooling
+        assert sorted(decoded) == [c.number for c in chunks if c.number % 2 == 1]
+    else:
+        assert heard == [(n, mine, "read") for n in every] + spooling
+        assert {n % 2 for n in decoded} == {1}
 
 
 def test_a_worker_says_how_its_shard_was_cut(corpora: tuple[Path, Path]) -> None:
