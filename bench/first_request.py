@@ -87,7 +87,7 @@ def main() -> None:
     notes: list[str] = []
     if out.exists():
         results = json.loads(out.read_text())
-        notes = list(results.get("notes", []))
+        notes = list(results.get("meta", {}).get("notes", []))
     first = "never" if target.first is None else f"{target.first - began:.1f} s"
     print(f"{common.machine()} {common.today()} load1 {load:.2f} root {args.root}")
     model = "timeline" if args.timeline else f"--rate {args.rate:g}"
