@@ -457,7 +457,7 @@ def test_a_worker_sends_while_its_spool_is_still_being_built(
         shard = worker.shard
         assert shard is not None
         if how == "behind":
-            assert 0 < shard.spooled == shard.mine or model == "rate"  # finished behind
+            assert 0 < shard.spooled <= shard.mine  # (what was built when the run ended)
             assert info["built_late"] <= shard.mine
         whole = cap.aggregate.whole()
         assert whole.requests() == info["serial"] == len(srv.paths) > 0
