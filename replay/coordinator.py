@@ -505,6 +505,12 @@ class Coordinator:
                 f"{'at least ' if cut_short else ''}{unsent:,} requests came due but were never "
                 "sent (the load generator fell behind its schedule): counted as dropped"
             )
+        late = sum(int(p.info.get("built_late", 0)) for p in self.procs)
+        if late:
+            notes.append(
+                f"the spool was built slower than the schedule: {late:,} requests were built "
+                "by the sending core when needed instead of ahead (see the send lag)"
+            )
         at_limit = self.aggregate.whole().dropped() - unsent
         if at_limit > 0:
             notes.append(

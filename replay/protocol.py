@@ -12,7 +12,7 @@ raw array to `from_worker` or `to_worker` and gets the typed message back, or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 LoadStage = Literal["read", "spool"]
 LOAD_STAGES: tuple[LoadStage, ...] = ("read", "spool")  # in the order a worker goes through
@@ -33,6 +33,7 @@ class ReadyInfo(TypedDict, total=False):
     spool_bytes: int
     spool_dir: str
     spool_error: str  # why the spool could not be written (absent when it could)
+    sharding: str  # "chunk": this worker decoded only its chunks; "trace": every record
 
 
 class DoneInfo(TypedDict):
@@ -44,6 +45,7 @@ class DoneInfo(TypedDict):
     unsent: int  # came due, never sent: counted as dropped
     unsent_counted: bool  # False: `unsent` is a lower bound (counting was cut short)
     probes_skipped: int  # visibility probes not started: too many already polling
+    built_late: NotRequired[int]  # templates built as they came due: the spool fell behind
 
 
 # --- worker -> coordinator --------------------------------------------------------------
@@ -147,6 +149,8 @@ def from_worker(message: Any) -> FromWorker:
                 probes_skipped=int(info.get("probes_skipped", 0)),
                 unsent_counted=bool(info["unsent_counted"]),
             )
+            if "built_late" in info:
+                done["built_late"] = int(info["built_late"])
             return Done(int(message[1]), done)
         if kind == "error":
             what = message[2]
@@ -171,6 +175,8 @@ def _ready_info(raw: dict[str, Any]) -> ReadyInfo:
     )
     if "spool_error" in raw:
         info["spool_error"] = str(raw["spool_error"])
+    if "sharding" in raw:
+        info["sharding"] = str(raw["sharding"])
     return info
 
 

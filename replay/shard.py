@@ -1,8 +1,10 @@
 """A worker's shard of the corpus as request templates: in memory, or spooled to disk.
 
-Records belong to a worker by `replay.config.shard_of`. Loading measures the shard first
-(decoding only); a shard that fits the cache is built into memory, a larger one into a
-`TemplateSpool`, as far as the run can reach, so every pass reads templates built once.
+Records belong to a worker by chunk when the corpus allows it (`chunk_sharding`: each
+worker then decodes only its own chunks), else by `replay.config.shard_of`. Loading
+measures the shard first (decoding only); a shard that fits the cache is built into
+memory, a larger one into a `TemplateSpool`, as far as the run can reach, so every pass
+reads templates built once.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import contextlib
 import itertools
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
-from capture.corpus import CorpusReader
+from capture.chunkshard import walk_chunks, whole_trace_chunks
+from capture.corpus import CorpusHeader, CorpusReader
 from capture.units import NS
 from replay import pacing
 from replay.config import WorkerConfig, shard_of
@@ -25,11 +28,14 @@ from replay.rewrite import Template
 from replay.schedulers import Reach, rate_curve, scheduler_class
 from replay.spool import TemplateSpool
 
-__all__ = ["Shard", "most_requests", "rate_curve"]
+__all__ = ["Shard", "chunk_sharding", "most_requests", "rate_curve"]
 
 LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messages,
 LOAD_PROGRESS_NS = NS  # or this long, whichever comes first (large records: slow reading)
 LOAD_CHECK = 1024  # records read between two looks at the clock while loading
+LEAD_NS = NS  # a worker builds its spool this long while loading, the rest behind the sends
+BUILD_SLICE_NS = 100_000  # building behind the sends holds the loop this long at a time
+BUILD_CHECK = 4  # templates built between two looks at the clock
 
 
 class Shard:
@@ -42,6 +48,12 @@ class Shard:
     spooled (`_spooled_enough`); records after that are built as they are read, if the run
     gets there after all. When the spool cannot be written (a full disk) every pass decodes
     and builds on the fly, and `spool_error` says why.
+
+    With `lead_ns`, loading builds the spool only that long; `build_behind` then goes on
+    building between turns of the worker's loop while it sends, and a pass follows the spool
+    as it grows (`TemplateSpool.follow`). A pass that catches up with the builder builds the
+    next few templates itself, on its own turn (`built_late` counts them): on a machine too
+    slow to build ahead of the schedule, requests are then sent late, not lost.
     """
 
     def __init__(
@@ -49,6 +61,7 @@ class Shard:
         cfg: WorkerConfig,
         build: Callable[[Any, int], Template],
         progress: Callable[[int, int, LoadStage], None] | None = None,
+        lead_ns: int | None = None,
     ) -> None:
 
         self.cfg = cfg
@@ -58,6 +71,9 @@ class Shard:
             self.records = header.records
             last = header.chunks[-1].last_ns if header.chunks else 0
             self.period_ns = pacing.loop_period(header.duration_ns, last, header.records)
+            self.by_chunk = chunk_sharding(header, cfg)
+            packed, known = _chunk_shard_size(header, cfg) if self.by_chunk else (0, 0)
+        self.sharding = "chunk" if self.by_chunk else "trace"
         self.cached: list[tuple[Any, Template]] | None = None
         self.spool: TemplateSpool | None = None
         self.spool_error: str | None = None
@@ -66,17 +82,30 @@ class Shard:
         self._reach: Reach | None = None  # the load model's, once needed
         self._scale = pacing.as_fraction(cfg.scale)
         self.mine = 0
+        self.lead_ns = lead_ns
+        self.built_late = 0  # templates a pass built itself, having caught up with the builder
+        self._filler: Generator[None, None, None] | None = (
+            None  # builds the spool a template a step
+        )
+        self._idle: Any = None  # the loop watcher building behind the sends
+        self._loading = True
         # First the size of this shard (decoding only), so that a spooled shard never builds
         # a cache it then throws away: memory freed by the interpreter is not given back.
+        # (Sharded by chunk, a shard whose chunks alone take more than the cache, compressed,
+        # cannot fit: its size is in the header, nothing to measure.)
         budget = cfg.cache_bytes
-        for _entry, record in self._walk(everyone=False, progress=progress, stage="read"):
-            self.mine += 1
-            budget -= len(record.body) + len(record.path) + 512
+        if packed > budget:
+            self.mine, budget = known, -1
+        else:
+            for _entry, record in self._walk(everyone=False, progress=progress, stage="read"):
+                self.mine += 1
+                budget -= len(record.body) + len(record.path) + 512
         if budget >= 0:
             self.cached = [(e, build(r, e.record)) for e, r in self._walk(everyone=False)]
         elif self.mine:
             self._fill_spool(progress)
         self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
+        self._loading = False
 
     def _fill_spool(self, progress: Callable[[int, int, LoadStage], None] | None) -> None:
         """Build this shard's templates into a new spool, as far as the run can reach."""
@@ -85,16 +114,87 @@ class Shard:
         except OSError as exc:
             self.spool_error = f"cannot create a template spool in {self.spool_dir}: {exc}"
             return
+        self._filler = self._filling(progress)
+        lead = None if self.lead_ns is None else time.monotonic_ns() + self.lead_ns
         try:
-            for entry, record in self._walk(everyone=False, progress=progress, stage="spool"):
-                if not self._spool(entry, self._build(record, entry.record)):
-                    return
-                if self._spooled_enough(entry, self.spool.count):
-                    break
+            self.build_some(lead)
         except BaseException:  # a bad record (RewriteError), a damaged chunk: no open file left
             self.close()
             raise
+        self.spooled = self.spool.count if self.spool is not None else 0
+
+    def _filling(
+        self, progress: Callable[[int, int, LoadStage], None] | None
+    ) -> Generator[None, None, None]:
+        """Build the spool, a template a step, as far as the run can reach; then finish it."""
+        build = self._build  # (not a stand-in, should `stop_building` come first)
+
+        def loading(read: int, records: int, stage: LoadStage) -> None:
+            if progress is not None and self._loading:
+                progress(read, records, stage)
+
+        for entry, record in self._walk(everyone=False, progress=loading, stage="spool"):
+            if not self._spool(entry, build(record, entry.record)):
+                return
+            assert self.spool is not None
+            if self._spooled_enough(entry, self.spool.count):
+                break
+            yield
         self._finish_spool()
+
+    def build_some(self, until_ns: int | None) -> bool:
+        """Build more of the spool, until `until_ns` (at least BUILD_CHECK templates) or,
+        with None, to its end; whether there is more to build."""
+        filler = self._filler
+        if filler is None:
+            return False
+        for n, _ in enumerate(filler, 1):
+            if until_ns is not None and n % BUILD_CHECK == 0 and time.monotonic_ns() >= until_ns:
+                return True
+        self._filler = None
+        return False
+
+    def build_behind(self, loop: Any) -> None:
+        """Go on building the spool while the worker sends: an idle watcher on `loop` (it runs
+        only when nothing else is pending) builds BUILD_SLICE_NS at a time until the end."""
+        if self._filler is None:
+            return
+
+        def on_idle() -> None:
+            if not self.build_some(time.monotonic_ns() + BUILD_SLICE_NS):
+                self._stop_behind()
+
+        self._idle = loop.idle()
+        self._idle.start(on_idle)
+
+    def _stop_behind(self) -> None:
+        if self._idle is not None:
+            self._idle.stop()
+            self._idle = None
+
+    def _build_now(self, spool: TemplateSpool) -> None:
+        """A pass has caught up with the builder: build the next few templates on its turn
+        and write them at once."""
+        before = spool.count
+        if not self.build_some(time.monotonic_ns()) and not spool.finished:
+            self._finish_spool()  # (the builder was stopped)
+        elif not spool.finished:
+            try:
+                spool.flush()
+            except OSError as exc:
+                self._lose_spool(exc)
+        self.built_late += max(spool.count - before, 0)
+
+    def _spool_pass(self, spool: TemplateSpool) -> Iterator[tuple[Any, Template]]:
+        """A pass over a spool that may still be growing, then over any records after it
+        (built as read)."""
+        for item in spool.follow():
+            if item is None:
+                self._build_now(spool)
+            else:
+                yield item
+        if spool.count < self.mine:
+            yield from self._built(self._walk(everyone=False, after=spool.last_record))
 
     def _spool(self, entry: Any, template: Template) -> bool:
         assert self.spool is not None
@@ -117,6 +217,9 @@ class Shard:
     def _lose_spool(self, exc: OSError) -> None:
         assert self.spool is not None
         self.spool_error = f"cannot write the template spool in {self.spool_dir}: {exc}"
+        if not self._loading:  # passes may be reading it: keep what is whole on disk
+            self.spool.seal()
+            return
         with contextlib.suppress(OSError):
             self.spool.close()
         self.spool = None
@@ -138,7 +241,12 @@ class Shard:
         return True  # not all built yet: assume it may
 
     def close(self) -> None:
-        """Close the spool (and forget it: a later pass reads and builds from the corpus)."""
+        """Stop building, close the spool (and forget it: a later pass reads and builds from
+        the corpus)."""
+        self._stop_behind()
+        if self._filler is not None:
+            filler, self._filler = self._filler, None
+            filler.close()
         if self.spool is not None:
             self.spool.close()
             self.spool = None
@@ -158,6 +266,9 @@ class Shard:
         cfg = self.cfg
         worker, workers, period = cfg.worker, cfg.workers, self.period_ns
         segment, segments = cfg.segment, cfg.segments
+        if self.by_chunk and not everyone:
+            yield from self._walk_chunks(progress, stage, after)
+            return
         with CorpusReader(self.cfg.corpus) as reader:
             said = time.monotonic_ns()
             chunks = reader.header.chunks
@@ -183,11 +294,41 @@ class Shard:
                     gap = (period if following is None else following.offset_ns) - offset
                     yield TimelineEntry(index, offset, gap), record
 
+    def _walk_chunks(
+        self,
+        progress: Callable[[int, int, LoadStage], None] | None,
+        stage: LoadStage,
+        after: int,
+    ) -> Iterator[tuple[Any, Any]]:
+        """`_walk` of a shard by chunk: only this worker's chunks are decoded (`progress`
+        hears how many of their records have been read)."""
+        cfg = self.cfg
+        said = time.monotonic_ns()
+        shard, shards = chunk_shard_index(cfg)
+        with CorpusReader(cfg.corpus) as reader:
+            total = sum(c.records for c in reader.chunks(shard=shard, shards=shards))
+            for n, (index, gap, record) in enumerate(
+                walk_chunks(reader, shard, shards, self.period_ns, after), 1
+            ):
+                if progress is not None and (
+                    n % LOAD_PROGRESS_EVERY == 0
+                    or (n % LOAD_CHECK == 0 and time.monotonic_ns() - said > LOAD_PROGRESS_NS)
+                ):
+                    progress(n, total, stage)
+                    said = time.monotonic_ns()
+                yield TimelineEntry(index, record.offset_ns, gap), record
+
     def stop_building(self) -> None:
         """From now on a pass yields stand-ins that only name their endpoint for records it
         would build: what is left of the schedule is counted, not sent, so it is not worth
         encoding."""
         self._build = _unbuilt
+        self._stop_behind()
+        if self._filler is not None:  # the spool ends with what was built so far
+            filler, self._filler = self._filler, None
+            filler.close()
+            if self.spool is not None and not self.spool.finished:
+                self._finish_spool()
 
     def one_pass(self) -> Iterator[tuple[Any, Template]]:
         """One pass over the shard: from memory, from the spool (then any records after it,
@@ -196,10 +337,9 @@ class Shard:
             return iter(self.cached)
         if self.spool is not None:
             spool = self.spool
-            if spool.count == self.mine:
+            if spool.finished and spool.count == self.mine:
                 return spool.read()
-            rest = self._walk(everyone=False, after=spool.last_record)
-            return itertools.chain(spool.read(), self._built(rest))
+            return self._spool_pass(spool)
         return self._built(self._walk(everyone=False))
 
     def _built(self, walk: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Template]]:
@@ -223,6 +363,31 @@ class Shard:
                 yield template
             if empty:
                 return
+
+
+def chunk_sharding(header: CorpusHeader, cfg: WorkerConfig) -> bool:
+    """Whether this run shards the corpus by chunk: more than one shard, no trace with
+    requests in two chunks (`whole_trace_chunks`), and a chunk at least for every shard."""
+    shards = cfg.workers * cfg.segments
+    return shards > 1 and len(header.chunks) >= shards and whole_trace_chunks(header)
+
+
+def _chunk_shard_size(header: CorpusHeader, cfg: WorkerConfig) -> tuple[int, int]:
+    """(bytes on disk, records) of this worker's chunks (the corpus's last chunk, whose end
+    the index does not give, counted as no bytes)."""
+    shard, shards = chunk_shard_index(cfg)
+    chunks = header.chunks
+    mine = [c for c in chunks if c.number % shards == shard]
+    packed = sum(
+        chunks[c.number + 1].file_offset - c.file_offset for c in mine if c.number + 1 < len(chunks)
+    )
+    return packed, sum(c.records for c in mine)
+
+
+def chunk_shard_index(cfg: WorkerConfig) -> tuple[int, int]:
+    """(shard, shards) of this worker's chunks: chunk n is shard n mod shards's, and a
+    worker's shard is `segment + segments * worker` (as its arrival-rate hits are dealt)."""
+    return cfg.segment + cfg.segments * cfg.worker, cfg.workers * cfg.segments
 
 
 def most_requests(cfg: WorkerConfig) -> int:

@@ -58,6 +58,7 @@ class TemplateSpool:
         self.last_record = -1  # the corpus index of the last one
         self.has_read = False  # does any template read a trace it does not define?
         self.finished = False
+        self._flushed = (0, -1)  # (count, last_record) of the templates in whole frames
 
     def add(self, entry: TimelineEntry, template: Template) -> None:
         item = (entry.record, entry.offset_ns, entry.gap_ns, template.state())
@@ -72,6 +73,19 @@ class TemplateSpool:
         """No more templates: write the last frame (reads see only finished frames)."""
         if self._frame:
             self._flush()
+        self.finished = True
+
+    def flush(self) -> None:
+        """Write the templates added so far as a frame now (a pass that follows the writer
+        sees them at once), however short."""
+        if self._frame:
+            self._flush()
+
+    def seal(self) -> None:
+        """Finish with what is already in whole frames, writing nothing more (after a write
+        failed): templates added since are forgotten, `count` and `last_record` say so."""
+        self._frame.clear()
+        self.count, self.last_record = self._flushed
         self.finished = True
 
     @property
@@ -138,4 +152,5 @@ class TemplateSpool:
         self._file.write(FRAME_HEAD.pack(len(compressed), len(self._frame)) + compressed)
         self._file.flush()  # in the file before a pass that follows the writer may read it
         self._written += FRAME_HEAD.size + len(compressed)
+        self._flushed = (self.count, self.last_record)
         self._frame.clear()

@@ -36,7 +36,7 @@ from replay.recorder import IntervalRecorder
 from replay.response import ResponseCache
 from replay.rewrite import SERIAL_FORMAT, RewriteError, Template
 from replay.schedulers import scheduler_class
-from replay.shard import Shard
+from replay.shard import LEAD_NS, Shard
 from replay.wire import Connection
 
 __all__ = ["AckRing", "Pipe", "Worker", "main"]
@@ -144,7 +144,7 @@ class Worker:
 
         with CorpusReader(cfg.corpus) as reader:
             created_holder.append(rewrite.created_ms(reader.header.meta.created))
-        self.shard = Shard(cfg, build, self._loading)
+        self.shard = Shard(cfg, build, self._loading, lead_ns=LEAD_NS)
         if not self.shard.everyone:
             # acknowledged ingests matter only to templates that read a trace
             self.reads = self.shard.has_read or self.prober is not None
@@ -165,9 +165,11 @@ class Worker:
             spooled=self.shard.spooled,
             spool_bytes=self.shard.spool.bytes_on_disk if self.shard.spool is not None else 0,
             spool_dir=self.shard.spool_dir,
+            sharding=self.shard.sharding,
         )
         if self.shard.spool_error:
             info["spool_error"] = self.shard.spool_error
+        self.shard.build_behind(self.loop)  # the rest of the spool, while waiting and sending
         return info
 
     def _loading(self, read: int, records: int, stage: LoadStage) -> None:
@@ -302,6 +304,7 @@ class Worker:
         scheduler = self.scheduler
         self.ahead = Ahead(scheduler.source(self.shard), self.loop, on_fill=scheduler.on_fill)
         self.ahead.prefill(start_ns - PREFILL_MARGIN_NS)
+        self.shard.built_late = 0  # (built before the start: not late)
         background = [gevent.spawn(self._watchdog)]
         if self.pipe is not None:
             background.append(gevent.spawn(self._control))
@@ -342,6 +345,7 @@ class Worker:
             "intervals": self.interval,
             "unsent": self.unsent,
             "unsent_counted": self.unsent_counted,
+            "built_late": self.shard.built_late,
         }
 
     def _count_unsent(self, cutoff_ns: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -369,11 +370,12 @@ def test_a_long_load_says_how_far_it_has_read(
 ) -> None:
     # while a worker reads its corpus it tells the coordinator how far it is, so that a
     # corpus of tens of millions of records is waited for as long as reading goes on
+    # (sharded by trace: every record is read; tests/replay/test_chunk_sharding.py by chunk)
     import replay.shard
 
     monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 50)
     monkeypatch.setattr(replay.shard, "LOAD_CHECK", 7)  # (and a second gone by: never)
-    corpus = synth_corpus(rate=300, seconds=2)
+    corpus = synth_corpus("mixed", rate=150, seconds=2)
     with CorpusReader(corpus) as reader:
         records = reader.header.records
     sent: list[tuple[Any, ...]] = []
@@ -431,3 +433,34 @@ def test_a_stop_on_schedule_leaves_nothing_unsent(synth_corpus: Any, server: Any
     info = worker.run(start, time.time_ns() + 20_000_000)
     assert info["unsent"] == 0
     assert 250 <= info["serial"] <= 400  # (it did run, and stopped near 0.31 s)
+
+
+@pytest.mark.parametrize("model", ["timeline", "rate"])
+def test_a_worker_sends_while_its_spool_is_still_being_built(
+    synth_corpus: Any, server: Any, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a lead of nothing: the worker says ready with only a few templates spooled and builds
+    # the rest behind its sends (or as they come due); it sends what a cached worker sends
+    import replay.shard
+
+    corpus = synth_corpus("mixed", rate=150, seconds=1)
+    options: dict[str, Any] = {"model": model, "duration_ns": NS}
+    if model == "rate":
+        options["rate"] = 200.0
+    sent = []
+    for how in ("cached", "behind"):
+        if how == "behind":
+            monkeypatch.setattr(replay.worker, "LEAD_NS", 0)
+        srv = server()
+        worker, cap, info = run_worker(corpus, srv.url, cache_bytes=1 if how == "behind"
+                                       else 48 << 20, **options)  # fmt: skip
+        shard = worker.shard
+        assert shard is not None
+        if how == "behind":
+            assert 0 < shard.spooled <= shard.mine  # (what was built when the run ended)
+            assert info["built_late"] <= shard.mine
+        whole = cap.aggregate.whole()
+        assert whole.requests() == info["serial"] == len(srv.paths) > 0
+        assert whole.dropped() == 0 and whole.errors() == 0 and info["unsent"] == 0
+        sent.append(sorted(re.sub("[0-9a-f]{16,}", "ID", p) for p in srv.paths))
+    assert sent[0] == sent[1]  # (ids are minted afresh; reads name traces acknowledged)
