@@ -13,12 +13,8 @@ import contextlib
 import os
 import selectors
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -28,53 +24,24 @@ from capture.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from capture.units import NS
 from replay import protocol, thresholds
 from replay.aggregate import RunAggregate
-from replay.config import WorkerConfig
 from replay.plan import RunPlan
-from replay.probe import MAX_PENDING
 from replay.protocol import LoadStage
 from replay.recorder import read_delta
-from replay.results import RunMeta, build_results, write_results
-from replay.segments import share
-from replay.summary import render_progress, render_summary
+from replay.run_end import assemble_results, exit_status, probes_skipped, run_notes, write_and_show
+from replay.run_start import RunFailed, iso, serve_metrics, start_instant
+from replay.summary import render_progress
 from replay.target import RunTarget
 from replay.visibility import VisibilityAggregate
+from replay.workers import WorkerProc, death_message, reap, spawn_worker, worker_config
 
 if TYPE_CHECKING:
     from replay.live import LiveMetrics, MetricsServer
     from replay.scenario_results import ScenarioAggregates
     from replay.scrape import TargetScraper
 
-START_MARGIN_NS = 250_000_000
-START_AT_MARGIN_NS = 50_000_000  # --start-at: the least time the workers get to hear it
 READY_TIMEOUT_S = 120.0  # a loading worker silent this long (no "loading" message) is stuck
 LOADING_SAID: dict[LoadStage, str] = {"read": "", "spool": "building templates: "}
 STOP_TIMEOUT_S = 8.0  # after `stop`, how long workers get to say done before being killed
-
-
-@dataclass
-class _Proc:
-    index: int
-    popen: subprocess.Popen[bytes]
-    control: int  # fd: coordinator -> worker
-    data: int  # fd: worker -> coordinator
-    unpacker: msgpack.Unpacker = field(default_factory=lambda: msgpack.Unpacker(raw=False))
-    stderr_tail: bytearray = field(default_factory=bytearray)
-    state: str = "loading"  # loading, ready, running, done, failed, dead
-    info: dict[str, Any] = field(default_factory=dict)
-    heard: float = field(default_factory=time.monotonic)  # its last message while loading
-    loaded: tuple[int, int, int] = (0, 0, 0)  # (stage, records read, of), while loading
-
-    @property
-    def live(self) -> bool:
-        return self.state in ("loading", "ready", "running")
-
-
-class RunFailed(Exception):
-    """The run could not start (exit 2) or a worker failed before the start."""
-
-    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Coordinator:
@@ -91,7 +58,7 @@ class Coordinator:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.aggregate = RunAggregate()
-        self.procs: list[_Proc] = []
+        self.procs: list[WorkerProc] = []
         self.selector = selectors.DefaultSelector()
         self.packer = msgpack.Packer(use_bin_type=True)
         self.nonce = int.from_bytes(os.urandom(8), "big") >> 1  # msgpack: int64
@@ -118,68 +85,12 @@ class Coordinator:
     # --- processes -----------------------------------------------------------------------
 
     def _spawn(self) -> None:
-        plan = self.plan
-        for w in range(plan.workers):
-            control_r, control_w = os.pipe()
-            data_r, data_w = os.pipe()
-            env = dict(os.environ)
-            env.pop("PYTHONSTARTUP", None)
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "replay.worker", str(control_r), str(data_w)],
-                pass_fds=(control_r, data_w),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env=env,
-            )
-            os.close(control_r)
-            os.close(data_w)
-            os.set_blocking(data_r, False)
-            proc = _Proc(w, popen, control_w, data_r)
+        for w in range(self.plan.workers):
+            proc = spawn_worker(w, self.selector)
             self.procs.append(proc)
-            self.selector.register(data_r, selectors.EVENT_READ, ("data", proc))
-            assert popen.stderr is not None
-            os.set_blocking(popen.stderr.fileno(), False)
-            self.selector.register(popen.stderr.fileno(), selectors.EVENT_READ, ("stderr", proc))
-            self._send(proc, self._config(w).to_wire())
+            self._send(proc, worker_config(self.plan, self.target, w, self.nonce).to_wire())
 
-    def _config(self, w: int) -> WorkerConfig:
-        plan, target = self.plan, self.target
-        seg = plan.segment
-        cfg = WorkerConfig(
-            worker=w,
-            workers=plan.workers,
-            corpus=plan.corpus,
-            target=target.url,
-            api_key=target.api_key,
-            project_id=target.project_id,
-            model=plan.model,
-            duration_ns=plan.duration_ns,
-            nonce=self.nonce,
-            seed=plan.seed,
-            scale=plan.scale,
-            speed=plan.speed,
-            rate=plan.rate,
-            arrival=plan.arrival,
-            stages=list(plan.stages),
-            vus=share(plan.vus, seg.index, seg.count, w, plan.workers),
-            think_ns=plan.think_ns,
-            max_inflight=max(1, share(plan.max_inflight, seg.index, seg.count, w, plan.workers)),
-            timeout_ns=plan.timeout_ns,
-            user_agent=f"agenttrace-replay/{_version()}",
-            spool_dir=plan.spool_dir,
-            visibility_probe=plan.visibility_probe,
-            visibility_timeout_ns=plan.visibility_timeout_ns,
-            segment=seg.index,
-            segments=seg.count,
-        )
-        if plan.scenarios:
-            from replay.scenario_plan import with_lanes
-
-            return with_lanes(cfg, plan)
-        return cfg
-
-    def _send(self, proc: _Proc, message: Any) -> None:
+    def _send(self, proc: WorkerProc, message: Any) -> None:
         with contextlib.suppress(OSError):  # if it died, its data pipe will say so
             os.write(proc.control, self.packer.pack(message))
 
@@ -209,7 +120,7 @@ class Coordinator:
             for message in proc.unpacker:
                 self._handle(proc, message)
 
-    def _handle(self, proc: _Proc, raw: Any) -> None:
+    def _handle(self, proc: WorkerProc, raw: Any) -> None:
         try:
             message = protocol.from_worker(raw)
         except protocol.ProtocolError as exc:
@@ -256,20 +167,13 @@ class Coordinator:
             text = message.text
             self._fail(f"worker {proc.index}: {text}" if message.kind == "internal" else text, code)
 
-    def _lost(self, proc: _Proc) -> None:
+    def _lost(self, proc: WorkerProc) -> None:
         """The data pipe closed: fine after done, a death otherwise."""
         if proc.state in ("done", "failed"):
             return
         proc.state = "dead"
         self.aggregate.retire(proc.index)
-        try:
-            code = proc.popen.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            code = None
-        how = _exit_description(code)
-        tail = _last_line(proc.stderr_tail)
-        detail = f": {tail}" if tail else ""
-        self._fail(f"worker {proc.index} (pid {proc.popen.pid}) died ({how}){detail}", EXIT_FAILED)
+        self._fail(death_message(proc), EXIT_FAILED)
 
     def _fail(self, message: str, code: int) -> None:
         if self.failure is None:
@@ -284,20 +188,6 @@ class Coordinator:
         for proc in self.procs:
             if proc.live:
                 self._send(proc, protocol.Stop().encode())
-
-    def _reap(self) -> None:
-        """Make sure no worker outlives the run."""
-        for proc in self.procs:
-            if proc.popen.poll() is None:
-                proc.popen.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout=5)
-            for fd in (proc.control, proc.data):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            if proc.popen.stderr is not None:
-                proc.popen.stderr.close()
-        self.selector.close()
 
     # --- the run -------------------------------------------------------------------------
 
@@ -317,7 +207,7 @@ class Coordinator:
             self._barrier()
             self._gather()
         finally:
-            self._reap()
+            reap(self.procs, self.selector)
             signal.signal(signal.SIGINT, previous)
         try:
             return self._finish()
@@ -326,22 +216,10 @@ class Coordinator:
                 self.metrics_server.close()
 
     def _serve_metrics(self) -> None:
-        """--metrics-port: live metrics from before the workers start (RunFailed if the
-        address cannot be bound)."""
-        plan = self.plan
-        if plan.metrics_listen is None:
-            return
-        from replay.live import LiveMetrics, MetricsServer
-
-        self.live = LiveMetrics(str(plan.segment), vus=plan.vus)
-        host, port = plan.metrics_listen
-        try:
-            self.metrics_server = MetricsServer(self.live, host, port)
-        except OSError as exc:
-            raise RunFailed(f"--metrics-port {host}:{port}: {exc.strerror or exc}") from None
-        if plan.progress:
-            self.stderr.write(f"replay: live metrics at {self.metrics_server.url}\n")
-            self.stderr.flush()
+        """--metrics-port: live metrics from before the workers start."""
+        served = serve_metrics(self.plan, self.stderr)
+        if served is not None:
+            self.live, self.metrics_server = served
 
     def _barrier(self) -> None:
         """Wait for every worker's `ready`: as long as each loading worker keeps saying how
@@ -377,8 +255,8 @@ class Coordinator:
                 f"replay loading: {spooled:,} templates spooled to {', '.join(where)} "
                 f"({size / 1e6:,.1f} MB, removed when the workers exit)\n"
             )
-        self.start_ns, wall_ns = self._start_instant()
-        self.started_at = _iso(wall_ns)
+        self.start_ns, wall_ns, self.start_late_ns = start_instant(self.plan, self.stderr)
+        self.started_at = iso(wall_ns)
         if self.plan.scrape:
             from replay.scrape import TargetScraper
 
@@ -389,33 +267,6 @@ class Coordinator:
         for proc in self.procs:
             proc.state = "running"
             self._send(proc, protocol.Start(self.start_ns, wall_ns).encode())
-
-    def _start_instant(self) -> tuple[int, int]:
-        """(monotonic, wall) ns of the start: START_MARGIN_NS from now, or --start-at when
-        given (a segment ready within --max-start-skew after it starts that late; later, it
-        refuses rather than skew the run). Wall and monotonic clocks are read together."""
-        plan = self.plan
-        mono, wall = time.monotonic_ns(), time.time_ns()
-        if plan.start_at_ns is None:
-            return mono + START_MARGIN_NS, wall + START_MARGIN_NS
-        earliest = wall + START_AT_MARGIN_NS
-        late = earliest - plan.start_at_ns
-        if late > plan.max_start_skew_ns:
-            raise RunFailed(
-                f"ready at {_iso(wall)}, {late / NS:.3f}s after --start-at {_iso(plan.start_at_ns)}"
-                f" (more than --max-start-skew {plan.max_start_skew_ns / NS:g}s): not starting "
-                "a skewed segment; give a later --start-at",
-                EXIT_BAD_INPUT,
-            )
-        self.start_late_ns = max(late, 0)
-        start_wall = max(plan.start_at_ns, earliest)
-        if plan.progress and start_wall - wall > NS:
-            self.stderr.write(
-                f"replay: ready; starting at {_iso(start_wall)} "
-                f"(--start-at, in {(start_wall - wall) / NS:,.1f}s)\n"
-            )
-            self.stderr.flush()
-        return mono + (start_wall - wall), start_wall
 
     def _gather(self) -> None:
         plan = self.plan
@@ -486,57 +337,23 @@ class Coordinator:
         plan = self.plan
         paced_s = max((self.paced_until_ns - self.start_ns) / NS, 0.001)
         self.aggregate.set_duration(min(paced_s, plan.duration_ns / NS))
-        notes = list(self.notes)
-        if self.target.embedded:
-            notes.append("target: the embedded sandbox (started for this run, stopped after it)")
-        if self.interrupted:
-            notes.append("interrupted (Ctrl-C or SIGTERM): results cover what ran")
-        if self.aborted:
-            notes.append(f"stopped early: {self.aborted}")
-        if self.failure:
-            notes.append(f"failed: {self.failure}; results are partial")
-        abandoned = sum(int(p.info.get("abandoned", 0)) for p in self.procs)
-        if abandoned:
-            notes.append(f"{abandoned} requests still in flight at the stop were not counted")
-        unsent = sum(int(p.info.get("unsent", 0)) for p in self.procs)
-        if unsent:
-            cut_short = any(p.info.get("unsent_counted") is False for p in self.procs)
-            notes.append(
-                f"{'at least ' if cut_short else ''}{unsent:,} requests came due but were never "
-                "sent (the load generator fell behind its schedule): counted as dropped"
-            )
-        late = sum(int(p.info.get("built_late", 0)) for p in self.procs)
-        if late:
-            notes.append(
-                f"the spool was built slower than the schedule: {late:,} requests were built "
-                "by the sending core when needed instead of ahead (see the send lag)"
-            )
-        at_limit = self.aggregate.whole().dropped() - unsent
-        if at_limit > 0:
-            notes.append(
-                f"{at_limit:,} requests were dropped because they came due while a worker had "
-                f"--max-inflight requests outstanding ({plan.max_inflight:,} in all): a slow "
-                "target, or too few connections for its latency"
-            )
-        for p in self.procs:
-            why = p.info.get("spool_error")
-            if why:
-                notes.append(
-                    f"worker {p.index}: {why}; it decoded and built every request as it sent "
-                    "it instead (more CPU per request)"
-                )
+        infos = [p.info for p in self.procs]
+        notes = self.notes + run_notes(
+            plan,
+            self.target,
+            self.aggregate,
+            infos,
+            interrupted=self.interrupted,
+            aborted=self.aborted,
+            failure=self.failure,
+        )
         if self.scraper is not None:
             self.scraper.stop()
             notes.extend(self.scraper.notes())
         if plan.visibility_probe and self.visibility is None:
             self.visibility = VisibilityAggregate()  # probing, and nothing was acknowledged
         if self.visibility is not None:
-            self.visibility.skipped = sum(int(p.info.get("probes_skipped", 0)) for p in self.procs)
-            if self.visibility.skipped:
-                notes.append(
-                    f"{self.visibility.skipped:,} visibility probes were not started: each "
-                    f"worker polls at most {MAX_PENDING} traces at once"
-                )
+            notes.extend(probes_skipped(self.visibility, infos))
         scen = self.scenarios
         if scen is not None:
             scen.set_durations(self.aggregate.duration_s)
@@ -546,72 +363,22 @@ class Coordinator:
             scen.aggregates if scen is not None else None,
             visibility=self.visibility,
         )
-        meta = RunMeta(
-            corpus=plan.corpus_label,
-            target=self.target.url,
-            model=plan.model,
-            scale=plan.scale,
-            speed=plan.speed,
-            rate=plan.rate if plan.model == "rate" else None,
-            workers=plan.workers,
-            started=self.started_at,
-            ended=_iso(time.time_ns()),
-            version=_version(),
-            host_cores=os.cpu_count() or 1,
-            command_line=plan.command_line,
-            notes=notes,
-            segment=None if plan.segment.whole else str(plan.segment),
-            start_at=None if plan.start_at_ns is None else _iso(plan.start_at_ns),
-            start_late_ms=None if plan.start_at_ns is None else self.start_late_ns / 1e6,
+        results = assemble_results(
+            plan,
+            self.target,
+            self.aggregate,
+            verdicts,
+            notes,
+            started_at=self.started_at,
+            start_late_ns=self.start_late_ns,
+            scenarios=scen,
+            scraper=self.scraper,
+            visibility=self.visibility,
         )
-        results = build_results(self.aggregate, meta, verdicts)
-        if scen is not None:
-            from replay.scenario_results import add_scenarios
-
-            add_scenarios(results, scen)
-        if self.scraper is not None:
-            results["scrape"] = self.scraper.results()
-        if self.visibility is not None:
-            self.visibility.add_to_results(results)
-        if plan.out:
-            write_results(plan.out, results)
-        self.stdout.write(render_summary(results))
-        self.stdout.flush()
-        if self.failure:
-            self.stderr.write(f"replay: {self.failure}\n")
-            if plan.out:
-                self.stderr.write(f"replay: partial results written to {plan.out}\n")
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        if self.failure:
-            return self.failure_code
-        return thresholds.exit_status(verdicts)
-
-
-def _exit_description(code: int | None) -> str:
-    if code is None:
-        return "still running, killed"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"killed by {name}"
-    return f"exit status {code}"
-
-
-def _last_line(data: bytes | bytearray) -> str:
-    lines = [ln for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def _iso(wall_ns: int) -> str:
-    moment = datetime.fromtimestamp(wall_ns / NS, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _version() -> str:
-    try:
-        return version("agenttrace-loadtools")
-    except PackageNotFoundError:
-        return "unknown"
+        write_and_show(plan, results, self.failure, self.stdout, self.stderr)
+        return exit_status(
+            verdicts,
+            interrupted=self.interrupted,
+            failure=self.failure,
+            failure_code=self.failure_code,
+        )
