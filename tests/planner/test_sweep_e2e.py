@@ -115,6 +115,9 @@ def start_planner(reaper: list[int], *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C must reach it even when this suite runs where SIGINT is ignored (a shell's
+        # background job): Python installs its KeyboardInterrupt only over the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     reaper.append(proc.pid)
     return proc
