@@ -5,29 +5,20 @@ forwarded), and the short answers the proxy gives on its own (400, 413, 431, 501
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from capture.base_url import BaseURL, probe
 
-@dataclass(frozen=True)
-class Upstream:
+
+class Upstream(BaseURL):
     """Where requests go: from --upstream URL (http or https, optional base path)."""
-
-    url: str
-    scheme: str
-    host: str
-    port: int
-    base_path: str
 
     @classmethod
     def parse(cls, url: str) -> Upstream:
         """Raises ValueError with a message fit for the user."""
+        base = BaseURL.from_url(url, "--upstream")
         parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"--upstream {url!r}: use an http:// or https:// URL")
-        if not parts.hostname:
-            raise ValueError(f"--upstream {url!r} names no host")
         if parts.username is not None or parts.password is not None:
             raise ValueError(
                 f"--upstream {parts.scheme}://...@{parts.hostname}: credentials in the URL are "
@@ -35,32 +26,11 @@ class Upstream:
             )
         if parts.query or parts.fragment:
             raise ValueError(f"--upstream {url!r}: a base URL has no query or fragment")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise ValueError(f"--upstream {url!r} has an invalid port") from None
-        return cls(url.strip(), parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "https"
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == (443 if self.tls else 80) else f"{host}:{self.port}"
+        return cls(base.url, base.scheme, base.host, base.port, base.base_path)
 
     def probe(self, timeout: float = 5.0) -> str | None:
         """Whether the upstream accepts connections now: None, or why it does not."""
-        try:
-            with socket.create_connection((self.host, self.port), timeout=timeout):
-                return None
-        except ConnectionRefusedError:
-            return "connection refused"
-        except TimeoutError:
-            return f"no answer within {timeout:g}s"
-        except OSError as exc:
-            return exc.strerror or str(exc)
+        return probe(self.host, self.port, timeout)
 
 
 class BadRequest(Exception):
