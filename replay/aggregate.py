@@ -24,7 +24,7 @@ import numpy as np
 
 from replay.histogram import LatencyHistogram, Sparse, merge_sparse
 from replay.outcomes import is_ok, status_matches
-from replay.recorder import METRICS, Key, SeriesDelta, read_delta
+from replay.recorder import METRICS, Delta, Key, SeriesDelta, read_delta
 
 INTERVAL_S = 1.0
 """Length of one interval: each worker reports once a second from the common start."""
@@ -245,9 +245,9 @@ class RunAggregate:
         self._views: dict[int, IntervalView] = {}
 
     # -- input -------------------------------------------------------------------------
-    def add(self, delta: bytes) -> int:
-        """Merge one worker's delta (``IntervalRecorder.flush`` bytes); return its interval."""
-        d = read_delta(delta)
+    def add(self, delta: bytes | Delta) -> int:
+        """Merge one worker's delta (flush bytes, or a ``Delta`` already read); its interval."""
+        d = read_delta(delta) if isinstance(delta, bytes) else delta
         try:
             self.add_interval(
                 d.interval,

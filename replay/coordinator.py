@@ -134,9 +134,12 @@ class Coordinator:
                         self.live.add(delta, delta.scenario or "")
                         self.live.vus = self.scenarios.latest_vus()
                     continue
-                self.aggregate.add(payload)
-                if self.live is not None:
-                    self.live.add(read_delta(payload))
+                if self.live is None:
+                    self.aggregate.add(payload)
+                else:  # read once, for both
+                    decoded = read_delta(payload)
+                    self.aggregate.add(decoded)
+                    self.live.add(decoded)
             # Merge the folds' histograms now (interval_series merges what it reads), so an
             # interval keeps one part per series and metric, not one per fold.
             self.aggregate.interval_series(message.interval)
