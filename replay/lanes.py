@@ -23,7 +23,6 @@ from replay.ahead import Ahead
 from replay.config import WorkerConfig
 from replay.executors import Scenarios, VUScheduler
 from replay.pacing import NS
-from replay.probe import PROBED
 from replay.protocol import DoneInfo, ReadyInfo
 from replay.recorder import IntervalRecorder
 from replay.rewrite import Template
@@ -104,10 +103,7 @@ class Lane:
         self.busy -= 1
         tpl = conn.tpl
         if parent.reads and tpl.ack_prefix and outcome[0] == "2":
-            trace_id = tpl.trace_id(conn.tag)
-            parent.ring.add(trace_id)
-            if parent.prober is not None and tpl.endpoint in PROBED and not parent.stopping:
-                parent.prober.consider(trace_id, done)
+            parent.acknowledged(tpl.trace_id(conn.tag), tpl.endpoint, done)
         self.recorder.record(tpl.endpoint, outcome, conn.due, conn.sent, done)
         self.scheduler.done(conn, done)
 

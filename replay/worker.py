@@ -212,12 +212,15 @@ class Worker:
         self.busy -= 1
         tpl = conn.tpl
         if self.reads and tpl.ack_prefix and outcome[0] == "2":
-            trace_id = tpl.trace_id(conn.tag)
-            self.ring.add(trace_id)
-            if self.prober is not None and tpl.endpoint in PROBED and not self.stopping:
-                self.prober.consider(trace_id, done)
+            self.acknowledged(tpl.trace_id(conn.tag), tpl.endpoint, done)
         self.record(tpl.endpoint, outcome, conn.due, conn.sent, done)
         self._reuse(conn, done)
+
+    def acknowledged(self, trace_id: bytes, endpoint: str, done: int) -> None:
+        """A trace was ingested (2xx): later reads may name it, and it may be probed."""
+        self.ring.add(trace_id)
+        if self.prober is not None and endpoint in PROBED and not self.stopping:
+            self.prober.consider(trace_id, done)
 
     # --- background ------------------------------------------------------------------------
 
