@@ -14,7 +14,7 @@ from capture.errors import EXIT_THRESHOLD_FAILED
 from replay.cli_types import THRESHOLD
 from replay.merge import aggregate_from_results
 from replay.pacing import NS
-from replay.plan import RunPlan, _scrape_urls
+from replay.plan import RunPlan, scrape_urls
 from replay.results import ResultsError
 from replay.results_read import read_results, validate_results
 from replay.scenario_file import load_scenarios, parse_scenarios, preset_names, preset_text
@@ -121,7 +121,7 @@ def scenario_plan_from_options(
     )
     return dataclasses.replace(
         plan,
-        scrape=_scrape_urls(tuple(o.get("scrape") or ())),
+        scrape=scrape_urls(tuple(o.get("scrape") or ())),
         scrape_metrics=tuple(o.get("scrape_metrics") or ()),
         scrape_interval_s=(o.get("scrape_interval") or 10 * NS) / NS,
         visibility_probe=float(o.get("visibility_probe") or 0.0),

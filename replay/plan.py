@@ -98,7 +98,7 @@ def make_plan(
     RunPlan, or InputError naming the option at fault. Without `model` the load model
     follows from the arguments: closed with `vus`, rate with `rate` or `stages`, else the
     corpus timeline; a `model` given must agree with them."""
-    path = _corpus_path(corpus)
+    path = corpus_path(corpus)
     try:
         with CorpusReader(path) as reader:
             header = reader.header
@@ -138,8 +138,8 @@ def make_plan(
         duration = int(period / speed)
     else:
         duration = period
-    checked_spool_dir = _spool_dir(spool_dir)
-    parsed = tuple(_parse_thresholds(thresholds))
+    spool = checked_spool_dir(spool_dir)
+    parsed = tuple(parse_thresholds(thresholds))
     if abort_on_fail and not parsed:
         raise InputError("--abort-on-fail needs at least one --threshold")
     segment = segment or ExecutionSegment()
@@ -166,12 +166,12 @@ def make_plan(
         out=out,
         command_line=command_line,
         progress=progress,
-        spool_dir=checked_spool_dir,
+        spool_dir=spool,
         segment=segment,
         start_at_ns=start_at_ns,
         max_start_skew_ns=int(max_start_skew_ns),
         metrics_listen=metrics_listen,
-        scrape=_scrape_urls(scrape),
+        scrape=scrape_urls(scrape),
         scrape_metrics=tuple(scrape_metrics),
         scrape_interval_s=float(scrape_interval_s),
         visibility_probe=_fraction(visibility_probe),
@@ -179,7 +179,7 @@ def make_plan(
     )
 
 
-def _spool_dir(given: str | None) -> str | None:
+def checked_spool_dir(given: str | None) -> str | None:
     """--spool-dir, checked now (a worker finding it unusable after minutes of loading
     could only fall back): an existing directory a file can be created in."""
     if given is None:
@@ -202,7 +202,7 @@ def _fraction(value: float) -> float:
     return float(value)
 
 
-def _scrape_urls(urls: Sequence[str]) -> tuple[str, ...]:
+def scrape_urls(urls: Sequence[str]) -> tuple[str, ...]:
     out = []
     for url in urls:
         try:
@@ -212,7 +212,7 @@ def _scrape_urls(urls: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _parse_thresholds(texts: Sequence[str | Threshold]) -> list[Threshold]:
+def parse_thresholds(texts: Sequence[str | Threshold]) -> list[Threshold]:
     out = []
     for text in texts:
         if isinstance(text, Threshold):
@@ -225,7 +225,7 @@ def _parse_thresholds(texts: Sequence[str | Threshold]) -> list[Threshold]:
     return out
 
 
-def _corpus_path(corpus: str) -> Path:
+def corpus_path(corpus: str) -> Path:
     path = Path(corpus)
     if path.exists() or os.sep in corpus or corpus.endswith(".atc"):
         return path

@@ -12,7 +12,7 @@ from capture.corpus import CorpusError, CorpusReader
 from capture.errors import InputError
 from replay import pacing
 from replay.config import WorkerConfig
-from replay.plan import RunPlan, _corpus_path, _parse_thresholds, _spool_dir
+from replay.plan import RunPlan, checked_spool_dir, corpus_path, parse_thresholds
 from replay.scenario_file import Scenario, ScenarioFile
 from replay.segments import WHOLE_RUN, ExecutionSegment, share
 from replay.thresholds import Threshold
@@ -48,7 +48,7 @@ def make_scenario_plan(
         raise InputError(f"--time-scale {time_scale}: must be more than zero")
     scenarios = []
     for s in file.scaled(time_scale).scenarios:
-        path = _corpus_path(s.corpus)
+        path = corpus_path(s.corpus)
         try:
             with CorpusReader(path) as reader:
                 header = reader.header
@@ -64,7 +64,7 @@ def make_scenario_plan(
             s = replace(s, max_inflight=s.max_inflight or max_inflight)
         scenarios.append(replace(s, corpus=str(path)))
     ends = [s.start_ns + s.length_ns + (s.graceful_stop_ns if s.closed else 0) for s in scenarios]
-    parsed = tuple(_parse_thresholds([*file.thresholds, *thresholds]))
+    parsed = tuple(parse_thresholds([*file.thresholds, *thresholds]))
     names = {s.name for s in scenarios}
     for t in parsed:
         if t.scenario is not None and t.scenario not in names:
@@ -87,7 +87,7 @@ def make_scenario_plan(
         abort_on_fail=abort_on_fail,
         out=out,
         command_line=command_line,
-        spool_dir=_spool_dir(spool_dir),
+        spool_dir=checked_spool_dir(spool_dir),
         progress=progress,
         segment=segment or WHOLE_RUN,
         start_at_ns=start_at_ns,
