@@ -18,7 +18,7 @@ from replay.config import ARRIVALS
 from replay.coordinator import Coordinator, RunFailed
 from replay.live import parse_listen
 from replay.open_files import warn_open_files
-from replay.plan import RunPlan, make_plan
+from replay.plan import RunPlan, make_plan, scrape_urls
 from replay.results_stdout import StdoutResults
 from replay.rewrite import MAX_WORKERS
 from replay.segments import (
@@ -243,26 +243,42 @@ def plan_from_options(corpus: str, o: dict[str, Any], command_line: str = "") ->
         scale=o.get("scale"),
         speed=o.get("speed"),
         duration_ns=o.get("duration"),
-        workers=int(o.get("workers") or 1),
-        max_inflight=int(o.get("max_inflight") or 1000),
-        timeout_ns=int(o.get("timeout") or 10 * NS),
-        seed=int(o.get("seed") or 0),
-        thresholds=tuple(o.get("thresholds") or ()),
-        abort_on_fail=bool(o.get("abort_on_fail")),
-        out=o.get("out"),
-        spool_dir=o.get("spool_dir"),
-        progress=not o.get("quiet"),
-        command_line=command_line,
-        segment=_segment(o.get("segment"), o.get("segments")),
-        start_at_ns=o.get("start_at"),
-        max_start_skew_ns=int(o["max_start_skew"] if o.get("max_start_skew") is not None else NS),
-        metrics_listen=o.get("metrics_port"),
-        scrape=tuple(o.get("scrape") or ()),
-        scrape_metrics=tuple(o.get("scrape_metrics") or ()),
-        scrape_interval_s=(o.get("scrape_interval") or 10 * NS) / NS,
-        visibility_probe=float(o.get("visibility_probe") or 0.0),
-        visibility_timeout_ns=int(o.get("visibility_timeout") or 300 * NS),
+        **shared_plan_options(o, command_line),
+        **watch_options(o),
     )
+
+
+def shared_plan_options(o: dict[str, Any], command_line: str) -> dict[str, Any]:
+    """The plan arguments a corpus run and a scenario run take alike, from click's options."""
+    return {
+        "workers": int(o.get("workers") or 1),
+        "max_inflight": int(o.get("max_inflight") or 1000),
+        "timeout_ns": int(o.get("timeout") or 10 * NS),
+        "seed": int(o.get("seed") or 0),
+        "thresholds": tuple(o.get("thresholds") or ()),
+        "abort_on_fail": bool(o.get("abort_on_fail")),
+        "out": o.get("out"),
+        "spool_dir": o.get("spool_dir"),
+        "progress": not o.get("quiet"),
+        "command_line": command_line,
+        "segment": _segment(o.get("segment"), o.get("segments")),
+        "start_at_ns": o.get("start_at"),
+        "max_start_skew_ns": int(
+            o["max_start_skew"] if o.get("max_start_skew") is not None else NS
+        ),
+        "metrics_listen": o.get("metrics_port"),
+    }
+
+
+def watch_options(o: dict[str, Any]) -> dict[str, Any]:
+    """What a run watches besides its own requests: the target's metrics, visibility."""
+    return {
+        "scrape": scrape_urls(tuple(o.get("scrape") or ())),
+        "scrape_metrics": tuple(o.get("scrape_metrics") or ()),
+        "scrape_interval_s": (o.get("scrape_interval") or 10 * NS) / NS,
+        "visibility_probe": float(o.get("visibility_probe") or 0.0),
+        "visibility_timeout_ns": int(o.get("visibility_timeout") or 300 * NS),
+    }
 
 
 def _segment(given: ExecutionSegment | None, count: int | None) -> ExecutionSegment | None:

@@ -13,8 +13,7 @@ from capture.cli_errors import InputError, OneLineCommand, OneLineGroup
 from capture.errors import EXIT_THRESHOLD_FAILED
 from replay.cli_types import THRESHOLD
 from replay.merge import aggregate_from_results
-from replay.pacing import NS
-from replay.plan import RunPlan, scrape_urls
+from replay.plan import RunPlan
 from replay.results import ResultsError
 from replay.results_read import read_results, validate_results
 from replay.scenario_file import load_scenarios, parse_scenarios, preset_names, preset_text
@@ -92,7 +91,7 @@ def scenario_plan_from_options(
     ctx: click.Context, o: dict[str, Any], command_line: str = ""
 ) -> RunPlan:
     """`replay run --scenario NAME|FILE`'s plan; the options a scenario decides refused."""
-    from replay.cli_run import _segment
+    from replay.cli_run import shared_plan_options, watch_options
 
     for name in NOT_WITH_SCENARIO:
         if o.get(name):
@@ -104,26 +103,6 @@ def scenario_plan_from_options(
     plan = make_scenario_plan(
         file,
         time_scale=float(o.get("time_scale") or 1.0),
-        workers=int(o.get("workers") or 1),
-        max_inflight=int(o.get("max_inflight") or 1000),
-        timeout_ns=int(o.get("timeout") or 10 * NS),
-        seed=int(o.get("seed") or 0),
-        thresholds=tuple(o.get("thresholds") or ()),
-        abort_on_fail=bool(o.get("abort_on_fail")),
-        out=o.get("out"),
-        spool_dir=o.get("spool_dir"),
-        progress=not o.get("quiet"),
-        command_line=command_line,
-        segment=_segment(o.get("segment"), o.get("segments")),
-        start_at_ns=o.get("start_at"),
-        max_start_skew_ns=int(o["max_start_skew"] if o.get("max_start_skew") is not None else NS),
-        metrics_listen=o.get("metrics_port"),
+        **shared_plan_options(o, command_line),
     )
-    return dataclasses.replace(
-        plan,
-        scrape=scrape_urls(tuple(o.get("scrape") or ())),
-        scrape_metrics=tuple(o.get("scrape_metrics") or ()),
-        scrape_interval_s=(o.get("scrape_interval") or 10 * NS) / NS,
-        visibility_probe=float(o.get("visibility_probe") or 0.0),
-        visibility_timeout_ns=int(o.get("visibility_timeout") or 300 * NS),
-    )
+    return dataclasses.replace(plan, **watch_options(o))
