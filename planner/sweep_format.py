@@ -368,15 +368,15 @@ class _Validator:
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
-            or not math.isfinite(value)
+            or (isinstance(value, float) and not math.isfinite(value))
         ):
             raise self.fail(where, f"expected a number, got {_show(value)}")
+        if abs(value) > MAX_NUMBER:  # before any float conversion: an int may exceed a float
+            raise self.fail(where, f"{_show(value)}: beyond {MAX_NUMBER:g}, not a measurement")
         if value < 0 or (positive and value == 0):
             raise self.fail(where, f"{value:g}: must be {'> 0' if positive else '≥ 0'}")
         if most is not None and value > most:
             raise self.fail(where, f"{value:g}: must be at most {most:g}")
-        if value > MAX_NUMBER:
-            raise self.fail(where, f"{value:g}: beyond {MAX_NUMBER:g}, not a measurement")
         return float(value)
 
     def integer(self, value: Any, where: str, *, least: int) -> int:

@@ -323,3 +323,16 @@ def test_mutated_sweep_files(text: str) -> None:
         _check(_measured(lambda: invoke("planner", *args)), "planner report")
     finally:
         path.unlink()
+
+
+def test_a_sweep_number_too_large_for_a_float_is_one_line() -> None:
+    # found by the fuzz run above: 10**400 is valid JSON but no float, and raised
+    # OverflowError where the planner checked whether it was finite
+    doc = _valid_sweep()
+    doc["points"][0]["steps"][0]["offered_rps"] = 10**400
+    path = _write(json.dumps(doc), ".json")
+    try:
+        args = ("report", str(path), "--target-rate", "300", "--resamples", "0")
+        _check(_measured(lambda: invoke("planner", *args)), "planner report")
+    finally:
+        path.unlink()
