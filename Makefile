@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Test processes (pytest-xdist): most tests wait on real servers and real clocks, so two
+# share this 2-core machine well; a test file stays in one process (its fixtures are built once).
+TEST_JOBS ?= 2
 DEPS   := pyproject.toml setup.cfg
 
 .PHONY: demo test test-all lint typecheck bench corpora clean
@@ -25,7 +28,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 # Every test, the slow ones too: timing bounds that need the machine to themselves.
 test-all: $(VENV)/.installed-test

@@ -43,6 +43,7 @@ START_TIMEOUT = 60.0
 POD_STOP_TIMEOUT = 30.0
 WORKER_STOP_TIMEOUT = 300.0
 MAX_RESTARTS = 5
+_SUN_PATH_MAX = 108
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
 
 
@@ -85,7 +86,7 @@ class Supervisor:
     def run(self) -> int:
         """Start, serve until a signal, stop in order; returns the exit status."""
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        runtime = tempfile.mkdtemp(prefix="agenttrace-sandbox-")
+        runtime = _runtime_dir()
         try:
             self._start(runtime)
             self._announce()
@@ -279,6 +280,18 @@ class Supervisor:
                 log.error("%s %d did not stop in %ss; killing it", child.role, child.index, timeout)
                 child.proc.kill()
                 child.proc.wait()
+
+
+def _runtime_dir() -> str:
+    """A private directory for the sandbox's socket and shared files: under TMPDIR, or under
+    /tmp when TMPDIR is so deep that the queue socket's path would not fit a Unix socket
+    address (``sun_path``: 108 bytes on Linux, with its terminating NUL)."""
+    runtime = tempfile.mkdtemp(prefix="agenttrace-sandbox-")
+    socket_path = SandboxConfig(runtime_dir=runtime).queue_socket
+    if len(os.fsencode(socket_path)) < _SUN_PATH_MAX:
+        return runtime
+    os.rmdir(runtime)
+    return tempfile.mkdtemp(prefix="agenttrace-sandbox-", dir="/tmp")
 
 
 def _reserve(host: str, port: int) -> socket.socket:

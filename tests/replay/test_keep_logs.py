@@ -8,10 +8,10 @@ from typing import Any
 
 
 def test_the_sandbox_log_is_kept_only_when_asked(
-    replay: Any, synth_corpus: Any, tmp_path: Path
+    replay: Any, synth_corpus: Any, short_tmp: Path
 ) -> None:
     corpus = str(synth_corpus(rate=10, seconds=1))
-    for keep, folder in ((False, tmp_path / "gone"), (True, tmp_path / "kept")):
+    for keep, folder in ((False, short_tmp / "gone"), (True, short_tmp / "kept")):
         folder.mkdir()
         out = folder / "r.json"
         args = ["--workers", "1", "--out", str(out), *(["--keep-logs"] if keep else [])]

@@ -30,13 +30,13 @@ PREFIX = "agenttrace-sandbox-"
 
 
 @pytest.fixture
-def tmpdir_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def tmpdir_env(short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private $TMPDIR for this process and the sandboxes it starts."""
     import tempfile
 
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    yield tmp_path
+    monkeypatch.setenv("TMPDIR", str(short_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))
+    yield short_tmp
 
 
 def _leftovers(tmp: Path) -> list[str]:

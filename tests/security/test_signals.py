@@ -78,9 +78,9 @@ def _gone(marker: str, timeout: float = 15) -> list[int]:
 
 
 def test_sigterm_to_replay_run_is_ctrl_c(
-    tmp_path: Path, started: list[subprocess.Popen[str]]
+    tmp_path: Path, short_tmp: Path, started: list[subprocess.Popen[str]]
 ) -> None:
-    tmpdir = tmp_path / "tmp"
+    tmpdir = short_tmp / "tmp"
     tmpdir.mkdir()
     out = tmp_path / "r.json"
     proc = _start(
@@ -102,9 +102,9 @@ def test_sigterm_to_replay_run_is_ctrl_c(
 
 
 def test_sigterm_to_replay_run_while_the_sandbox_starts(
-    tmp_path: Path, started: list[subprocess.Popen[str]]
+    short_tmp: Path, started: list[subprocess.Popen[str]]
 ) -> None:
-    tmpdir = tmp_path / "tmp"
+    tmpdir = short_tmp / "tmp"
     tmpdir.mkdir()
     proc = _start(started, tmpdir, "replay.cli", "run", "ingestion", "--duration", "60s")
     # as soon as the embedded sandbox's process exists (a second process with this
@@ -121,9 +121,9 @@ def test_sigterm_to_replay_run_while_the_sandbox_starts(
 
 
 def test_sigterm_to_planner_sweep_is_ctrl_c(
-    tmp_path: Path, started: list[subprocess.Popen[str]], small_corpus: Path
+    tmp_path: Path, short_tmp: Path, started: list[subprocess.Popen[str]], small_corpus: Path
 ) -> None:
-    tmpdir = tmp_path / "tmp"
+    tmpdir = short_tmp / "tmp"
     tmpdir.mkdir()
     out = tmp_path / "sweep.json"
     proc = _start(
