@@ -16,7 +16,7 @@ turns each into a `Record` or counts why not:
 
 `write_records` puts them in time order through a bounded reorder window (captures are
 nearly sorted; one later than the window allows is sent at the latest time already written,
-and counted) and writes the corpus with `created` at the first request's time.
+and counted) and writes the corpus with `created` at the first kept request's time.
 """
 
 from __future__ import annotations
@@ -289,21 +289,23 @@ def write_records(
     workload: str = "recorded",
     extra: dict[str, Any] | None = None,
 ) -> Tally:
-    """Write the captures, in time order, as a corpus whose `created` is the first one's time.
+    """Write the captures, in time order, as a corpus that starts at the first one kept.
 
-    The writer is opened at the first record, so its metadata carries the true start; an
+    The writer is opened at the first kept record, so its metadata carries the true start and
+    requests that are skipped before it (another API's paths) leave no idle lead-in; an
     import with nothing to write still writes a valid empty corpus."""
     writer: CorpusWriter | None = None
     start_ns = 0
     try:
         for captured in in_time_order(captures, intake.tally):
+            record = intake.convert(captured, 0)
+            if record is None:
+                continue
             if writer is None:
                 start_ns = captured.at_ns
                 meta = CorpusMeta(workload, source, iso_ms(start_ns), None, dict(extra or {}))
                 writer = CorpusWriter(output, meta)
-            record = intake.convert(captured, captured.at_ns - start_ns)
-            if record is not None:
-                writer.write(record)
+            writer.write(record._replace(offset_ns=captured.at_ns - start_ns))
         if writer is None:
             writer = CorpusWriter(output, CorpusMeta(workload, source, "", None, dict(extra or {})))
         writer.close()

@@ -304,3 +304,61 @@ def test_reorder_window(times: list[int], window: int, window_bytes: int) -> Non
     assert tally.late == moved
     if window >= len(times) and window_bytes >= 7 * len(times):
         assert tally.late == 0 and [c.at_ns for c in out] == sorted(times)
+
+
+CHROMIUM_HAR = Path(__file__).parent / "data" / "chromium.har"
+
+
+def test_a_har_recorded_by_a_real_browser(tmp_path: Path) -> None:
+    # data/chromium.har: Chromium (through Playwright) recorded its page posting three traces
+    # and one ingestion batch, listing and reading traces, and two requests that are not
+    # AgentTrace's API (make_chromium_har.py, beside it, says what the page sent)
+    out = tmp_path / "chromium.atc"
+    result = capture("import", "har", str(CHROMIUM_HAR), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "skipped 2 not AgentTrace paths" in result.stderr  # /health, /not-agenttrace/status
+    got = records(out)
+    assert [(r.method, r.path.split("?")[0]) for r in got] == [
+        *[("POST", "/api/public/traces")] * 3,
+        ("POST", "/api/public/ingestion"),
+        ("GET", "/api/public/traces"),
+        ("GET", "/api/public/traces/trace-chromium-0-a1b2c3d4e5f6"),
+    ]
+    # the timeline is the browser's startedDateTime, to the millisecond it wrote
+    entries = json.loads(CHROMIUM_HAR.read_text())["log"]["entries"]
+    kept = [e for e in entries if "/api/public/" in e["request"]["url"]]
+    assert len(kept) == len(got)
+    # (it starts at the first request kept: the page's first, /health, leaves no lead-in)
+    assert [r.offset_ns / 1_000_000 for r in got] == [
+        round(_ms(e["startedDateTime"]) - _ms(kept[0]["startedDateTime"])) for e in kept
+    ]
+    for i, record in enumerate(got[:3]):
+        body = bytes(record.body)
+        doc = json.loads(body)
+        assert doc["id"] == f"trace-chromium-{i}-a1b2c3d4e5f6" == record.trace
+        spanned = {
+            (IdKind(kind), body[start : start + length].decode())
+            for start, length, kind in record.body_ids
+        }
+        assert (IdKind.TRACE, doc["id"]) in spanned
+        assert {(IdKind.OBSERVATION, o["id"]) for o in doc["observations"]} <= spanned
+        assert (IdKind.TIMESTAMP, doc["timestamp"]) in spanned
+    batch = got[3]
+    assert batch.trace == "trace-chromium-batch-a1b2c3d4e5f6"
+    (path_span,) = got[5].path_ids
+    start, length, kind = path_span
+    assert (IdKind(kind), got[5].path[start : start + length]) == (
+        IdKind.TRACE_REF, "trace-chromium-0-a1b2c3d4e5f6",
+    )  # fmt: skip
+    for record in got:  # a browser's headers less credentials and hop-by-hop ones
+        names = {k.lower() for k, _ in record.headers}
+        assert "accept-language" in names
+        assert not names & {"authorization", "cookie", "connection", "host", "content-length"}
+        assert head_problem(record.method, record.path, record.headers) is None
+    assert b"sk-har-fixture-0001" not in out.read_bytes()  # the page's throwaway API key
+
+
+def _ms(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000
