@@ -178,7 +178,9 @@ def test_an_uncertain_peak_reports_unreachable_resamples():
         assert "unstable" in codes(p)
         assert (req.ci_high is None) == (req.unreachable_fraction > 0.025)
         assert "extrapolation" in codes(p)  # the peak is far beyond 2 x 8 pods
-    assert seen >= 3
+        if seen == 3:
+            break
+    assert seen == 3
 
 
 @pytest.mark.parametrize(
