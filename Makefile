@@ -18,20 +18,26 @@ $(VENV)/.installed-test: $(BIN)/python $(DEPS)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $@
 
+# The [mitmproxy] extra needs Python >= 3.12: its import tests run it from a venv of its own,
+# built where such a Python is found (tools/mitmproxy_venv.sh says where it looked).
+$(VENV)/.installed-mitmproxy: $(BIN)/python $(DEPS) tools/mitmproxy_venv.sh
+	tools/mitmproxy_venv.sh .venv-mitmproxy
+	@touch $@
+
 # The main job: the bundled ingestion corpus (100 traces/s, 30 s) replayed at 5x against the
 # embedded sandbox, started and stopped by replay itself.
 demo: $(VENV)/.installed-test
 	$(BIN)/capture inspect $$($(BIN)/python -c 'import corpora; print(corpora.bundled_path())')
 	$(BIN)/replay run --scale 5x --out $(VENV)/demo-results.json
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(VENV)/.installed-mitmproxy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 # Every test, the slow ones too: timing bounds that need the machine to themselves.
-test-all: $(VENV)/.installed-test
+test-all: $(VENV)/.installed-test $(VENV)/.installed-mitmproxy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -64,4 +70,4 @@ corpora: $(VENV)/.installed-test
 	$(BIN)/python -m corpora.regenerate
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-mitmproxy build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
