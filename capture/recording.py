@@ -56,6 +56,7 @@ WAITING, FAILED = 0, -1
 CONFIG, REQUEST, STATUS, END = 0, 1, 2, 3
 READY, WRITTEN, FULL, ERROR, DONE = 0, 1, 2, 3, 4
 _F_SETPIPE_SZ = 1031
+_IOV_MAX = 1024
 
 # Describe the recorded connection, or are rewritten by whoever sends the record again.
 _NOT_RECORDED = frozenset(
@@ -162,7 +163,7 @@ class Recorder:
         self._written_bytes = 0  # as the writer last said
         self._queued = 0
         self._written = 0
-        self._out = bytearray()  # frames not yet in the pipe
+        self._out: list[bytes] = []  # frames not yet in the pipe
         self._pack = msgpack.Packer(use_bin_type=True).pack
         self._events = msgpack.Unpacker(raw=False, use_list=False)
         self._flushing = False
@@ -190,7 +191,8 @@ class Recorder:
         _write_all(self._fd_out, self._pack((CONFIG, config)))
         first = self._next_event(blocking=True)
         if first is None or first[0] != READY:
-            self._proc.wait()
+            self._proc.stdin.close()
+            self._reap()
             reason = first[1] if first is not None else "the writer process exited"
             raise OSError(f"{self.partial_path}: {reason}")
         os.set_blocking(self._fd_out, False)
@@ -245,25 +247,32 @@ class Recorder:
     def _send(self, frame: bytes) -> None:
         if self._fd_out < 0:
             return
-        self._out += frame
+        self._out.append(frame)
         if not self._flushing:  # once per turn of the event loop, however many frames
             self._flushing = True
             gevent.get_hub().loop.run_callback(self._flush)
 
     def _flush(self, *_args: Any) -> None:
-        """Put what fits into the pipe; wait for room for the rest (never block)."""
+        """Put what fits into the pipe (one writev); wait for room for the rest (never block)."""
         self._flushing = False
-        if not self._out or self._fd_out < 0:
-            return
+        out = self._out
+        if not out or self._fd_out < 0 or self._watcher is not None:
+            return  # nothing to send, or waiting for room in the pipe already
         try:
-            sent = os.write(self._fd_out, self._out)
+            sent = os.writev(self._fd_out, out[:_IOV_MAX])
         except BlockingIOError:
             sent = 0
         except OSError:
             self._writer_gone()
             return
-        del self._out[:sent]
-        if self._out and self._watcher is None:
+        whole = 0
+        while whole < len(out) and sent >= len(out[whole]):
+            sent -= len(out[whole])
+            whole += 1
+        del out[:whole]
+        if sent:
+            out[0] = out[0][sent:]
+        if out and self._watcher is None:
             self._watcher = gevent.get_hub().loop.io(self._fd_out, 2)
             self._watcher.start(self._writable)
 
@@ -336,7 +345,7 @@ class Recorder:
             if event is None:
                 break
             self._event(event)
-        self._proc.wait()
+        self._reap()
         if self._final is None:
             self._writer_gone()
             return self.partial_path
@@ -351,7 +360,12 @@ class Recorder:
     def abort(self) -> None:
         """Stop without finishing: the partial file stays, readable with recovery."""
         self._end(b"")
+        self._reap()
+
+    def _reap(self) -> None:
         self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
 
     def _end(self, last: bytes) -> None:
         """Everything not yet sent (and `last`) into the pipe, blocking; then close it."""
@@ -364,7 +378,7 @@ class Recorder:
             os.set_blocking(self._fd_out, True)
             os.set_blocking(self._fd_in, True)
             try:
-                _write_all(self._fd_out, bytes(self._out) + last)
+                _write_all(self._fd_out, b"".join(self._out) + last)
             except OSError:
                 self._writer_gone()
             self._out.clear()
