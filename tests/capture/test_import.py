@@ -187,8 +187,9 @@ def test_invalid_heads_are_skipped_and_counted(tmp_path: Path) -> None:
 def test_mitmproxy_dump(tmp_path: Path) -> None:
     mitmproxy = pytest.importorskip(
         "mitmproxy",
-        reason="mitmproxy is not installed: mitmproxy 12 needs Python 3.12, and mitmproxy 11 "
-        "(the last for Python 3.11) needs zstandard<=0.23 where the project pins 0.25",
+        reason="mitmproxy is not installed: mitmproxy 12 (no zstandard requirement) needs "
+        "Python 3.12; every release for Python 3.11 (up to 11.0.2) requires zstandard<=0.23.0, "
+        "and the project pins 0.25 (tests/capture/test_bundled.py compares corpus bytes)",
     )
     from mitmproxy import io as mitm_io
     from mitmproxy.test import tflow
