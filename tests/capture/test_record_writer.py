@@ -1,11 +1,17 @@
 """The recorder's two halves, the proxy's tap (capture/recording.py) and the writer process
 (capture/record_writer.py), driven directly: the queue bound across the pipe, a writer that
-dies, a proxy that goes away without finishing. The real writer process runs each time."""
+dies, a proxy that goes away without finishing. The real writer process runs each time.
+And the proxy's upstream timeout, with a timer per connection started for each exchange."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import gevent
@@ -98,3 +104,62 @@ def test_a_corpus_the_writer_cannot_open_is_one_error_naming_it(tmp_path: Path) 
         raise AssertionError("the writer opened a directory as its corpus")
     assert message.startswith(f"{tmp_path / 'rec.atc.partial'}: ")
     assert "\n" not in message
+
+
+PROXY_WITH_TIMEOUT = """
+import sys
+import gevent
+from capture.proxy import ReverseProxy
+from capture.proxyhttp import Upstream
+
+proxy = ReverseProxy("127.0.0.1", 0, Upstream.parse(sys.argv[1]), timeout=float(sys.argv[2]))
+host, port = proxy.bind()
+proxy.start()
+print(port, flush=True)
+gevent.wait()
+"""
+
+
+def test_an_upstream_that_stops_answering_gives_504_on_a_kept_alive_connection(
+    tmp_path: Path,
+) -> None:
+    # The upstream answers the first request of its connection and never the second: the
+    # proxy's per-connection timer must be started again for each exchange.
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def upstream() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            conn.recv(65536)  # the second request: read, never answered
+            done.wait(30)
+
+    thread = threading.Thread(target=upstream, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PROXY_WITH_TIMEOUT, url, "0.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())  # printed once it listens
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        client.request("POST", PATH, body=BODY)
+        first = client.getresponse()
+        assert (first.status, first.read()) == (200, b"ok")
+        client.request("POST", PATH, body=BODY)  # the same connection, kept alive
+        second = client.getresponse()
+        assert second.status == 504
+        assert b"upstream timed out" in second.read()
+        client.close()
+    finally:
+        done.set()
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        listener.close()
+        thread.join(timeout=30)
