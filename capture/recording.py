@@ -57,6 +57,7 @@ CONFIG, REQUEST, STATUS, END = 0, 1, 2, 3
 READY, WRITTEN, FULL, ERROR, DONE = 0, 1, 2, 3, 4
 _F_SETPIPE_SZ = 1031
 _IOV_MAX = 1024
+_PIPE_WRITE = 1 << 16  # what one write() may put into a pipe select() called writable
 
 # Describe the recorded connection, or are rewritten by whoever sends the record again.
 _NOT_RECORDED = frozenset(
@@ -368,24 +369,35 @@ class Recorder:
             self._proc.stdout.close()
 
     def _end(self, last: bytes) -> None:
-        """Everything not yet sent (and `last`) into the pipe, blocking; then close it."""
+        """Everything not yet sent (and `last`) into the pipe, then close it. The writer's
+        events are read meanwhile: it may be waiting for room to send them."""
         if self._reader is not None:
             self._reader.kill()
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
-        if self._fd_out >= 0:
-            os.set_blocking(self._fd_out, True)
-            os.set_blocking(self._fd_in, True)
-            try:
-                _write_all(self._fd_out, b"".join(self._out) + last)
-            except OSError:
-                self._writer_gone()
-            self._out.clear()
-            assert self._proc.stdin is not None
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()
-            self._fd_out = -1
+        if self._fd_out < 0:
+            return
+        data = memoryview(b"".join(self._out) + last)
+        self._out.clear()
+        try:
+            while data:
+                readable, writable, _ = select.select([self._fd_in], [self._fd_out], [])
+                if readable:
+                    event = self._next_event(blocking=False)
+                    while event is not None:
+                        self._event(event)
+                        event = self._next_event(blocking=False)
+                if writable:
+                    with contextlib.suppress(BlockingIOError):
+                        data = data[os.write(self._fd_out, data[:_PIPE_WRITE]) :]
+        except OSError:
+            self._writer_gone()
+        os.set_blocking(self._fd_in, True)
+        assert self._proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+        self._fd_out = -1
 
 
 def options_frame(options: RecordOptions, started_ns: int, created: str) -> dict[str, Any]:
