@@ -1,32 +1,38 @@
-"""`capture record`'s cost: latency it adds, and the rate one proxy process forwards while
-recording, against nginx on loopback (and, with --engines mitmproxy, mitmproxy's reverse mode
-with an addon doing the same recording, for the engine choice in docs/capture.md).
+"""`capture record`'s cost: latency it adds, and the rate one proxy forwards while recording,
+against nginx on loopback (and, with --engines mitmproxy, mitmproxy's reverse mode with an
+addon doing the same recording, for the engine choice in docs/capture.md).
 
-    .venv/bin/python bench/record.py [--rounds 3] [--duration 10] [--conns 50]
-                                     [--engines gevent,mitmproxy] [--body-bytes 3000]
+    .venv/bin/python bench/record.py [--rounds 3] [--rate 1000] [--latency-duration 5]
+                                     [--duration 10] [--conns 50] [--body-bytes 3000]
+                                     [--engines gevent,mitmproxy]
 
 nginx (bench/nginx.conf: one worker, a small JSON answer) runs pinned to core 0 with the
-load generator, wrk (one thread, keep-alive, POSTing a synthetic ingestion trace of about
---body-bytes bytes to /api/public/traces); the proxy runs pinned to core 1, recording to a
-temporary corpus. Per round:
+load generators; the proxy runs pinned to core 1 (its writer process, a child, inherits the
+pin: both share that core), recording to a temporary corpus. Per round:
 
-    latency     wrk -c1 (one request at a time) straight to nginx, then through the proxy:
-                added p50 and p99 are the differences of wrk's percentiles
-    throughput  wrk -c{conns} through the proxy for --duration: requests per second, the
-                proxy's CPU seconds over the run (user + system, from /proc), and so req/s per
-                core of the proxy; then SIGTERM, and the proxy's own count of recorded and
-                dropped requests
+    latency     bench/paced_latency.py POSTs a synthetic ingestion trace of about
+                --body-bytes bytes at a fixed --rate over one kept-alive connection, straight
+                to nginx and then through the proxy: added p50 and p99 are the differences
+                of the two runs' percentiles, at a rate where queueing does not dominate
+    throughput  wrk (one thread, keep-alive, the same body) with --conns connections through
+                the proxy for --duration: the highest rate it forwards while recording, the
+                CPU seconds (user + system, from /proc) of the proxy process and of its
+                writer process over the run, and so req/s per core two ways: per core of
+                the proxy process alone, and per core of proxy and writer together; then
+                SIGTERM, and the proxy's own count of recorded and dropped requests
 
-The table gives each figure's median over the rounds and its range, with the load average
-before each run: the machine may be shared, and every figure is only as good as that. A
-benchmark, not a test: nothing in CI depends on it. All traffic goes to 127.0.0.1; every
-process started here is stopped by its pid. mitmproxy is installed on demand into its own
-virtualenv (--mitm-venv, under the temp dir), never the project's.
+Every figure comes with the load average (1, 5 and 15 minutes) before its run: the machine
+may be shared, and every figure is only as good as that. The table gives each figure's
+median over the rounds and its range. A benchmark, not a test: nothing in CI depends on
+it. All traffic goes to 127.0.0.1; every process started here is stopped by its pid.
+mitmproxy is installed on demand into its own virtualenv (--mitm-venv, under the temp
+dir), never the project's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -58,6 +64,7 @@ f:close()
 MITM_ADDON = """
 import os, time
 from capture.corpus import CorpusMeta, CorpusWriter, Record
+from capture.intake import endpoint_of
 from capture.recording import recorded_headers
 from capture.spans import find_spans
 
@@ -72,8 +79,9 @@ class Recorder:
     def response(self, flow):
         req = flow.request
         headers = recorded_headers([(k, v) for k, v in req.headers.items(multi=True)])
-        found = find_spans(req.raw_content or b"", req.path, req.method)
-        self.writer.write(Record(time.monotonic_ns() - self.start, found.endpoint or "other",
+        found = find_spans(req.raw_content or b"", req.path)
+        endpoint = endpoint_of(req.method, req.path) or "other"
+        self.writer.write(Record(time.monotonic_ns() - self.start, endpoint,
                                  req.method, req.path, headers, req.raw_content or b"",
                                  found.body_ids, found.path_ids, found.trace,
                                  flow.response.status_code, None))
@@ -92,14 +100,18 @@ addons = [Recorder()]
 class Round:
     engine: str
     round: int
-    load: float
+    load: tuple[float, float, float]  # before the latency runs
+    rate: float = 0.0  # of the latency runs
     direct_p50_us: float = 0.0
     direct_p99_us: float = 0.0
     proxied_p50_us: float = 0.0
     proxied_p99_us: float = 0.0
+    latency_errors: int = 0
+    throughput_load: tuple[float, float, float] = (0.0, 0.0, 0.0)
     rps: float = 0.0
     requests: int = 0
     proxy_cpu_s: float = 0.0
+    writer_cpu_s: float = 0.0
     forwarded: int = 0  # by the proxy, latency runs included
     recorded: int = 0
     dropped: int = 0
@@ -115,8 +127,15 @@ class Round:
         return self.proxied_p99_us - self.direct_p99_us
 
     @property
-    def rps_per_core(self) -> float:
+    def rps_per_proxy_core(self) -> float:
+        """Requests per CPU second of the proxy process alone."""
         return self.requests / self.proxy_cpu_s if self.proxy_cpu_s else 0.0
+
+    @property
+    def rps_per_core(self) -> float:
+        """Requests per CPU second of the proxy and its writer process together."""
+        used = self.proxy_cpu_s + self.writer_cpu_s
+        return self.requests / used if used else 0.0
 
 
 def ingestion_body(size: int) -> bytes:
@@ -197,6 +216,14 @@ class Proxy:
     def cpu_s(self) -> float:
         return common.pid_cpu_s(self.proc.pid)
 
+    def children_cpu_s(self) -> float:
+        """CPU seconds of the proxy's child processes (capture record's writer) so far."""
+        total = 0.0
+        for pid in _children(self.proc.pid):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += common.pid_cpu_s(pid)
+        return total
+
     def stop(self) -> str:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -206,6 +233,15 @@ class Proxy:
             self.proc.kill()
             out, _ = self.proc.communicate()
         return out
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux: /proc/PID/task/*/children)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            kids += [int(k) for k in task.read_text().split()]
+    return kids
 
 
 def _accepts(port: int) -> bool:
@@ -228,18 +264,37 @@ def mitmdump(venv: Path) -> Path:
     return binary
 
 
+def paced(url: str, args: argparse.Namespace, work: Path) -> dict[str, float]:
+    """bench/paced_latency.py against `url`, pinned to core 0 with nginx."""
+    argv = [sys.executable, str(common.HERE / "paced_latency.py"), url + common.PATH]
+    argv += [str(work / "body.json"), "--rate", str(args.rate)]
+    argv += ["--duration", str(args.latency_duration)]
+    done = subprocess.run(
+        common.pinned(0, argv), capture_output=True, text=True, timeout=args.latency_duration + 60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"paced_latency failed: {done.stderr[-400:]}")
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
 def one_round(engine: str, r: int, args: argparse.Namespace, upstream: str, work: Path) -> Round:
-    load = common.load1()
-    run = Round(engine, r, load)
-    direct = wrk(upstream, 1, args.latency_duration, work)
-    run.direct_p50_us, run.direct_p99_us = direct["p50_us"], direct["p99_us"]
+    run = Round(engine, r, os.getloadavg(), args.rate)
+    direct = paced(upstream, args, work)
+    run.direct_p50_us, run.direct_p99_us = direct["service_p50_us"], direct["service_p99_us"]
     proxy = Proxy(engine, upstream, work, Path(args.mitm_venv))
     try:
-        proxied = wrk(proxy.url, 1, args.latency_duration, work)
-        run.proxied_p50_us, run.proxied_p99_us = proxied["p50_us"], proxied["p99_us"]
-        before = proxy.cpu_s()
+        proxied = paced(proxy.url, args, work)
+        run.proxied_p50_us, run.proxied_p99_us = (
+            proxied["service_p50_us"],
+            proxied["service_p99_us"],
+        )
+        run.latency_errors = int(direct["errors"] + proxied["errors"])
+        run.throughput_load = os.getloadavg()
+        before, before_kids = proxy.cpu_s(), proxy.children_cpu_s()
         loaded = wrk(proxy.url, args.conns, args.duration, work)
         run.proxy_cpu_s = proxy.cpu_s() - before
+        run.writer_cpu_s = proxy.children_cpu_s() - before_kids
         run.rps, run.requests = loaded["rps"], int(loaded["requests"])
         run.errors = int(loaded["errors"])
     finally:
@@ -261,6 +316,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="s of the throughput run")
     parser.add_argument("--latency-duration", type=int, default=5, help="s of each latency run")
+    parser.add_argument("--rate", type=float, default=1000.0, help="req/s of the latency runs")
     parser.add_argument("--conns", type=int, default=50, help="connections of the throughput run")
     parser.add_argument("--engines", default="gevent")
     parser.add_argument("--body-bytes", type=int, default=3000)
@@ -289,14 +345,22 @@ def main() -> None:
                 run = one_round(engine, r, args, server.url, work)
                 rounds.append(run)
                 common.say(
-                    f"round {r + 1} {engine:<9} added p50 {run.added_p50_us:6.0f} µs "
-                    f"p99 {run.added_p99_us:6.0f} µs; {run.rps:8,.0f} req/s, "
-                    f"{run.rps_per_core:8,.0f} req/s per proxy core; recorded {run.recorded:,}, "
-                    f"dropped {run.dropped:,}, errors {run.errors}; load {run.load:.2f}"
+                    f"round {r + 1} {engine:<9} at {args.rate:,.0f} req/s: added p50 "
+                    f"{run.added_p50_us:6.0f} µs p99 {run.added_p99_us:6.0f} µs (load "
+                    f"{_load(run.load)}); max {run.rps:8,.0f} req/s, CPU s proxy "
+                    f"{run.proxy_cpu_s:.2f} writer {run.writer_cpu_s:.2f}: "
+                    f"{run.rps_per_proxy_core:,.0f} req/s per proxy core, "
+                    f"{run.rps_per_core:,.0f} per core of both; recorded {run.recorded:,}, "
+                    f"dropped {run.dropped:,}, errors {run.errors + run.latency_errors} (load "
+                    f"{_load(run.throughput_load)})"
                 )
     print(render(rounds, len(body)))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rounds], indent=2))
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
 
 
 def render(rounds: list[Round], body: int) -> str:
@@ -305,24 +369,31 @@ def render(rounds: list[Round], body: int) -> str:
         f"{common.today()}",
         common.machine(),
         "",
-        f"{'engine':<10} {'added p50':>12} {'added p99':>12} {'req/s':>18} {'req/s per core':>20} "
-        f"{'recorded':>9} {'load':>12}",
+        f"{'engine':<10} {'added p50':>22} {'added p99':>22} {'max req/s':>20} "
+        f"{'per proxy core':>20} {'per core (both)':>20} {'recorded':>9} {'load (1 min)':>18}",
     ]
+
+    def cell(values: list[float], unit: str = "", digits: int = 0) -> str:
+        med = statistics.median(values)
+        return f"{med:,.{digits}f}{unit} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+
     for engine in dict.fromkeys(r.engine for r in rounds):
         mine = [r for r in rounds if r.engine == engine]
-
-        def cell(values: list[float], unit: str = "", digits: int = 0) -> str:
-            med = statistics.median(values)
-            return f"{med:,.{digits}f}{unit} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
-
         forwarded = sum(r.forwarded for r in mine)
         recorded = sum(r.recorded for r in mine) / forwarded if forwarded else float("nan")
+        loads = [r.load[0] for r in mine] + [r.throughput_load[0] for r in mine]
         lines.append(
-            f"{engine:<10} {cell([r.added_p50_us / 1000 for r in mine], '', 3):>12} ms "
-            f"{cell([r.added_p99_us / 1000 for r in mine], '', 2):>12} ms "
-            f"{cell([r.rps for r in mine]):>18} {cell([r.rps_per_core for r in mine]):>20} "
-            f"{100 * recorded:>8.1f}% {cell([r.load for r in mine], '', 2):>12}"
+            f"{engine:<10} {cell([r.added_p50_us / 1000 for r in mine], ' ms', 3):>22} "
+            f"{cell([r.added_p99_us / 1000 for r in mine], ' ms', 2):>22} "
+            f"{cell([r.rps for r in mine]):>20} {cell([r.rps_per_proxy_core for r in mine]):>20} "
+            f"{cell([r.rps_per_core for r in mine]):>20} "
+            f"{100 * recorded:>8.1f}% {cell(loads, '', 2):>18}"
         )
+    rate = statistics.median(r.rate for r in rounds)
+    lines.append(
+        f"(added latency at a fixed {rate:,.0f} req/s over one connection; max req/s with wrk; "
+        "per core = requests / CPU seconds of the proxy process, and of proxy and writer)"
+    )
     return "\n".join(lines)
 
 

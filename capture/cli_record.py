@@ -143,7 +143,10 @@ def record(
         max_records=max_records,
         command=_command(listen, upstream, output, duration, max_records, sample, redact, paths),
     )
-    recorder = Recorder(options, on_full=wake.send)
+    try:
+        recorder = Recorder(options, on_full=wake.send)
+    except OSError as exc:
+        raise InputError(str(exc)) from None
     proxy.tap = recorder
     recorder.start()
     proxy.start()

@@ -150,6 +150,8 @@ class ReverseProxy:
         self.connections += 1
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         up: list[Any] = [None, 0]  # the upstream socket and when it was last used
+        # One timer for the connection, started for each exchange: not one built per request.
+        timer = gevent.Timeout(self.timeout, UpstreamError(504, "upstream timed out"))
         buf = b""
         idle, me = self._idle, gevent.getcurrent()
         try:
@@ -188,7 +190,7 @@ class ReverseProxy:
                         buf += data
                     body, buf = buf[: req.length], buf[req.length :]
                 self.requests += 1
-                if not self._exchange(client, up, req, body) or not req.keep_alive:
+                if not self._exchange(client, up, req, body, timer) or not req.keep_alive:
                     return
         except BadRequest as exc:
             with contextlib.suppress(OSError):
@@ -196,6 +198,7 @@ class ReverseProxy:
         except (OSError, gevent.Timeout, gevent.GreenletExit):
             pass
         finally:
+            timer.close()
             _close(up[0])
             with contextlib.suppress(OSError):
                 client.close()
@@ -269,27 +272,35 @@ class ReverseProxy:
             body,
         )
 
-    def _exchange(self, client: Any, up: list[Any], req: RequestHead, body: bytes) -> bool:
-        """Forward one request and relay its answer; whether both connections may go on."""
+    def _exchange(
+        self, client: Any, up: list[Any], req: RequestHead, body: bytes, timer: gevent.Timeout
+    ) -> bool:
+        """Forward one request and relay its answer (within `timer`'s seconds); whether both
+        connections may go on."""
         token = self.tap.request(req.method, req.target, req.headers, body)
         sent_ns = self.clock()
         relayed = False
+        failure: UpstreamError | None = None
+        timer.start()
         try:
-            with gevent.Timeout(self.timeout, UpstreamError(504, "upstream timed out")):
-                data = self._request_bytes(req, body)
-                reused = up[0] is not None
+            data = self._request_bytes(req, body)
+            reused = up[0] is not None
+            sock, first = self._send_first(up, sent_ns, data)
+            if not first and reused:
+                # A kept-alive connection the upstream closed as the request went out: it
+                # never read it, so it goes once more on a new connection.
+                _close(up[0])
+                up[0] = None
                 sock, first = self._send_first(up, sent_ns, data)
-                if not first and reused:
-                    # A kept-alive connection the upstream closed as the request went out: it
-                    # never read it, so it goes once more on a new connection.
-                    _close(up[0])
-                    up[0] = None
-                    sock, first = self._send_first(up, sent_ns, data)
-                if not first:
-                    raise UpstreamError(502, "upstream closed without answering")
-                relayed = True
-                status, keep = self._relay(sock, client, first, req.method == "HEAD")
+            if not first:
+                raise UpstreamError(502, "upstream closed without answering")
+            relayed = True
+            status, keep = self._relay(sock, client, first, req.method == "HEAD")
         except UpstreamError as exc:
+            failure = exc
+        finally:
+            timer.cancel()
+        if failure is not None:
             _close(up[0])
             up[0] = None
             if relayed:  # the answer had begun: the client's connection is all we can end
@@ -299,7 +310,7 @@ class ReverseProxy:
             self.failures += 1
             if token is not None:
                 self.tap.failed(token)
-            client.sendall(answer(exc.status, str(exc)))
+            client.sendall(answer(failure.status, str(failure)))
             return False
         up[1] = self.clock()
         if token is not None:

@@ -2,9 +2,11 @@
 
 The proxy hands each whole request to `Recorder.request` (the `Tap` of capture/proxy.py),
 which only decides cheaply whether to keep it (an AgentTrace path or a kept `--path`
-prefix, the `--sample` draw, room in the queue) and appends a `Pending` slot to a bounded
-queue. A writer thread takes slots in arrival order, each once its answer is known (or
-`window_s` after it arrived), and does the rest there:
+prefix, the `--sample` draw, room in the queue) and appends it, as it arrived, to the pipe
+of a writer process (capture/record_writer.py); the upstream's status follows when it is
+known. Frames go into the pipe once per turn of the proxy's event loop, never blocking: what
+the pipe cannot take yet waits in memory, and counts against the queue. The writer process
+does everything else, on its own core when there is one:
 
     not recorded  requests the upstream never answered (502/504), heads that could not go
                   back on the wire (capture/httphead.py), bodies that would not decode
@@ -15,36 +17,47 @@ queue. A writer thread takes slots in arrival order, each once its answer is kno
                   dropped), so that replay can rewrite its ids; `--redact` replaces free text
     spans         capture/spans.py finds ids and timestamps as synth marks them
 
-When the queue is full (`queue_records` slots or `queue_bytes` of bodies waiting) the request
-is still forwarded, only not recorded, and counted. The offset of a record is when its whole
-request had arrived (when it was forwarded), from the recorder's start; `created` is the
-wall-clock time of that start, so replay moves recorded timestamps as it does synthetic ones.
-Every second the writer puts what it has into whole chunks on disk, so that a crash loses at
-most the last second: the file is then read with `capture inspect --recover` and made whole
-with `capture repair`. The counts go into the corpus metadata (`extra.recording`) at close.
+The queue is every request handed over and not yet written: when it holds `queue_records`
+requests or `queue_bytes` of bodies (the writer says how far it is, every few milliseconds)
+a request is still forwarded, only not recorded, and counted. The offset of a record is
+when its whole request had arrived (when it was forwarded), from the recorder's start;
+`created` is the wall-clock time of that start, so replay moves recorded timestamps as it
+does synthetic ones. Every second the writer puts what it has into whole chunks on disk,
+so that a crash loses at most the last second: the file is then read with `capture inspect
+--recover` and made whole with `capture repair`. The counts go into the corpus metadata
+(`extra.recording`) at close.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import random
-import threading
+import select
+import subprocess
+import sys
 import time
 import zlib
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from capture.corpus import CorpusMeta, CorpusWriter, Record
-from capture.httphead import head_problem
+import gevent
+import gevent.os
+import msgpack
+
 from capture.intake import endpoint_of
-from capture.redact import redact_body
-from capture.spans import find_spans
 
 WAITING, FAILED = 0, -1
+# The frames of the pipe to the writer process and its events back (capture/record_writer.py).
+CONFIG, REQUEST, STATUS, END = 0, 1, 2, 3
+READY, WRITTEN, FULL, ERROR, DONE = 0, 1, 2, 3, 4
+_F_SETPIPE_SZ = 1031
+_IOV_MAX = 1024
+_PIPE_WRITE = 1 << 16  # what one write() may put into a pipe select() called writable
 
 # Describe the recorded connection, or are rewritten by whoever sends the record again.
 _NOT_RECORDED = frozenset(
@@ -108,42 +121,10 @@ class RecordOptions:
     max_decoded: int = 64 << 20
 
 
-class Pending:
-    """One request waiting to be written: filled by the proxy, read by the writer thread."""
-
-    __slots__ = (
-        "body",
-        "endpoint",
-        "headers",
-        "latency_ns",
-        "method",
-        "offset_ns",
-        "path",
-        "status",
-    )
-
-    def __init__(
-        self,
-        offset_ns: int,
-        endpoint: str,
-        method: str,
-        path: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-    ) -> None:
-        self.offset_ns = offset_ns
-        self.endpoint = endpoint
-        self.method = method
-        self.path = path
-        self.headers = headers
-        self.body = body
-        self.status = WAITING
-        self.latency_ns: int | None = None
-
-
 @dataclass
 class Counts:
-    """What happened to the requests the proxy saw. Each field is written by one thread."""
+    """What happened to the requests the proxy saw: `requests`, `dropped_queue_full`,
+    `sampled_out` and `not_agenttrace` are counted by the proxy, the rest by the writer."""
 
     requests: int = 0  # every request the proxy forwarded (or tried to)
     recorded: int = 0
@@ -161,7 +142,9 @@ class Counts:
 
 
 class Recorder:
-    """The proxy's tap: see the module docstring. `start()`, then `stop()` returns the path."""
+    """The proxy's tap: see the module docstring. `start()`, then `stop()` returns the path.
+
+    Raises OSError (with the reason) when the writer process cannot open the corpus."""
 
     def __init__(
         self,
@@ -173,42 +156,63 @@ class Recorder:
     ) -> None:
         self.options = options
         self.clock = clock
-        self.on_full = on_full  # called (from the writer thread) when --max-records is reached
+        self.on_full = on_full  # called (in the proxy's hub) when --max-records is reached
         self.counts = Counts()
-        self.error: str | None = None  # why the writer stopped early
+        self.error: str | None = None  # why the recording stopped early
         self._random = (rng or random.Random()).random
-        self._queue: deque[Pending] = deque()
-        self._queued_bytes = 0  # added by the proxy
-        self._written_bytes = 0  # added by the writer
+        self._queued_bytes = 0
+        self._written_bytes = 0  # as the writer last said
         self._queued = 0
         self._written = 0
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="capture-record", daemon=True)
+        self._out: list[bytes] = []  # frames not yet in the pipe
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+        self._events = msgpack.Unpacker(raw=False, use_list=False)
+        self._flushing = False
+        self._watcher: Any = None
+        self._reader: Any = None
+        self._final: tuple[dict[str, Any], str] | None = None
         self.started_ns = clock()
         started = datetime.now(UTC)
         self.created = (
             started.strftime("%Y-%m-%dT%H:%M:%S.") + f"{started.microsecond // 1000:03d}Z"
         )
-        self._writer = CorpusWriter(
-            options.output,
-            self._meta(final=False),
-            keep_partial=True,
-            meta_reserve=4096,
-            level=1,  # compression costs the proxy's CPU: the fastest level, 5% larger
+        self.partial_path = options.output.with_name(options.output.name + ".partial")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "capture.record_writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            process_group=0,  # a Ctrl-C to the terminal's group is the proxy's to handle
         )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._fd_out = self._proc.stdin.fileno()
+        self._fd_in = self._proc.stdout.fileno()
+        with contextlib.suppress(OSError):  # Linux: room for a burst in the pipe itself
+            fcntl.fcntl(self._fd_out, _F_SETPIPE_SZ, 1 << 20)
+        config = options_frame(options, self.started_ns, self.created)
+        _write_all(self._fd_out, self._pack((CONFIG, config)))
+        first = self._next_event(blocking=True)
+        if first is None or first[0] != READY:
+            self._proc.stdin.close()
+            self._reap()
+            reason = first[1] if first is not None else "the writer process exited"
+            raise OSError(f"{self.partial_path}: {reason}")
+        os.set_blocking(self._fd_out, False)
+        os.set_blocking(self._fd_in, False)
 
     @property
-    def partial_path(self) -> Path:
-        return self._writer.partial_path
+    def writer_pid(self) -> int:
+        """The writer process (for CPU accounting)."""
+        return self._proc.pid
 
     def start(self) -> None:
-        self._thread.start()
+        """Start listening to the writer's events (in the proxy's hub)."""
+        self._reader = gevent.spawn(self._read_events)
 
     # --- the proxy's side: cheap, never blocks ----------------------------------------------
 
     def request(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
-    ) -> Pending | None:
+    ) -> int | None:
         counts = self.counts
         counts.requests += 1
         endpoint = endpoint_of(method, target)
@@ -220,7 +224,7 @@ class Recorder:
         if self.options.sample < 1.0 and self._random() >= self.options.sample:
             counts.sampled_out += 1
             return None
-        size = len(body) + len(target) + 256
+        size = queued_size(target, body)
         if (
             self.error is not None
             or self._queued - self._written >= self.options.queue_records
@@ -229,134 +233,205 @@ class Recorder:
             counts.dropped_queue_full += 1
             return None
         offset = self.clock() - self.started_ns
-        slot = Pending(offset, endpoint, method, target, headers, body)
+        self._send(self._pack((REQUEST, offset, endpoint, method, target, headers, body)))
+        number = self._queued
         self._queued += 1
         self._queued_bytes += size
-        self._queue.append(slot)
-        return slot
+        return number
 
-    def answered(self, token: Pending, status: int, latency_ns: int) -> None:
-        token.latency_ns = latency_ns
-        token.status = status
+    def answered(self, token: int, status: int, latency_ns: int) -> None:
+        self._send(self._pack((STATUS, token, status, latency_ns)))
 
-    def failed(self, token: Pending) -> None:
-        token.status = FAILED
+    def failed(self, token: int) -> None:
+        self._send(self._pack((STATUS, token, FAILED, 0)))
 
-    # --- the writer thread ---------------------------------------------------------------
+    def _send(self, frame: bytes) -> None:
+        if self._fd_out < 0:
+            return
+        self._out.append(frame)
+        if not self._flushing:  # once per turn of the event loop, however many frames
+            self._flushing = True
+            gevent.get_hub().loop.run_callback(self._flush)
 
-    def _run(self) -> None:
-        window_ns = int(self.options.window_s * 1e9)
-        flush_ns = int(self.options.flush_s * 1e9)
-        last_flush = self.clock()
-        dirty = False
-        queue = self._queue
+    def _flush(self, *_args: Any) -> None:
+        """Put what fits into the pipe (one writev); wait for room for the rest (never block)."""
+        self._flushing = False
+        out = self._out
+        if not out or self._fd_out < 0 or self._watcher is not None:
+            return  # nothing to send, or waiting for room in the pipe already
         try:
-            while True:
-                stopping = self._stopping.is_set()
-                now = self.clock() - self.started_ns
-                while queue:
-                    slot = queue[0]
-                    if slot.status == WAITING and not stopping and now - slot.offset_ns < window_ns:
-                        break
-                    queue.popleft()
-                    self._write(slot)
-                    self._written += 1
-                    self._written_bytes += len(slot.body) + len(slot.path) + 256
-                    dirty = True
-                    time.sleep(0)  # hand the GIL to the proxy between records
-                if stopping and not queue:
-                    break
-                if dirty and self.clock() - last_flush >= flush_ns:
-                    self._writer.flush()
-                    last_flush = self.clock()
-                    dirty = False
-                self._stopping.wait(0.005)
-        except Exception as exc:  # a full disk, a writer bug: forwarding goes on without us
-            self.error = f"recording stopped: {type(exc).__name__}: {exc}"
-            queue.clear()
+            sent = os.writev(self._fd_out, out[:_IOV_MAX])
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._writer_gone()
+            return
+        whole = 0
+        while whole < len(out) and sent >= len(out[whole]):
+            sent -= len(out[whole])
+            whole += 1
+        del out[:whole]
+        if sent:
+            out[0] = out[0][sent:]
+        if out and self._watcher is None:
+            self._watcher = gevent.get_hub().loop.io(self._fd_out, 2)
+            self._watcher.start(self._writable)
 
-    def _write(self, slot: Pending) -> None:
-        counts = self.counts
-        if slot.status == FAILED:
-            counts.upstream_failed += 1
-            return
-        max_records = self.options.max_records
-        if max_records is not None and counts.recorded >= max_records:
-            counts.past_max_records += 1
-            return
-        headers = recorded_headers(slot.headers)
-        if head_problem(slot.method, slot.path, headers) is not None:
-            counts.bad_head += 1
-            return
-        body = _decoded(slot.body, slot.headers, self.options.max_decoded)
-        if body is None:
-            counts.undecodable_body += 1
-            return
-        if self.options.redact and body:
-            body = redact_body(body)
-        found = find_spans(body, slot.path)
-        self._writer.write(
-            Record(
-                offset_ns=slot.offset_ns,
-                endpoint=slot.endpoint,
-                method=slot.method,
-                path=slot.path,
-                headers=headers,
-                body=body,
-                body_ids=found.body_ids,
-                path_ids=found.path_ids,
-                trace=found.trace,
-                status=slot.status if slot.status > 0 else None,
-                latency_ns=slot.latency_ns,
-            )
-        )
-        counts.recorded += 1
-        counts.endpoints[slot.endpoint] = counts.endpoints.get(slot.endpoint, 0) + 1
-        if max_records is not None and counts.recorded == max_records:
+    def _writable(self, *_args: Any) -> None:
+        self._watcher.stop()
+        self._watcher = None
+        self._flush()
+
+    def _writer_gone(self) -> None:
+        if self.error is None:
+            self.error = "recording stopped: the writer process exited"
+        self._out.clear()
+
+    def _read_events(self) -> None:
+        while True:
+            try:
+                data = gevent.os.nb_read(self._fd_in, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                if self._final is None:
+                    self._writer_gone()
+                return
+            self._events.feed(data)
+            for event in self._events:
+                self._event(event)
+
+    def _event(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == WRITTEN:
+            self._written, self._written_bytes = event[1], event[2]
+        elif kind == FULL:
             self.on_full()
+        elif kind == ERROR:
+            self.error = event[1]
+        elif kind == DONE:
+            self._final = (dict(event[1]), event[2])
+
+    def _next_event(self, *, blocking: bool) -> tuple[Any, ...] | None:
+        """The next event, reading the pipe as it is (blocking at the start and the end)."""
+        for event in self._events:
+            return tuple(event)
+        while True:
+            try:
+                data = os.read(self._fd_in, 65536)
+            except BlockingIOError:
+                if not blocking:
+                    return None
+                select.select([self._fd_in], [], [])
+                continue
+            if not data:
+                return None
+            self._events.feed(data)
+            for event in self._events:
+                return tuple(event)
 
     # --- the end -----------------------------------------------------------------------------
 
     def stop(self) -> Path:
-        """Write what is queued (requests still in flight without their status), the final
-        metadata and the index; the corpus is then in place under its name."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        """Send what is queued and END; the writer writes it all (requests still in flight
+        without their status), the final metadata and the index: the corpus is in place."""
         elapsed = self.clock() - self.started_ns
-        with contextlib.suppress(ValueError):  # outgrew the reserved room: keep the first
-            self._writer.set_meta(self._meta(final=True))
-        return self._writer.close(duration_ns=elapsed)
+        proxy_counts = {
+            k: getattr(self.counts, k)
+            for k in ("requests", "dropped_queue_full", "sampled_out", "not_agenttrace")
+        }
+        self._end(self._pack((END, proxy_counts, elapsed)))
+        while self._final is None:
+            event = self._next_event(blocking=True)
+            if event is None:
+                break
+            self._event(event)
+        self._reap()
+        if self._final is None:
+            self._writer_gone()
+            return self.partial_path
+        counts, path = self._final
+        self.error = counts.pop("error", None) or self.error
+        endpoints = counts.pop("endpoints", {})
+        for key, value in counts.items():
+            setattr(self.counts, key, value)
+        self.counts.endpoints = dict(endpoints)
+        return Path(path)
 
     def abort(self) -> None:
         """Stop without finishing: the partial file stays, readable with recovery."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self._writer.abort()
+        self._end(b"")
+        self._reap()
 
-    def _meta(self, *, final: bool) -> CorpusMeta:
-        options = self.options
-        extra: dict[str, Any] = {
-            "command": options.command,
-            "upstream": options.upstream,
-            "sample": options.sample,
-            "redacted": options.redact,
-            "kept_paths": list(options.keep_paths),
-        }
-        if final:
-            extra["recording"] = self.counts.to_json()
-            if self.error is not None:
-                extra["recording"]["error"] = self.error
-        return CorpusMeta(
-            workload="recorded",
-            source=f"capture record {options.upstream}",
-            created=self.created,
-            extra=extra,
-        )
+    def _reap(self) -> None:
+        self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def _end(self, last: bytes) -> None:
+        """Everything not yet sent (and `last`) into the pipe, then close it. The writer's
+        events are read meanwhile: it may be waiting for room to send them."""
+        if self._reader is not None:
+            self._reader.kill()
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        if self._fd_out < 0:
+            return
+        data = memoryview(b"".join(self._out) + last)
+        self._out.clear()
+        try:
+            while data:
+                readable, writable, _ = select.select([self._fd_in], [self._fd_out], [])
+                if readable:
+                    event = self._next_event(blocking=False)
+                    while event is not None:
+                        self._event(event)
+                        event = self._next_event(blocking=False)
+                if writable:
+                    with contextlib.suppress(BlockingIOError):
+                        data = data[os.write(self._fd_out, data[:_PIPE_WRITE]) :]
+        except OSError:
+            self._writer_gone()
+        os.set_blocking(self._fd_in, True)
+        assert self._proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+        self._fd_out = -1
 
 
-def _decoded(body: bytes, headers: list[tuple[str, str]], limit: int) -> bytes | None:
+def options_frame(options: RecordOptions, started_ns: int, created: str) -> dict[str, Any]:
+    """The CONFIG frame's options: everything the writer needs, as plain values."""
+    return {
+        "output": str(options.output),
+        "upstream": options.upstream,
+        "sample": options.sample,
+        "redact": options.redact,
+        "keep_paths": list(options.keep_paths),
+        "max_records": options.max_records,
+        "command": options.command,
+        "queue_records": options.queue_records,
+        "queue_bytes": options.queue_bytes,
+        "window_s": options.window_s,
+        "flush_s": options.flush_s,
+        "max_decoded": options.max_decoded,
+        "started_ns": started_ns,
+        "created": created,
+    }
+
+
+def queued_size(target: str, body: bytes) -> int:
+    """What one request counts against `queue_bytes` (the proxy's and the writer's measure)."""
+    return len(body) + len(target) + 256
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def decoded_body(body: bytes, headers: list[tuple[str, str]], limit: int) -> bytes | None:
     """The body without its Content-Encoding (gzip, deflate), or None if it does not decode."""
     encoding = next((v.strip().lower() for k, v in headers if k.lower() == "content-encoding"), "")
     if not body or encoding in ("", "identity"):

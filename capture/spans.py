@@ -80,31 +80,35 @@ def mintable(value: str) -> bool:
 def json_strings(body: bytes) -> Iterator[tuple[tuple[Key, ...], int, int]]:
     """(keys above it, start, end) of every string value of a valid JSON document, in order;
     start and end bound the bytes between its quotes. Object keys are not values."""
-    stack: list[list[Any]] = []  # [is_object, current key or index]
+    objects: list[bool] = []  # for each open container: whether it is an object
+    keys: list[Any] = []  # for each open container: its current key or index
     expect_key = False
     for match in _TOKEN.finditer(body):
         first = body[match.start()]
         if first == 0x22:  # '"'
-            if stack and stack[-1][0] and expect_key:
+            if expect_key and objects and objects[-1]:
                 raw = match.group()
-                stack[-1][1] = json.loads(raw) if b"\\" in raw else raw[1:-1].decode("utf-8")
+                keys[-1] = json.loads(raw) if b"\\" in raw else raw[1:-1].decode("utf-8")
                 continue
-            yield tuple(frame[1] for frame in stack), match.start() + 1, match.end() - 1
+            yield tuple(keys), match.start() + 1, match.end() - 1
         elif first == 0x7B:  # '{'
-            stack.append([True, None])
+            objects.append(True)
+            keys.append(None)
             expect_key = True
         elif first == 0x5B:  # '['
-            stack.append([False, 0])
+            objects.append(False)
+            keys.append(0)
         elif first in (0x7D, 0x5D):  # '}' ']'
-            if stack:
-                stack.pop()
+            if objects:
+                objects.pop()
+                keys.pop()
         elif first == 0x3A:  # ':'
             expect_key = False
-        elif stack:  # ','
-            if stack[-1][0]:
+        elif objects:  # ','
+            if objects[-1]:
                 expect_key = True
             else:
-                stack[-1][1] += 1
+                keys[-1] += 1
     return
 
 

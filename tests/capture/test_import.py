@@ -184,29 +184,6 @@ def test_invalid_heads_are_skipped_and_counted(tmp_path: Path) -> None:
     assert len(records(out)) == 1
 
 
-def test_mitmproxy_dump(tmp_path: Path) -> None:
-    mitmproxy = pytest.importorskip(
-        "mitmproxy",
-        reason="mitmproxy is not installed: mitmproxy 12 needs Python 3.12, and mitmproxy 11 "
-        "(the last for Python 3.11) needs zstandard<=0.23 where the project pins 0.25",
-    )
-    from mitmproxy import io as mitm_io
-    from mitmproxy.test import tflow
-
-    flow = tflow.tflow()
-    flow.request.path = "/api/public/traces"
-    flow.request.method = "POST"
-    flow.request.content = b'{"id":"0123456789abcdef0123456789abcdef"}'
-    dump = tmp_path / "flows"
-    with open(dump, "wb") as f:
-        mitm_io.FlowWriter(f).add(flow)
-    out = tmp_path / "m.atc"
-    assert capture("import", "mitmproxy", str(dump), "-o", str(out)).returncode == 0
-    (record,) = records(out)
-    assert bytes(record.body) == flow.request.content
-    assert mitmproxy is not None
-
-
 def test_deflate_body_is_stored_decoded(tmp_path: Path) -> None:
     body = b'{"id":"t"}'
     req = prod.Request(

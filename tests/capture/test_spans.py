@@ -189,3 +189,45 @@ def test_redaction_keeps_any_json_valid_and_the_same_length(
         return "s" if isinstance(v, str) else v
 
     assert shape(after) == shape(value)
+
+
+# --- json_strings against a walk of the parsed document ------------------------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _walk(doc: object, path: tuple[object, ...] = ()) -> list[tuple[tuple[object, ...], str]]:
+    """Every string value of a parsed document with the keys and indexes above it, in
+    document order (an independent reading: json.loads, then plain recursion)."""
+    if isinstance(doc, str):
+        return [(path, doc)]
+    if isinstance(doc, list):
+        return [found for i, item in enumerate(doc) for found in _walk(item, (*path, i))]
+    if isinstance(doc, dict):
+        return [found for key, item in doc.items() for found in _walk(item, (*path, key))]
+    return []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _json_values,
+    st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")]),
+    st.booleans(),
+)
+def test_json_strings_finds_every_string_value_with_its_keys(
+    doc: object, separators: tuple[str, str], ascii_only: bool
+) -> None:
+    from capture.spans import json_strings
+
+    body = json.dumps(doc, separators=separators, ensure_ascii=ascii_only).encode()
+    parsed = json.loads(body)  # duplicate keys collapse: compare with what json reads
+    found = [
+        (keys, json.loads(b'"' + body[start:end] + b'"')) for keys, start, end in json_strings(body)
+    ]
+    assert found == _walk(parsed)
