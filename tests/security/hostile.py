@@ -59,7 +59,13 @@ def corpus_bytes(
     raw = msgpack.packb(list(records), use_bin_type=True)
     if payload is None:
         payload = zstandard.ZstdCompressor().compress(raw)
-    offsets = [r[0] for r in records if isinstance(r, list) and r and isinstance(r[0], int)]
+    # the frame's and index's first and last offsets (u64 on disk, clamped to it: a record's
+    # own offset may be any value the caller wants to see refused)
+    offsets = [
+        min(max(r[0], 0), 2**64 - 1)
+        for r in records
+        if isinstance(r, list) and r and isinstance(r[0], int)
+    ]
     first, last = (offsets[0], offsets[-1]) if offsets else (0, 0)
     n = len(records) if frame_records is None else frame_records
     chunk_at = 48 + len(meta)
