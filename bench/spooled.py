@@ -60,29 +60,40 @@ def long_corpus(records: int) -> Path:
 
 # where a sending worker's samples go: (label, function names whose frames count)
 SHARES = (
-    ("reading the spool back (pread, decompress, unpack)", ("TemplateSpool.read", "_pread")),
-    ("rendering templates", ("render", "Template.render", "Stamps.iso")),
-    ("writing to sockets", ("Connection.send",)),
+    ("reading the spool back (pread, LZ4, the flat layout)", ("_pass", "_pread", "items")),
+    ("rendering templates", ("fill", "render", "iso")),
+    ("writing to sockets", ("send",)),
+    (
+        "building templates (behind the sends)",
+        ("build_template", "part_of", "pack", "splice", "add", "_flush", "prefix_of", "_checked"),
+    ),
 )
+TOP = 8  # functions listed by their own share
 
 
-def profile_shares(raw: Path) -> list[tuple[str, float]]:
+def _name(frame: str) -> str:
+    """A py-spy frame's function name, without its file and class."""
+    return re.sub(r" \(.*$", "", frame).rpartition(".")[2]
+
+
+def profile_shares(raw: Path) -> tuple[list[tuple[str, float]], list[tuple[str, float]], int]:
     """Self-time shares in the worker process while it sends (its event loop), from py-spy's
-    raw output."""
+    raw output: by SHARES, then the TOP functions; and the samples counted."""
     self_time: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [re.sub(r" \(.*$", "", f) for f in stack.split(";")]
+        frames = stack.split(";")
         if not any(f.startswith("process") and "replay.worker" in f for f in frames):
             continue
-        if "Hub.run" not in frames and "Worker.run" not in frames:
-            continue  # loading (the spool being built, not read), imports, the pipe
+        names = [_name(f) for f in frames]
+        if "run" not in names:
+            continue  # loading (the spool being built before the start), imports, the pipe
         total += int(count)
-        self_time[frames[-1]] += int(count)
-    return [
-        (label, sum(self_time[n] for n in names) / max(total, 1)) for label, names in SHARES
-    ] + [("samples", float(total))]
+        self_time[names[-1]] += int(count)
+    shares = [(label, sum(self_time[n] for n in names) / max(total, 1)) for label, names in SHARES]
+    top = [(name, n / max(total, 1)) for name, n in self_time.most_common(TOP)]
+    return shares, top, total
 
 
 def run(
@@ -133,7 +144,7 @@ def main() -> None:
         records = reader.header.records
     closed = ("--vus", str(args.vus))
     rows: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = []
-    shares: list[tuple[str, float]] = []
+    shares: tuple[list[tuple[str, float]], list[tuple[str, float]], int] | None = None
     with (
         tempfile.TemporaryDirectory(prefix="bench-spooled-") as tmp,
         common.nginx(args.target_core) as server,
@@ -189,11 +200,14 @@ def main() -> None:
     )
     for note in sorted({n for c in opens for n in c["notes"]}):
         print(f"note      {note}")
-    if shares:
-        samples = int(shares[-1][1])
+    if shares is not None:
+        by_kind, top, samples = shares
         print(f"profile   py-spy, round 1's spooled closed run ({samples:,} samples, sending):")
-        for label, share in shares[:-1]:
+        for label, share in by_kind:
             print(f"          {share:6.1%} {label}")
+        print("          own time of the busiest functions:")
+        for name, share in top:
+            print(f"          {share:6.1%} {name}")
 
 
 if __name__ == "__main__":
