@@ -35,8 +35,10 @@ import zstandard
 from bench import common
 from capture.corpus import CorpusReader
 from corpora import BUNDLED, bundled_path
-from replay import rewrite, spool, wire
+from replay import rewrite, spool
 from replay import template as layout
+from replay.address import Target
+from replay.encoder import Encoder
 from replay.pacing import TimelineEntry
 from replay.template import Part, Template
 
@@ -46,7 +48,7 @@ FIELDS = ("endpoint", "offset_ns", "recorded_ms", "fmt", "slots", "stamps", "rea
 
 
 def items_of(corpus: Path) -> list[Item]:
-    encoder = wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-bench", "bench")
+    encoder = Encoder(Target.parse("http://127.0.0.1:9"), "sk-bench", "bench")
     minter = rewrite.IdMinter(0, 1)
     with CorpusReader(corpus) as reader:
         created = rewrite.created_ms(reader.header.meta.created)

@@ -372,6 +372,10 @@ class Shard:
 
     def _cycle(self) -> Iterator[Template]:
         while True:
+            spool = self.spool
+            if spool is not None and spool.finished and spool.count == self.mine > 0:
+                yield from spool.templates()  # (the whole shard spooled: templates alone)
+                continue
             everyone = self.everyone
             source = self._built(self._walk(everyone=True)) if everyone else self.one_pass()
             empty = True

@@ -32,7 +32,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterator
-from typing import cast
+from typing import Any, cast
 
 import lz4.block
 
@@ -103,8 +103,14 @@ class TemplateSpool:
         goes on from where it was). It ends after the last template once finished."""
         return self._pass()
 
-    def _pass(self) -> Iterator[tuple[TimelineEntry, Template] | None]:
-        decompress, items = lz4.block.decompress, layout.items
+    def templates(self) -> Iterator[Template]:
+        """`read()` without the entries: the templates alone, in the order added."""
+        if not self.finished:
+            raise RuntimeError("TemplateSpool.templates before finish")
+        return cast(Iterator[Template], self._pass(layout.templates))
+
+    def _pass(self, items: Any = layout.items) -> Iterator[Any]:
+        decompress = lz4.block.decompress
         head, unpack_head = FRAME_HEAD.size, FRAME_HEAD.unpack_from
         offset = 0
         buffer, at = b"", 0  # whole frames read at once, and where the next begins in them

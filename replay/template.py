@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from replay.pacing import TimelineEntry
 
@@ -188,6 +188,15 @@ def pack(entry: TimelineEntry, template: Template) -> bytes:
 def items(frame: bytes, where: int = 0) -> Iterator[tuple[TimelineEntry, Template]]:
     """Every (TimelineEntry, Template) packed in `frame`, in order; an OSError naming the
     frame (`where`: its byte offset in the spool) for an item that does not fit in it."""
+    return _unpacked(frame, where, True)
+
+
+def templates(frame: bytes, where: int = 0) -> Iterator[Template]:
+    """`items` without their entries (a pass that needs only the templates)."""
+    return _unpacked(frame, where, False)
+
+
+def _unpacked(frame: bytes, where: int, entries: bool) -> Any:
     view = memoryview(frame)
     unpack, head = ITEM.unpack_from, ITEM.size
     new, entry = Template.__new__, tuple.__new__
@@ -215,14 +224,10 @@ def items(frame: bytes, where: int = 0) -> Iterator[tuple[TimelineEntry, Templat
                 p = q
             else:
                 template.reads = ()
-            body_stamps: Sequence[int] = ()
-            body_reads: Sequence[int] = ()
-            if n_body_stamps:
+            if flags & HAS_BODY:
                 q = p + n_body_stamps * _INT
                 body_stamps = view[p:q].cast("q").tolist()
-                p = q
-            if n_body_reads:
-                q = p + n_body_reads * _INT
+                p, q = q, q + n_body_reads * _INT
                 body_reads = view[p:q].cast("q").tolist()
                 p = q
             q = p + n_endpoint
@@ -242,9 +247,12 @@ def items(frame: bytes, where: int = 0) -> Iterator[tuple[TimelineEntry, Templat
             template.slots = slots
             template.offset_ns = offset
             template.recorded_ms = recorded_ms
-            template.has_read = bool(flags & HAS_READ)
-            template.head = bool(flags & HEAD)
+            template.has_read = flags & HAS_READ == HAS_READ
+            template.head = flags & HEAD == HEAD
             at += size
-            yield entry(TimelineEntry, (record, entry_offset, gap)), template
+            if entries:
+                yield entry(TimelineEntry, (record, entry_offset, gap)), template
+            else:
+                yield template
     finally:
         view.release()

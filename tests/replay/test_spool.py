@@ -230,6 +230,11 @@ def test_a_spooled_shard_is_the_cached_shard(
         assert spooled.spool.count == spooled.mine == cached.mine > 0
         assert spooled.has_read == cached.has_read
         assert a_pass(spooled) == a_pass(cached) == a_pass(spooled)
+        # round and round (rate and closed models: the spool's templates without entries)
+        twice = 2 * cached.mine + 1
+        assert [rendered(t, 9) for t in itertools.islice(spooled.cycle(), twice)] == [
+            rendered(t, 9) for t in itertools.islice(cached.cycle(), twice)
+        ]
 
 
 @pytest.mark.parametrize("seconds", [0.001, 0.4, 1.0, 1.7])
