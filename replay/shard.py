@@ -89,6 +89,7 @@ class Shard:
         self.lead_ns = lead_ns
         self.keep_ahead = keep_ahead  # build past the lead as far as replay.lead reckons
         self.built_late = 0  # templates a pass built itself, having caught up with the builder
+        self.extended_ns = 0  # how long loading built the spool past `lead_ns` (replay.lead)
         self._filler: Generator[None, None, None] | None = (
             None  # builds the spool a template a step
         )
@@ -125,8 +126,11 @@ class Shard:
         try:
             more = self.build_some(lead)
             if more and self.keep_ahead and self.spool is not None and self.spool.count:
-                build_ns = (time.monotonic_ns() - began) / self.spool.count
-                self.build_some(None, self._templates_first(build_ns))
+                led = time.monotonic_ns()
+                first = self._templates_first((led - began) / self.spool.count)
+                if first > self.spool.count:
+                    self.build_some(None, first if first < self.mine else None)
+                    self.extended_ns = time.monotonic_ns() - led
         except BaseException:  # a bad record (RewriteError), a damaged chunk: no open file left
             self.close()
             raise
