@@ -9,7 +9,9 @@ template cache, so the worker spools it. The bundled ingestion corpus fits the c
 round, one worker pinned to --tool-core against nginx on --target-core:
 
     closed   replay run CORPUS --vus V --workers 1 --duration Ds, cached then spooled
-    open     replay run LONG --rate R --workers 1 --duration Ds: achieved, send-lag p99
+    open     replay run LONG --rate R --workers 1 --duration Ds: achieved, send-lag p99;
+             then the same with the bundled corpus (cached), which says what the machine
+             holds at that rate
 
 The worker's CPU time and RSS are sampled every SAMPLE_S (psutil): CPU per request over the
 run (from the results' start to their end: building the spool first is left out), the time
@@ -80,7 +82,7 @@ def long_corpus(records: int) -> Path:
 
 # where a sending worker's samples go: (label, function names whose frames count)
 SHARES = (
-    ("reading the spool back (pread, LZ4, the flat layout)", ("_pass", "_pread", "items")),
+    ("reading the spool back (pread, LZ4, the flat layout)", ("_pass", "_pread", "_unpacked")),
     ("rendering templates", ("fill", "render", "iso")),
     ("writing to sockets", ("send",)),
     (
@@ -137,7 +139,8 @@ def sampled_run(argv: list[str], timeout: float) -> tuple[dict[str, Any], list[S
         if worker is not None:
             with contextlib.suppress(psutil.Error):
                 times, rss = worker.cpu_times(), worker.memory_info().rss / 2**20
-                samples.append((time.time(), times.user + times.system, rss))
+                if rss > 0:  # (not an exited worker's)
+                    samples.append((time.time(), times.user + times.system, rss))
         time.sleep(SAMPLE_S)
     if proc.poll() is None:
         proc.kill()
@@ -169,7 +172,7 @@ def run(
     totals, lag, meta = results["totals"], results["send_lag_ms"], results["meta"]
     started, ended = _wall(meta["started"]), _wall(meta["ended"])
     before = [cpu for t, cpu, _rss in samples if t <= started]
-    after = [cpu for t, cpu, _rss in samples if t >= ended]
+    after = [cpu for t, cpu, _rss in samples if t >= ended] or [s[1] for s in samples[-1:]]
     sending = [rss for t, _cpu, rss in samples if started <= t <= ended]
     cpu_us = None
     if before and after and profile is None:  # (py-spy's sampling costs the worker CPU)
@@ -208,7 +211,7 @@ def main() -> None:
     with CorpusReader(spooled) as reader:
         records = reader.header.records
     closed = ("--vus", str(args.vus))
-    rows: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+    rows: list[tuple[dict[str, Any], ...]] = []
     shares: tuple[list[tuple[str, float]], list[tuple[str, float]], int] | None = None
     with (
         tempfile.TemporaryDirectory(prefix="bench-spooled-") as tmp,
@@ -222,12 +225,13 @@ def main() -> None:
             if raw is not None:
                 shares = profile_shares(raw)
             c = run(spooled, server.url, args, "--rate", f"{args.rate:g}")
+            d = run(cached, server.url, args, "--rate", f"{args.rate:g}")
             common.say(
                 f"round {round_}: closed cached {a['rps']:,.0f} spooled {b['rps']:,.0f} req/s "
                 f"({b['rps'] / max(a['rps'], 1):.2f}x); open {c['achieved']:.2%} "
                 f"p99 {c['lag_p99']} ms"
             )
-            rows.append((a, b, c))
+            rows.append((a, b, c, d))
 
     print(f"date      {common.today()}")
     print(f"machine   {common.machine()}")
@@ -245,7 +249,7 @@ def main() -> None:
         "| spooled RSS first / peak / last |"
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for i, (a, b, _c) in enumerate(rows, 1):
+    for i, (a, b, _c, _d) in enumerate(rows, 1):
         print(
             f"| {i} | {a['load']:.2f} / {b['load']:.2f} | {a['rps']:,.0f} | {b['rps']:,.0f} "
             f"| {b['rps'] / max(a['rps'], 1):.2f} | {_cpu(a)} / {_cpu(b)} | {_cpu_ratio(a, b)} "
@@ -253,21 +257,22 @@ def main() -> None:
         )
     print()
     print(
-        "| round | load | open achieved | dropped | send-lag p99 | lag max | built first "
-        "| RSS first / peak / last |"
+        "| round | load | open spooled achieved | send-lag p99 | lag max | built first "
+        "| RSS first / peak / last | open cached achieved | send-lag p99 |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for i, (_a, _b, c) in enumerate(rows, 1):
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for i, (_a, _b, c, d) in enumerate(rows, 1):
         print(
-            f"| {i} | {c['load']:.2f} | {c['achieved']:.2%} | {c['dropped']:,} "
-            f"| {c['lag_p99']} ms | {c['lag_max']} ms | {_seconds(c['load_s'])} | {_rss(c)} |"
+            f"| {i} | {c['load']:.2f} / {d['load']:.2f} | {c['achieved']:.2%} "
+            f"| {c['lag_p99']} ms | {c['lag_max']} ms | {_seconds(c['load_s'])} | {_rss(c)} "
+            f"| {d['achieved']:.2%} | {d['lag_p99']} ms |"
         )
-    ratios = sorted(b["rps"] / max(a["rps"], 1) for a, b, _c in rows)
+    ratios = sorted(b["rps"] / max(a["rps"], 1) for a, b, _c, _d in rows)
     median = ratios[len(ratios) // 2]
-    cpu = sorted(r for a, b, _c in rows if (r := _cpu_share(a, b)) is not None)
-    opens = [c for _a, _b, c in rows]
-    held = sum(c["achieved"] >= ACHIEVED_GOAL and (c["lag_p99"] or 0) <= LAG_GOAL_MS for c in opens)
-    peaks = [r["rss"][1] for row in rows for r in row[1:] if r["rss"] is not None]
+    cpu = sorted(r for a, b, _c, _d in rows if (r := _cpu_share(a, b)) is not None)
+    held = sum(_held(c) for _a, _b, c, _d in rows)
+    peers = sum(_held(d) for _a, _b, _c, d in rows)
+    peaks = [r["rss"][1] for row in rows for r in row[1:3] if r["rss"] is not None]
     print()
     print(
         f"closed    spooled ÷ cached median {median:.2f} over {len(rows)} rounds "
@@ -280,14 +285,14 @@ def main() -> None:
     )
     print(
         f"open      goal (achieved >= {ACHIEVED_GOAL:.0%}, send-lag p99 <= {LAG_GOAL_MS:g} ms) "
-        f"held in {held} of {len(opens)} rounds"
+        f"held in {held} of {len(rows)} rounds (the cached corpus, side by side: {peers})"
     )
     if peaks:
         print(
             f"memory    spooled worker RSS peak {max(peaks):.0f} MiB while sending "
             f"(goal < {RSS_GOAL_MIB} MiB: {'met' if max(peaks) < RSS_GOAL_MIB else 'not met'})"
         )
-    for note in sorted({n for row in rows for r in row[1:] for n in r["notes"]}):
+    for note in sorted({n for row in rows for r in row[1:3] for n in r["notes"]}):
         print(f"note      {note}")
     if shares is not None:
         by_kind, top, samples = shares
@@ -297,6 +302,10 @@ def main() -> None:
         print("          own time of the busiest functions:")
         for name, share in top:
             print(f"          {share:6.1%} {name}")
+
+
+def _held(run: dict[str, Any]) -> bool:
+    return bool(run["achieved"] >= ACHIEVED_GOAL and (run["lag_p99"] or 0) <= LAG_GOAL_MS)
 
 
 def _cpu(run: dict[str, Any]) -> str:
