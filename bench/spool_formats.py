@@ -3,23 +3,23 @@
     .venv/bin/python bench/spool_formats.py [--corpus ingestion] [--repeat 15]
 
 The corpus's templates are packed into frames of replay/spool.py's FRAME_BYTES in each
-format, then read back as `TemplateSpool.read` does (decompress a frame, unpack it, make the
-TimelineEntry and the Template), the formats taking turns, best of --repeat turns each:
+format, then read back as `TemplateSpool.read` does (decompress a frame, make each
+TimelineEntry and Template), the formats taking turns, best of --repeat turns each:
 
-    zstd + msgpack     the spool's first format (zstd level 1)
-    lz4 + msgpack      the spool's format now (LZ4 block)
-    lz4 + marshal      the same with marshal instead of msgpack
-    raw + msgpack      no compression (the file is ~5x larger)
+    zstd + msgpack     each template's fields as a msgpack array (zstd level 1)
+    lz4 + msgpack      the same in LZ4 blocks (the spool's format before the flat layout)
+    lz4 + flat         the flat layout of replay/template.py in LZ4 blocks (the spool now)
+    raw + flat         the flat layout uncompressed (the file is ~5x larger)
 
-Printed: µs per template and bytes per template on disk. What is left once decompression
-is cheap is unpacking: making the template's pieces again as Python objects. No network;
-no file (frames stay in memory, so this is the decode cost alone). A benchmark, not a test.
+Printed: µs per template and bytes per template on disk. msgpack makes every field and
+array again as Python objects; the flat layout is a header unpack and a few slices. No
+network; no file (frames stay in memory, so this is the decode cost alone). A benchmark,
+not a test.
 """
 
 from __future__ import annotations
 
 import argparse
-import marshal
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -35,26 +35,37 @@ import zstandard
 from bench import common
 from capture.corpus import CorpusReader
 from corpora import BUNDLED, bundled_path
-from replay import rewrite, spool, wire
+from replay import rewrite, spool
+from replay import template as layout
+from replay.address import Target
+from replay.encoder import Encoder
 from replay.pacing import TimelineEntry
-from replay.rewrite import Template
+from replay.template import Part, Template
 
-Item = tuple[int, int, int, tuple[object, ...]]
+Item = tuple[TimelineEntry, Template]
+FIELDS = ("endpoint", "offset_ns", "recorded_ms", "fmt", "slots", "stamps", "reads",
+          "ack_prefix", "ack_suffix", "read_fallback", "has_read", "head")  # fmt: skip
 
 
 def items_of(corpus: Path) -> list[Item]:
-    encoder = wire.Encoder(wire.Target.parse("http://127.0.0.1:9"), "sk-bench", "bench")
+    encoder = Encoder(Target.parse("http://127.0.0.1:9"), "sk-bench", "bench")
     minter = rewrite.IdMinter(0, 1)
     with CorpusReader(corpus) as reader:
         created = rewrite.created_ms(reader.header.meta.created)
         records = list(reader.records())
     return [
-        (i, r.offset_ns, 1000, rewrite.build_template(
+        (TimelineEntry(i, r.offset_ns, 1000), rewrite.build_template(
             r, request_start=encoder.request_start, head_end=encoder.head_end, minter=minter,
             created_ms=created,
-        ).state())
+        ))
         for i, r in enumerate(records)
     ]  # fmt: skip
+
+
+def as_msgpack(item: Item) -> bytes:
+    entry, template = item
+    fields = [getattr(template, name) for name in FIELDS]
+    return msgpack.packb((*entry, fields, template.body))  # type: ignore[no-any-return]
 
 
 def frames(items: list[Item]) -> list[list[Item]]:
@@ -63,7 +74,7 @@ def frames(items: list[Item]) -> list[list[Item]]:
     size = 0
     for item in items:
         out[-1].append(item)
-        size += len(msgpack.packb(item))
+        size += len(layout.pack(*item))
         if size >= spool.FRAME_BYTES:
             out.append([])
             size = 0
@@ -73,22 +84,24 @@ def frames(items: list[Item]) -> list[list[Item]]:
 def reader(
     blobs: list[bytes], decompress: Callable[[bytes], bytes], unpack: str
 ) -> Callable[[], int]:
-    from_state = Template.from_state
+    new = Template.__new__
 
     def run() -> int:
         n = 0
         for blob in blobs:
             data = decompress(blob)
-            found: Iterable[Any]
-            if unpack == "msgpack":
-                unpacker = msgpack.Unpacker(use_list=False, raw=False)
-                unpacker.feed(data)
-                found = unpacker
-            else:
-                found = marshal.loads(data)
-            for index, offset_ns, gap_ns, state in found:
-                TimelineEntry(index, offset_ns, gap_ns)
-                from_state(state)
+            if unpack == "flat":
+                n += sum(1 for _ in layout.items(data))
+                continue
+            unpacker = msgpack.Unpacker(use_list=False, raw=False)
+            unpacker.feed(data)
+            found: Iterable[Any] = unpacker
+            for record, offset_ns, gap_ns, fields, body in found:
+                TimelineEntry(record, offset_ns, gap_ns)
+                template = new(Template)
+                for name, value in zip(FIELDS, fields, strict=True):
+                    setattr(template, name, value)
+                template.body = Part(*body) if body is not None else None
                 n += 1
         return n
 
@@ -103,8 +116,8 @@ def main() -> None:
     path = Path(bundled_path(args.corpus)) if args.corpus in BUNDLED else Path(args.corpus)
     items = items_of(path)
     cut = frames(items)
-    packed = [b"".join(msgpack.packb(i) for i in f) for f in cut]
-    marshalled = [marshal.dumps(tuple(f)) for f in cut]
+    packed = [b"".join(as_msgpack(i) for i in f) for f in cut]
+    flat = [b"".join(layout.pack(*i) for i in f) for f in cut]
     zc, zd = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
 
     def lz4_decompress(blob: bytes) -> bytes:
@@ -116,8 +129,8 @@ def main() -> None:
     formats = {
         "zstd + msgpack": ([zc.compress(p) for p in packed], zd.decompress, "msgpack"),
         "lz4 + msgpack": ([lz4.block.compress(p) for p in packed], lz4_decompress, "msgpack"),
-        "lz4 + marshal": ([lz4.block.compress(m) for m in marshalled], lz4_decompress, "marshal"),
-        "raw + msgpack": (packed, as_is, "msgpack"),
+        "lz4 + flat": ([lz4.block.compress(f) for f in flat], lz4_decompress, "flat"),
+        "raw + flat": (flat, as_is, "flat"),
     }
     runs = {name: reader(*spec) for name, spec in formats.items()}
     best = dict.fromkeys(formats, float("inf"))

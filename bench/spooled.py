@@ -9,29 +9,48 @@ template cache, so the worker spools it. The bundled ingestion corpus fits the c
 round, one worker pinned to --tool-core against nginx on --target-core:
 
     closed   replay run CORPUS --vus V --workers 1 --duration Ds, cached then spooled
-    open     replay run LONG --rate R --workers 1 --duration Ds: achieved, send-lag p99
+    open     replay run LONG --rate R --workers 1 --duration Ds: achieved, send-lag p99;
+             then the same with the bundled corpus (cached), which says what the machine
+             holds at that rate
+
+The worker's CPU time and RSS are sampled every SAMPLE_S (psutil): CPU per request over the
+run (from the results' start to their end: building the spool first is left out), the time
+from the worker's start to the run's (loading, with what it builds before sending), and RSS
+while sending. In a closed run the worker is CPU-bound, so cached ÷ spooled CPU per request
+is what the req/s ratio would be on a quiet machine; it is less disturbed by other work on
+a shared one than req/s.
 
 With --profile, the first spooled closed run is sampled by py-spy (the `bench` extra): the
 share of the worker's samples while it sends (loading left out) in reading the spool back,
-rendering, and sending, which says where a spooled request's extra cost goes.
+rendering, sending and building, and the functions with the most samples of their own,
+which says where a spooled request's extra cost goes.
 
 Printed per round with the 1-minute load average at its start, then the ratio spooled ÷
-cached of the closed-model req/s (goal >= 0.90) and the open model against its goal
-(achieved >= 99%, send-lag p99 <= 2 ms). The machine may be shared: the ratio of two runs
-side by side says more than either figure. Every request goes to 127.0.0.1; every run stops
-by itself. A benchmark, not a test.
+cached of the closed-model req/s (goal >= 0.90), the open model against its goal
+(achieved >= 99%, send-lag p99 <= 2 ms) and the spooled worker's RSS (goal < 150 MiB), and
+the runs' notes. The machine may be shared: the ratio of two runs side by side says more
+than either figure. Every request goes to 127.0.0.1; every run stops by itself.
+A benchmark, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,6 +59,9 @@ from bench import common
 CLOSED_GOAL = 0.90
 ACHIEVED_GOAL = 0.99
 LAG_GOAL_MS = 2.0
+RSS_GOAL_MIB = 150
+SAMPLE_S = 0.1  # the worker's CPU and RSS are sampled this often
+Sample = tuple[float, float, float]  # (wall time, worker CPU seconds, worker RSS MiB)
 
 
 def long_corpus(records: int) -> Path:
@@ -60,29 +82,76 @@ def long_corpus(records: int) -> Path:
 
 # where a sending worker's samples go: (label, function names whose frames count)
 SHARES = (
-    ("reading the spool back (pread, decompress, unpack)", ("TemplateSpool.read", "_pread")),
-    ("rendering templates", ("render", "Template.render", "Stamps.iso")),
-    ("writing to sockets", ("Connection.send",)),
+    ("reading the spool back (pread, LZ4, the flat layout)", ("_pass", "_pread", "_unpacked")),
+    ("rendering templates", ("fill", "render", "iso")),
+    ("writing to sockets", ("send",)),
+    (
+        "building templates (behind the sends)",
+        ("build_template", "part_of", "pack", "splice", "add", "_flush", "prefix_of", "_checked"),
+    ),
 )
+TOP = 8  # functions listed by their own share
 
 
-def profile_shares(raw: Path) -> list[tuple[str, float]]:
+def _name(frame: str) -> str:
+    """A py-spy frame's function name, without its file and class."""
+    return re.sub(r" \(.*$", "", frame).rpartition(".")[2]
+
+
+def profile_shares(raw: Path) -> tuple[list[tuple[str, float]], list[tuple[str, float]], int]:
     """Self-time shares in the worker process while it sends (its event loop), from py-spy's
-    raw output."""
+    raw output: by SHARES, then the TOP functions; and the samples counted."""
     self_time: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [re.sub(r" \(.*$", "", f) for f in stack.split(";")]
+        frames = stack.split(";")
         if not any(f.startswith("process") and "replay.worker" in f for f in frames):
             continue
-        if "Hub.run" not in frames and "Worker.run" not in frames:
-            continue  # loading (the spool being built, not read), imports, the pipe
+        names = [_name(f) for f in frames]
+        if "run" not in names:
+            continue  # loading (the spool being built before the start), imports, the pipe
         total += int(count)
-        self_time[frames[-1]] += int(count)
-    return [
-        (label, sum(self_time[n] for n in names) / max(total, 1)) for label, names in SHARES
-    ] + [("samples", float(total))]
+        self_time[names[-1]] += int(count)
+    shares = [(label, sum(self_time[n] for n in names) / max(total, 1)) for label, names in SHARES]
+    top = [(name, n / max(total, 1)) for name, n in self_time.most_common(TOP)]
+    return shares, top, total
+
+
+def sampled_run(argv: list[str], timeout: float) -> tuple[dict[str, Any], list[Sample]]:
+    """Run `replay run` (argv with --out), sampling its worker's CPU and RSS every SAMPLE_S:
+    its results and the samples (wall time, CPU seconds, RSS MiB)."""
+    out = Path(argv[argv.index("--out") + 1])
+    env = {**os.environ, "PYTHONPATH": f"{common.ROOT}{os.pathsep}"}
+    proc = subprocess.Popen(
+        argv, env=env, cwd=common.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    samples: list[Sample] = []
+    worker: psutil.Process | None = None
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if worker is None:
+            with contextlib.suppress(psutil.Error):
+                kids = psutil.Process(proc.pid).children(recursive=True)
+                found = [k for k in kids if "replay.worker" in " ".join(k.cmdline())]
+                worker = found[0] if found else None
+        if worker is not None:
+            with contextlib.suppress(psutil.Error):
+                times, rss = worker.cpu_times(), worker.memory_info().rss / 2**20
+                if rss > 0:  # (not an exited worker's)
+                    samples.append((time.time(), times.user + times.system, rss))
+        time.sleep(SAMPLE_S)
+    if proc.poll() is None:
+        proc.kill()
+    _, stderr = proc.communicate(timeout=30)
+    if proc.returncode not in (0, 99):
+        sys.exit(f"bench: replay run failed ({proc.returncode}): {stderr.strip()}")
+    return json.loads(out.read_text()), samples
+
+
+def _wall(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def run(
@@ -99,8 +168,15 @@ def run(
             argv = [spy, "record", "--subprocesses", "--format", "raw", "-r", "100", "-o",
                     str(profile), "--", *argv]  # fmt: skip
         load = common.load1()
-        results = common.run_replay(common.pinned(args.tool_core, argv), args.duration + 600)
-    totals, lag = results["totals"], results["send_lag_ms"]
+        results, samples = sampled_run(common.pinned(args.tool_core, argv), args.duration + 900)
+    totals, lag, meta = results["totals"], results["send_lag_ms"], results["meta"]
+    started, ended = _wall(meta["started"]), _wall(meta["ended"])
+    before = [cpu for t, cpu, _rss in samples if t <= started]
+    after = [cpu for t, cpu, _rss in samples if t >= ended] or [s[1] for s in samples[-1:]]
+    sending = [rss for t, _cpu, rss in samples if started <= t <= ended]
+    cpu_us = None
+    if before and after and profile is None:  # (py-spy's sampling costs the worker CPU)
+        cpu_us = (after[0] - before[-1]) / max(totals["requests"], 1) * 1e6
     return {
         "load": load,
         "rps": float(totals["achieved_rps"]),
@@ -109,7 +185,10 @@ def run(
         "errors": totals["errors"],
         "lag_p99": lag["p99"],
         "lag_max": lag["max"],
-        "notes": results["meta"].get("notes", []),
+        "notes": meta.get("notes", []),
+        "cpu_us": cpu_us,
+        "rss": (sending[0], max(sending), sending[-1]) if sending else None,
+        "load_s": started - samples[0][0] if samples else None,
     }
 
 
@@ -132,8 +211,8 @@ def main() -> None:
     with CorpusReader(spooled) as reader:
         records = reader.header.records
     closed = ("--vus", str(args.vus))
-    rows: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = []
-    shares: list[tuple[str, float]] = []
+    rows: list[tuple[dict[str, Any], ...]] = []
+    shares: tuple[list[tuple[str, float]], list[tuple[str, float]], int] | None = None
     with (
         tempfile.TemporaryDirectory(prefix="bench-spooled-") as tmp,
         common.nginx(args.target_core) as server,
@@ -146,12 +225,13 @@ def main() -> None:
             if raw is not None:
                 shares = profile_shares(raw)
             c = run(spooled, server.url, args, "--rate", f"{args.rate:g}")
+            d = run(cached, server.url, args, "--rate", f"{args.rate:g}")
             common.say(
                 f"round {round_}: closed cached {a['rps']:,.0f} spooled {b['rps']:,.0f} req/s "
                 f"({b['rps'] / max(a['rps'], 1):.2f}x); open {c['achieved']:.2%} "
                 f"p99 {c['lag_p99']} ms"
             )
-            rows.append((a, b, c))
+            rows.append((a, b, c, d))
 
     print(f"date      {common.today()}")
     print(f"machine   {common.machine()}")
@@ -165,35 +245,93 @@ def main() -> None:
     print()
     print(
         "| round | load | closed cached req/s | closed spooled req/s | spooled ÷ cached "
-        "| open achieved | open dropped | send-lag p99 | lag max |"
+        "| worker CPU µs/req cached / spooled | cached ÷ spooled CPU | spooled: built first "
+        "| spooled RSS first / peak / last |"
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for i, (a, b, c) in enumerate(rows, 1):
+    for i, (a, b, _c, _d) in enumerate(rows, 1):
         print(
-            f"| {i} | {a['load']:.2f} / {b['load']:.2f} / {c['load']:.2f} | {a['rps']:,.0f} "
-            f"| {b['rps']:,.0f} | {b['rps'] / max(a['rps'], 1):.2f} | {c['achieved']:.2%} "
-            f"| {c['dropped']:,} | {c['lag_p99']} ms | {c['lag_max']} ms |"
+            f"| {i} | {a['load']:.2f} / {b['load']:.2f} | {a['rps']:,.0f} | {b['rps']:,.0f} "
+            f"| {b['rps'] / max(a['rps'], 1):.2f} | {_cpu(a)} / {_cpu(b)} | {_cpu_ratio(a, b)} "
+            f"| {_seconds(b['load_s'])} | {_rss(b)} |"
         )
-    ratios = sorted(b["rps"] / max(a["rps"], 1) for a, b, _c in rows)
+    print()
+    print(
+        "| round | load | open spooled achieved | send-lag p99 | lag max | built first "
+        "| RSS first / peak / last | open cached achieved | send-lag p99 |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for i, (_a, _b, c, d) in enumerate(rows, 1):
+        print(
+            f"| {i} | {c['load']:.2f} / {d['load']:.2f} | {c['achieved']:.2%} "
+            f"| {c['lag_p99']} ms | {c['lag_max']} ms | {_seconds(c['load_s'])} | {_rss(c)} "
+            f"| {d['achieved']:.2%} | {d['lag_p99']} ms |"
+        )
+    ratios = sorted(b["rps"] / max(a["rps"], 1) for a, b, _c, _d in rows)
     median = ratios[len(ratios) // 2]
-    opens = [c for _a, _b, c in rows]
-    held = sum(c["achieved"] >= ACHIEVED_GOAL and (c["lag_p99"] or 0) <= LAG_GOAL_MS for c in opens)
+    cpu = sorted(r for a, b, _c, _d in rows if (r := _cpu_share(a, b)) is not None)
+    held = sum(_held(c) for _a, _b, c, _d in rows)
+    peers = sum(_held(d) for _a, _b, _c, d in rows)
+    peaks = [r["rss"][1] for row in rows for r in row[1:3] if r["rss"] is not None]
     print()
     print(
         f"closed    spooled ÷ cached median {median:.2f} over {len(rows)} rounds "
         f"(goal >= {CLOSED_GOAL:.2f}: {'met' if median >= CLOSED_GOAL else 'not met'})"
+        + (
+            f"; worker CPU per request, cached ÷ spooled, median {cpu[len(cpu) // 2]:.2f}"
+            if cpu
+            else ""
+        )
     )
     print(
         f"open      goal (achieved >= {ACHIEVED_GOAL:.0%}, send-lag p99 <= {LAG_GOAL_MS:g} ms) "
-        f"held in {held} of {len(opens)} rounds"
+        f"held in {held} of {len(rows)} rounds (the cached corpus, side by side: {peers})"
     )
-    for note in sorted({n for c in opens for n in c["notes"]}):
+    if peaks:
+        print(
+            f"memory    spooled worker RSS peak {max(peaks):.0f} MiB while sending "
+            f"(goal < {RSS_GOAL_MIB} MiB: {'met' if max(peaks) < RSS_GOAL_MIB else 'not met'})"
+        )
+    for note in sorted({n for row in rows for r in row[1:3] for n in r["notes"]}):
         print(f"note      {note}")
-    if shares:
-        samples = int(shares[-1][1])
+    if shares is not None:
+        by_kind, top, samples = shares
         print(f"profile   py-spy, round 1's spooled closed run ({samples:,} samples, sending):")
-        for label, share in shares[:-1]:
+        for label, share in by_kind:
             print(f"          {share:6.1%} {label}")
+        print("          own time of the busiest functions:")
+        for name, share in top:
+            print(f"          {share:6.1%} {name}")
+
+
+def _held(run: dict[str, Any]) -> bool:
+    return bool(run["achieved"] >= ACHIEVED_GOAL and (run["lag_p99"] or 0) <= LAG_GOAL_MS)
+
+
+def _cpu(run: dict[str, Any]) -> str:
+    return "-" if run["cpu_us"] is None else f"{run['cpu_us']:.1f}"
+
+
+def _cpu_share(cached: dict[str, Any], spooled: dict[str, Any]) -> float | None:
+    if cached["cpu_us"] is None or spooled["cpu_us"] is None:
+        return None
+    return float(cached["cpu_us"] / max(spooled["cpu_us"], 1e-9))
+
+
+def _cpu_ratio(cached: dict[str, Any], spooled: dict[str, Any]) -> str:
+    share = _cpu_share(cached, spooled)
+    return "-" if share is None else f"{share:.2f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _rss(run: dict[str, Any]) -> str:
+    if run["rss"] is None:
+        return "-"
+    first, peak, last = run["rss"]
+    return f"{first:.0f} / {peak:.0f} / {last:.0f} MiB"
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from replay.ahead import AHEAD
 from replay.config import WorkerConfig
+from replay.lead import Demand
 from replay.pacing import NS
 from replay.schedulers import (
     CLOSED_MOST_RATE,
@@ -77,6 +78,10 @@ class VUScheduler(Scheduler):
     @classmethod
     def most_requests(cls, cfg: WorkerConfig) -> int:
         return int(cfg.duration_ns / NS * CLOSED_MOST_RATE) + AHEAD + 1
+
+    @classmethod
+    def spool_demand(cls, cfg: WorkerConfig, period_ns: int, mine: int) -> Demand | None:
+        return None  # VUs send as fast as they can: the whole spool is built first
 
     def attach(self, conns: list[Connection]) -> None:
         super().attach(conns)

@@ -34,6 +34,7 @@ class ReadyInfo(TypedDict, total=False):
     spool_dir: str
     spool_error: str  # why the spool could not be written (absent when it could)
     sharding: str  # "chunk": this worker decoded only its chunks; "trace": every record
+    spool_lead_ns: int  # built this long before ready, past the usual lead (replay.lead)
 
 
 class DoneInfo(TypedDict):
@@ -177,6 +178,8 @@ def _ready_info(raw: dict[str, Any]) -> ReadyInfo:
         info["spool_error"] = str(raw["spool_error"])
     if "sharding" in raw:
         info["sharding"] = str(raw["sharding"])
+    if "spool_lead_ns" in raw:
+        info["spool_lead_ns"] = int(raw["spool_lead_ns"])
     return info
 
 

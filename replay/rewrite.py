@@ -35,11 +35,14 @@ import re
 import string
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from capture.corpus import IdKind, IdSpans, Record
+from replay.template import READ as READ
+from replay.template import SERIAL as SERIAL
+from replay.template import STAMP as STAMP
+from replay.template import Piece, part_of
+from replay.template import Template as Template
 
-SERIAL, STAMP, READ = 0, 1, 2
 SERIAL_DIGITS = 9
 SERIAL_FORMAT = b"%%0%dx" % SERIAL_DIGITS  # SERIAL_FORMAT % serial: the serial in hex
 ORDINAL_DIGITS = 3
@@ -188,140 +191,6 @@ def check_id(original: str, what: str) -> None:
         )
 
 
-Step = tuple[int, int, tuple[bytes, ...]]  # (hole kind, its argument, the group after it)
-Piece = bytes | tuple[int, int] | None  # a literal, a (STAMP or READ, argument) hole, a serial
-
-
-def freeze(pieces: list[Piece]) -> tuple[tuple[bytes, ...], tuple[Step, ...], bool]:
-    """(first, steps, reads) of bytes written as `pieces`: literals, None for the serial,
-    (kind, argument) for a STAMP or READ hole. `first` holds the literals before the first
-    such hole, split at the serials (so the serial joins them); each step is a hole and the
-    group after it. `reads` says whether a READ hole is among them."""
-    first: tuple[bytes, ...] | None = None
-    steps: list[Step] = []
-    group: list[bytes] = []
-    run: list[bytes] = []
-    kind = arg = 0
-    reads = False
-    for piece in pieces:
-        if piece.__class__ is bytes:
-            run.append(piece)
-            continue
-        group.append(b"".join(run))
-        run = []
-        if piece is None:
-            continue
-        if first is None:
-            first = tuple(group)
-        else:
-            steps.append((kind, arg, tuple(group)))
-        group = []
-        kind, arg = piece
-        reads = reads or kind == READ
-    group.append(b"".join(run))
-    if first is None:
-        return tuple(group), (), False
-    steps.append((kind, arg, tuple(group)))
-    return first, tuple(steps), reads
-
-
-def render(
-    first: tuple[bytes, ...],
-    steps: tuple[Step, ...],
-    serial: bytes,
-    delta_ms: int,
-    read: bytes,
-    iso: Callable[[int], bytes],
-) -> bytes:
-    """The hot path: splice one request's serial, shifted timestamps and read target."""
-    if not steps:
-        return serial.join(first)
-    parts = [serial.join(first)]
-    append = parts.append
-    for kind, arg, group in steps:
-        append(iso(arg + delta_ms) if kind == STAMP else read)
-        append(serial.join(group))
-    return b"".join(parts)
-
-
-class Template:
-    """One record, ready to send many times: see the module docstring."""
-
-    __slots__ = (
-        "ack_prefix",
-        "ack_suffix",
-        "body_first",
-        "body_steps",
-        "endpoint",
-        "first",
-        "has_read",
-        "head",
-        "offset_ns",
-        "read_fallback",
-        "recorded_ms",
-        "steps",
-    )
-
-    def __init__(
-        self,
-        endpoint: str,
-        offset_ns: int,
-        recorded_ms: int,
-        head: tuple[tuple[bytes, ...], tuple[Step, ...]],
-        body: tuple[tuple[bytes, ...], tuple[Step, ...]] | None,
-        ack: tuple[bytes, bytes] | None,
-        read_fallback: bytes,
-        has_read: bool,
-    ) -> None:
-        self.endpoint = endpoint
-        self.offset_ns = offset_ns
-        self.recorded_ms = recorded_ms  # wall-clock ms the record was (synthetically) sent
-        self.first, self.steps = head
-        self.body_first: tuple[bytes, ...] | None
-        self.body_steps: tuple[Step, ...]
-        self.body_first, self.body_steps = body if body is not None else (None, ())
-        self.ack_prefix, self.ack_suffix = ack if ack is not None else (b"", b"")
-        self.has_read = has_read
-        self.read_fallback = read_fallback
-        self.head = self.first[0].startswith(b"HEAD ")  # its response ends with its head
-
-    def state(self) -> tuple[object, ...]:
-        """Everything the template is, as plain values (for `replay.spool`)."""
-        return (
-            self.endpoint, self.offset_ns, self.recorded_ms, self.first, self.steps,
-            self.body_first, self.body_steps, self.ack_prefix, self.ack_suffix,
-            self.read_fallback, self.has_read, self.head,
-        )  # fmt: skip
-
-    @classmethod
-    def from_state(cls, state: tuple[Any, ...]) -> Template:
-        """The template whose `state()` this was (no checks: states come from `state()`)."""
-        template = cls.__new__(cls)
-        (
-            template.endpoint, template.offset_ns, template.recorded_ms, template.first,
-            template.steps, template.body_first, template.body_steps, template.ack_prefix,
-            template.ack_suffix, template.read_fallback, template.has_read, template.head,
-        ) = state  # fmt: skip
-        return template
-
-    @property
-    def defines_trace(self) -> bool:
-        return bool(self.ack_prefix)
-
-    def trace_id(self, serial: bytes) -> bytes:
-        """The minted id of the trace this request ingests (for reads to name later)."""
-        return self.ack_prefix + serial + self.ack_suffix
-
-    def render(
-        self, serial: bytes, delta_ms: int, read: bytes, iso: Callable[[int], bytes]
-    ) -> bytes:
-        head = render(self.first, self.steps, serial, delta_ms, read, iso)
-        if self.body_first is None:
-            return head
-        body = render(self.body_first, self.body_steps, serial, delta_ms, read, iso)
-        return b"%s%d\r\n\r\n%s" % (head, len(body), body)
-
-
 NO_BODY = -1
 HeadEnd = Callable[[tuple[tuple[str, str], ...], int | None], bytes]
 
@@ -344,7 +213,8 @@ def build_template(
     'Content-Length: ' for None (the body's length is then written per request).
 
     This runs once per record sent when a shard is streamed, so it is one pass over the
-    spans into a flat list of pieces, frozen once (`freeze`), with no object per span.
+    spans into a flat list of pieces, made into a `replay.template.Part` once, with no object
+    per span.
     """
     path = record.path.encode("utf-8")
     body = bytes(record.body)
@@ -424,17 +294,16 @@ def build_template(
             pieces += body_pieces
         else:  # a READ hole in the body: its length is written per request
             pieces.append(head_end(record.headers, None))
-            body_first, body_steps, _reads = freeze(body_pieces)
-            body_part = (body_first, body_steps)
+            body_part, _reads = part_of(body_pieces)
     else:
         pieces.append(head_end(record.headers, NO_BODY))
-    first, steps, reads = freeze(pieces)
+    request, reads = part_of(pieces)
     recorded_ms = (created_ms or 0) + record.offset_ns // 1_000_000
     return Template(
         record.endpoint,
         record.offset_ns,
         recorded_ms,
-        (first, steps),
+        request,
         body_part,
         ack,
         read_fallback,

@@ -63,6 +63,14 @@ def run_notes(
             f"{'at least ' if cut_short else ''}{unsent:,} requests came due but were never "
             "sent (the load generator fell behind its schedule): counted as dropped"
         )
+    for index, info in enumerate(infos):
+        lead_ns = int(info.get("spool_lead_ns", 0))
+        if lead_ns:
+            notes.append(
+                f"worker {index} built {int(info.get('spooled', 0)):,} templates "
+                f"({lead_ns / 1e9:.1f} s) before sending: on this machine, building the rest "
+                "behind its sends would not have kept ahead of its schedule"
+            )
     late = sum(int(info.get("built_late", 0)) for info in infos)
     if late:
         notes.append(

@@ -20,6 +20,7 @@ from capture.units import NS
 from replay import pacing, wire
 from replay.ahead import AHEAD, nothing
 from replay.config import WorkerConfig
+from replay.lead import Demand
 from replay.pacing import TimelineEntry
 from replay.segments import hit_stride
 from replay.wire import Connection
@@ -80,6 +81,14 @@ class Scheduler(ABC):
         """When spooling a shard can stop: past `most_requests` templates."""
         most = cls.most_requests(cfg)
         return lambda _entry, spooled: spooled >= most
+
+    @classmethod
+    def spool_demand(cls, cfg: WorkerConfig, period_ns: int, mine: int) -> Demand | None:
+        """How many of its shard's `mine` templates this worker's schedule has used by t ns
+        from the start (replay.lead), or None when it sends as fast as it can: its share of
+        the rate curve's expected count."""
+        curve, shares = rate_curve(cfg), cfg.workers * cfg.segments
+        return lambda t: curve.cumulative(t) / shares
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -232,6 +241,13 @@ class TimelineScheduler(OpenScheduler):
 
         return reached
 
+    @classmethod
+    def spool_demand(cls, cfg: WorkerConfig, period_ns: int, mine: int) -> Demand | None:
+        """The shard's records in the first pass, spread evenly over it (copies at a --scale
+        above 1 send the same template again)."""
+        speed = cfg.speed
+        return lambda t: mine * t * speed / max(period_ns, 1)
+
     def source(self, shard: Shard) -> Iterator[tuple[int, Template]]:
         cfg = self.cfg
         return pacing.timeline(
@@ -285,6 +301,10 @@ class ClosedScheduler(Scheduler):
     def most_requests(cls, cfg: WorkerConfig) -> int:
         """The duration at CLOSED_MOST_RATE, plus what the VUs prepared ahead, unsent."""
         return int(cfg.duration_ns / NS * CLOSED_MOST_RATE) + AHEAD + 1
+
+    @classmethod
+    def spool_demand(cls, cfg: WorkerConfig, period_ns: int, mine: int) -> Demand | None:
+        return None  # as fast as it can: the sends leave no core to build behind them
 
     def source(self, shard: Shard) -> Iterator[Template]:
         return shard.cycle()

@@ -20,7 +20,7 @@ from typing import Any
 from capture.chunkshard import walk_chunks, whole_trace_chunks
 from capture.corpus import CorpusHeader, CorpusReader
 from capture.units import NS
-from replay import pacing
+from replay import lead, pacing
 from replay.config import WorkerConfig, shard_of
 from replay.pacing import TimelineEntry
 from replay.protocol import LoadStage
@@ -49,11 +49,14 @@ class Shard:
     gets there after all. When the spool cannot be written (a full disk) every pass decodes
     and builds on the fly, and `spool_error` says why.
 
-    With `lead_ns`, loading builds the spool only that long; `build_behind` then goes on
-    building between turns of the worker's loop while it sends, and a pass follows the spool
-    as it grows (`TemplateSpool.follow`). A pass that catches up with the builder builds the
-    next few templates itself, on its own turn (`built_late` counts them): on a machine too
-    slow to build ahead of the schedule, requests are then sent late, not lost.
+    With `lead_ns`, loading builds the spool that long, then (`keep_ahead`) on as far as
+    `replay.lead` reckons that building behind the sends stays ahead of the schedule (the
+    whole shard for a model that sends as fast as it can); `build_behind` then goes on
+    building between turns of the worker's loop while it sends, and a pass follows the
+    spool as it grows (`TemplateSpool.follow`). A pass that still catches up with the
+    builder (the machine became slower than measured) builds the next few templates itself,
+    on its own turn (`built_late` counts them): those requests are sent late, not lost, and
+    what was never sent by the end is counted as dropped.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Shard:
         build: Callable[[Any, int], Template],
         progress: Callable[[int, int, LoadStage], None] | None = None,
         lead_ns: int | None = None,
+        keep_ahead: bool = True,
     ) -> None:
 
         self.cfg = cfg
@@ -83,7 +87,9 @@ class Shard:
         self._scale = pacing.as_fraction(cfg.scale)
         self.mine = 0
         self.lead_ns = lead_ns
+        self.keep_ahead = keep_ahead  # build past the lead as far as replay.lead reckons
         self.built_late = 0  # templates a pass built itself, having caught up with the builder
+        self.extended_ns = 0  # how long loading built the spool past `lead_ns` (replay.lead)
         self._filler: Generator[None, None, None] | None = (
             None  # builds the spool a template a step
         )
@@ -115,9 +121,16 @@ class Shard:
             self.spool_error = f"cannot create a template spool in {self.spool_dir}: {exc}"
             return
         self._filler = self._filling(progress)
-        lead = None if self.lead_ns is None else time.monotonic_ns() + self.lead_ns
+        began = time.monotonic_ns()
+        lead = None if self.lead_ns is None else began + self.lead_ns
         try:
-            self.build_some(lead)
+            more = self.build_some(lead)
+            if more and self.keep_ahead and self.spool is not None and self.spool.count:
+                led = time.monotonic_ns()
+                first = self._templates_first((led - began) / self.spool.count)
+                if first > self.spool.count:
+                    self.build_some(None, first if first < self.mine else None)
+                    self.extended_ns = time.monotonic_ns() - led
         except BaseException:  # a bad record (RewriteError), a damaged chunk: no open file left
             self.close()
             raise
@@ -142,14 +155,16 @@ class Shard:
             yield
         self._finish_spool()
 
-    def build_some(self, until_ns: int | None) -> bool:
-        """Build more of the spool, until `until_ns` (at least BUILD_CHECK templates) or,
-        with None, to its end; whether there is more to build."""
-        filler = self._filler
+    def build_some(self, until_ns: int | None, count: int | None = None) -> bool:
+        """Build more of the spool, until `until_ns` (at least BUILD_CHECK templates), until
+        it holds `count`, or, with neither, to its end; whether there is more to build."""
+        filler, spool = self._filler, self.spool
         if filler is None:
             return False
         for n, _ in enumerate(filler, 1):
             if until_ns is not None and n % BUILD_CHECK == 0 and time.monotonic_ns() >= until_ns:
+                return True
+            if count is not None and spool is not None and spool.count >= count:
                 return True
         self._filler = None
         return False
@@ -223,6 +238,12 @@ class Shard:
         with contextlib.suppress(OSError):
             self.spool.close()
         self.spool = None
+
+    def _templates_first(self, build_ns: float) -> int:
+        """How many templates to build before sending (replay.lead), one costing `build_ns`."""
+        cfg = self.cfg
+        demand = scheduler_class(cfg.model).spool_demand(cfg, self.period_ns, self.mine)
+        return lead.templates_first(demand, build_ns, cfg.duration_ns, self.mine)
 
     def _spooled_enough(self, entry: TimelineEntry, spooled: int) -> bool:
         """Whether the run can reach no record of this shard after `entry` (the `spooled`-th
@@ -355,6 +376,10 @@ class Shard:
 
     def _cycle(self) -> Iterator[Template]:
         while True:
+            spool = self.spool
+            if spool is not None and spool.finished and spool.count == self.mine > 0:
+                yield from spool.templates()  # (the whole shard spooled: templates alone)
+                continue
             everyone = self.everyone
             source = self._built(self._walk(everyone=True)) if everyone else self.one_pass()
             empty = True

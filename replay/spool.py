@@ -3,12 +3,13 @@
 Without it, a worker whose shard exceeds its template cache decodes and builds every record
 again as it sends it (~11 µs for a 1.8 KB record, ~38 µs for an ingestion trace), on the
 core that sends: one worker is then CPU-bound below 25,000 req/s. The spool builds each
-template once, while the worker loads, and writes it as msgpack in LZ4 block frames of about
-FRAME_BYTES to an anonymous temporary file, each frame after its two lengths (compressed,
-raw); a pass reads them back in order, READ_BYTES of whole frames per read, and holds one
-read and one frame in memory (nor is an index of frames kept: memory stays flat however
-long the shard). LZ4, not zstd: the read is on the core that sends, and LZ4 gives back a
-frame several times faster for a spool a third larger (bench/templates.py).
+template once, while the worker loads, in the flat layout of `replay.template` (a fixed
+header, then the template's bytes: reading one back makes no object per piece), in LZ4
+block frames of about FRAME_BYTES in an anonymous temporary file, each frame after its two
+lengths (compressed, raw); a pass reads them back in order, READ_BYTES of whole frames per
+read, and holds one read and one frame in memory (nor is an index of frames kept: memory
+stays flat however long the shard). LZ4: the read is on the core that sends, and LZ4 gives
+a frame back several times faster than zstd (bench/spool_formats.py).
 
 The file is created unlinked (O_TMPFILE, in $TMPDIR or `directory`), so nothing is left
 behind however the worker ends. Each pass reads with `os.pread` at its own offsets, so
@@ -31,13 +32,13 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterator
-from typing import cast
+from typing import Any, cast
 
 import lz4.block
-import msgpack
 
+from replay import template as layout
 from replay.pacing import TimelineEntry
-from replay.rewrite import Template
+from replay.template import Template
 
 FRAME_BYTES = 64 << 10  # packed templates per LZ4 frame (what one step decompresses)
 READ_BYTES = 1 << 20  # whole frames read at once (a larger frame is read alone)
@@ -51,7 +52,6 @@ class TemplateSpool:
         # (closed by close(), not a with block: the spool outlives this call)
         self._file = tempfile.TemporaryFile(dir=directory, prefix="replay-spool-")  # noqa: SIM115
         self._fd = self._file.fileno()
-        self._packer = msgpack.Packer()
         self._frame = bytearray()
         self._written = 0  # bytes in the file (no index kept: memory stays flat however long)
         self.count = 0  # templates added
@@ -61,8 +61,7 @@ class TemplateSpool:
         self._flushed = (0, -1)  # (count, last_record) of the templates in whole frames
 
     def add(self, entry: TimelineEntry, template: Template) -> None:
-        item = (entry.record, entry.offset_ns, entry.gap_ns, template.state())
-        self._frame += self._packer.pack(item)
+        self._frame += layout.pack(entry, template)
         self.count += 1
         self.last_record = entry.record
         self.has_read = self.has_read or template.has_read
@@ -104,9 +103,14 @@ class TemplateSpool:
         goes on from where it was). It ends after the last template once finished."""
         return self._pass()
 
-    def _pass(self) -> Iterator[tuple[TimelineEntry, Template] | None]:
+    def templates(self) -> Iterator[Template]:
+        """`read()` without the entries: the templates alone, in the order added."""
+        if not self.finished:
+            raise RuntimeError("TemplateSpool.templates before finish")
+        return cast(Iterator[Template], self._pass(layout.templates))
+
+    def _pass(self, items: Any = layout.items) -> Iterator[Any]:
         decompress = lz4.block.decompress
-        from_state = Template.from_state
         head, unpack_head = FRAME_HEAD.size, FRAME_HEAD.unpack_from
         offset = 0
         buffer, at = b"", 0  # whole frames read at once, and where the next begins in them
@@ -124,13 +128,11 @@ class TemplateSpool:
             if at + size > len(buffer):  # the frame runs past this read: read from its start
                 buffer, at = self._pread(max(min(READ_BYTES, end - offset), size), offset), 0
             view = memoryview(buffer)[at + head : at + size]
+            frame = decompress(view, uncompressed_size=raw)
+            view.release()
+            yield from items(frame, offset)
             at += size
             offset += size
-            unpacker = msgpack.Unpacker(use_list=False, raw=False)
-            unpacker.feed(decompress(view, uncompressed_size=raw))
-            view.release()
-            for index, offset_ns, gap_ns, state in unpacker:
-                yield TimelineEntry(index, offset_ns, gap_ns), from_state(state)
 
     def _pread(self, size: int, offset: int) -> bytes:
         data = os.pread(self._fd, size, offset)

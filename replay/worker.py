@@ -169,6 +169,8 @@ class Worker:
         )
         if self.shard.spool_error:
             info["spool_error"] = self.shard.spool_error
+        if self.shard.extended_ns:
+            info["spool_lead_ns"] = self.shard.extended_ns + LEAD_NS
         self.shard.build_behind(self.loop)  # the rest of the spool, while waiting and sending
         return info
 

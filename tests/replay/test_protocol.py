@@ -59,7 +59,7 @@ def test_delta_round_trips(worker: int, k: int, folds: list[bytes]) -> None:
             "spool_bytes": ints,
             "spool_dir": st.text(max_size=40),
         },
-        optional={"spool_error": st.text(max_size=40)},
+        optional={"spool_error": st.text(max_size=40), "spool_lead_ns": ints},
     )
 )
 def test_ready_round_trips(info: dict[str, Any]) -> None:
@@ -67,6 +67,7 @@ def test_ready_round_trips(info: dict[str, Any]) -> None:
     decoded = protocol.from_worker(_wire(message))
     assert decoded == message
     assert ("spool_error" in decoded.info) == ("spool_error" in info)  # type: ignore[union-attr]
+    assert ("spool_lead_ns" in decoded.info) == ("spool_lead_ns" in info)  # type: ignore[union-attr]
 
 
 @given(

@@ -54,7 +54,7 @@ def shard(cfg: WorkerConfig, lead_ns: int | None = None) -> Shard:
             minter=minter, created_ms=created, where=f"record {index}",
         )  # fmt: skip
 
-    OPEN.append(Shard(cfg, build, lead_ns=lead_ns))
+    OPEN.append(Shard(cfg, build, lead_ns=lead_ns, keep_ahead=False))  # (behind from the start)
     return OPEN[-1]
 
 

@@ -441,6 +441,7 @@ def test_a_worker_sends_while_its_spool_is_still_being_built(
 ) -> None:
     # a lead of nothing: the worker says ready with only a few templates spooled and builds
     # the rest behind its sends (or as they come due); it sends what a cached worker sends
+    import replay.lead
     import replay.shard
 
     corpus = synth_corpus("mixed", rate=150, seconds=1)
@@ -451,6 +452,7 @@ def test_a_worker_sends_while_its_spool_is_still_being_built(
     for how in ("cached", "behind"):
         if how == "behind":
             monkeypatch.setattr(replay.worker, "LEAD_NS", 0)
+            monkeypatch.setattr(replay.lead, "templates_first", lambda *_args: 0)
         srv = server()
         worker, cap, info = run_worker(corpus, srv.url, cache_bytes=1 if how == "behind"
                                        else 48 << 20, **options)  # fmt: skip

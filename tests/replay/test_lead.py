@@ -1,0 +1,97 @@
+"""How much of its spool a worker builds before sending (replay/lead.py), alone and as a
+shard uses it (no network)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from capture.corpus import CorpusReader
+from replay import lead, rewrite
+from replay.address import Target
+from replay.ahead import AHEAD
+from replay.config import WorkerConfig
+from replay.encoder import Encoder
+from replay.shard import BUILD_CHECK, Shard
+
+NS = 1_000_000_000
+
+
+def constant(rate: float) -> lead.Demand:
+    return lambda t: rate * t / NS
+
+
+def test_a_model_that_sends_as_fast_as_it_can_builds_everything_first() -> None:
+    assert lead.templates_first(None, 50_000, 10 * NS, 123_456) == 123_456
+
+
+def test_a_slow_schedule_needs_only_what_is_prepared_ahead_of_it() -> None:
+    # 100 req/s and a template built in 10 µs: building behind keeps far ahead; the lead is
+    # what Ahead prepares before the start, with the margin
+    got = lead.templates_first(constant(100), 10_000, 60 * NS, 10**6)
+    assert got == math.ceil(AHEAD * (1 + lead.MARGIN))
+
+
+def test_a_schedule_faster_than_building_behind_is_built_ahead_by_the_difference() -> None:
+    # 25,000 req/s for 10 s, 50 µs a template: sending takes 25,000 x 30 µs = 0.75 s of each
+    # second, so building behind makes 0.25 s / 50 µs = 5,000 templates a second; by the end
+    # the schedule has used 250,000 (+ AHEAD prepared), building behind made 50,000
+    expected = (250_000 + AHEAD - 50_000) * (1 + lead.MARGIN)
+    got = lead.templates_first(constant(25_000), 50_000, 10 * NS, 10**6)
+    assert got == pytest.approx(expected, abs=1)
+    # never more than the shard
+    assert lead.templates_first(constant(25_000), 50_000, 10 * NS, 100_000) == 100_000
+
+
+def test_a_schedule_the_sends_alone_fill_leaves_nothing_to_build_behind() -> None:
+    # 40,000 req/s x 30 µs > 1 s a second: nothing is built behind, the lead is the demand
+    expected = (40_000 * 5 + AHEAD) * (1 + lead.MARGIN)
+    got = lead.templates_first(constant(40_000), 1_000, 5 * NS, 10**6)
+    assert got == pytest.approx(expected, abs=1)
+
+
+ENCODER = Encoder(Target.parse("http://127.0.0.1:9"), "sk-test", "test")
+OPEN: list[Shard] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_shards() -> Any:
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
+def shard(corpus: Path, keep_ahead: bool, **kw: Any) -> Shard:
+    cfg = WorkerConfig(
+        worker=0, workers=1, corpus=str(corpus), target="http://127.0.0.1:9", api_key="k",
+        project_id=None, duration_ns=3600 * NS, nonce=3, cache_bytes=1, **kw,
+    )  # fmt: skip
+    minter = rewrite.IdMinter(0, 3)
+    with CorpusReader(corpus) as reader:
+        created = rewrite.created_ms(reader.header.meta.created)
+
+    def build(record: Any, index: int) -> rewrite.Template:
+        return rewrite.build_template(
+            record, request_start=ENCODER.request_start, head_end=ENCODER.head_end,
+            minter=minter, created_ms=created, where=f"record {index}",
+        )  # fmt: skip
+
+    OPEN.append(Shard(cfg, build, lead_ns=0, keep_ahead=keep_ahead))
+    return OPEN[-1]
+
+
+def test_a_shard_builds_before_sending_what_its_schedule_needs(synth_corpus: Any) -> None:
+    corpus = synth_corpus("query", rate=1500, seconds=5)  # ~7,500 small records
+    slow = shard(corpus, True, model="rate", rate=10.0)
+    assert slow.mine > math.ceil(AHEAD * (1 + lead.MARGIN))
+    assert slow.spool is not None and not slow.spool.finished
+    assert slow.spool.count == math.ceil(AHEAD * (1 + lead.MARGIN))  # what Ahead prepares
+    assert slow.extended_ns > 0
+    fast = shard(corpus, True, model="closed", vus=5)  # as fast as it can: all of it
+    assert fast.spool is not None and fast.spool.finished and fast.spool.count == fast.mine
+    behind = shard(corpus, False, model="closed", vus=5)  # the lead alone (nothing, here)
+    assert behind.spool is not None and behind.spool.count == BUILD_CHECK
+    assert behind.extended_ns == 0
