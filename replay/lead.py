@@ -15,7 +15,9 @@ with the builder if the lead L holds L + B(t) >= D(t) + AHEAD for every t up to 
 at most the whole shard (a model that sends as fast as it can, `demand` None, needs it all:
 its sends leave no core to build on). A machine that can build ahead of its schedule
 starts after the usual short lead; one that cannot builds longer before the start instead
-of falling behind during the run.
+of falling behind during the run, but never past `replay.shard.MAX_LEAD_NS`, so the first
+request goes out within seconds whatever the corpus: a run that needed more says so in a note
+and may fall behind (templates built late, send lag, drops: all counted).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ class ReadyInfo(TypedDict, total=False):
     spool_error: str  # why the spool could not be written (absent when it could)
     sharding: str  # "chunk": this worker decoded only its chunks; "trace": every record
     spool_lead_ns: int  # built this long before ready, past the usual lead (replay.lead)
+    spool_lead_short: int  # templates replay.lead wanted built first, left for behind the sends
 
 
 class DoneInfo(TypedDict):
@@ -180,6 +181,8 @@ def _ready_info(raw: dict[str, Any]) -> ReadyInfo:
         info["sharding"] = str(raw["sharding"])
     if "spool_lead_ns" in raw:
         info["spool_lead_ns"] = int(raw["spool_lead_ns"])
+    if "spool_lead_short" in raw:
+        info["spool_lead_short"] = int(raw["spool_lead_short"])
     return info
 
 

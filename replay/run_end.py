@@ -65,7 +65,16 @@ def run_notes(
         )
     for index, info in enumerate(infos):
         lead_ns = int(info.get("spool_lead_ns", 0))
-        if lead_ns:
+        short = int(info.get("spool_lead_short", 0))
+        if short:
+            notes.append(
+                f"worker {index} built {int(info.get('spooled', 0)):,} templates "
+                f"({lead_ns / 1e9:.1f} s, the most it builds before sending), {short:,} fewer "
+                "than it reckons it needs to stay ahead of its schedule: this machine builds "
+                "too slowly for this run, which may fall behind (see the templates built late, "
+                "the send lag and the dropped requests)"
+            )
+        elif lead_ns:
             notes.append(
                 f"worker {index} built {int(info.get('spooled', 0)):,} templates "
                 f"({lead_ns / 1e9:.1f} s) before sending: on this machine, building the rest "

@@ -34,6 +34,7 @@ LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messa
 LOAD_PROGRESS_NS = NS  # or this long, whichever comes first (large records: slow reading)
 LOAD_CHECK = 1024  # records read between two looks at the clock while loading
 LEAD_NS = NS  # a worker builds its spool this long while loading, the rest behind the sends
+MAX_LEAD_NS = 4 * NS  # and never longer than this before it sends, however far behind it is
 BUILD_SLICE_NS = 100_000  # building behind the sends holds the loop this long at a time
 BUILD_CHECK = 4  # templates built between two looks at the clock
 
@@ -90,6 +91,7 @@ class Shard:
         self.keep_ahead = keep_ahead  # build past the lead as far as replay.lead reckons
         self.built_late = 0  # templates a pass built itself, having caught up with the builder
         self.extended_ns = 0  # how long loading built the spool past `lead_ns` (replay.lead)
+        self.lead_short = 0  # templates replay.lead wanted first that MAX_LEAD_NS left unbuilt
         self._filler: Generator[None, None, None] | None = (
             None  # builds the spool a template a step
         )
@@ -129,8 +131,10 @@ class Shard:
                 led = time.monotonic_ns()
                 first = self._templates_first((led - began) / self.spool.count)
                 if first > self.spool.count:
-                    self.build_some(None, first if first < self.mine else None)
+                    cut = self.build_some(began + MAX_LEAD_NS, first if first < self.mine else None)
                     self.extended_ns = time.monotonic_ns() - led
+                    if cut and self.spool is not None and self.spool.count < first:
+                        self.lead_short = first - self.spool.count
         except BaseException:  # a bad record (RewriteError), a damaged chunk: no open file left
             self.close()
             raise

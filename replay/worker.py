@@ -171,6 +171,8 @@ class Worker:
             info["spool_error"] = self.shard.spool_error
         if self.shard.extended_ns:
             info["spool_lead_ns"] = self.shard.extended_ns + LEAD_NS
+        if self.shard.lead_short:
+            info["spool_lead_short"] = self.shard.lead_short
         self.shard.build_behind(self.loop)  # the rest of the spool, while waiting and sending
         return info
 

@@ -11,6 +11,7 @@ import pytest
 
 from capture.corpus import CorpusReader
 from replay import lead, rewrite
+from replay import shard as shard_module
 from replay.address import Target
 from replay.ahead import AHEAD
 from replay.config import WorkerConfig
@@ -95,3 +96,20 @@ def test_a_shard_builds_before_sending_what_its_schedule_needs(synth_corpus: Any
     behind = shard(corpus, False, model="closed", vus=5)  # the lead alone (nothing, here)
     assert behind.spool is not None and behind.spool.count == BUILD_CHECK
     assert behind.extended_ns == 0
+
+
+def test_building_before_sending_stops_at_the_longest_lead(
+    synth_corpus: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a closed model wants its whole shard built first; with no time allowed for that it
+    # builds one check's worth in the lead and one past it, and says how many it wanted
+    corpus = synth_corpus("query", rate=1500, seconds=5)
+    monkeypatch.setattr(shard_module, "MAX_LEAD_NS", 0)
+    cut = shard(corpus, True, model="closed", vus=5)
+    assert cut.spool is not None and not cut.spool.finished
+    assert cut.spool.count == 2 * BUILD_CHECK < cut.mine
+    assert cut.lead_short == cut.mine - cut.spool.count
+    monkeypatch.setattr(shard_module, "MAX_LEAD_NS", 3600 * NS)
+    whole = shard(corpus, True, model="closed", vus=5)
+    assert whole.spool is not None and whole.spool.count == whole.mine
+    assert whole.lead_short == 0

@@ -59,7 +59,11 @@ def test_delta_round_trips(worker: int, k: int, folds: list[bytes]) -> None:
             "spool_bytes": ints,
             "spool_dir": st.text(max_size=40),
         },
-        optional={"spool_error": st.text(max_size=40), "spool_lead_ns": ints},
+        optional={
+            "spool_error": st.text(max_size=40),
+            "spool_lead_ns": ints,
+            "spool_lead_short": ints,
+        },
     )
 )
 def test_ready_round_trips(info: dict[str, Any]) -> None:
@@ -68,6 +72,7 @@ def test_ready_round_trips(info: dict[str, Any]) -> None:
     assert decoded == message
     assert ("spool_error" in decoded.info) == ("spool_error" in info)  # type: ignore[union-attr]
     assert ("spool_lead_ns" in decoded.info) == ("spool_lead_ns" in info)  # type: ignore[union-attr]
+    assert ("spool_lead_short" in decoded.info) == ("spool_lead_short" in info)  # type: ignore[union-attr]
 
 
 @given(
