@@ -41,6 +41,7 @@ class LaneShard(Shard):
 
     def __init__(self, cfg: WorkerConfig, *args: Any) -> None:
         self.needed = templates_needed(cfg)
+        self.deferred = False  # in memory, built as the lane first draws them
         super().__init__(cfg, *args)
         wanted = cfg.lane.get("endpoints")
         if self.mine == 0 and wanted and next(self._walk(everyone=True), None) is None:
@@ -62,6 +63,28 @@ class LaneShard(Shard):
             walk = itertools.islice(walk, self.needed)  # the shard: what the lane can send
         yield from walk
 
+    def _cache(self, build: Callable[[Any, int], Template]) -> list[tuple[Any, Template]] | None:
+        """A lane that draws its templates round and round (an arrival rate, VUs without a
+        flow) builds them on its first pass, on the worker's loop between sends (`Ahead`),
+        not while loading: the first seconds of a run rarely need them all at once."""
+        if self.cfg.model in DRAWN_IN_ORDER and not self.cfg.lane.get("flow"):
+            self.deferred = True
+            return None
+        return super()._cache(build)
+
+    def cycle(self) -> Iterator[Template]:
+        if not self.deferred or self.everyone:
+            return super().cycle()
+        return self._first_pass_then_cycle()
+
+    def _first_pass_then_cycle(self) -> Iterator[Template]:
+        built: list[Template] = []
+        for _entry, template in self._built(self._walk(everyone=False)):
+            built.append(template)
+            yield template
+        if built:
+            yield from itertools.cycle(built)
+
     def templates_of(self, endpoint: str) -> list[Template]:
         """Every template of `endpoint` (a flow step's pool): this worker's, or when it
         holds none, the whole corpus's."""
@@ -75,6 +98,9 @@ class LaneShard(Shard):
             if pool:
                 return pool
         raise CorpusError(self.cfg.corpus, f"no {endpoint} requests for the scenario's flow")
+
+
+DRAWN_IN_ORDER = ("constant-arrival-rate", "ramping-arrival-rate", "constant-vus", "ramping-vus")
 
 
 def templates_needed(cfg: WorkerConfig) -> int | None:
@@ -210,7 +236,7 @@ class ScenarioWorker(Worker):
             lane.shard = shard = LaneShard(lane.cfg, self._builder(lane.cfg.corpus), self._loading)
             mine += shard.mine
             spooled += shard.spooled
-            cached = cached and shard.cached is not None
+            cached = cached and (shard.cached is not None or shard.deferred)
             spool_bytes += shard.spool.bytes_on_disk if shard.spool is not None else 0
             n = lane.scheduler.connections(lane.cfg)
             lane.conns = [

@@ -53,8 +53,10 @@ def test_lanes_that_may_send_any_template(text: str) -> None:
 
 
 def test_a_short_rate_lane_builds_a_few_templates_not_its_whole_shard() -> None:
-    """10 req/s for 2 s: worker 0 of 2 sends 10 requests; it builds a bound on that (its
-    schedule plus six standard deviations and 64), not its half of the 3,000-record corpus."""
+    """10 req/s for 2 s: worker 0 of 2 sends 10 requests. Loading builds no template; the
+    lane's first pass builds a bound on what it can send (its schedule plus six standard
+    deviations and 64), not its half of the 3,000-record corpus, and later passes reuse
+    them in the same order."""
     text = (
         '[scenarios.r]\nexecutor = "constant-arrival-rate"\ncorpus = "ingestion"\n'
         'rate = 10\nduration = "2s"\n'
@@ -71,12 +73,13 @@ def test_a_short_rate_lane_builds_a_few_templates_not_its_whole_shard() -> None:
     shard = LaneShard(lane, counting)
     needed = templates_needed(lane)
     assert needed is not None and 10 <= needed < 200
-    assert len(built) == shard.mine == needed
-    assert shard.cached is not None and len(shard.cached) == needed
-    # the lane's schedule draws its 10 templates from the first ones, in corpus order
+    assert shard.mine == needed and shard.deferred and built == []  # nothing at load
     cycle = shard.cycle()
-    drawn = [next(cycle) for _ in range(10)]
-    assert drawn == [tpl for _entry, tpl in shard.cached[:10]]
+    first = [next(cycle) for _ in range(needed)]
+    assert len(built) == needed and built == sorted(built)  # in corpus order, once each
+    again = [next(cycle) for _ in range(needed)]
+    assert len(built) == needed  # the second pass builds nothing
+    assert [id(t) for t in again] == [id(t) for t in first]
 
 
 def _plan(text: str) -> object:
