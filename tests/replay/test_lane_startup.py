@@ -106,3 +106,46 @@ def test_prespawned_workers_taken_are_the_takers_to_reap() -> None:
 
     reap(procs, selector)  # (kills and waits)
     assert procs[0].popen.poll() is not None
+
+
+PATCH_SCRIPT = """
+import socket
+from importlib import metadata
+
+scans = []
+distributions = metadata.distributions
+def counted(**kw):
+    scans.append(1)
+    return distributions(**kw)
+metadata.distributions = counted
+lookup = metadata.entry_points
+
+from replay.gevent_patch import patch_all
+patch_all()
+
+import gevent.socket
+assert socket.socket is gevent.socket.socket, "socket not patched"
+assert metadata.entry_points is lookup, "entry_points not restored"
+print(len(scans))
+"""
+
+
+def test_a_worker_patches_with_one_scan_of_the_installed_packages() -> None:
+    """In a fresh interpreter (patching is for worker processes only): everything patched,
+    the installed distributions scanned once (gevent alone scans them for every patched
+    module), and importlib.metadata as it was."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, replay_env
+
+    done = subprocess.run(
+        [sys.executable, "-c", PATCH_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=replay_env(),
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == 1
