@@ -19,6 +19,7 @@ from replay.coordinator import Coordinator, RunFailed
 from replay.live import parse_listen
 from replay.open_files import warn_open_files
 from replay.plan import RunPlan, make_plan, scrape_urls
+from replay.prespawn import Prespawned
 from replay.results_stdout import StdoutResults
 from replay.rewrite import MAX_WORKERS
 from replay.segments import (
@@ -205,6 +206,16 @@ def _run(ctx: click.Context, corpus: str, options: dict[str, Any]) -> int:
     else:
         plan = plan_from_options(corpus, options, command_line=_command_line())
     warn_open_files(plan.max_inflight)
+    workers = Prespawned(plan.workers)  # they import while the target starts
+    try:
+        return _run_against_target(plan, options, to_stdout, workers)
+    finally:
+        workers.close()  # (unless the coordinator took them)
+
+
+def _run_against_target(
+    plan: RunPlan, options: dict[str, Any], to_stdout: StdoutResults, workers: Prespawned
+) -> int:
     try:
         target = open_target(
             options["target"],
@@ -218,7 +229,8 @@ def _run(ctx: click.Context, corpus: str, options: dict[str, Any]) -> int:
         click.echo("replay run: interrupted", err=True)
         return EXIT_INTERRUPTED
     try:
-        code = Coordinator(plan, target, stdout=to_stdout.summary_stream).run()
+        coordinator = Coordinator(plan, target, stdout=to_stdout.summary_stream, prespawned=workers)
+        code = coordinator.run()
     except RunFailed as exc:
         click.echo(f"replay run: error: {one_line(str(exc))}", err=True)
         code = exc.code

@@ -36,6 +36,7 @@ from replay.workers import WorkerProc, death_message, reap, spawn_worker, worker
 
 if TYPE_CHECKING:
     from replay.live import LiveMetrics, MetricsServer
+    from replay.prespawn import Prespawned
     from replay.scenario_results import ScenarioAggregates
     from replay.scrape import TargetScraper
 
@@ -52,14 +53,16 @@ class Coordinator:
         *,
         stdout: TextIO | None = None,
         stderr: TextIO | None = None,
+        prespawned: Prespawned | None = None,
     ) -> None:
         self.plan = plan
+        self.prespawned = prespawned  # workers already importing: taken over by _spawn
         self.target = target
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.aggregate = RunAggregate()
         self.procs: list[WorkerProc] = []
-        self.selector = selectors.DefaultSelector()
+        self.selector: selectors.BaseSelector = selectors.DefaultSelector()
         self.packer = msgpack.Packer(use_bin_type=True)
         self.nonce = int.from_bytes(os.urandom(8), "big") >> 1  # msgpack: int64
         self.interrupted = False
@@ -85,9 +88,16 @@ class Coordinator:
     # --- processes -----------------------------------------------------------------------
 
     def _spawn(self) -> None:
+        if self.prespawned is not None:
+            self.selector.close()
+            self.procs, self.selector = self.prespawned.take()
         for w in range(self.plan.workers):
-            proc = spawn_worker(w, self.selector)
-            self.procs.append(proc)
+            if w < len(self.procs):
+                proc = self.procs[w]
+                proc.heard = time.monotonic()  # (its wait for the target was not loading)
+            else:
+                proc = spawn_worker(w, self.selector)
+                self.procs.append(proc)
             self._send(proc, worker_config(self.plan, self.target, w, self.nonce).to_wire())
 
     def _send(self, proc: WorkerProc, message: Any) -> None:

@@ -9,9 +9,10 @@ scenario's name, and at the end of each interval its active VUs at mid-interval.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import gevent
@@ -26,7 +27,7 @@ from replay.pacing import NS
 from replay.protocol import DoneInfo, ReadyInfo
 from replay.recorder import IntervalRecorder
 from replay.rewrite import Template
-from replay.schedulers import scheduler_class
+from replay.schedulers import RateScheduler, scheduler_class
 from replay.shard import Shard
 from replay.wire import Connection
 from replay.worker import FOLDS, PREFILL_MARGIN_NS, STOP_GRACE_NS, Worker
@@ -39,6 +40,8 @@ class LaneShard(Shard):
     CorpusError when the corpus holds none of them at all."""
 
     def __init__(self, cfg: WorkerConfig, *args: Any) -> None:
+        self.needed = templates_needed(cfg)
+        self.deferred = False  # in memory, built as the lane first draws them
         super().__init__(cfg, *args)
         wanted = cfg.lane.get("endpoints")
         if self.mine == 0 and wanted and next(self._walk(everyone=True), None) is None:
@@ -50,9 +53,37 @@ class LaneShard(Shard):
 
     def _walk(self, everyone: bool, *args: Any, **kwargs: Any) -> Any:
         wanted = set(self.cfg.lane.get("endpoints") or ())
-        for entry, record in super()._walk(everyone, *args, **kwargs):
-            if not wanted or record.endpoint in wanted:
-                yield entry, record
+        walk: Iterator[tuple[Any, Any]] = (
+            (entry, record)
+            for entry, record in super()._walk(everyone, *args, **kwargs)
+            if not wanted or record.endpoint in wanted
+        )
+        from_start = not args[2:] and kwargs.get("after", -1) < 0
+        if self.needed is not None and not everyone and from_start:
+            walk = itertools.islice(walk, self.needed)  # the shard: what the lane can send
+        yield from walk
+
+    def _cache(self, build: Callable[[Any, int], Template]) -> list[tuple[Any, Template]] | None:
+        """A lane that draws its templates round and round (an arrival rate, VUs without a
+        flow) builds them on its first pass, on the worker's loop between sends (`Ahead`),
+        not while loading: the first seconds of a run rarely need them all at once."""
+        if self.cfg.model in DRAWN_IN_ORDER and not self.cfg.lane.get("flow"):
+            self.deferred = True
+            return None
+        return super()._cache(build)
+
+    def cycle(self) -> Iterator[Template]:
+        if not self.deferred or self.everyone:
+            return super().cycle()
+        return self._first_pass_then_cycle()
+
+    def _first_pass_then_cycle(self) -> Iterator[Template]:
+        built: list[Template] = []
+        for _entry, template in self._built(self._walk(everyone=False)):
+            built.append(template)
+            yield template
+        if built:
+            yield from itertools.cycle(built)
 
     def templates_of(self, endpoint: str) -> list[Template]:
         """Every template of `endpoint` (a flow step's pool): this worker's, or when it
@@ -67,6 +98,25 @@ class LaneShard(Shard):
             if pool:
                 return pool
         raise CorpusError(self.cfg.corpus, f"no {endpoint} requests for the scenario's flow")
+
+
+DRAWN_IN_ORDER = ("constant-arrival-rate", "ramping-arrival-rate", "constant-vus", "ramping-vus")
+
+
+def templates_needed(cfg: WorkerConfig) -> int | None:
+    """How many of its shard's first templates a lane can send at most, or None when it may
+    send any. A lane draws templates in corpus order, round and round, so building more than
+    it can send is start-up time for nothing. Arrival rates send their schedule's count
+    (`RateScheduler.most_requests`). A VU starts an iteration (one request, without a flow)
+    at least a think time after its last one, and only before the scenario's end: at most
+    duration / think + 1 each, doubled (a loop timer may fire a little early). A flow, no
+    think time or a corpus timeline: None."""
+    if cfg.model in ("constant-arrival-rate", "ramping-arrival-rate"):
+        return RateScheduler.most_requests(cfg)
+    closed = cfg.model in ("constant-vus", "ramping-vus")
+    if closed and not cfg.lane.get("flow") and cfg.think_ns > 0:
+        return cfg.vus * (2 * (cfg.duration_ns // cfg.think_ns) + 2) + 64
+    return None
 
 
 class Lane:
@@ -186,7 +236,7 @@ class ScenarioWorker(Worker):
             lane.shard = shard = LaneShard(lane.cfg, self._builder(lane.cfg.corpus), self._loading)
             mine += shard.mine
             spooled += shard.spooled
-            cached = cached and shard.cached is not None
+            cached = cached and (shard.cached is not None or shard.deferred)
             spool_bytes += shard.spool.bytes_on_disk if shard.spool is not None else 0
             n = lane.scheduler.connections(lane.cfg)
             lane.conns = [

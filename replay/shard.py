@@ -109,11 +109,15 @@ class Shard:
                 self.mine += 1
                 budget -= len(record.body) + len(record.path) + 512
         if budget >= 0:
-            self.cached = [(e, build(r, e.record)) for e, r in self._walk(everyone=False)]
+            self.cached = self._cache(build)
         elif self.mine:
             self._fill_spool(progress)
         self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
         self._loading = False
+
+    def _cache(self, build: Callable[[Any, int], Template]) -> list[tuple[Any, Template]] | None:
+        """The shard's templates in memory, built now (a subclass may defer them: None)."""
+        return [(e, build(r, e.record)) for e, r in self._walk(everyone=False)]
 
     def _fill_spool(self, progress: Callable[[int, int, LoadStage], None] | None) -> None:
         """Build this shard's templates into a new spool, as far as the run can reach."""

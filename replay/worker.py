@@ -394,9 +394,9 @@ class Worker:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of a worker process: the only place gevent patches anything."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C and says stop
-    from gevent import monkey
+    from replay.gevent_patch import patch_all
 
-    monkey.patch_all()
+    patch_all()
 
     args = sys.argv[1:] if argv is None else argv
     control_fd, data_fd = int(args[0]), int(args[1])

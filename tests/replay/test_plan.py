@@ -20,12 +20,12 @@ def test_the_model_follows_from_the_arguments(synth_corpus: Callable[..., Path])
     assert make_plan(corpus, rate=10.0).model == "rate"
     assert make_plan(corpus, stages=[(NS, 5.0)]).model == "rate"
     assert make_plan(corpus, vus=3).model == "closed"
-    # and each model has its scheduler
+    # and each model has its scheduler (replay.executors, once imported, adds k6's names)
     assert {
         "timeline": TimelineScheduler,
         "rate": RateScheduler,
         "closed": ClosedScheduler,
-    } == SCHEDULERS
+    }.items() <= SCHEDULERS.items()
 
 
 def test_durations(synth_corpus: Callable[..., Path]) -> None:

@@ -364,8 +364,8 @@ def test_abort_on_fail_with_a_scenario_threshold(
 @pytest.mark.slow
 def test_spike_preset_at_time_scale_against_the_sandbox() -> None:
     """The guide's spike at 0.05 (18 s) against the embedded sandbox, with a per-scenario
-    summary. The bound is wide: the goal is 30 s on a quiet machine; startup (sandbox,
-    workers) alone takes seconds on a busy one."""
+    summary. The goal is 30 s; about 21 s at load 3-4 on 2 cores (docs/scenarios.md). The
+    bound is twice the goal: start-up (sandbox, workers) stretches on a loaded machine."""
     began = time.monotonic()
     done = subprocess.run(
         replay_command("--scenario", "spike", "--time-scale", "0.05", "-q"),
@@ -378,7 +378,7 @@ def test_spike_preset_at_time_scale_against_the_sandbox() -> None:
     took = time.monotonic() - began
     assert done.returncode == 0, done.stderr
     assert "SCENARIOS" in done.stdout and "spike (ramping-vus)" in done.stdout
-    assert took < 120
+    assert took < 60
 
 
 def test_endpoints_the_corpus_lacks_are_one_line_exit_2(tmp_path: Path) -> None:

@@ -31,6 +31,15 @@ def _processes_with_env(marker: str) -> list[int]:
     return found
 
 
+def _sandbox_running(marker: str) -> bool:
+    """Whether one of the processes with `marker` has become `python -m sandbox`."""
+    for pid in _processes_with_env(marker):
+        with contextlib.suppress(OSError):
+            if b"-m\0sandbox\0" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+    return False
+
+
 @pytest.fixture
 def started() -> Iterator[list[subprocess.Popen[str]]]:
     procs: list[subprocess.Popen[str]] = []
@@ -107,10 +116,11 @@ def test_sigterm_to_replay_run_while_the_sandbox_starts(
     tmpdir = short_tmp / "tmp"
     tmpdir.mkdir()
     proc = _start(started, tmpdir, "replay.cli", "run", "ingestion", "--duration", "60s")
-    # as soon as the embedded sandbox's process exists (a second process with this
-    # TMPDIR), while replay waits for it to be ready
+    # as soon as the embedded sandbox's process runs (a process with this TMPDIR running
+    # `-m sandbox`: replay's workers, spawned first, have it too), while replay waits for it
+    # to be ready
     deadline = time.monotonic() + 60
-    while len(_processes_with_env(f"TMPDIR={tmpdir}")) < 2 and time.monotonic() < deadline:
+    while not _sandbox_running(f"TMPDIR={tmpdir}") and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
