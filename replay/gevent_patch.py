@@ -2,9 +2,8 @@
 
 For each module it patches, gevent announces an event to plugins, looking its entry-point
 group up with `importlib.metadata.entry_points(group=...)`, and every such lookup reads the
-metadata of every installed distribution: about 25 full scans, most of a worker's
-`patch_all` time (0.3-0.4 s of CPU in an environment of about 100 packages, paid by every
-worker at every start). Here the entry points are read once and each lookup selects from
+metadata of every installed distribution: most of a worker's patching time, paid by every
+worker at every start. Here the entry points are read once and each lookup selects from
 them, which is what `entry_points(**params)` itself does after its scan; the function is
 restored when patching ends. Plugins are found and called exactly as before.
 """
