@@ -34,7 +34,7 @@ LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messa
 LOAD_PROGRESS_NS = NS  # or this long, whichever comes first (large records: slow reading)
 LOAD_CHECK = 1024  # records read between two looks at the clock while loading
 LEAD_NS = NS  # a worker builds its spool this long while loading, the rest behind the sends
-MAX_LEAD_NS = 5 * NS // 2  # and never longer than this before it sends, however far behind it is
+MAX_LEAD_NS = 5 * NS // 2  # a schedule's worker never longer than this, however far behind
 BUILD_SLICE_NS = 100_000  # building behind the sends holds the loop this long at a time
 BUILD_CHECK = 4  # templates built between two looks at the clock
 
@@ -133,9 +133,13 @@ class Shard:
             more = self.build_some(lead)
             if more and self.keep_ahead and self.spool is not None and self.spool.count:
                 led = time.monotonic_ns()
-                first = self._templates_first((led - began) / self.spool.count)
+                first, scheduled = self._templates_first((led - began) / self.spool.count)
                 if first > self.spool.count:
-                    cut = self.build_some(began + MAX_LEAD_NS, first if first < self.mine else None)
+                    # a schedule starts within MAX_LEAD_NS whatever it needs (it notes what
+                    # was left); a model with no schedule builds all it reaches first, since
+                    # building behind its sends would lower the throughput it measures
+                    until = began + MAX_LEAD_NS if scheduled else None
+                    cut = self.build_some(until, first if first < self.mine else None)
                     self.extended_ns = time.monotonic_ns() - led
                     if cut and self.spool is not None and self.spool.count < first:
                         self.lead_short = first - self.spool.count
@@ -247,11 +251,13 @@ class Shard:
             self.spool.close()
         self.spool = None
 
-    def _templates_first(self, build_ns: float) -> int:
-        """How many templates to build before sending (replay.lead), one costing `build_ns`."""
+    def _templates_first(self, build_ns: float) -> tuple[int, bool]:
+        """How many templates to build before sending (replay.lead), one costing `build_ns`,
+        and whether the model sends on a schedule (False: as fast as it can)."""
         cfg = self.cfg
         demand = scheduler_class(cfg.model).spool_demand(cfg, self.period_ns, self.mine)
-        return lead.templates_first(demand, build_ns, cfg.duration_ns, self.mine)
+        first = lead.templates_first(demand, build_ns, cfg.duration_ns, self.mine)
+        return first, demand is not None
 
     def _spooled_enough(self, entry: TimelineEntry, spooled: int) -> bool:
         """Whether the run can reach no record of this shard after `entry` (the `spooled`-th

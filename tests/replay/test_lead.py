@@ -101,15 +101,15 @@ def test_a_shard_builds_before_sending_what_its_schedule_needs(synth_corpus: Any
 def test_building_before_sending_stops_at_the_longest_lead(
     synth_corpus: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # a closed model wants its whole shard built first; with no time allowed for that it
-    # builds one check's worth in the lead and one past it, and says how many it wanted
+    # a schedule wants what Ahead prepares built first; with no time allowed for that it
+    # builds one check's worth in the lead and one past it, and says how many it wanted.
+    # A closed model has no schedule to start on: it builds all it can reach regardless.
     corpus = synth_corpus("query", rate=1500, seconds=5)
     monkeypatch.setattr(shard_module, "MAX_LEAD_NS", 0)
-    cut = shard(corpus, True, model="closed", vus=5)
+    cut = shard(corpus, True, model="rate", rate=10.0)
     assert cut.spool is not None and not cut.spool.finished
     assert cut.spool.count == 2 * BUILD_CHECK < cut.mine
-    assert cut.lead_short == cut.mine - cut.spool.count
-    monkeypatch.setattr(shard_module, "MAX_LEAD_NS", 3600 * NS)
-    whole = shard(corpus, True, model="closed", vus=5)
-    assert whole.spool is not None and whole.spool.count == whole.mine
-    assert whole.lead_short == 0
+    assert cut.lead_short == math.ceil(AHEAD * (1 + lead.MARGIN)) - 2 * BUILD_CHECK
+    closed = shard(corpus, True, model="closed", vus=5)
+    assert closed.spool is not None and closed.spool.count == closed.mine
+    assert closed.lead_short == 0
