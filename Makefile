@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Test processes (pytest-xdist): most tests wait on real servers and real clocks, so two
-# share this 2-core machine well; a test file stays in one process (its fixtures are built once).
-TEST_JOBS ?= 2
+# Test processes (pytest-xdist): most tests wait on real servers and real clocks, so three
+# share a 2-core machine well; a test file stays in one process (its fixtures are built once).
+TEST_JOBS ?= 3
 DEPS   := pyproject.toml setup.cfg
 
 .PHONY: demo test test-all lint typecheck bench corpora clean
