@@ -22,13 +22,11 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from replay.ahead import AHEAD
 from replay.config import WorkerConfig
-from replay.lead import Demand
 from replay.pacing import NS
 from replay.schedulers import (
-    CLOSED_MOST_RATE,
     SCHEDULERS,
+    AsFastAsVUs,
     RateScheduler,
     Scheduler,
     TimelineScheduler,
@@ -43,7 +41,7 @@ if TYPE_CHECKING:
 GRACE_NS = 30 * NS
 
 
-class VUScheduler(Scheduler):
+class VUScheduler(AsFastAsVUs):
     """constant-vus and ramping-vus: VUs on this worker's VU steps (``cfg.lane["steps"]``,
     [[ns from the scenario's start, VUs], ...]); ``cfg.vus`` is the most at any instant."""
 
@@ -66,22 +64,6 @@ class VUScheduler(Scheduler):
         self._vu_of: dict[int, int] = {}
         self._timers: list[Any] = []
         self.on_fill = self._unpark
-
-    @classmethod
-    def connections(cls, cfg: WorkerConfig) -> int:
-        return cfg.vus
-
-    @classmethod
-    def preconnect(cls, conns: list[Connection]) -> list[Connection]:
-        return conns
-
-    @classmethod
-    def most_requests(cls, cfg: WorkerConfig) -> int:
-        return int(cfg.duration_ns / NS * CLOSED_MOST_RATE) + AHEAD + 1
-
-    @classmethod
-    def spool_demand(cls, cfg: WorkerConfig, period_ns: int, mine: int) -> Demand | None:
-        return None  # VUs send as fast as they can: the whole spool is built first
 
     def attach(self, conns: list[Connection]) -> None:
         super().attach(conns)

@@ -278,16 +278,9 @@ class RateScheduler(OpenScheduler):
         return itertools.takewhile(lambda pair: pair[0] < cfg.duration_ns, pairs)
 
 
-class ClosedScheduler(Scheduler):
-    """--vus: each VU (a connection) sends its next request once its last one is answered
-    (after --think-time, on a timer); a request's intended time is the moment its VU was
-    ready to send it. A VU that finds nothing prepared is parked until `Ahead` fills."""
-
-    def __init__(self, worker: Worker) -> None:
-        super().__init__(worker)
-        self.parked: list[Connection] = []  # VUs waiting for a template
-        self._think = self.cfg.think_ns / NS if self.cfg.think_ns else None
-        self.on_fill = self._unpark
+class AsFastAsVUs(Scheduler):
+    """What a model of VUs that send as fast as they can needs from a worker: a connection
+    per VU, all opened before the start, and a spool built whole before sending."""
 
     @classmethod
     def connections(cls, cfg: WorkerConfig) -> int:
@@ -305,6 +298,18 @@ class ClosedScheduler(Scheduler):
     @classmethod
     def spool_demand(cls, cfg: WorkerConfig, period_ns: int, mine: int) -> Demand | None:
         return None  # as fast as it can: the sends leave no core to build behind them
+
+
+class ClosedScheduler(AsFastAsVUs):
+    """--vus: each VU (a connection) sends its next request once its last one is answered
+    (after --think-time, on a timer); a request's intended time is the moment its VU was
+    ready to send it. A VU that finds nothing prepared is parked until `Ahead` fills."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(worker)
+        self.parked: list[Connection] = []  # VUs waiting for a template
+        self._think = self.cfg.think_ns / NS if self.cfg.think_ns else None
+        self.on_fill = self._unpark
 
     def source(self, shard: Shard) -> Iterator[Template]:
         return shard.cycle()
