@@ -12,9 +12,20 @@ from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+import worker_shards
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 NS = 1_000_000_000
+
+
+@pytest.fixture(autouse=True)
+def _close_shards() -> Iterator[None]:
+    """Shards a test loaded through tests/replay/worker_shards.py, closed after it."""
+    yield
+    worker_shards.close_all()
 
 
 @pytest.fixture

@@ -10,18 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from worker_shards import NS, OPEN, builder, config, shard
 
 from capture.chunkshard import declare, split_traces
 from capture.corpus import CorpusReader, Record, write_corpus
-from replay import pacing, rewrite
-from replay.address import Target
-from replay.config import WorkerConfig
-from replay.encoder import Encoder
+from replay import pacing
 from replay.pacing import TimelineEntry
 from replay.shard import Shard
 
-NS = 1_000_000_000
-ENCODER = Encoder(Target.parse("http://127.0.0.1:9"), "sk-test", "test")
 PER = 13  # records per chunk
 
 
@@ -45,44 +41,6 @@ def grouped(tmp_path: Path, source: Path, *, whole: bool, seed: int = 7) -> Path
     path = tmp_path / f"grouped-{whole}.atc"
     write_corpus(path, meta, named, duration_ns=duration, chunk_records=PER)
     return path
-
-
-def config(corpus: Path, **kw: Any) -> WorkerConfig:
-    options: dict[str, Any] = {
-        "worker": 0, "workers": 1, "corpus": str(corpus), "target": "http://127.0.0.1:9",
-        "api_key": "k", "project_id": None, "model": "timeline", "duration_ns": 3600 * NS,
-        "nonce": 3, **kw,
-    }  # fmt: skip
-    return WorkerConfig(**options)
-
-
-OPEN: list[Shard] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_shards() -> Any:
-    yield
-    while OPEN:
-        OPEN.pop().close()
-
-
-def builder(cfg: WorkerConfig) -> Any:
-    minter = rewrite.IdMinter(cfg.worker, cfg.nonce, cfg.segment, cfg.segments)
-    with CorpusReader(cfg.corpus) as reader:
-        created = rewrite.created_ms(reader.header.meta.created)
-
-    def build(record: Any, index: int) -> rewrite.Template:
-        return rewrite.build_template(
-            record, request_start=ENCODER.request_start, head_end=ENCODER.head_end,
-            minter=minter, created_ms=created, where=f"record {index}",
-        )  # fmt: skip
-
-    return build
-
-
-def shard(cfg: WorkerConfig) -> Shard:
-    OPEN.append(Shard(cfg, builder(cfg)))
-    return OPEN[-1]
 
 
 def entries(s: Shard) -> list[TimelineEntry]:

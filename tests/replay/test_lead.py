@@ -8,14 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import worker_shards
 
-from capture.corpus import CorpusReader
-from replay import lead, rewrite
+from replay import lead
 from replay import shard as shard_module
-from replay.address import Target
 from replay.ahead import AHEAD
-from replay.config import WorkerConfig
-from replay.encoder import Encoder
 from replay.shard import BUILD_CHECK, Shard
 
 NS = 1_000_000_000
@@ -54,34 +51,11 @@ def test_a_schedule_the_sends_alone_fill_leaves_nothing_to_build_behind() -> Non
     assert got == pytest.approx(expected, abs=1)
 
 
-ENCODER = Encoder(Target.parse("http://127.0.0.1:9"), "sk-test", "test")
-OPEN: list[Shard] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_shards() -> Any:
-    yield
-    while OPEN:
-        OPEN.pop().close()
-
-
 def shard(corpus: Path, keep_ahead: bool, **kw: Any) -> Shard:
-    cfg = WorkerConfig(
-        worker=0, workers=1, corpus=str(corpus), target="http://127.0.0.1:9", api_key="k",
-        project_id=None, duration_ns=3600 * NS, nonce=3, cache_bytes=1, **kw,
-    )  # fmt: skip
-    minter = rewrite.IdMinter(0, 3)
-    with CorpusReader(corpus) as reader:
-        created = rewrite.created_ms(reader.header.meta.created)
-
-    def build(record: Any, index: int) -> rewrite.Template:
-        return rewrite.build_template(
-            record, request_start=ENCODER.request_start, head_end=ENCODER.head_end,
-            minter=minter, created_ms=created, where=f"record {index}",
-        )  # fmt: skip
-
-    OPEN.append(Shard(cfg, build, lead_ns=0, keep_ahead=keep_ahead))
-    return OPEN[-1]
+    """A spooled shard (a 1-byte cache) with no lead of its own, `kw` its worker's settings."""
+    return worker_shards.shard(
+        worker_shards.config(corpus, cache_bytes=1, **kw), lead_ns=0, keep_ahead=keep_ahead
+    )
 
 
 def test_a_shard_builds_before_sending_what_its_schedule_needs(synth_corpus: Any) -> None:

@@ -10,20 +10,16 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from worker_shards import ENCODER, NS, config, shard
 
 from capture.corpus import CorpusReader, write_corpus
 from corpora import bundled_path
 from replay import rewrite, spool
 from replay import template as layout
-from replay.address import Target
 from replay.config import WorkerConfig
-from replay.encoder import Encoder
 from replay.pacing import TimelineEntry
 from replay.shard import Shard, most_requests
 from replay.spool import TemplateSpool
-
-NS = 1_000_000_000
-ENCODER = Encoder(Target.parse("http://127.0.0.1:9"), "sk-test", "test")
 
 
 def templates_of(corpus: Path) -> list[tuple[TimelineEntry, rewrite.Template]]:
@@ -177,40 +173,6 @@ def multi_chunk(tmp_path: Path, source: Path, chunk_records: int) -> Path:
         tmp_path / f"chunked-{chunk_records}.atc", meta, records,
         duration_ns=duration, chunk_records=chunk_records,
     )  # fmt: skip
-
-
-def config(corpus: Path, **kw: Any) -> WorkerConfig:
-    options: dict[str, Any] = {
-        "worker": 0, "workers": 1, "corpus": str(corpus), "target": "http://127.0.0.1:9",
-        "api_key": "k", "project_id": None, "model": "timeline", "duration_ns": 3600 * NS,
-        "nonce": 3, **kw,
-    }  # fmt: skip
-    return WorkerConfig(**options)
-
-
-OPEN: list[Shard] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_shards() -> Any:
-    yield
-    while OPEN:
-        OPEN.pop().close()
-
-
-def shard(cfg: WorkerConfig) -> Shard:
-    minter = rewrite.IdMinter(cfg.worker, cfg.nonce)
-    with CorpusReader(cfg.corpus) as reader:
-        created = rewrite.created_ms(reader.header.meta.created)
-
-    def build(record: Any, index: int) -> rewrite.Template:
-        return rewrite.build_template(
-            record, request_start=ENCODER.request_start, head_end=ENCODER.head_end,
-            minter=minter, created_ms=created, where=f"record {index}",
-        )  # fmt: skip
-
-    OPEN.append(Shard(cfg, build))
-    return OPEN[-1]
 
 
 def a_pass(s: Shard) -> list[tuple[TimelineEntry, bytes]]:

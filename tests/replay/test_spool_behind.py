@@ -9,53 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import worker_shards
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from worker_shards import NS, config
 
 from capture.corpus import CorpusReader, write_corpus
 from replay import pacing, rewrite, spool
-from replay.address import Target
 from replay.config import WorkerConfig
-from replay.encoder import Encoder
 from replay.shard import BUILD_CHECK, Shard
 from replay.spool import TemplateSpool
 
-NS = 1_000_000_000
-ENCODER = Encoder(Target.parse("http://127.0.0.1:9"), "sk-test", "test")
-
-
-def config(corpus: Path, **kw: Any) -> WorkerConfig:
-    options: dict[str, Any] = {
-        "worker": 0, "workers": 1, "corpus": str(corpus), "target": "http://127.0.0.1:9",
-        "api_key": "k", "project_id": None, "model": "timeline", "duration_ns": 3600 * NS,
-        "nonce": 3, **kw,
-    }  # fmt: skip
-    return WorkerConfig(**options)
-
-
-OPEN: list[Shard] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_shards() -> Any:
-    yield
-    while OPEN:
-        OPEN.pop().close()
-
 
 def shard(cfg: WorkerConfig, lead_ns: int | None = None) -> Shard:
-    minter = rewrite.IdMinter(cfg.worker, cfg.nonce)
-    with CorpusReader(cfg.corpus) as reader:
-        created = rewrite.created_ms(reader.header.meta.created)
-
-    def build(record: Any, index: int) -> rewrite.Template:
-        return rewrite.build_template(
-            record, request_start=ENCODER.request_start, head_end=ENCODER.head_end,
-            minter=minter, created_ms=created, where=f"record {index}",
-        )  # fmt: skip
-
-    OPEN.append(Shard(cfg, build, lead_ns=lead_ns, keep_ahead=False))  # (behind from the start)
-    return OPEN[-1]
+    """Loaded with `lead_ns` of building, the rest built behind from the start."""
+    return worker_shards.shard(cfg, lead_ns=lead_ns, keep_ahead=False)
 
 
 def rendered(template: Any) -> bytes:
