@@ -7,14 +7,15 @@ format, then read back as `TemplateSpool.read` does (decompress a frame, make ea
 TimelineEntry and Template), the formats taking turns, best of --repeat turns each:
 
     zstd + msgpack     each template's fields as a msgpack array (zstd level 1)
-    lz4 + msgpack      the same in LZ4 blocks (the spool's format before the flat layout)
-    lz4 + flat         the flat layout of replay/template.py in LZ4 blocks (the spool now)
-    raw + flat         the flat layout uncompressed (the file is ~5x larger)
+    lz4 + msgpack      the same in LZ4 blocks
+    lz4 + marshal      replay/template.py's frames (marshalled tuples) in LZ4 blocks: the
+                       spool now
+    raw + marshal      the same uncompressed (the file is ~5x larger)
 
 Printed: µs per template and bytes per template on disk. msgpack makes every field and
-array again as Python objects; the flat layout is a header unpack and a few slices. No
-network; no file (frames stay in memory, so this is the decode cost alone). A benchmark,
-not a test.
+array as Python objects and then the template from them field by field; marshal makes the
+tuples in C, and a template is made from its tuple in one call. No network; no file (frames
+stay in memory, so this is the decode cost alone). A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -43,8 +44,6 @@ from replay.pacing import TimelineEntry
 from replay.template import Part, Template
 
 Item = tuple[TimelineEntry, Template]
-FIELDS = ("endpoint", "offset_ns", "recorded_ms", "fmt", "slots", "stamps", "reads",
-          "ack_prefix", "ack_suffix", "read_fallback", "has_read", "head")  # fmt: skip
 
 
 def items_of(corpus: Path) -> list[Item]:
@@ -64,8 +63,7 @@ def items_of(corpus: Path) -> list[Item]:
 
 def as_msgpack(item: Item) -> bytes:
     entry, template = item
-    fields = [getattr(template, name) for name in FIELDS]
-    return msgpack.packb((*entry, fields, template.body))  # type: ignore[no-any-return]
+    return msgpack.packb(layout.packed(entry, template))  # type: ignore[no-any-return]
 
 
 def frames(items: list[Item]) -> list[list[Item]]:
@@ -74,7 +72,7 @@ def frames(items: list[Item]) -> list[list[Item]]:
     size = 0
     for item in items:
         out[-1].append(item)
-        size += len(layout.pack(*item))
+        size += len(item[1].fmt) + spool.ITEM_BYTES
         if size >= spool.FRAME_BYTES:
             out.append([])
             size = 0
@@ -84,24 +82,22 @@ def frames(items: list[Item]) -> list[list[Item]]:
 def reader(
     blobs: list[bytes], decompress: Callable[[bytes], bytes], unpack: str
 ) -> Callable[[], int]:
-    new = Template.__new__
 
     def run() -> int:
         n = 0
         for blob in blobs:
             data = decompress(blob)
-            if unpack == "flat":
-                n += sum(1 for _ in layout.items(data))
+            if unpack == "marshal":
+                n += len(layout.unpack_frame(data))
                 continue
-            unpacker = msgpack.Unpacker(use_list=False, raw=False)
+            unpacker = msgpack.Unpacker(use_list=True, raw=False)
             unpacker.feed(data)
             found: Iterable[Any] = unpacker
-            for record, offset_ns, gap_ns, fields, body in found:
+            for record, offset_ns, gap_ns, *fields in found:
                 TimelineEntry(record, offset_ns, gap_ns)
-                template = new(Template)
-                for name, value in zip(FIELDS, fields, strict=True):
-                    setattr(template, name, value)
-                template.body = Part(*body) if body is not None else None
+                body = fields[7]
+                fields[7] = Part(*body) if body is not None else None
+                Template(*fields)
                 n += 1
         return n
 
@@ -117,7 +113,9 @@ def main() -> None:
     items = items_of(path)
     cut = frames(items)
     packed = [b"".join(as_msgpack(i) for i in f) for f in cut]
-    flat = [b"".join(layout.pack(*i) for i in f) for f in cut]
+    marshalled = [
+        layout.pack_frame([layout.packed(*i) for i in f], any(t.body for _e, t in f)) for f in cut
+    ]
     zc, zd = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
 
     def lz4_decompress(blob: bytes) -> bytes:
@@ -129,8 +127,8 @@ def main() -> None:
     formats = {
         "zstd + msgpack": ([zc.compress(p) for p in packed], zd.decompress, "msgpack"),
         "lz4 + msgpack": ([lz4.block.compress(p) for p in packed], lz4_decompress, "msgpack"),
-        "lz4 + flat": ([lz4.block.compress(f) for f in flat], lz4_decompress, "flat"),
-        "raw + flat": (flat, as_is, "flat"),
+        "lz4 + marshal": ([lz4.block.compress(f) for f in marshalled], lz4_decompress, "marshal"),
+        "raw + marshal": (marshalled, as_is, "marshal"),
     }
     runs = {name: reader(*spec) for name, spec in formats.items()}
     best = dict.fromkeys(formats, float("inf"))

@@ -40,7 +40,7 @@ from capture.corpus import IdKind, IdSpans, Record
 from replay.template import READ as READ
 from replay.template import SERIAL as SERIAL
 from replay.template import STAMP as STAMP
-from replay.template import Piece, part_of
+from replay.template import Part
 from replay.template import Template as Template
 
 SERIAL_DIGITS = 9
@@ -212,9 +212,8 @@ def build_template(
     rest of the head: with Content-Length for a length, none for NO_BODY, and ending in
     'Content-Length: ' for None (the body's length is then written per request).
 
-    This runs once per record sent when a shard is streamed, so it is one pass over the
-    spans into a flat list of pieces, made into a `replay.template.Part` once, with no object
-    per span.
+    This runs once per record sent when a shard is streamed: one pass over the spans finds
+    the ids the record defines, a second (`_splice`) writes the format string's pieces.
     """
     path = record.path.encode("utf-8")
     body = bytes(record.body)
@@ -223,7 +222,7 @@ def build_template(
 
     # Pass 1: which ids does this record define? Those get minted (their constant prefix and
     # ordinal, found once per distinct id); references to them follow.
-    minted: dict[bytes, tuple[bytes, bytes]] = {}
+    minted: dict[bytes, tuple[bytes, bytes]] = {}  # id -> (escaped prefix and hole, ordinal)
     traces: set[bytes] = set()
     observations: set[bytes] = set()
     ack: tuple[bytes, bytes] | None = None
@@ -238,77 +237,129 @@ def build_template(
             if len(minted) > MAX_ORDINAL:
                 raise RewriteError(f"{where}: more than {MAX_ORDINAL + 1} ids in one record")
             what = "trace" if kind == _TRACE else "observation"
-            minted[raw] = (minter.prefix_of(raw, where, what), _ORDINALS[len(minted)])
+            prefix = minter.prefix_of(raw, where, what)
+            ordinal = _ORDINALS[len(minted)]
+            minted[raw] = (prefix.replace(b"%", b"%%") + b"%s", ordinal)
             if kind == _TRACE and ack is None:
-                ack = minted[raw]
+                ack = (prefix, ordinal)
 
+    ids = (minted, traces, observations, created_ms)
     project = project_id.encode("utf-8") if project_id is not None else None
-    read_fallback = b""
+    head = [_escaped(request_start(record.method))]
+    holes, stamps, reads, _grown, fallback = _splice(path, path_spans, ids, project, head)
+    body_part = None
+    if body or record.method in ("POST", "PUT", "PATCH"):
+        pieces: list[bytes] = []
+        body_holes, body_stamps, body_reads, body_length, body_fallback = _splice(
+            body, body_spans, ids, project, pieces
+        )
+        fallback = fallback or body_fallback
+        if body_length >= 0:  # one contiguous template: head and body, holes numbered on
+            head.append(_escaped(head_end(record.headers, body_length)))
+            head += pieces
+            if holes:
+                body_stamps[::2] = [hole + holes for hole in body_stamps[::2]]
+                body_reads = [hole + holes for hole in body_reads]
+            stamps += body_stamps
+            reads += body_reads
+            holes += body_holes
+        else:  # a READ hole in the body: its length is written per request
+            head.append(_escaped(head_end(record.headers, None)))
+            body_part = Part(b"".join(pieces), body_holes, tuple(body_stamps), tuple(body_reads))
+    else:
+        head.append(_escaped(head_end(record.headers, NO_BODY)))
+    recorded_ms = (created_ms or 0) + record.offset_ns // 1_000_000
+    return Template.of(
+        record.endpoint,
+        record.offset_ns,
+        recorded_ms,
+        Part(b"".join(head), holes, tuple(stamps), tuple(reads)),
+        body_part,
+        ack,
+        fallback,
+        bool(reads) or body_part is not None,
+    )
 
-    def splice(text: bytes, spans: list[tuple[int, int, int]], out: list[Piece]) -> int:
-        """Append `text` to `out` as pieces, its spans as holes; the length it adds."""
-        nonlocal read_fallback
-        append = out.append
-        pos = 0
-        grown = len(text)  # minted ids and moved timestamps keep their length
-        for start, length, kind in spans:
-            end = start + length
-            raw = text[start:end]
-            stamp = kind == _TIMESTAMP and created_ms is not None
-            if stamp and (ms := parse_iso_ms(raw)) is not None:
-                append(text[pos:start])
-                append((STAMP, ms))
-            elif (
+
+_Ids = tuple[dict[bytes, tuple[bytes, bytes]], set[bytes], set[bytes], int | None]
+
+
+def _splice(
+    text: bytes, spans: list[tuple[int, int, int]], ids: _Ids, project: bytes | None,
+    out: list[bytes],
+) -> tuple[int, list[int], list[int], int, bytes]:  # fmt: skip
+    """Append `text` to `out` as format-string pieces (literal % doubled, each hole a %s):
+    its holes, stamps (hole, recorded ms, ...), READ holes, the length it will have (-1
+    when a READ hole makes it vary) and the first trace it reads as recorded."""
+    minted, traces, observations, created = ids
+    seconds = _SECONDS.get
+    escape = b"%" in text
+    holes = 0
+    stamps: list[int] = []
+    reads: list[int] = []
+    grown, fallback = len(text), b""  # minted ids and moved timestamps keep their length
+    pos = 0
+    for start, length, kind in spans:
+        end = start + length
+        raw = text[start:end]
+        if kind == _TIMESTAMP:
+            if created is None:
+                continue  # left as recorded: it stays in the next literal
+            second = seconds(raw[:19])  # (the common case: a second seen before)
+            if (
+                second is not None
+                and length == 24
+                and raw[19] == 0x2E  # '.'
+                and raw[23] == 0x5A  # 'Z'
+                and raw[20:23].isdigit()
+            ):
+                ms = second * 1000 + int(raw[20:23])
+            else:
+                parsed = parse_iso_ms(raw)
+                if parsed is None:
+                    continue  # left as recorded
+                ms = parsed
+            literal = text[pos:start]
+            out += (literal.replace(b"%", b"%%") if escape else literal, b"%s")
+            stamps += (holes, ms)
+        elif kind == _PROJECT:
+            if project is None:
+                continue
+            literal = text[pos:start]
+            out += (
+                literal.replace(b"%", b"%%") if escape else literal,
+                project.replace(b"%", b"%%"),
+            )
+            if grown >= 0:
+                grown += len(project) - length
+            pos = end
+            continue  # (no hole)
+        else:
+            got = minted.get(raw)
+            if got is not None and (
                 kind in (_TRACE, _OBSERVATION)
                 or (kind == _TRACE_REF and raw in traces)
                 or (kind == _OBSERVATION_REF and raw in observations)
             ):
-                before, ordinal = minted[raw]
-                append(text[pos:start] + before)
-                append(None)
-                append(ordinal)
+                literal = text[pos:start]
+                out += (literal.replace(b"%", b"%%") if escape else literal, *got)
             elif kind == _TRACE_REF:  # a trace this record does not define: a read
-                append(text[pos:start])
-                append(_READ_HOLE)
-                read_fallback = read_fallback or raw
+                literal = text[pos:start]
+                out += (literal.replace(b"%", b"%%") if escape else literal, b"%s")
+                reads.append(holes)
+                fallback = fallback or raw
                 grown = -1
-            elif kind == _PROJECT and project is not None:
-                append(text[pos:start])
-                append(project)
-                if grown >= 0:
-                    grown += len(project) - length
-            else:  # an unresolved reference, an unparseable timestamp: left as recorded
-                append(text[pos:end])
-            pos = end
-        append(text[pos:])
-        return grown
+            else:  # an unresolved reference: left as recorded
+                continue
+        holes += 1
+        pos = end
+    literal = text[pos:]
+    out.append(literal.replace(b"%", b"%%") if escape else literal)
+    return holes, stamps, reads, grown, fallback
 
-    pieces: list[Piece] = [request_start(record.method)]
-    splice(path, path_spans, pieces)
-    body_part = None
-    if body or record.method in ("POST", "PUT", "PATCH"):
-        body_pieces: list[Piece] = []
-        body_length = splice(body, body_spans, body_pieces)
-        if body_length >= 0:  # one contiguous template: head and body
-            pieces.append(head_end(record.headers, body_length))
-            pieces += body_pieces
-        else:  # a READ hole in the body: its length is written per request
-            pieces.append(head_end(record.headers, None))
-            body_part, _reads = part_of(body_pieces)
-    else:
-        pieces.append(head_end(record.headers, NO_BODY))
-    request, reads = part_of(pieces)
-    recorded_ms = (created_ms or 0) + record.offset_ns // 1_000_000
-    return Template(
-        record.endpoint,
-        record.offset_ns,
-        recorded_ms,
-        request,
-        body_part,
-        ack,
-        read_fallback,
-        reads or body_part is not None,
-    )
+
+def _escaped(literal: bytes) -> bytes:
+    return literal.replace(b"%", b"%%")
 
 
 _TRACE, _TRACE_REF = int(IdKind.TRACE), int(IdKind.TRACE_REF)

@@ -3,10 +3,10 @@
 Without it, a worker whose shard exceeds its template cache decodes and builds every record
 again as it sends it (~11 µs for a 1.8 KB record, ~38 µs for an ingestion trace), on the
 core that sends: one worker is then CPU-bound below 25,000 req/s. The spool builds each
-template once, while the worker loads, in the flat layout of `replay.template` (a fixed
-header, then the template's bytes: reading one back makes no object per piece), in LZ4
-block frames of about FRAME_BYTES in an anonymous temporary file, each frame after its two
-lengths (compressed, raw); a pass reads them back in order, READ_BYTES of whole frames per
+template once, while the worker loads, into frames of `replay.template` (marshalled tuples:
+reading one back is a C call and a tuple per template), compressed as LZ4 blocks of
+about FRAME_BYTES of template bytes, in an anonymous temporary file, each frame after its
+two lengths (compressed, raw); a pass reads them back in order, READ_BYTES of whole frames per
 read, and holds one read and one frame in memory (nor is an index of frames kept: memory
 stays flat however long the shard). LZ4: the read is on the core that sends, and LZ4 gives
 a frame back several times faster than zstd (bench/spool_formats.py).
@@ -40,7 +40,8 @@ from replay import template as layout
 from replay.pacing import TimelineEntry
 from replay.template import Template
 
-FRAME_BYTES = 64 << 10  # packed templates per LZ4 frame (what one step decompresses)
+FRAME_BYTES = 64 << 10  # template bytes per LZ4 frame (what one step decompresses)
+ITEM_BYTES = 96  # what a template's entry, numbers and short strings add to a frame
 READ_BYTES = 1 << 20  # whole frames read at once (a larger frame is read alone)
 FRAME_HEAD = struct.Struct("<II")  # each frame: its compressed and raw lengths, then LZ4
 
@@ -52,7 +53,9 @@ class TemplateSpool:
         # (closed by close(), not a with block: the spool outlives this call)
         self._file = tempfile.TemporaryFile(dir=directory, prefix="replay-spool-")  # noqa: SIM115
         self._fd = self._file.fileno()
-        self._frame = bytearray()
+        self._frame: list[tuple[object, ...]] = []  # packed items of the frame being filled
+        self._frame_bytes = 0
+        self._frame_body = False  # does any of them have a body part?
         self._written = 0  # bytes in the file (no index kept: memory stays flat however long)
         self.count = 0  # templates added
         self.last_record = -1  # the corpus index of the last one
@@ -61,11 +64,15 @@ class TemplateSpool:
         self._flushed = (0, -1)  # (count, last_record) of the templates in whole frames
 
     def add(self, entry: TimelineEntry, template: Template) -> None:
-        self._frame += layout.pack(entry, template)
+        self._frame.append(layout.packed(entry, template))
+        self._frame_bytes += len(template.fmt) + ITEM_BYTES
+        if template.body is not None:
+            self._frame_body = True
+            self._frame_bytes += len(template.body.fmt)
         self.count += 1
         self.last_record = entry.record
         self.has_read = self.has_read or template.has_read
-        if len(self._frame) >= FRAME_BYTES:
+        if self._frame_bytes >= FRAME_BYTES:
             self._flush()
 
     def finish(self) -> None:
@@ -84,6 +91,7 @@ class TemplateSpool:
         """Finish with what is already in whole frames, writing nothing more (after a write
         failed): templates added since are forgotten, `count` and `last_record` say so."""
         self._frame.clear()
+        self._frame_bytes, self._frame_body = 0, False
         self.count, self.last_record = self._flushed
         self.finished = True
 
@@ -107,10 +115,11 @@ class TemplateSpool:
         """`read()` without the entries: the templates alone, in the order added."""
         if not self.finished:
             raise RuntimeError("TemplateSpool.templates before finish")
-        return cast(Iterator[Template], self._pass(layout.templates))
+        return cast(Iterator[Template], self._pass(entries=False))
 
-    def _pass(self, items: Any = layout.items) -> Iterator[Any]:
+    def _pass(self, entries: bool = True) -> Iterator[Any]:
         decompress = lz4.block.decompress
+        unpack = layout.unpack_frame if entries else layout.unpack_templates
         head, unpack_head = FRAME_HEAD.size, FRAME_HEAD.unpack_from
         offset = 0
         buffer, at = b"", 0  # whole frames read at once, and where the next begins in them
@@ -128,9 +137,13 @@ class TemplateSpool:
             if at + size > len(buffer):  # the frame runs past this read: read from its start
                 buffer, at = self._pread(max(min(READ_BYTES, end - offset), size), offset), 0
             view = memoryview(buffer)[at + head : at + size]
-            frame = decompress(view, uncompressed_size=raw)
-            view.release()
-            yield from items(frame, offset)
+            try:
+                frame = decompress(view, uncompressed_size=raw)
+            except lz4.block.LZ4BlockError as exc:
+                raise OSError(f"template spool: a damaged frame at byte {offset} ({exc})") from None
+            finally:
+                view.release()
+            yield from unpack(frame, offset)
             at += size
             offset += size
 
@@ -150,9 +163,11 @@ class TemplateSpool:
         self.close()
 
     def _flush(self) -> None:
-        compressed = lz4.block.compress(bytes(self._frame), store_size=False)
-        self._file.write(FRAME_HEAD.pack(len(compressed), len(self._frame)) + compressed)
+        frame = layout.pack_frame(self._frame, self._frame_body)
+        compressed = lz4.block.compress(frame, store_size=False)
+        self._file.write(FRAME_HEAD.pack(len(compressed), len(frame)) + compressed)
         self._file.flush()  # in the file before a pass that follows the writer may read it
         self._written += FRAME_HEAD.size + len(compressed)
         self._flushed = (self.count, self.last_record)
         self._frame.clear()
+        self._frame_bytes, self._frame_body = 0, False

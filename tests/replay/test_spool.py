@@ -37,9 +37,9 @@ def templates_of(corpus: Path) -> list[tuple[TimelineEntry, rewrite.Template]]:
     return [(TimelineEntry(i, r.offset_ns, 7), build(r)) for i, r in enumerate(records)]
 
 
-def flat(entry: TimelineEntry, template: rewrite.Template) -> bytes:
-    """Every field of the pair, byte for byte (the spool's own layout of it)."""
-    return layout.pack(entry, template)
+def flat(entry: TimelineEntry, template: rewrite.Template) -> tuple[object, ...]:
+    """Every field of the pair, as a plain tuple (as a spool frame holds it)."""
+    return layout.packed(entry, template)
 
 
 def rendered(template: Any, serial: int) -> bytes:

@@ -1,4 +1,4 @@
-"""Templates as format strings, and their flat layout (replay/template.py), against a plain
+"""Templates as format strings, and their spool frames (replay/template.py), against a plain
 concatenation of the pieces they were made from."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def template(request: list[Piece], body: list[Piece] | None, **kw: Any) -> Templ
         "endpoint": "ingest", "offset_ns": 5, "recorded_ms": 7, "ack": None,
         "read_fallback": b"", "has_read": reads or body is not None, **kw,
     }  # fmt: skip
-    return Template(request=part, body=body_part, **options)
+    return Template.of(request=part, body=body_part, **options)
 
 
 @settings(max_examples=300, deadline=None)
@@ -82,7 +82,7 @@ def test_part_of_counts_holes_and_says_where_the_reads_are() -> None:
 
 
 def fields(t: Template) -> dict[str, Any]:
-    names = [n for n in Template.__slots__ if n != "body"]
+    names = [n for n in Template._fields if n != "body"]
     out = {n: getattr(t, n) for n in names}
     out["stamps"], out["reads"] = list(t.stamps), list(t.reads)
     out["body"] = None if t.body is None else (t.body.fmt, t.body.slots, list(t.body.stamps),
@@ -105,7 +105,7 @@ def fields(t: Template) -> dict[str, Any]:
         max_size=8,
     )
 )
-def test_the_flat_layout_gives_back_every_field(many: list[Any]) -> None:
+def test_a_frame_gives_back_every_field(many: list[Any]) -> None:
     pairs = [
         (
             TimelineEntry(*entry),
@@ -114,17 +114,22 @@ def test_the_flat_layout_gives_back_every_field(many: list[Any]) -> None:
         )
         for n, (request, body, endpoint, entry, ack, fallback, recorded) in enumerate(many)
     ]  # fmt: skip
-    frame = b"".join(layout.pack(e, t) for e, t in pairs)
-    got = list(layout.items(frame))
+    has_body = any(t.body is not None for _e, t in pairs)
+    frame = layout.pack_frame([layout.packed(e, t) for e, t in pairs], has_body)
+    got = layout.unpack_frame(frame)
     assert [e for e, _t in got] == [e for e, _t in pairs]
+    assert all(type(e) is TimelineEntry and type(t) is Template for e, t in got)
+    assert all(t.body is None or type(t.body) is Part for _e, t in got)
     assert [fields(t) for _e, t in got] == [fields(t) for _e, t in pairs]
     for (_e, a), (_f, b) in zip(got, pairs, strict=True):
         assert a.render(b"123456789", 3, b"r", ISO) == b.render(b"123456789", 3, b"r", ISO)
-    assert [layout.pack(*p) for p in got] == [layout.pack(*p) for p in pairs]
 
 
-def test_a_flat_item_cut_short_is_an_error_naming_its_frame() -> None:
-    item = layout.pack(TimelineEntry(1, 2, 3), template([b"GET /", None, b"x"], None))
-    with pytest.raises(OSError, match="damaged item in the frame at byte 4096"):
-        list(layout.items(item[:-1], 4096))
-    assert len(list(layout.items(item + item))) == 2
+def test_a_frame_cut_short_is_an_error_naming_its_offset() -> None:
+    item = layout.packed(TimelineEntry(1, 2, 3), template([b"GET /", None, b"x"], None))
+    frame = layout.pack_frame([item, item], False)
+    with pytest.raises(OSError, match="damaged frame at byte 4096"):
+        layout.unpack_frame(frame[:-1], 4096)
+    with pytest.raises(OSError, match="damaged frame at byte 7"):
+        layout.unpack_frame(b"\x00" + frame[1:], 7)
+    assert len(layout.unpack_frame(frame)) == 2
