@@ -104,6 +104,12 @@ THINK_TIME = ParsedType("duration", parse_duration_ns)  # zero allowed: no pause
     help="Where workers spool the templates of a corpus too large for memory [$TMPDIR].",
 )
 @click.option(
+    "--build-first",
+    is_flag=True,
+    help="Build every spooled template the run can reach before the first request (a long "
+    "corpus: minutes), instead of starting within seconds and building behind the sends.",
+)
+@click.option(
     "--segment",
     type=SEGMENT,
     help="Run execution segment I of K (0-based, e.g. 0/3): K machines, one run.",
@@ -271,6 +277,7 @@ def shared_plan_options(o: dict[str, Any], command_line: str) -> dict[str, Any]:
         "abort_on_fail": bool(o.get("abort_on_fail")),
         "out": o.get("out"),
         "spool_dir": o.get("spool_dir"),
+        "build_first": bool(o.get("build_first")),
         "progress": not o.get("quiet"),
         "command_line": command_line,
         "segment": _segment(o.get("segment"), o.get("segments")),

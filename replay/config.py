@@ -58,6 +58,7 @@ class WorkerConfig:
     cache_bytes: int = 48 << 20  # keep templates in memory when the shard fits
     user_agent: str = "agenttrace-replay"
     spool_dir: str | None = None  # where a shard too large for the cache is spooled ($TMPDIR)
+    build_first: bool = False  # spool all the run can reach before sending (no MAX_LEAD_NS)
     segment: int = 0  # this machine's execution segment (replay.segments) ...
     segments: int = 1  # ... of this many
     visibility_probe: float = 0.0  # fraction of acknowledged ingestions probed (replay.probe)

@@ -49,6 +49,7 @@ class RunPlan:
     out: str | None = None
     command_line: str = ""
     spool_dir: str | None = None  # None: the temporary directory ($TMPDIR)
+    build_first: bool = False  # spool all a worker can reach before sending (replay.shard)
     progress: bool = True
     segment: ExecutionSegment = WHOLE_RUN  # this machine's part of the run
     start_at_ns: int | None = None  # wall clock (unix ns): start then, not when ready
@@ -82,6 +83,7 @@ def make_plan(
     abort_on_fail: bool = False,
     out: str | None = None,
     spool_dir: str | None = None,
+    build_first: bool = False,
     progress: bool = True,
     command_line: str = "",
     segment: ExecutionSegment | None = None,
@@ -167,6 +169,7 @@ def make_plan(
         command_line=command_line,
         progress=progress,
         spool_dir=spool,
+        build_first=build_first,
         segment=segment,
         start_at_ns=start_at_ns,
         max_start_skew_ns=int(max_start_skew_ns),

@@ -72,7 +72,8 @@ def run_notes(
                 f"({lead_ns / 1e9:.1f} s, the most it builds before sending), {short:,} fewer "
                 "than it reckons it needs to stay ahead of its schedule: this machine builds "
                 "too slowly for this run, which may fall behind (see the templates built late, "
-                "the send lag and the dropped requests)"
+                "the send lag and the dropped requests); --build-first builds them all before "
+                "sending"
             )
         elif lead_ns:
             notes.append(

@@ -134,6 +134,8 @@ class Shard:
             if more and self.keep_ahead and self.spool is not None and self.spool.count:
                 led = time.monotonic_ns()
                 first, scheduled = self._templates_first((led - began) / self.spool.count)
+                if self.cfg.build_first:
+                    first, scheduled = self.mine, False
                 if first > self.spool.count:
                     # a schedule starts within MAX_LEAD_NS whatever it needs (it notes what
                     # was left); a model with no schedule builds all it reaches first, since

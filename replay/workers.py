@@ -96,6 +96,7 @@ def worker_config(plan: RunPlan, target: RunTarget, w: int, nonce: int) -> Worke
         timeout_ns=plan.timeout_ns,
         user_agent=f"agenttrace-replay/{package_version()}",
         spool_dir=plan.spool_dir,
+        build_first=plan.build_first,
         visibility_probe=plan.visibility_probe,
         visibility_timeout_ns=plan.visibility_timeout_ns,
         segment=seg.index,

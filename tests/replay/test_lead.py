@@ -87,3 +87,19 @@ def test_building_before_sending_stops_at_the_longest_lead(
     closed = shard(corpus, True, model="closed", vus=5)
     assert closed.spool is not None and closed.spool.count == closed.mine
     assert closed.lead_short == 0
+
+
+def test_build_first_spools_all_a_schedule_reaches_whatever_the_longest_lead(
+    synth_corpus: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --build-first: the same schedule as above, with no time allowed before sending, still
+    # builds every template its run reaches (10 req/s for 5 s: its 50 requests and a margin,
+    # far short of the corpus; a 20 s run at 1,000 req/s reaches past this corpus: all of it)
+    corpus = synth_corpus("query", rate=1500, seconds=5)
+    monkeypatch.setattr(shard_module, "MAX_LEAD_NS", 0)
+    whole = shard(corpus, True, model="rate", rate=1000.0, duration_ns=20 * NS, build_first=True)
+    assert whole.spool is not None and whole.spool.finished
+    assert whole.spool.count == whole.mine and whole.lead_short == 0
+    reached = shard(corpus, True, model="rate", rate=10.0, duration_ns=5 * NS, build_first=True)
+    assert reached.spool is not None and reached.spool.finished and reached.lead_short == 0
+    assert 50 <= reached.spool.count < reached.mine // 10
