@@ -63,7 +63,7 @@ def items_of(corpus: Path) -> list[Item]:
 
 def as_msgpack(item: Item) -> bytes:
     entry, template = item
-    return msgpack.packb(layout.packed(entry, template))  # type: ignore[no-any-return]
+    return msgpack.packb((*entry, *layout.plain(template)))  # type: ignore[no-any-return]
 
 
 def frames(items: list[Item]) -> list[list[Item]]:
@@ -114,7 +114,7 @@ def main() -> None:
     cut = frames(items)
     packed = [b"".join(as_msgpack(i) for i in f) for f in cut]
     marshalled = [
-        layout.pack_frame([layout.packed(*i) for i in f], any(t.body for _e, t in f)) for f in cut
+        layout.pack_frame([e for e, _t in f], [layout.plain(t) for _e, t in f]) for f in cut
     ]
     zc, zd = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
 

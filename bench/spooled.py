@@ -82,12 +82,34 @@ def long_corpus(records: int) -> Path:
 
 # where a sending worker's samples go: (label, function names whose frames count)
 SHARES = (
-    ("reading the spool back (pread, LZ4, the flat layout)", ("_pass", "_pread", "_unpacked")),
+    (
+        "reading the spool back (pread, LZ4, marshal)",
+        (
+            "_frames",
+            "_rounds",
+            "_pread",
+            "unpack_templates",
+            "unpack_frame",
+            "_templates",
+            "_with_body",
+            "_cycle",
+        ),
+    ),
     ("rendering templates", ("fill", "render", "iso")),
     ("writing to sockets", ("send",)),
     (
         "building templates (behind the sends)",
-        ("build_template", "part_of", "pack", "splice", "add", "_flush", "prefix_of", "_checked"),
+        (
+            "build_template",
+            "_splice",
+            "packed",
+            "pack_frame",
+            "add",
+            "_flush",
+            "prefix_of",
+            "_checked",
+            "parse_iso_ms",
+        ),
     ),
 )
 TOP = 8  # functions listed by their own share

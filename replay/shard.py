@@ -388,6 +388,9 @@ class Shard:
         """Templates in corpus order, round and round (rate and closed models)."""
         if self.cached and not self.everyone:
             return itertools.cycle([template for _entry, template in self.cached])
+        spool = self.spool
+        if spool is not None and spool.finished and spool.count == self.mine > 0:
+            return spool.rounds()  # (the whole shard spooled: templates alone)
         return self._cycle()
 
     def _cycle(self) -> Iterator[Template]:

@@ -28,11 +28,12 @@ is complete.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 import tempfile
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import lz4.block
 
@@ -53,9 +54,9 @@ class TemplateSpool:
         # (closed by close(), not a with block: the spool outlives this call)
         self._file = tempfile.TemporaryFile(dir=directory, prefix="replay-spool-")  # noqa: SIM115
         self._fd = self._file.fileno()
-        self._frame: list[tuple[object, ...]] = []  # packed items of the frame being filled
+        self._entries: list[TimelineEntry] = []  # the frame being filled
+        self._templates: list[layout.Plain] = []
         self._frame_bytes = 0
-        self._frame_body = False  # does any of them have a body part?
         self._written = 0  # bytes in the file (no index kept: memory stays flat however long)
         self.count = 0  # templates added
         self.last_record = -1  # the corpus index of the last one
@@ -64,10 +65,10 @@ class TemplateSpool:
         self._flushed = (0, -1)  # (count, last_record) of the templates in whole frames
 
     def add(self, entry: TimelineEntry, template: Template) -> None:
-        self._frame.append(layout.packed(entry, template))
+        self._entries.append(entry)
+        self._templates.append(layout.plain(template))
         self._frame_bytes += len(template.fmt) + ITEM_BYTES
         if template.body is not None:
-            self._frame_body = True
             self._frame_bytes += len(template.body.fmt)
         self.count += 1
         self.last_record = entry.record
@@ -77,21 +78,22 @@ class TemplateSpool:
 
     def finish(self) -> None:
         """No more templates: write the last frame (reads see only finished frames)."""
-        if self._frame:
+        if self._entries:
             self._flush()
         self.finished = True
 
     def flush(self) -> None:
         """Write the templates added so far as a frame now (a pass that follows the writer
         sees them at once), however short."""
-        if self._frame:
+        if self._entries:
             self._flush()
 
     def seal(self) -> None:
         """Finish with what is already in whole frames, writing nothing more (after a write
         failed): templates added since are forgotten, `count` and `last_record` say so."""
-        self._frame.clear()
-        self._frame_bytes, self._frame_body = 0, False
+        self._entries.clear()
+        self._templates.clear()
+        self._frame_bytes = 0
         self.count, self.last_record = self._flushed
         self.finished = True
 
@@ -103,21 +105,38 @@ class TemplateSpool:
         """One pass over every template, in the order added."""
         if not self.finished:
             raise RuntimeError("TemplateSpool.read before finish")
-        return cast(Iterator[tuple[TimelineEntry, Template]], self._pass())  # (never waits)
+        return itertools.chain.from_iterable(self._frames(True))  # (never waits: no None)
 
     def follow(self) -> Iterator[tuple[TimelineEntry, Template] | None]:
         """One pass that may begin before `finish()`: every template once its frame is written,
         and None each time the pass has caught up with the writer (ask again later; the pass
         goes on from where it was). It ends after the last template once finished."""
-        return self._pass()
+        for frame in self._frames(True):
+            if frame is None:
+                yield None
+            else:
+                yield from frame
 
     def templates(self) -> Iterator[Template]:
         """`read()` without the entries: the templates alone, in the order added."""
         if not self.finished:
             raise RuntimeError("TemplateSpool.templates before finish")
-        return cast(Iterator[Template], self._pass(entries=False))
+        return itertools.chain.from_iterable(self._frames(False))
 
-    def _pass(self, entries: bool = True) -> Iterator[Any]:
+    def rounds(self) -> Iterator[Template]:
+        """`templates()` round and round, for ever."""
+        if not self.finished:
+            raise RuntimeError("TemplateSpool.rounds before finish")
+        return itertools.chain.from_iterable(self._rounds())
+
+    def _rounds(self) -> Iterator[Any]:
+        while True:
+            yield from self._frames(False)
+
+    def _frames(self, entries: bool) -> Iterator[Any]:
+        """One pass, a frame at a time: the list of its items (pairs, or templates alone
+        without `entries`), or None when the pass has caught up with the writer. The caller
+        flattens the lists (in C: a template costs no step of this generator)."""
         decompress = lz4.block.decompress
         unpack = layout.unpack_frame if entries else layout.unpack_templates
         head, unpack_head = FRAME_HEAD.size, FRAME_HEAD.unpack_from
@@ -143,7 +162,7 @@ class TemplateSpool:
                 raise OSError(f"template spool: a damaged frame at byte {offset} ({exc})") from None
             finally:
                 view.release()
-            yield from unpack(frame, offset)
+            yield unpack(frame, offset)
             at += size
             offset += size
 
@@ -163,11 +182,12 @@ class TemplateSpool:
         self.close()
 
     def _flush(self) -> None:
-        frame = layout.pack_frame(self._frame, self._frame_body)
+        frame = layout.pack_frame(self._entries, self._templates)
         compressed = lz4.block.compress(frame, store_size=False)
         self._file.write(FRAME_HEAD.pack(len(compressed), len(frame)) + compressed)
         self._file.flush()  # in the file before a pass that follows the writer may read it
         self._written += FRAME_HEAD.size + len(compressed)
         self._flushed = (self.count, self.last_record)
-        self._frame.clear()
-        self._frame_bytes, self._frame_body = 0, False
+        self._entries.clear()
+        self._templates.clear()
+        self._frame_bytes = 0

@@ -137,47 +137,57 @@ class Template(NamedTuple):
 
 
 Item = tuple[TimelineEntry, Template]
-_BODY = 3 + 7  # where a template's body is in a packed item: after the entry's 3 fields
+Plain = tuple[Any, ...]  # a template as a frame holds it: a plain tuple, its body one too
+_BODY = Template._fields.index("body")
 
 
-def packed(entry: TimelineEntry, template: Template) -> tuple[object, ...]:
-    """`entry` and `template` as one plain tuple, as a frame holds them."""
+def plain(template: Template) -> Plain:
+    """`template` as a plain tuple (as `marshal` takes it)."""
     body = template.body
     if body is None:
-        return (*entry, *template)
-    return (*entry, *template[:7], tuple(body), *template[8:])
+        return tuple(template)
+    return (*template[:_BODY], tuple(body), *template[_BODY + 1 :])
 
 
-def pack_frame(items: Sequence[tuple[object, ...]], has_body: bool) -> bytes:
-    """Packed items (`packed`) as one frame; `has_body`: whether any has a body part."""
-    return marshal.dumps((has_body, list(items)))
+def pack_frame(entries: Sequence[TimelineEntry], templates: Sequence[Plain]) -> bytes:
+    """Entries and their templates (`plain`), in order, as one frame. The entries are a
+    frame of their own inside it: a pass that needs the templates alone never makes them."""
+    has_body = any(t[_BODY] is not None for t in templates)
+    inner = marshal.dumps([tuple(e) for e in entries])
+    return marshal.dumps((has_body, inner, list(templates)))
 
 
 def unpack_frame(frame: bytes, where: int = 0) -> list[Item]:
     """Every (TimelineEntry, Template) of a frame, in order; an OSError naming the frame
     (`where`: its byte offset in the spool) for one that is not a frame."""
     try:
-        has_body, items = marshal.loads(frame)
+        has_body, inner, plains = marshal.loads(frame)
         new = tuple.__new__
-        if not has_body:
-            return [(new(TimelineEntry, t[:3]), new(Template, t[3:])) for t in items]
-        return [(new(TimelineEntry, t[:3]), _with_body(t)) for t in items]
+        entries = [new(TimelineEntry, e) for e in marshal.loads(inner)]
+        templates = _templates(has_body, plains)
     except (ValueError, EOFError, TypeError) as exc:
         raise OSError(f"template spool: a damaged frame at byte {where} ({exc})") from None
+    if len(entries) != len(templates):
+        raise OSError(f"template spool: a damaged frame at byte {where} (entries and templates)")
+    return list(zip(entries, templates, strict=True))
 
 
 def unpack_templates(frame: bytes, where: int = 0) -> list[Template]:
-    """`unpack_frame` without the entries (a pass that needs only the templates)."""
+    """The templates of a frame alone, in order (a pass that needs no entries)."""
     try:
-        has_body, items = marshal.loads(frame)
-        if not has_body:
-            new = tuple.__new__
-            return [new(Template, t[3:]) for t in items]
-        return [_with_body(t) for t in items]
+        has_body, _inner, plains = marshal.loads(frame)
+        return _templates(has_body, plains)
     except (ValueError, EOFError, TypeError) as exc:
         raise OSError(f"template spool: a damaged frame at byte {where} ({exc})") from None
 
 
-def _with_body(t: tuple[Any, ...]) -> Template:
+def _templates(has_body: bool, plains: list[Plain]) -> list[Template]:
+    if not has_body:
+        new = tuple.__new__
+        return [new(Template, t) for t in plains]
+    return [_with_body(t) for t in plains]
+
+
+def _with_body(t: Plain) -> Template:
     body = None if t[_BODY] is None else Part(*t[_BODY])
-    return tuple.__new__(Template, (*t[3:_BODY], body, *t[_BODY + 1 :]))
+    return tuple.__new__(Template, (*t[:_BODY], body, *t[_BODY + 1 :]))

@@ -39,7 +39,7 @@ def templates_of(corpus: Path) -> list[tuple[TimelineEntry, rewrite.Template]]:
 
 def flat(entry: TimelineEntry, template: rewrite.Template) -> tuple[object, ...]:
     """Every field of the pair, as a plain tuple (as a spool frame holds it)."""
-    return layout.packed(entry, template)
+    return (*entry, *layout.plain(template))
 
 
 def rendered(template: Any, serial: int) -> bytes:

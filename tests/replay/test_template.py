@@ -114,9 +114,9 @@ def test_a_frame_gives_back_every_field(many: list[Any]) -> None:
         )
         for n, (request, body, endpoint, entry, ack, fallback, recorded) in enumerate(many)
     ]  # fmt: skip
-    has_body = any(t.body is not None for _e, t in pairs)
-    frame = layout.pack_frame([layout.packed(e, t) for e, t in pairs], has_body)
+    frame = layout.pack_frame([e for e, _t in pairs], [layout.plain(t) for _e, t in pairs])
     got = layout.unpack_frame(frame)
+    assert [t for _e, t in got] == layout.unpack_templates(frame)
     assert [e for e, _t in got] == [e for e, _t in pairs]
     assert all(type(e) is TimelineEntry and type(t) is Template for e, t in got)
     assert all(t.body is None or type(t.body) is Part for _e, t in got)
@@ -126,8 +126,8 @@ def test_a_frame_gives_back_every_field(many: list[Any]) -> None:
 
 
 def test_a_frame_cut_short_is_an_error_naming_its_offset() -> None:
-    item = layout.packed(TimelineEntry(1, 2, 3), template([b"GET /", None, b"x"], None))
-    frame = layout.pack_frame([item, item], False)
+    item = template([b"GET /", None, b"x"], None)
+    frame = layout.pack_frame([TimelineEntry(1, 2, 3)] * 2, [layout.plain(item)] * 2)
     with pytest.raises(OSError, match="damaged frame at byte 4096"):
         layout.unpack_frame(frame[:-1], 4096)
     with pytest.raises(OSError, match="damaged frame at byte 7"):
