@@ -9,9 +9,11 @@ template cache, so the worker spools it. The bundled ingestion corpus fits the c
 round, one worker pinned to --tool-core against nginx on --target-core:
 
     closed   replay run CORPUS --vus V --workers 1 --duration Ds, cached then spooled
-    open     replay run LONG --rate R --workers 1 --duration Ds: achieved, send-lag p99;
-             then the same with the bundled corpus (cached), which says what the machine
-             holds at that rate
+    open     replay run LONG --rate R --workers 1 --duration Ds: achieved, send-lag p99
+             (starting within seconds, building the rest behind its sends); the same with
+             --build-first (every template built before the first request: the spool is
+             only read back while sending); then the bundled corpus (cached), which says
+             what the machine holds at that rate
 
 The worker's CPU time and RSS are sampled every SAMPLE_S (psutil): CPU per request over the
 run (from the results' start to their end: building the spool first is left out), the time
@@ -247,13 +249,15 @@ def main() -> None:
             if raw is not None:
                 shares = profile_shares(raw)
             c = run(spooled, server.url, args, "--rate", f"{args.rate:g}")
+            e = run(spooled, server.url, args, "--rate", f"{args.rate:g}", "--build-first")
             d = run(cached, server.url, args, "--rate", f"{args.rate:g}")
             common.say(
                 f"round {round_}: closed cached {a['rps']:,.0f} spooled {b['rps']:,.0f} req/s "
                 f"({b['rps'] / max(a['rps'], 1):.2f}x); open {c['achieved']:.2%} "
-                f"p99 {c['lag_p99']} ms"
+                f"p99 {c['lag_p99']} ms, --build-first {e['achieved']:.2%} p99 {e['lag_p99']} "
+                f"ms, cached {d['achieved']:.2%} p99 {d['lag_p99']} ms"
             )
-            rows.append((a, b, c, d))
+            rows.append((a, b, c, d, e))
 
     print(f"date      {common.today()}")
     print(f"machine   {common.machine()}")
@@ -271,7 +275,7 @@ def main() -> None:
         "| spooled RSS first / peak / last |"
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for i, (a, b, _c, _d) in enumerate(rows, 1):
+    for i, (a, b, *_open) in enumerate(rows, 1):
         print(
             f"| {i} | {a['load']:.2f} / {b['load']:.2f} | {a['rps']:,.0f} | {b['rps']:,.0f} "
             f"| {b['rps'] / max(a['rps'], 1):.2f} | {_cpu(a)} / {_cpu(b)} | {_cpu_ratio(a, b)} "
@@ -280,21 +284,24 @@ def main() -> None:
     print()
     print(
         "| round | load | open spooled achieved | send-lag p99 | lag max | built first "
-        "| RSS first / peak / last | open cached achieved | send-lag p99 |"
+        "| RSS first / peak / last | --build-first achieved | send-lag p99 | built first "
+        "| open cached achieved | send-lag p99 |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for i, (_a, _b, c, d) in enumerate(rows, 1):
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for i, (_a, _b, c, d, e) in enumerate(rows, 1):
         print(
-            f"| {i} | {c['load']:.2f} / {d['load']:.2f} | {c['achieved']:.2%} "
+            f"| {i} | {c['load']:.2f} / {e['load']:.2f} / {d['load']:.2f} | {c['achieved']:.2%} "
             f"| {c['lag_p99']} ms | {c['lag_max']} ms | {_seconds(c['load_s'])} | {_rss(c)} "
+            f"| {e['achieved']:.2%} | {e['lag_p99']} ms | {_seconds(e['load_s'])} "
             f"| {d['achieved']:.2%} | {d['lag_p99']} ms |"
         )
-    ratios = sorted(b["rps"] / max(a["rps"], 1) for a, b, _c, _d in rows)
+    ratios = sorted(b["rps"] / max(a["rps"], 1) for a, b, *_open in rows)
     median = ratios[len(ratios) // 2]
-    cpu = sorted(r for a, b, _c, _d in rows if (r := _cpu_share(a, b)) is not None)
-    held = sum(_held(c) for _a, _b, c, _d in rows)
-    peers = sum(_held(d) for _a, _b, _c, d in rows)
-    peaks = [r["rss"][1] for row in rows for r in row[1:3] if r["rss"] is not None]
+    cpu = sorted(r for a, b, *_open in rows if (r := _cpu_share(a, b)) is not None)
+    held = sum(_held(c) for _a, _b, c, _d, _e in rows)
+    first = sum(_held(e) for _a, _b, _c, _d, e in rows)
+    peers = sum(_held(d) for _a, _b, _c, d, _e in rows)
+    peaks = [r["rss"][1] for row in rows for r in (row[1], row[2], row[4]) if r["rss"] is not None]
     print()
     print(
         f"closed    spooled ÷ cached median {median:.2f} over {len(rows)} rounds "
@@ -307,14 +314,15 @@ def main() -> None:
     )
     print(
         f"open      goal (achieved >= {ACHIEVED_GOAL:.0%}, send-lag p99 <= {LAG_GOAL_MS:g} ms) "
-        f"held in {held} of {len(rows)} rounds (the cached corpus, side by side: {peers})"
+        f"held in {held} of {len(rows)} rounds; with --build-first in {first} (the cached "
+        f"corpus, side by side: {peers})"
     )
     if peaks:
         print(
             f"memory    spooled worker RSS peak {max(peaks):.0f} MiB while sending "
             f"(goal < {RSS_GOAL_MIB} MiB: {'met' if max(peaks) < RSS_GOAL_MIB else 'not met'})"
         )
-    for note in sorted({n for row in rows for r in row[1:3] for n in r["notes"]}):
+    for note in sorted({n for row in rows for r in (row[1], row[2], row[4]) for n in r["notes"]}):
         print(f"note      {note}")
     if shares is not None:
         by_kind, top, samples = shares
