@@ -15,9 +15,12 @@ alive upstream connection closed or reset before any answer (the upstream timed 
 request went out) is replaced and the request sent once more; otherwise an upstream that
 cannot be reached, resets or closes before answering gives the client a 502
 (and the tap `failed`); one that does not answer within the timeout a 504. A request head
-that is not HTTP gets a 400, a head over 64 KiB a 431, a body over `max_body` a 413; the
-connection is closed after each of these. The tap is called from the proxy's greenlets and
-must return at once: recording never holds up forwarding.
+that is not HTTP gets a 400, a head over 64 KiB a 431, a body over `max_body` a 413, and one
+that does not arrive whole within `client_timeout` of its last bytes a 408; the connection
+is closed after each of these. A kept-alive client connection that sends no new request
+within `client_timeout` is closed, as a server's keep-alive timeout closes it: a client
+cannot hold a connection (and its greenlet) for ever by saying nothing. The tap is called
+from the proxy's greenlets and must return at once: recording never holds up forwarding.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ RECV_SIZE = 65536
 MAX_HEAD = 64 * 1024
 MAX_BODY = 64 * 1024 * 1024
 IDLE_CHECK_NS = 2_000_000_000  # an upstream connection idle this long is checked before reuse
+CLIENT_TIMEOUT = 60.0  # s a client may keep silent: idle between requests, or inside one
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _SELECT = monkey.get_original("select", "select")  # a real zero-timeout select, not gevent's
 
@@ -110,12 +114,14 @@ class ReverseProxy:
         tap: Tap | None = None,
         *,
         timeout: float = 60.0,
+        client_timeout: float = CLIENT_TIMEOUT,
         max_body: int = MAX_BODY,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.upstream = upstream
         self.tap: Tap = tap if tap is not None else _NoTap()
         self.timeout = timeout
+        self.client_timeout = client_timeout
         self.max_body = max_body
         self.clock = clock
         self._host_line = f"Host: {upstream.host_header}\r\n".encode("latin-1")
@@ -149,10 +155,12 @@ class ReverseProxy:
     def _handle(self, client: Any, _address: Any) -> None:
         self.connections += 1
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.settimeout(self.client_timeout)  # every read and write on it: TimeoutError
         up: list[Any] = [None, 0]  # the upstream socket and when it was last used
         # One timer for the connection, started for each exchange: not one built per request.
         timer = gevent.Timeout(self.timeout, UpstreamError(504, "upstream timed out"))
         buf = b""
+        exchanging = False  # forwarding a request and relaying its answer
         idle, me = self._idle, gevent.getcurrent()
         try:
             while True:
@@ -166,6 +174,8 @@ class ReverseProxy:
                         idle.add(me)
                         try:
                             data = client.recv(RECV_SIZE)
+                        except TimeoutError:
+                            return  # silent past client_timeout between requests: closed
                         finally:
                             idle.discard(me)
                     if not data:
@@ -190,8 +200,14 @@ class ReverseProxy:
                         buf += data
                     body, buf = buf[: req.length], buf[req.length :]
                 self.requests += 1
+                exchanging = True
                 if not self._exchange(client, up, req, body, timer) or not req.keep_alive:
                     return
+                exchanging = False
+        except TimeoutError:  # silent past client_timeout inside a request, or not reading
+            if not exchanging:
+                with contextlib.suppress(OSError):
+                    client.sendall(answer(408, "request not received in time"))
         except BadRequest as exc:
             with contextlib.suppress(OSError):
                 client.sendall(answer(exc.status, exc.reason))

@@ -56,6 +56,7 @@ class RequestHead:
 
 _REASONS = {
     400: b"Bad Request",
+    408: b"Request Timeout",
     413: b"Content Too Large",
     431: b"Request Header Fields Too Large",
     501: b"Not Implemented",

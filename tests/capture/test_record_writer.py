@@ -112,7 +112,11 @@ import gevent
 from capture.proxy import ReverseProxy
 from capture.proxyhttp import Upstream
 
-proxy = ReverseProxy("127.0.0.1", 0, Upstream.parse(sys.argv[1]), timeout=float(sys.argv[2]))
+client_timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
+proxy = ReverseProxy(
+    "127.0.0.1", 0, Upstream.parse(sys.argv[1]), timeout=float(sys.argv[2]),
+    client_timeout=client_timeout,
+)
 host, port = proxy.bind()
 proxy.start()
 print(port, flush=True)
@@ -163,3 +167,39 @@ def test_an_upstream_that_stops_answering_gives_504_on_a_kept_alive_connection(
         proc.stdout.close()  # type: ignore[union-attr]
         listener.close()
         thread.join(timeout=30)
+
+
+def test_a_silent_client_is_closed_and_a_stalled_request_gets_408(tmp_path: Path) -> None:
+    # client_timeout 0.5 s: a connection that never sends a request is closed without an
+    # answer; one that stops inside a request's head gets 408, then the close. Neither
+    # reaches the upstream (a listener that accepts nothing).
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PROXY_WITH_TIMEOUT, url, "30", "0.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())  # printed once it listens
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as silent:
+            assert silent.recv(4096) == b""  # closed by the proxy, nothing said
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as stalled:
+            stalled.sendall(b"POST /api/public/traces HTTP/1.1\r\nHost: x\r\n")
+            answer = b""
+            while chunk := stalled.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert b"request not received in time" in answer
+        listener.settimeout(0)
+        try:
+            listener.accept()
+            raise AssertionError("the proxy connected to the upstream")
+        except BlockingIOError:
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        listener.close()
