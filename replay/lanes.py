@@ -39,6 +39,8 @@ class LaneShard(Shard):
     """A shard holding only the scenario's endpoints (all of them when it names none);
     CorpusError when the corpus holds none of them at all."""
 
+    whole_corpus_when_alone = False  # its scenario's endpoints only, as far as it can send
+
     def __init__(self, cfg: WorkerConfig, *args: Any) -> None:
         self.needed = templates_needed(cfg)
         self.deferred = False  # in memory, built as the lane first draws them

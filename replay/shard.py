@@ -60,6 +60,8 @@ class Shard:
     what was never sent by the end is counted as dropped.
     """
 
+    whole_corpus_when_alone = True  # a worker alone holds every record (not a lane's few)
+
     def __init__(
         self,
         cfg: WorkerConfig,
@@ -77,7 +79,9 @@ class Shard:
             last = header.chunks[-1].last_ns if header.chunks else 0
             self.period_ns = pacing.loop_period(header.duration_ns, last, header.records)
             self.by_chunk = chunk_sharding(header, cfg)
-            packed, known = _chunk_shard_size(header, cfg) if self.by_chunk else (0, 0)
+            whole = cfg.workers * cfg.segments == 1 and self.whole_corpus_when_alone
+            sized = self.by_chunk or whole  # (alone, the shard is every chunk)
+            packed, known = _chunk_shard_size(header, cfg) if sized else (0, 0)
         self.sharding = "chunk" if self.by_chunk else "trace"
         self.cached: list[tuple[Any, Template]] | None = None
         self.spool: TemplateSpool | None = None
@@ -99,8 +103,9 @@ class Shard:
         self._loading = True
         # First the size of this shard (decoding only), so that a spooled shard never builds
         # a cache it then throws away: memory freed by the interpreter is not given back.
-        # (Sharded by chunk, a shard whose chunks alone take more than the cache, compressed,
-        # cannot fit: its size is in the header, nothing to measure.)
+        # (Sharded by chunk, or the whole corpus for a worker alone, a shard whose chunks take
+        # more than the cache, compressed, cannot fit: its size is in the header, nothing to
+        # measure.)
         budget = cfg.cache_bytes
         if packed > budget:
             self.mine, budget = known, -1

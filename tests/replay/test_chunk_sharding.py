@@ -191,3 +191,43 @@ def test_a_worker_says_how_its_shard_was_cut(corpora: tuple[Path, Path]) -> None
         worker.shard.close()
         said.append(info["sharding"])
     assert said == ["chunk", "trace"]
+
+
+@pytest.mark.parametrize("beyond", ["on disk", "decoded"])
+def test_a_worker_alone_sizes_the_whole_corpus_from_its_header(
+    corpora: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, beyond: str
+) -> None:
+    # One worker's shard is the whole corpus, even sharded by trace: when its chunks take
+    # more than the cache on disk it is spooled without being measured (each chunk decoded
+    # once, progress only while spooling); when only its decoded size is beyond the cache
+    # it is measured first, as before
+    import replay.shard
+
+    _, by_trace = corpora
+    with CorpusReader(by_trace) as reader:
+        chunks, total = reader.header.chunks, reader.header.records
+    packed = chunks[-1].file_offset - chunks[0].file_offset  # every chunk but the last
+    cache = packed - 1 if beyond == "on disk" else packed
+    decoded: list[int] = []
+    stream = CorpusReader.stream_chunk
+
+    def counted(self: CorpusReader, chunk: Any) -> Any:
+        decoded.append(chunk.number)
+        return stream(self, chunk)
+
+    cfg = config(by_trace, cache_bytes=cache)
+    build = builder(cfg)
+    monkeypatch.setattr(CorpusReader, "stream_chunk", counted)
+    monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 10)
+    heard: list[tuple[int, int, str]] = []
+    s = Shard(cfg, build, lambda *a: heard.append(a))
+    OPEN.append(s)
+    assert s.sharding == "trace" and s.mine == total
+    assert s.spool is not None and s.spool.count == total
+    spooling = [(n, total, "spool") for n in range(10, total + 1, 10)]
+    if beyond == "on disk":
+        assert heard == spooling
+        assert decoded == [c.number for c in chunks]
+    else:
+        assert heard == [(n, total, "read") for n in range(10, total + 1, 10)] + spooling
+        assert decoded == [c.number for c in chunks] * 2
