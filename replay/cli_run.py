@@ -29,7 +29,7 @@ from replay.segments import (
     parse_start_at,
     segment_from_env,
 )
-from replay.signals import sigterm_as_interrupt
+from replay.signals import Stops, sigterm_as_interrupt
 from replay.target import TargetError, open_target
 
 
@@ -196,12 +196,12 @@ def run(ctx: click.Context, corpus: str, **options: Any) -> NoReturn:
     counted as dropped. Exit status: 0 ok, 1 run failed, 2 bad input or target,
     99 a threshold failed, 130 interrupted (Ctrl-C or SIGTERM: partial results are written).
     """
-    with sigterm_as_interrupt():
-        code = _run(ctx, corpus, options)
+    with sigterm_as_interrupt() as stops:
+        code = _run(ctx, corpus, options, stops)
     ctx.exit(code)
 
 
-def _run(ctx: click.Context, corpus: str, options: dict[str, Any]) -> int:
+def _run(ctx: click.Context, corpus: str, options: dict[str, Any], stops: Stops) -> int:
     to_stdout = StdoutResults.take(options)  # --out -
     if options.get("scenario"):
         from replay.cli_scenarios import scenario_plan_from_options
@@ -214,15 +214,20 @@ def _run(ctx: click.Context, corpus: str, options: dict[str, Any]) -> int:
     warn_open_files(plan.max_inflight)
     workers = Prespawned(plan.workers)  # they import while the target starts
     try:
-        return _run_against_target(plan, options, to_stdout, workers)
+        return _run_against_target(plan, options, to_stdout, workers, stops)
     finally:
         workers.close()  # (unless the coordinator took them)
 
 
 def _run_against_target(
-    plan: RunPlan, options: dict[str, Any], to_stdout: StdoutResults, workers: Prespawned
+    plan: RunPlan,
+    options: dict[str, Any],
+    to_stdout: StdoutResults,
+    workers: Prespawned,
+    stops: Stops,
 ) -> int:
     try:
+        stops.check()  # (a stop lost while the workers were forked)
         target = open_target(
             options["target"],
             options["api_key"],
@@ -235,6 +240,7 @@ def _run_against_target(
         click.echo("replay run: interrupted", err=True)
         return EXIT_INTERRUPTED
     try:
+        stops.check()  # (a stop lost while the sandbox was forked)
         coordinator = Coordinator(plan, target, stdout=to_stdout.summary_stream, prespawned=workers)
         code = coordinator.run()
     except RunFailed as exc:
