@@ -42,7 +42,7 @@ from typing import Any
 import msgpack
 
 from capture.corpus import CorpusMeta, CorpusWriter, Record
-from capture.httphead import head_problem
+from capture.corpus_check import known_head_problem
 from capture.recording import (
     CONFIG,
     DONE,
@@ -189,7 +189,7 @@ class RecordWriter:
             counts.past_max_records += 1
             return
         headers = recorded_headers(slot.headers)
-        if head_problem(slot.method, slot.path, headers) is not None:
+        if known_head_problem(slot.method, slot.path, headers) is not None:
             counts.bad_head += 1
             return
         body = decoded_body(slot.body, slot.headers, self.options.max_decoded)
