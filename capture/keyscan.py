@@ -26,16 +26,35 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import accumulate
+from operator import mul, sub
 
 Key = str | int
 Found = list[tuple[tuple[Key, ...], int, int]]
 
 
-class KeyScanner:
-    """Finds the plain string values under `names` in a valid JSON document."""
+_ESCAPED_KEY = re.compile(rb'\\.[^"\\]*"\s*:')  # a key holding an escape (in valid JSON)
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"{}[]')
+_OPENING = bytes(1 if c in b"{[" else 0 for c in range(256))  # a bracket that opens -> 1
+_CLOSING = bytes(1 if c in b"}]" else 0 for c in range(256))
 
-    def __init__(self, names: Iterable[str]) -> None:
+
+class KeyScanner:
+    """Finds the plain string values under `names` in a valid JSON document.
+
+    `paths` are the names whose every key above is wanted (for the others only the name
+    itself is given), and `containers` the keys whose containers are named in those paths
+    (an object's other keys are given as "")."""
+
+    def __init__(
+        self, names: Iterable[str], paths: Iterable[str] = (), containers: Iterable[str] = ()
+    ) -> None:
+        self._paths = frozenset(n.encode() for n in paths)
         alternatives = b"|".join(re.escape(n.encode()) for n in sorted(set(names)))
+        keyed = b"|".join(re.escape(n.encode()) for n in sorted(set(containers))) or b"(?!)"
+        self._named = re.compile(
+            rb'"(?:(' + alternatives + rb')"\s*:\s*"([^"\\]*)"|(' + keyed + rb')"\s*:\s*(?=[{\[]))'
+        )
         named = rb'"(?:' + alternatives + rb')"\s*:\s*"[^"\\]*"'
         self._pattern = re.compile(
             rb"""
@@ -65,6 +84,82 @@ class KeyScanner:
         document order; None where the document cannot be stepped through this way."""
         if b"\x00" in body:
             return None
+        found = self._by_brackets(body)
+        return found if found is not None else self._by_tiling(body)
+
+    def _by_brackets(self, body: bytes) -> Found | None:
+        """The fast way, when no key holds an escape and no string a bracket: every named
+        value found at once, and the keys above a value from bracket counts."""
+        flat = body
+        if b"\\" in body:
+            if _ESCAPED_KEY.search(body):
+                return None
+            flat = body.replace(b"\\\\", b"").replace(b'\\"', b"")  # escapes out of the way
+        skeleton = flat.translate(None, _NOT_STRUCTURE)  # quotes and brackets
+        if b'"' in skeleton.replace(b'""', b""):  # a string holding a bracket
+            return None
+        found: Found = []
+        deep: list[tuple[int, int]] = []  # (index in found, start of its key)
+        keyed: list[tuple[int, str]] = []  # (where its container opens, the key)
+        for match in self._named.finditer(body):
+            name = match.group(1)
+            if name is None:
+                keyed.append((match.end(), match.group(3).decode()))
+                continue
+            if name in self._paths:
+                deep.append((len(found), match.start()))
+            found.append(((name.decode(),), match.start(2), match.end(2)))
+        if deep:
+            return self._with_paths(body, skeleton.replace(b'"', b""), found, deep, keyed)
+        return found
+
+    def _with_paths(
+        self,
+        body: bytes,
+        brackets: bytes,
+        found: Found,
+        deep: list[tuple[int, int]],
+        keyed: list[tuple[int, str]],
+    ) -> Found | None:
+        """`found` with the whole keys above each of its `deep` values, from the bracket
+        sequence of the document (every bracket in it is outside strings).
+
+        After bracket i the depth is the openers minus the closers so far; `marks` holds,
+        for each opener, the depth it opens (0 for a closer), so the container at depth v
+        around a place is the last opener marked v before it, and its index in an array
+        the count of openers marked v since the array's own opener."""
+        opening = brackets.translate(_OPENING)
+        depths = list(map(sub, accumulate(opening), accumulate(brackets.translate(_CLOSING))))
+        if not depths or min(depths) < 0 or depths[-1] != 0 or max(depths) > 255:
+            return None
+        marks = bytes(map(mul, depths, opening))
+        counter = _BracketCounter(body)
+        named: dict[int, str] = {}  # opener -> the key of its container, for `containers`
+        brackets_before: dict[int, int] = {}  # deep value -> how many brackets before it
+        places = [(at, -1, key) for at, key in keyed] + [(at, i, "") for i, at in deep]
+        for at, index, key in sorted(places):
+            if index < 0:
+                named[counter.before(at)] = key
+            else:
+                brackets_before[index] = counter.before(at)
+        for index, _start in deep:
+            keys, value_start, value_end = found[index]
+            before = brackets_before[index]
+            depth = depths[before - 1] if before else 0
+            above: list[Key] = []
+            outer = marks.rfind(1, 0, before)  # the document's own container
+            for level in range(2, depth + 1):
+                inner = marks.rfind(level, 0, before)
+                if brackets[outer] == 0x5B:  # [
+                    above.append(marks.count(level, outer, inner))
+                else:
+                    above.append(named.get(inner, ""))
+                outer = inner
+            found[index] = ((*above, *keys), value_start, value_end)
+        return found
+
+    def _by_tiling(self, body: bytes) -> Found | None:
+        """The careful way: a tiling of the whole document by one regex."""
         found: Found = []
         keys: list[Key | None] = []  # for each open container: its current key or index
         pos = 0
@@ -97,3 +192,23 @@ class KeyScanner:
         if keys or body[pos:].strip(b" \t\r\n"):
             return None
         return found
+
+
+class _BracketCounter:
+    """How many brackets come before a position, for positions in increasing order."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.at = 0
+        self.count = 0
+
+    def before(self, position: int) -> int:
+        body, at = self.body, self.at
+        self.count += (
+            body.count(b"{", at, position)
+            + body.count(b"}", at, position)
+            + body.count(b"[", at, position)
+            + body.count(b"]", at, position)
+        )
+        self.at = position
+        return self.count

@@ -193,12 +193,13 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
         if kind == IdKind.TIMESTAMP and not _ISO24.match(raw):
             continue
         found.append((start, end - start, kind, raw.decode("utf-8", "replace")))
+    mints = {v: mintable(v) for _s, _n, k, v in found if k in _ID_KINDS}
     defined = {v for _s, _n, k, v in found if k in (IdKind.TRACE, IdKind.OBSERVATION)}
-    unmintable = {v for v in defined if not mintable(v)}
+    unmintable = {v for v in defined if not mints[v]}
     spans: list[IdSpan] = []
     trace: str | None = None
     for start, length, kind, value in found:
-        if kind in _ID_KINDS and (value in unmintable or not mintable(value)):
+        if kind in _ID_KINDS and (value in unmintable or not mints[value]):
             continue
         if kind == IdKind.TRACE and trace is None:
             trace = value
@@ -214,7 +215,11 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
     return tuple(_disjoint(spans)), trace
 
 
-_SCANNER = KeyScanner(TIME_KEYS | TRACE_REF_KEYS | OBSERVATION_REF_KEYS | PROJECT_KEYS | {"id"})
+_SCANNER = KeyScanner(
+    TIME_KEYS | TRACE_REF_KEYS | OBSERVATION_REF_KEYS | PROJECT_KEYS | {"id"},
+    paths={"id"},
+    containers={"observations", "batch", "body"},
+)
 
 
 def _batch_scannable(body: bytes, doc: Any) -> bool:

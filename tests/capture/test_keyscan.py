@@ -24,7 +24,9 @@ from capture.spans import (
 )
 
 NAMES = TIME_KEYS | TRACE_REF_KEYS | OBSERVATION_REF_KEYS | PROJECT_KEYS | {"id"}
-SCANNER = KeyScanner(NAMES)
+CONTAINERS = {"observations", "batch", "body"}
+SCANNER = KeyScanner(NAMES, paths={"id"}, containers=CONTAINERS)
+TILING = KeyScanner(NAMES)  # every path through the tiling: a named key is never given one
 
 _hex = "0123456789abcdef"
 ids = st.one_of(
@@ -119,32 +121,50 @@ def test_fast_span_finding_gives_exactly_the_walks_spans(
     assert body_spans(body) == walked_body_spans(body)
 
 
+def _shape(keys: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What keyscan promises of the keys above a value: the name itself, and for an id
+    whether each container above is an array or under one of CONTAINERS."""
+    if keys[-1] != "id":
+        return (keys[-1],)
+    above = ("#" if isinstance(k, int) else (k if k in CONTAINERS else "") for k in keys[:-1])
+    return (*above, keys[-1])
+
+
 @settings(max_examples=300, deadline=None)
 @given(documents, layouts, st.booleans())
-def test_keyscan_finds_every_plain_value_under_a_name_the_walk_finds(
+def test_both_ways_of_keyscan_find_every_plain_value_under_a_name_the_walk_finds(
     doc: Any, layout: dict[str, Any], ascii_only: bool
 ) -> None:
     body = _dump(doc, layout, ascii_only, escaped_key=False)
-    found = SCANNER.scan(body)
-    if not isinstance(doc, (dict, list)):
-        assert found is None  # a document that is a scalar: walked instead
-        return
-    if found is None:  # only where a key holds an escape (json.dumps writes some that way)
-        assert re.search(rb'\\.[^"\\]*"\s*:', body)
-        return
     walked = {
-        (start, end, keys[-1], len(keys))
+        (start, end, _shape(keys))
         for keys, start, end in json_strings(body)
         if keys and keys[-1] in NAMES and b"\\" not in body[start:end]
     }
-    assert {(start, end, keys[-1], len(keys)) for keys, start, end in found} == walked
+    escaped_key = re.search(rb'\\.[^"\\]*"\s*:', body)  # json.dumps writes some keys so
+    tiled = SCANNER._by_tiling(body)
+    if tiled is None:  # only a document that is a scalar, or a key holding an escape
+        assert escaped_key or not isinstance(doc, (dict, list))
+    else:
+        assert {(start, end, _shape(keys)) for keys, start, end in tiled} == walked
+    by_brackets = SCANNER._by_brackets(body)
+    if by_brackets is None:  # only a key holding an escape, or a string holding a bracket
+        assert (
+            escaped_key
+            or any(set(body[start:end]) & set(b"{}[]") for _keys, start, end in json_strings(body))
+            or re.search(rb'"[^"]*[{}\[\]][^"]*"\s*:', body)
+        )
+    else:
+        assert {(start, end, _shape(keys)) for keys, start, end in by_brackets} == walked
 
 
 def test_keyscan_gives_up_where_it_cannot_step_through() -> None:
     assert SCANNER.scan(b'{"i\\u0064": "0123456789abcdef0123"}') is None  # escaped key
     assert SCANNER.scan('{"id": "x"}'.encode("utf-16-le")) is None  # NUL bytes
-    assert SCANNER.scan(b'"id"') is None  # not an object or array
-    assert SCANNER.scan(b'{"id": "a"} x') is None  # trailing bytes
+    assert SCANNER._by_tiling(b'"id"') is None  # not an object or array
+    assert SCANNER._by_tiling(b'{"id": "a"} x') is None  # trailing bytes
+    assert SCANNER._by_brackets(b'{"id": "a", "text": "[1]"}') is None  # a bracket in text
+    assert SCANNER._by_brackets(b'{"id": "a", "text": "\\"[\\""}') is None
 
 
 def test_keyscan_steps_over_names_inside_text_and_under_other_keys() -> None:
@@ -153,10 +173,10 @@ def test_keyscan_steps_over_names_inside_text_and_under_other_keys() -> None:
         b' "input": {"traceId": "t\\u0031", "timestamp": 5, "id": {"id": "deep"}},'
         b' "observations": [1, {"id": "obs-0123456789ab"}]}'
     )
-    found = SCANNER.scan(body)
-    assert found is not None
-    assert [(keys, body[s:e]) for keys, s, e in found] == [
-        (("id",), b"trace-0123456789ab"),
-        (("input", "id", "id"), b"deep"),
-        (("observations", 0, "id"), b"obs-0123456789ab"),  # the first object in the array
-    ]
+    for found, unnamed in ((SCANNER._by_tiling(body), "input"), (SCANNER._by_brackets(body), "")):
+        assert found is not None
+        assert [(keys, body[s:e]) for keys, s, e in found] == [
+            (("id",), b"trace-0123456789ab"),
+            ((unnamed, "", "id"), b"deep") if unnamed == "" else (("input", "id", "id"), b"deep"),
+            (("observations", 0, "id"), b"obs-0123456789ab"),  # the first object in the array
+        ]
