@@ -50,6 +50,7 @@ class KeyScanner:
         self, names: Iterable[str], paths: Iterable[str] = (), containers: Iterable[str] = ()
     ) -> None:
         self._paths = frozenset(n.encode() for n in paths)
+        self._text = {n.encode(): n for n in {*names, *containers}}
         alternatives = b"|".join(re.escape(n.encode()) for n in sorted(set(names)))
         keyed = b"|".join(re.escape(n.encode()) for n in sorted(set(containers))) or b"(?!)"
         self._named = re.compile(
@@ -102,13 +103,13 @@ class KeyScanner:
         deep: list[tuple[int, int]] = []  # (index in found, start of its key)
         keyed: list[tuple[int, str]] = []  # (where its container opens, the key)
         for match in self._named.finditer(body):
-            name = match.group(1)
+            name, _value, container = match.groups()
             if name is None:
-                keyed.append((match.end(), match.group(3).decode()))
+                keyed.append((match.end(), self._text[container]))
                 continue
             if name in self._paths:
                 deep.append((len(found), match.start()))
-            found.append(((name.decode(),), match.start(2), match.end(2)))
+            found.append(((self._text[name],), match.start(2), match.end(2)))
         if deep:
             return self._with_paths(body, skeleton.replace(b'"', b""), found, deep, keyed)
         return found

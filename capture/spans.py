@@ -184,7 +184,8 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
         strings = _SCANNER.scan(body)
     found: list[tuple[int, int, int, str]] = []
     for keys, start, end in json_strings(body) if strings is None else strings:
-        kind = _kind_of(keys, batch)
+        key = keys[-1] if keys else None
+        kind = _kind_of(keys, batch) if key == "id" else _KIND_OF_KEY.get(key)
         if kind is None:
             continue
         raw = body[start:end]
@@ -215,6 +216,12 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
     return tuple(_disjoint(spans)), trace
 
 
+_KIND_OF_KEY: dict[Key | None, int] = {
+    **dict.fromkeys(TIME_KEYS, int(IdKind.TIMESTAMP)),
+    **dict.fromkeys(TRACE_REF_KEYS, int(IdKind.TRACE_REF)),
+    **dict.fromkeys(OBSERVATION_REF_KEYS, int(IdKind.OBSERVATION_REF)),
+    **dict.fromkeys(PROJECT_KEYS, int(IdKind.PROJECT)),
+}  # what `_kind_of` says of a value under any key but "id"
 _SCANNER = KeyScanner(
     TIME_KEYS | TRACE_REF_KEYS | OBSERVATION_REF_KEYS | PROJECT_KEYS | {"id"},
     paths={"id"},
