@@ -1,25 +1,25 @@
 """The string values of a JSON document under a few key names, found without visiting
 every token: the fast path of capture/spans.py's span finding.
 
-One regular expression steps over everything span finding never looks at (text values,
-other keys with scalar values, numbers, commas, whitespace) inside the regex engine and
-stops only at what it needs:
+They come as (keys above it, start, end), like `spans.json_strings`, whose token-by-token
+walk stays the reference. What differs: strings under other keys, in arrays, or holding an
+escape are not given (span finding skips them anyway); an array's index counts only the
+containers in it (an element that is a string or number is unseen); and the keys above a
+value are whole only for the names in `paths`, with an object's key given as "" unless it
+is one of `containers` (the rest is all span finding reads). Two ways, the first that can:
 
-    { [ } ]                     the nesting, so the keys above a value are known
-    "key": followed by { or [   the key of the container that follows
-    "name": "plain string"      a key of interest with a string value holding no escape
+    by brackets  when no key holds an escape and no string a bracket (a search, a
+                 `translate` and a `replace` over the bytes say so): in valid JSON a quote
+                 with no backslash before it opens or closes a string, so one search finds
+                 every "name": "plain value" and "container key": { or [ where they are, and
+                 the depth around a value and its containers come from the bracket sequence
+    by tiling    one regex steps over everything else (text values, other keys, numbers,
+                 commas, whitespace) inside the regex engine and stops only at brackets, the
+                 keys of containers and the named values; its matches must tile the document
+                 from its first byte
 
-and gives those values as (keys above it, start, end), like `spans.json_strings`, whose
-token-by-token walk stays the reference. Two things differ and are said where they matter:
-strings under other keys, in arrays, or holding an escape are not given (span finding
-skips them anyway), and an array's index counts only the containers in it (an element that
-is a string or number is stepped over, unseen).
-
-The matches must tile the document from its first byte: in valid JSON a quote with no
-backslash before it always opens or closes a string, so a key name is only ever matched
-where a key is. Where the tiling breaks (a key name holding an escape, a NUL byte from a
-UTF-16 or UTF-32 body, a document that is not an object or array) `scan` says None and
-the caller walks every token instead.
+Where neither can (a key spelt with an escape, a NUL byte from a UTF-16 or UTF-32 body, a
+document that is not an object or array) `scan` says None and the caller walks every token.
 """
 
 from __future__ import annotations
