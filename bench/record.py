@@ -16,8 +16,10 @@ pin: both share that core), recording to a temporary corpus. Per round:
                 of the two runs' percentiles, at a rate where queueing does not dominate
     throughput  wrk (one thread, keep-alive, the same body) with --conns connections through
                 the proxy for --duration: the highest rate it forwards while recording, the
-                CPU seconds (user + system, from /proc) of the proxy process and of its
-                writer process over the run, and so req/s per core two ways: per core of
+                CPU seconds (user + system, from /proc) of the proxy process over the run
+                and of its writer process over the run and until it has caught up (the
+                writer runs behind the proxy, a queue apart: what it has left when wrk
+                stops is work for this run too), and so req/s per core two ways: per core of
                 the proxy process alone, and per core of proxy and writer together; then
                 SIGTERM, and the proxy's own count of recorded and dropped requests
 
@@ -111,7 +113,8 @@ class Round:
     rps: float = 0.0
     requests: int = 0
     proxy_cpu_s: float = 0.0
-    writer_cpu_s: float = 0.0
+    writer_cpu_s: float = 0.0  # over the run and until the writer had caught up
+    writer_catchup_s: float = 0.0  # how long after the run the writer was still busy
     forwarded: int = 0  # by the proxy, latency runs included
     recorded: int = 0
     dropped: int = 0
@@ -224,6 +227,20 @@ class Proxy:
                 total += common.pid_cpu_s(pid)
         return total
 
+    def writer_idle(self, window_s: float = 0.25, limit_s: float = 300.0) -> float:
+        """Wait until the writer has written its queue (its CPU grows by under 5% of a
+        window); the seconds that took. The writer runs behind the proxy by design, so its
+        CPU for a run's requests is only all counted once it is idle again."""
+        start = time.monotonic()
+        used = self.children_cpu_s()
+        while time.monotonic() - start < limit_s:
+            time.sleep(window_s)
+            now = self.children_cpu_s()
+            if now - used < 0.05 * window_s:
+                break
+            used = now
+        return time.monotonic() - start
+
     def stop(self) -> str:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -291,9 +308,11 @@ def one_round(engine: str, r: int, args: argparse.Namespace, upstream: str, work
         )
         run.latency_errors = int(direct["errors"] + proxied["errors"])
         run.throughput_load = os.getloadavg()
+        proxy.writer_idle()  # the latency runs' records written: not this run's CPU
         before, before_kids = proxy.cpu_s(), proxy.children_cpu_s()
         loaded = wrk(proxy.url, args.conns, args.duration, work)
         run.proxy_cpu_s = proxy.cpu_s() - before
+        run.writer_catchup_s = proxy.writer_idle()
         run.writer_cpu_s = proxy.children_cpu_s() - before_kids
         run.rps, run.requests = loaded["rps"], int(loaded["requests"])
         run.errors = int(loaded["errors"])
@@ -348,7 +367,8 @@ def main() -> None:
                     f"round {r + 1} {engine:<9} at {args.rate:,.0f} req/s: added p50 "
                     f"{run.added_p50_us:6.0f} µs p99 {run.added_p99_us:6.0f} µs (load "
                     f"{_load(run.load)}); max {run.rps:8,.0f} req/s, CPU s proxy "
-                    f"{run.proxy_cpu_s:.2f} writer {run.writer_cpu_s:.2f}: "
+                    f"{run.proxy_cpu_s:.2f} writer {run.writer_cpu_s:.2f} (caught up "
+                    f"{run.writer_catchup_s:.1f} s after): "
                     f"{run.rps_per_proxy_core:,.0f} req/s per proxy core, "
                     f"{run.rps_per_core:,.0f} per core of both; recorded {run.recorded:,}, "
                     f"dropped {run.dropped:,}, errors {run.errors + run.latency_errors} (load "

@@ -69,6 +69,12 @@ def _head_problem(method: object, path: object, headers: Any) -> str | None:
     return problem
 
 
+def known_head_problem(method: object, path: object, headers: Any) -> str | None:
+    """`head_problem` for a writer of many records with the same method and headers (a
+    recorder): the same answer, remembered once a (method, headers) pair has passed."""
+    return _head_problem(method, path, headers)
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -132,7 +138,7 @@ def writable_problem(
         return f"offset_ns {offset!r:.40} is not an integer of 0 or more"
     if len(headers) > MAX_HEADERS:
         return f"{len(headers)} headers, more than {MAX_HEADERS}"
-    problem = head_problem(method, path, headers)
+    problem = _head_problem(method, path, headers)
     if problem:
         return problem
     if not isinstance(body, (bytes, bytearray, memoryview)):

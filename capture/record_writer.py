@@ -24,7 +24,8 @@ arrived), and go through the filters of the module docstring of capture/recordin
 headers, the head check, decoding, redaction, span finding (capture/spans.py), the corpus
 writer. Every `flush_s` what is written goes into whole chunks on disk. The process ignores
 SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): it ends when the proxy says
-END or goes away, and runs at a lower priority than the proxy, which never waits for it.
+END or goes away, and runs at a lower priority than the proxy, which never waits for it
+(niced, and on Linux SCHED_BATCH: waking up for a record does not preempt the proxy).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 import msgpack
 
 from capture.corpus import CorpusMeta, CorpusWriter, Record
-from capture.httphead import head_problem
+from capture.corpus_check import known_head_problem
 from capture.recording import (
     CONFIG,
     DONE,
@@ -64,7 +65,8 @@ from capture.recording import (
 from capture.redact import redact_body
 from capture.spans import find_spans
 
-ACK_NS = 2_000_000  # how often the writer tells the proxy how much of the queue is done
+ACK_NS = 2_000_000  # how often at most the writer tells the proxy how much is done (each
+# event wakes the proxy: one per record would cost it more than the writer saves it)
 NICE = 5  # forwarding first: the writer takes what CPU is left on a shared core
 
 
@@ -189,7 +191,7 @@ class RecordWriter:
             counts.past_max_records += 1
             return
         headers = recorded_headers(slot.headers)
-        if head_problem(slot.method, slot.path, headers) is not None:
+        if known_head_problem(slot.method, slot.path, headers) is not None:
             counts.bad_head += 1
             return
         body = decoded_body(slot.body, slot.headers, self.options.max_decoded)
@@ -333,9 +335,7 @@ def serve(fd_in: int, fd_out: int, clock: Any = time.monotonic_ns) -> int:
         if now - last_flush >= flush_ns:
             writer.flush()
             last_flush = now
-        if (writer.written, writer.written_bytes) != acked and (
-            now - last_ack >= ACK_NS or not writer.queued()
-        ):
+        if (writer.written, writer.written_bytes) != acked and now - last_ack >= ACK_NS:
             acked = (writer.written, writer.written_bytes)
             events.send(WRITTEN, *acked)
             last_ack = now
@@ -358,6 +358,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(NICE)
+    with contextlib.suppress(OSError, AttributeError):  # Linux: never preempt the proxy on waking
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     sys.exit(serve(sys.stdin.fileno(), sys.stdout.fileno()))
 
 

@@ -94,13 +94,23 @@ def is_credential(name: str) -> bool:
 
 def recorded_headers(headers: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """The headers a record keeps: no credentials, nothing about the connection."""
-    return tuple(
-        (k, v)
-        for k, v in headers
-        if k.lower() not in _NOT_RECORDED
-        and k.lower() != "content-encoding"
-        and not is_credential(k)
-    )
+    kept = _KEPT_NAMES
+    out = []
+    for name, value in headers:
+        keep = kept.get(name)
+        if keep is None:
+            lower = name.lower()
+            keep = lower not in _NOT_RECORDED and lower != "content-encoding"
+            keep = keep and not is_credential(name)
+            if len(kept) < _KEPT_LIMIT:
+                kept[name] = keep
+        if keep:
+            out.append((name, value))
+    return tuple(out)
+
+
+_KEPT_NAMES: dict[str, bool] = {}  # header name as sent -> whether a record keeps it
+_KEPT_LIMIT = 4096
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from capture.corpus import IdKind, IdSpan
+from capture.keyscan import KeyScanner
 
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]')
 _ALNUM = re.compile(r"[A-Za-z0-9]")
@@ -74,6 +75,8 @@ def mintable(value: str) -> bool:
     """Whether replay can mint a unique fresh id of this one's shape (replay.rewrite.check_id)."""
     if len(value) < MIN_ID_LENGTH or not value.isascii() or not value[-TAG_DIGITS:].isalnum():
         return False
+    if value[:4].isalnum():  # four of them already, before the tag
+        return True
     return len(_ALNUM.findall(value, 0, len(value) - TAG_DIGITS)) >= 4
 
 
@@ -160,15 +163,29 @@ def _kind_of(keys: tuple[Key, ...], batch: dict[int, tuple[int, int]] | None) ->
 
 def body_spans(body: bytes, doc: Any = None) -> tuple[tuple[IdSpan, ...], str | None]:
     """The spans of a JSON body (parsed as `doc` when the caller has it) and its trace id."""
+    return _body_spans(body, doc, fast=True)
+
+
+def walked_body_spans(body: bytes, doc: Any = None) -> tuple[tuple[IdSpan, ...], str | None]:
+    """`body_spans` by the reference walk over every JSON token (`json_strings`), never by
+    keyscan's fast path: the two give the same spans."""
+    return _body_spans(body, doc, fast=False)
+
+
+def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], str | None]:
     if doc is None:
         try:
             doc = json.loads(body)
         except ValueError:
             return (), None
     batch = _event_kinds(doc) if isinstance(doc, dict) and "batch" in doc else None
+    strings = None
+    if fast and (batch is None or _batch_scannable(body, doc)):
+        strings = _SCANNER.scan(body)
     found: list[tuple[int, int, int, str]] = []
-    for keys, start, end in json_strings(body):
-        kind = _kind_of(keys, batch)
+    for keys, start, end in json_strings(body) if strings is None else strings:
+        key = keys[-1] if keys else None
+        kind = _kind_of(keys, batch) if key == "id" else _KIND_OF_KEY.get(key)
         if kind is None:
             continue
         raw = body[start:end]
@@ -177,12 +194,13 @@ def body_spans(body: bytes, doc: Any = None) -> tuple[tuple[IdSpan, ...], str | 
         if kind == IdKind.TIMESTAMP and not _ISO24.match(raw):
             continue
         found.append((start, end - start, kind, raw.decode("utf-8", "replace")))
+    mints = {v: mintable(v) for _s, _n, k, v in found if k in _ID_KINDS}
     defined = {v for _s, _n, k, v in found if k in (IdKind.TRACE, IdKind.OBSERVATION)}
-    unmintable = {v for v in defined if not mintable(v)}
+    unmintable = {v for v in defined if not mints[v]}
     spans: list[IdSpan] = []
     trace: str | None = None
     for start, length, kind, value in found:
-        if kind in _ID_KINDS and (value in unmintable or not mintable(value)):
+        if kind in _ID_KINDS and (value in unmintable or not mints[value]):
             continue
         if kind == IdKind.TRACE and trace is None:
             trace = value
@@ -196,6 +214,30 @@ def body_spans(body: bytes, doc: Any = None) -> tuple[tuple[IdSpan, ...], str | 
             for m in _GQL_PROJECT.finditer(body)
         ]
     return tuple(_disjoint(spans)), trace
+
+
+_KIND_OF_KEY: dict[Key | None, int] = {
+    **dict.fromkeys(TIME_KEYS, int(IdKind.TIMESTAMP)),
+    **dict.fromkeys(TRACE_REF_KEYS, int(IdKind.TRACE_REF)),
+    **dict.fromkeys(OBSERVATION_REF_KEYS, int(IdKind.OBSERVATION_REF)),
+    **dict.fromkeys(PROJECT_KEYS, int(IdKind.PROJECT)),
+}  # what `_kind_of` says of a value under any key but "id"
+_SCANNER = KeyScanner(
+    TIME_KEYS | TRACE_REF_KEYS | OBSERVATION_REF_KEYS | PROJECT_KEYS | {"id"},
+    paths={"id"},
+    containers={"observations", "batch", "body"},
+)
+
+
+def _batch_scannable(body: bytes, doc: Any) -> bool:
+    """Whether keyscan's array indexes are the batch's: one "batch" in the body, holding
+    objects only (keyscan counts only the containers in an array)."""
+    batch = doc["batch"]
+    return (
+        body.count(b'"batch"') == 1
+        and isinstance(batch, list)
+        and all(isinstance(event, dict) for event in batch)
+    )
 
 
 _ID_KINDS = (IdKind.TRACE, IdKind.TRACE_REF, IdKind.OBSERVATION, IdKind.OBSERVATION_REF)
