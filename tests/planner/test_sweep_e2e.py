@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from stderr_lines import read_until
 
 from planner.cli import main
 from planner.embedded import SandboxModel
@@ -121,21 +122,6 @@ def start_planner(reaper: list[int], *args: str) -> subprocess.Popen[str]:
     )
     reaper.append(proc.pid)
     return proc
-
-
-def read_until(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
-    """stderr lines up to and including the first containing ``needle``."""
-    assert proc.stderr is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"{needle!r} not seen; stderr so far:\n{''.join(lines)}")
 
 
 def sandbox_pid(lines: list[str]) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from stderr_lines import read_until
 
 
 def _processes_with_env(marker: str) -> list[int]:
@@ -50,20 +51,6 @@ def started() -> Iterator[list[subprocess.Popen[str]]]:
             proc.communicate()
 
 
-def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
-    assert proc.stderr is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"{needle!r} not seen; stderr so far:\n{''.join(lines)}")
-
-
 def _start(
     started: list[subprocess.Popen[str]], tmpdir: Path, entry: str, *args: str
 ) -> subprocess.Popen[str]:
@@ -96,7 +83,7 @@ def test_sigterm_to_replay_run_is_ctrl_c(
         started, tmpdir, "replay.cli", "run", "ingestion", "--duration", "60s",
         "--workers", "2", "--out", str(out),
     )  # fmt: skip
-    _read_until(proc, "replay 1s/", timeout=120)  # running: workers and sandbox are up
+    read_until(proc, "replay 1s/", timeout=120)  # running: workers and sandbox are up
     assert len(_processes_with_env(f"TMPDIR={tmpdir}")) >= 3  # replay, 2 workers, sandbox
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
@@ -142,7 +129,7 @@ def test_sigterm_to_planner_sweep_is_ctrl_c(
         "--precision", "10%", "--max-steps", "3", "--corpus", str(small_corpus),
         "--out", str(out),
     )  # fmt: skip
-    _read_until(proc, "2 pods  step  1", timeout=120)
+    read_until(proc, "2 pods  step  1", timeout=120)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
