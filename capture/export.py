@@ -36,6 +36,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from capture.corpus import CorpusMeta, CorpusReader, CorpusWriter
 from capture.errors import InputError
 from capture.intake import Captured, Intake, iso_ms
+from capture.json_body import NOT_JSON_ERRORS
 
 MAX_WINDOW_TRACES = 5_000
 PAGE = 100
@@ -57,6 +58,7 @@ SERVER_FIELDS = frozenset(
     }
 )
 JSON_HEADERS = (("Content-Type", "application/json"),)
+MAX_ANSWER_BYTES = 256 << 20  # an answer larger than this is refused, not buffered
 MAX_RETRIES = 8
 MAX_WAIT_S = 60.0
 
@@ -116,7 +118,12 @@ class Api:
         for attempt in range(MAX_RETRIES + 1):
             try:
                 with urllib.request.urlopen(request, timeout=self._timeout) as answer:
-                    return json.loads(answer.read())
+                    data = answer.read(MAX_ANSWER_BYTES + 1)
+                if len(data) > MAX_ANSWER_BYTES:
+                    raise InputError(
+                        f"{self.base}: {path} answered more than {MAX_ANSWER_BYTES >> 20} MiB"
+                    )
+                return json.loads(data)
             except urllib.error.HTTPError as exc:
                 if exc.code == 429 and attempt < MAX_RETRIES:
                     self.waits += 1
@@ -138,7 +145,7 @@ class Api:
                     self._sleep(min(MAX_WAIT_S, 0.25 * 2**attempt))
                     continue
                 raise InputError(f"{self.base}: unreachable ({reason})") from None
-            except ValueError:
+            except NOT_JSON_ERRORS:
                 raise InputError(f"{self.base}: {path} did not answer JSON") from None
         raise InputError(f"{self.base}: {path} kept failing")  # pragma: no cover - loop returns
 

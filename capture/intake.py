@@ -22,7 +22,6 @@ and counted) and writes the corpus with `created` at the first kept request's ti
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import zlib
 from collections import Counter
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 
 from capture.corpus import SECRET_HEADERS, CorpusMeta, CorpusWriter, Record
 from capture.httphead import head_problem
+from capture.json_body import parsed_or_none
 from capture.redact import redact_body, redact_path
 from capture.spans import Spans, body_spans, path_spans
 
@@ -234,12 +234,7 @@ class Intake:
 
 def _json_doc(body: bytes) -> Any:
     """The parsed body, or None when it is empty or not JSON (an opaque body)."""
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    return parsed_or_none(body)
 
 
 def in_time_order(

@@ -26,7 +26,6 @@ which needs the hourly shape from the first.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from capture.corpus import CorpusReader, Record
+from capture.json_body import parsed_or_none, string_lengths
 
 SCHEMA = "agenttrace-profile/1"
 RESERVOIR = 8192
@@ -156,29 +156,16 @@ class _Learner:
 
     def _text(self, holder: dict[str, Any]) -> None:
         for key in ("input", "output"):
-            for length in _string_lengths(holder.get(key)):
+            for length in string_lengths(holder.get(key)):
                 self.text.add(length)
 
 
 def _json(record: Record) -> Any:
-    try:
-        return json.loads(bytes(record.body))
-    except (ValueError, UnicodeDecodeError):
-        return None
+    return parsed_or_none(bytes(record.body))
 
 
 def _list(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _string_lengths(value: Any) -> list[int]:
-    if isinstance(value, str):
-        return [len(value)]
-    if isinstance(value, dict):
-        return [n for v in value.values() for n in _string_lengths(v)]
-    if isinstance(value, list):
-        return [n for v in value for n in _string_lengths(v)]
-    return []
 
 
 def fit_profile(path: str | os.PathLike[str], *, seed: int = 0) -> dict[str, Any]:

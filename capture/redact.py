@@ -25,12 +25,12 @@ replaced by "*". Paths: the values of query parameters other than those in KEEP_
 from __future__ import annotations
 
 import functools
-import json
 import re
 from urllib.parse import quote, unquote
 
 import numpy as np
 
+from capture.json_body import NOT_JSON, parsed
 from capture.spans import body_spans, json_strings
 
 KEEP_KEYS = frozenset(
@@ -154,9 +154,8 @@ def _kept(keys: tuple[str | int, ...], value: bytes) -> bool:
 
 def redact_body(body: bytes) -> bytes:
     """The body with its free text replaced: see the module docstring for what is kept."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    doc = parsed(body)
+    if doc is NOT_JSON:
         return _redact_opaque(body)
     spans, _trace = body_spans(body, doc)
     protected = sorted((start, start + length) for start, length, _kind in spans)

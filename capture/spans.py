@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from capture.corpus import IdKind, IdSpan
+from capture.json_body import NOT_JSON, parsed
 from capture.keyscan import KeyScanner
 
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]')
@@ -174,9 +175,8 @@ def walked_body_spans(body: bytes, doc: Any = None) -> tuple[tuple[IdSpan, ...],
 
 def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], str | None]:
     if doc is None:
-        try:
-            doc = json.loads(body)
-        except ValueError:
+        doc = parsed(body)
+        if doc is NOT_JSON:
             return (), None
     batch = _event_kinds(doc) if isinstance(doc, dict) and "batch" in doc else None
     strings = None

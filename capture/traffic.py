@@ -9,24 +9,24 @@ the gaps over their mean (1 for Poisson arrivals, above 1 for bursts).
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from capture.corpus import Record
+from capture.json_body import parsed_or_none
 from capture.sizehist import SizeHistogram
 
 OBSERVATION_EVENTS = ("span-create", "generation-create", "event-create")
+_UNREAD = object()  # (a body not parsed yet)
 
 
-def ingestion_counts(record: Record) -> tuple[int, int] | None:
-    """(traces, observations) an ingestion record creates, or None for any other record."""
+def ingestion_counts(record: Record, doc: Any = _UNREAD) -> tuple[int, int] | None:
+    """(traces, observations) an ingestion record creates, or None for any other record
+    (`doc`: its body parsed already, when the caller has it)."""
     if record.endpoint not in ("ingest", "batch") or not record.body:
         return None
-    try:
-        doc = json.loads(bytes(record.body))
-    except (ValueError, UnicodeDecodeError):
-        return None
+    if doc is _UNREAD:
+        doc = parsed_or_none(bytes(record.body))
     if not isinstance(doc, dict):
         return None
     if record.endpoint == "ingest":
@@ -61,9 +61,13 @@ class TrafficFigures:
             self._mean += delta / self._n
             self._m2 += delta * (gap - self._mean)
         self._last_ns = record.offset_ns
-        if record.body and record.body.lstrip()[:1] not in (b"{", b"["):
-            self.opaque += 1
-        counts = ingestion_counts(record)
+        doc = None
+        if record.body:  # opaque: not JSON, or JSON json.loads cannot read (too deep)
+            if record.body.lstrip()[:1] in (b"{", b"["):
+                doc = parsed_or_none(bytes(record.body))
+            if doc is None:
+                self.opaque += 1
+        counts = ingestion_counts(record, doc)
         if counts is not None:
             self.traces += counts[0]
             self.observations += counts[1]

@@ -339,3 +339,21 @@ def _ms(stamp: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def test_a_body_nested_past_the_parser_imports_as_opaque_and_fits(tmp_path: Path) -> None:
+    # json.loads gives up (RecursionError) on arrays nested 100,000 deep: import keeps the
+    # body as an opaque record, with --redact too, and fit learns from the corpus
+    deep = b"[" * 100_000 + b"]" * 100_000
+    entry = prod.har_entry(prod.Request(prod.EPOCH_NS, "POST", "/api/public/traces", (), deep))
+    har = tmp_path / "deep.har"
+    har.write_text(json.dumps(prod.har([entry])))
+    for flags in ((), ("--redact",)):
+        out = tmp_path / f"deep{len(flags)}.atc"
+        result = capture("import", "har", str(har), *flags, "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        (record,) = records(out)
+        assert len(record.body) == len(deep) and record.body_ids == ()
+        assert capture("inspect", str(out)).stdout.count("1 opaque") == 1
+        fitted = capture("fit", str(out), "-o", str(tmp_path / f"p{len(flags)}.json"))
+        assert fitted.returncode == 0, fitted.stderr

@@ -582,3 +582,29 @@ def test_the_request_head_parser_accepts_or_refuses_never_crashes(head: bytes) -
     assert parsed.target.startswith("/")
     assert parsed.length >= 0
     assert not (parsed.chunked and b"content-length" in head.lower())
+
+
+@pytest.mark.parametrize("redact", [False, True])
+def test_a_body_nested_past_the_parser_is_recorded_opaque_and_recording_goes_on(
+    proxy: object, raw: Any, redact: bool
+) -> None:
+    # json.loads gives up (RecursionError) on arrays nested 100,000 deep: the body is kept
+    # as an opaque record (redacted as opaque text with --redact), and the next request is
+    # recorded as usual
+    deep = b"[" * 100_000 + b"]" * 100_000
+    p = proxy(raw.url, *(["--redact"] if redact else []))  # type: ignore[operator]
+    conn = p.connection()
+    for body in (deep, b'{"id":"0123456789abcdef0123456789abcdef","name":"after"}'):
+        conn.request("POST", "/api/public/traces", body=body)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 201  # (the raw upstream's answer to a POST)
+    conn.close()
+    code, err = p.finish()
+    assert code == 0, err
+    assert "recording stopped" not in err
+    first, second = read_all(p.output)
+    assert len(first.body) == len(deep) and first.body_ids == ()
+    if not redact:
+        assert first.body == deep
+    assert [span[2] for span in second.body_ids] == [0]  # the trace id, marked
