@@ -65,8 +65,8 @@ from capture.recording import (
 from capture.redact import redact_body
 from capture.spans import find_spans
 
-ACK_NS = 2_000_000  # how often at most the writer tells the proxy how much is done (each
-# event wakes the proxy: one per record would cost it more than the writer saves it)
+ACK_NS = 2_000_000  # how often a writer behind tells the proxy how much is done (at once
+# when it has caught up)
 NICE = 5  # forwarding first: the writer takes what CPU is left on a shared core
 
 
@@ -335,7 +335,9 @@ def serve(fd_in: int, fd_out: int, clock: Any = time.monotonic_ns) -> int:
         if now - last_flush >= flush_ns:
             writer.flush()
             last_flush = now
-        if (writer.written, writer.written_bytes) != acked and now - last_ack >= ACK_NS:
+        if (writer.written, writer.written_bytes) != acked and (
+            now - last_ack >= ACK_NS or not writer.queued()
+        ):
             acked = (writer.written, writer.written_bytes)
             events.send(WRITTEN, *acked)
             last_ack = now
