@@ -43,6 +43,29 @@ def grouped(tmp_path: Path, source: Path, *, whole: bool, seed: int = 7) -> Path
     return path
 
 
+def loaded_counting(
+    cfg: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Shard, list[int], list[tuple[int, int, str]]]:
+    """The shard `cfg` describes, loaded with every chunk it decodes counted (their numbers,
+    in order) and what its progress heard (every 10 records)."""
+    import replay.shard
+
+    decoded: list[int] = []
+    stream = CorpusReader.stream_chunk
+
+    def counted(self: CorpusReader, chunk: Any) -> Any:
+        decoded.append(chunk.number)
+        return stream(self, chunk)
+
+    build = builder(cfg)
+    monkeypatch.setattr(CorpusReader, "stream_chunk", counted)
+    monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 10)
+    heard: list[tuple[int, int, str]] = []
+    s = Shard(cfg, build, lambda *a: heard.append(a))
+    OPEN.append(s)
+    return s, decoded, heard
+
+
 def entries(s: Shard) -> list[TimelineEntry]:
     return [e for e, _t in s.one_pass()]
 
@@ -137,8 +160,6 @@ def test_loading_by_chunk_reads_and_reports_only_this_workers_chunks(
     # of 2), and no other chunk is decoded. A shard whose chunks take more than the cache on
     # disk is spooled without being measured (each chunk decoded once); one that only
     # decodes to more than the cache is measured first, then spooled
-    import replay.shard
-
     whole, _ = corpora
     with CorpusReader(whole) as reader:
         chunks = reader.header.chunks
@@ -153,20 +174,8 @@ def test_loading_by_chunk_reads_and_reports_only_this_workers_chunks(
     )  # fmt: skip
     assert 0 < packed < decoded_size
     cache = packed - 1 if beyond == "on disk" else packed
-    decoded: list[int] = []
-    stream = CorpusReader.stream_chunk
-
-    def counted(self: CorpusReader, chunk: Any) -> Any:
-        decoded.append(chunk.number)
-        return stream(self, chunk)
-
     cfg = config(whole, worker=1, workers=2, cache_bytes=cache)
-    build = builder(cfg)
-    monkeypatch.setattr(CorpusReader, "stream_chunk", counted)
-    monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 10)
-    heard: list[tuple[int, int, str]] = []
-    s = Shard(cfg, build, lambda *a: heard.append(a))
-    OPEN.append(s)
+    s, decoded, heard = loaded_counting(cfg, monkeypatch)
     assert s.mine == mine and s.spool is not None and s.spool.count == mine
     every = list(range(10, mine + 1, 10))
     spooling = [(n, mine, "spool") for n in every]
@@ -201,27 +210,13 @@ def test_a_worker_alone_sizes_the_whole_corpus_from_its_header(
     # more than the cache on disk it is spooled without being measured (each chunk decoded
     # once, progress only while spooling); when only its decoded size is beyond the cache
     # it is measured first, as before
-    import replay.shard
-
     _, by_trace = corpora
     with CorpusReader(by_trace) as reader:
         chunks, total = reader.header.chunks, reader.header.records
     packed = chunks[-1].file_offset - chunks[0].file_offset  # every chunk but the last
     cache = packed - 1 if beyond == "on disk" else packed
-    decoded: list[int] = []
-    stream = CorpusReader.stream_chunk
-
-    def counted(self: CorpusReader, chunk: Any) -> Any:
-        decoded.append(chunk.number)
-        return stream(self, chunk)
-
     cfg = config(by_trace, cache_bytes=cache)
-    build = builder(cfg)
-    monkeypatch.setattr(CorpusReader, "stream_chunk", counted)
-    monkeypatch.setattr(replay.shard, "LOAD_PROGRESS_EVERY", 10)
-    heard: list[tuple[int, int, str]] = []
-    s = Shard(cfg, build, lambda *a: heard.append(a))
-    OPEN.append(s)
+    s, decoded, heard = loaded_counting(cfg, monkeypatch)
     assert s.sharding == "trace" and s.mine == total
     assert s.spool is not None and s.spool.count == total
     spooling = [(n, total, "spool") for n in range(10, total + 1, 10)]
