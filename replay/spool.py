@@ -124,9 +124,11 @@ class TemplateSpool:
         return itertools.chain.from_iterable(self._frames(False))
 
     def rounds(self) -> Iterator[Template]:
-        """`templates()` round and round, for ever."""
+        """`templates()` round and round, for ever (nothing, for an empty spool)."""
         if not self.finished:
             raise RuntimeError("TemplateSpool.rounds before finish")
+        if not self.count:
+            return iter(())
         return itertools.chain.from_iterable(self._rounds())
 
     def _rounds(self) -> Iterator[Any]:

@@ -374,3 +374,21 @@ def test_a_damaged_spool_says_where_instead_of_yielding_garbage() -> None:
         os.ftruncate(s._file.fileno(), s.bytes_on_disk - 3)  # the last frame cut short
         with pytest.raises(OSError, match="template spool: short read at byte"):
             list(s.read())
+
+
+def test_rounds_go_round_the_templates_and_an_empty_spool_gives_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(spool, "FRAME_BYTES", 4096)  # many frames
+    items = BUNDLED["query"]
+    with TemplateSpool() as s:
+        for entry, template in items:
+            s.add(entry, template)
+        s.finish()
+        n = len(items)
+        got = list(itertools.islice(s.rounds(), 2 * n + n // 2))
+    expected = [t for _e, t in items] * 3
+    assert [rendered(t, 5) for t in got] == [rendered(t, 5) for t in expected[: 2 * n + n // 2]]
+    with TemplateSpool() as empty:
+        empty.finish()
+        assert list(empty.rounds()) == []
