@@ -19,7 +19,7 @@ from capture.cli_units import DURATION
 from capture.inspect import recording_line
 from capture.proxy import ReverseProxy
 from capture.proxyhttp import Upstream
-from capture.recording import Recorder, RecordOptions
+from capture.recording import WRITER_PRIORITIES, Recorder, RecordOptions
 from capture.repair import repair as repair_corpus
 from capture.units import format_duration_ns
 
@@ -91,6 +91,15 @@ def _path_prefix(
     metavar="PREFIX",
     help="Also record requests under this path prefix (repeatable).",
 )
+@click.option(
+    "--writer-priority",
+    type=click.Choice(WRITER_PRIORITIES),
+    default="batch",
+    show_default=True,
+    help="The writer's CPU priority beside the proxy: batch (below it, records everything "
+    "it can) or idle (only CPU the proxy leaves: forwarding first, the recording thins out "
+    "on a busy machine, drops counted).",
+)
 def record(
     listen: tuple[str, int],
     upstream: str,
@@ -100,6 +109,7 @@ def record(
     sample: float,
     redact: bool,
     paths: tuple[str, ...],
+    writer_priority: str,
 ) -> None:
     """Put a recording reverse proxy in front of AgentTrace.
 
@@ -141,7 +151,18 @@ def record(
         redact=redact,
         keep_paths=paths,
         max_records=max_records,
-        command=_command(listen, upstream, output, duration, max_records, sample, redact, paths),
+        command=_command(
+            listen,
+            upstream,
+            output,
+            duration,
+            max_records,
+            sample,
+            redact,
+            paths,
+            writer_priority,
+        ),
+        writer_priority=writer_priority,
     )
     try:
         recorder = Recorder(options, on_full=wake.send)
@@ -181,6 +202,7 @@ def _command(
     sample: float,
     redact: bool,
     paths: tuple[str, ...],
+    writer_priority: str = "batch",
 ) -> str:
     """The command line that made the recording, for `capture inspect`."""
     host = f"[{listen[0]}]" if ":" in listen[0] else listen[0]
@@ -196,6 +218,8 @@ def _command(
         argv.append("--redact")
     for prefix in paths:
         argv += ["--path", prefix]
+    if writer_priority != "batch":
+        argv += ["--writer-priority", writer_priority]
     return shlex.join(argv)
 
 

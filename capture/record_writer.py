@@ -25,7 +25,8 @@ headers, the head check, decoding, redaction, span finding (capture/spans.py), t
 writer. Every `flush_s` what is written goes into whole chunks on disk. The process ignores
 SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): it ends when the proxy says
 END or goes away, and runs at a lower priority than the proxy, which never waits for it
-(niced, and on Linux SCHED_BATCH: waking up for a record does not preempt the proxy).
+(niced, and on Linux SCHED_BATCH: waking up for a record does not preempt the proxy; or
+SCHED_IDLE with `--writer-priority idle`: it runs only on CPU the proxy leaves).
 """
 
 from __future__ import annotations
@@ -360,8 +361,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(NICE)
+    idle = sys.argv[1:] == ["idle"]  # (capture.recording.WRITER_PRIORITIES)
     with contextlib.suppress(OSError, AttributeError):  # Linux: never preempt the proxy on waking
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        policy = os.SCHED_IDLE if idle else os.SCHED_BATCH
+        os.sched_setscheduler(0, policy, os.sched_param(0))
     sys.exit(serve(sys.stdin.fileno(), sys.stdout.fileno()))
 
 

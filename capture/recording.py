@@ -113,6 +113,12 @@ _KEPT_NAMES: dict[str, bool] = {}  # header name as sent -> whether a record kee
 _KEPT_LIMIT = 4096
 
 
+WRITER_PRIORITIES = ("batch", "idle")
+"""The writer process's CPU priority: below the proxy's (niced, SCHED_BATCH), or only what
+the proxy leaves (SCHED_IDLE: forwarding never waits for it, the recording thins out on a
+busy machine). Linux; elsewhere the writer is niced alone."""
+
+
 @dataclass(frozen=True)
 class RecordOptions:
     """What to record and how much may wait in memory."""
@@ -129,6 +135,7 @@ class RecordOptions:
     window_s: float = 5.0  # how long a record waits for its answer before it is written
     flush_s: float = 1.0
     max_decoded: int = 64 << 20
+    writer_priority: str = "batch"  # one of WRITER_PRIORITIES
 
 
 @dataclass
@@ -187,8 +194,10 @@ class Recorder:
             started.strftime("%Y-%m-%dT%H:%M:%S.") + f"{started.microsecond // 1000:03d}Z"
         )
         self.partial_path = options.output.with_name(options.output.name + ".partial")
+        if options.writer_priority not in WRITER_PRIORITIES:
+            raise ValueError(f"writer priority {options.writer_priority!r}: not one of batch, idle")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "capture.record_writer"],
+            [sys.executable, "-m", "capture.record_writer", options.writer_priority],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             process_group=0,  # a Ctrl-C to the terminal's group is the proxy's to handle

@@ -511,6 +511,10 @@ def test_max_records_and_duration_end_the_recording(proxy: object, raw: Any) -> 
         (["--upstream", "http://127.0.0.1:{live}", "--listen", "localhost:99999"], "--listen"),
         (["--upstream", "http://127.0.0.1:{live}", "--sample", "0"], "--sample"),
         (["--upstream", "http://127.0.0.1:{live}", "--path", "api"], "path prefix"),
+        (
+            ["--upstream", "http://127.0.0.1:{live}", "--writer-priority", "low"],
+            "--writer-priority",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(
@@ -608,3 +612,31 @@ def test_a_body_nested_past_the_parser_is_recorded_opaque_and_recording_goes_on(
     if not redact:
         assert first.body == deep
     assert [span[2] for span in second.body_ids] == [0]  # the trace id, marked
+
+
+def _writer_pid(proxy_pid: int) -> int:
+    """The writer process the recording proxy `proxy_pid` started (its child)."""
+    children = Path(f"/proc/{proxy_pid}/task/{proxy_pid}/children").read_text().split()
+    for pid in map(int, children):
+        if b"capture.record_writer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    raise AssertionError(f"no writer among {children}")
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="scheduling policies are Linux's")
+@pytest.mark.parametrize(("flags", "policy"), [((), "SCHED_BATCH"), (("idle",), "SCHED_IDLE")])
+def test_the_writer_runs_at_the_priority_asked_and_records(
+    proxy: object, raw: Any, flags: tuple[str, ...], policy: str
+) -> None:
+    argv = ("--writer-priority", *flags) if flags else ()
+    p = proxy(raw.url, *argv)  # type: ignore[operator]
+    assert os.sched_getscheduler(_writer_pid(p.proc.pid)) == getattr(os, policy)
+    conn = p.connection()
+    conn.request("POST", "/api/public/traces", body=b'{"id":"0123456789abcdef0123456789abcdef"}')
+    conn.getresponse().read()
+    conn.close()
+    code, err = p.finish()
+    assert code == 0, err
+    assert len(read_all(p.output)) == 1
+    made_by = str(meta_extra(p.output)["command"])
+    assert ("--writer-priority idle" in made_by) == bool(flags)
