@@ -292,7 +292,6 @@ def _splice(
     its holes, stamps (hole, recorded ms, ...), READ holes, the length it will have (-1
     when a READ hole makes it vary) and the first trace it reads as recorded."""
     minted, traces, observations, created = ids
-    seconds = _SECONDS.get
     escape = b"%" in text
     holes = 0
     stamps: list[int] = []
@@ -305,20 +304,9 @@ def _splice(
         if kind == _TIMESTAMP:
             if created is None:
                 continue  # left as recorded: it stays in the next literal
-            second = seconds(raw[:19])  # (the common case: a second seen before)
-            if (
-                second is not None
-                and length == 24
-                and raw[19] == 0x2E  # '.'
-                and raw[23] == 0x5A  # 'Z'
-                and raw[20:23].isdigit()
-            ):
-                ms = second * 1000 + int(raw[20:23])
-            else:
-                parsed = parse_iso_ms(raw)
-                if parsed is None:
-                    continue  # left as recorded
-                ms = parsed
+            ms = parse_iso_ms(raw)
+            if ms is None:
+                continue  # left as recorded
             literal = text[pos:start]
             out += (literal.replace(b"%", b"%%") if escape else literal, b"%s")
             stamps += (holes, ms)
