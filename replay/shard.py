@@ -377,11 +377,11 @@ class Shard:
         built as read), or read and built again."""
         if self.cached is not None:
             return iter(self.cached)
+        whole = self._spooled_whole()
+        if whole is not None:
+            return whole.read()
         if self.spool is not None:
-            spool = self.spool
-            if spool.finished and spool.count == self.mine:
-                return spool.read()
-            return self._spool_pass(spool)
+            return self._spool_pass(self.spool)
         return self._built(self._walk(everyone=False))
 
     def _built(self, walk: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Template]]:
@@ -393,17 +393,21 @@ class Shard:
         """Templates in corpus order, round and round (rate and closed models)."""
         if self.cached and not self.everyone:
             return itertools.cycle([template for _entry, template in self.cached])
+        spool = self._spooled_whole()
+        return spool.rounds() if spool is not None else self._cycle()
+
+    def _spooled_whole(self) -> TemplateSpool | None:
+        """The spool when it holds the whole shard (a pass then reads templates alone)."""
         spool = self.spool
-        if spool is not None and spool.finished and spool.count == self.mine > 0:
-            return spool.rounds()  # (the whole shard spooled: templates alone)
-        return self._cycle()
+        whole = spool is not None and spool.finished and spool.count == self.mine > 0
+        return spool if whole else None
 
     def _cycle(self) -> Iterator[Template]:
         while True:
-            spool = self.spool
-            if spool is not None and spool.finished and spool.count == self.mine > 0:
-                yield from spool.templates()  # (the whole shard spooled: templates alone)
-                continue
+            spool = self._spooled_whole()
+            if spool is not None:  # (it became whole while a pass followed it)
+                yield from spool.rounds()
+                return
             everyone = self.everyone
             source = self._built(self._walk(everyone=True)) if everyone else self.one_pass()
             empty = True
