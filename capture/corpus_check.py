@@ -46,7 +46,7 @@ _KNOWN_GOOD: set[object] = set()  # (method, headers) of records that passed hea
 _KNOWN_LIMIT = 1 << 16
 
 
-def _head_problem(method: object, path: object, headers: Any) -> str | None:
+def known_head_problem(method: object, path: object, headers: Any) -> str | None:
     """`head_problem`, with what a corpus repeats (a method and its header lines) remembered
     once it has passed: a record then costs a check of its path and one set lookup."""
     if (
@@ -67,12 +67,6 @@ def _head_problem(method: object, path: object, headers: Any) -> str | None:
         with contextlib.suppress(TypeError):
             _KNOWN_GOOD.add((method, headers))
     return problem
-
-
-def known_head_problem(method: object, path: object, headers: Any) -> str | None:
-    """`head_problem` for a writer of many records with the same method and headers (a
-    recorder): the same answer, remembered once a (method, headers) pair has passed."""
-    return _head_problem(method, path, headers)
 
 
 def _is_int(value: object) -> bool:
@@ -99,7 +93,7 @@ def record_problem(fields: Any, endpoints: Collection[str], spans_type: type) ->
             and (fields[8] is None or type(fields[8]) is str)
             and _opt_int(fields[9])
             and _opt_int(fields[10])
-            and _head_problem(method, path, headers) is None
+            and known_head_problem(method, path, headers) is None
         ):
             return None
     if not isinstance(fields, (tuple, list)) or len(fields) != RECORD_FIELDS:
@@ -115,7 +109,7 @@ def record_problem(fields: Any, endpoints: Collection[str], spans_type: type) ->
         return "headers is not an array of [name, value] pairs"
     if len(headers) > MAX_HEADERS:
         return f"{len(headers)} headers, more than {MAX_HEADERS}"
-    problem = _head_problem(method, path, headers)
+    problem = known_head_problem(method, path, headers)
     if problem:
         return problem
     if not isinstance(body, bytes):
@@ -138,7 +132,7 @@ def writable_problem(
         return f"offset_ns {offset!r:.40} is not an integer of 0 or more"
     if len(headers) > MAX_HEADERS:
         return f"{len(headers)} headers, more than {MAX_HEADERS}"
-    problem = _head_problem(method, path, headers)
+    problem = known_head_problem(method, path, headers)
     if problem:
         return problem
     if not isinstance(body, (bytes, bytearray, memoryview)):

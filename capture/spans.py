@@ -76,6 +76,8 @@ def mintable(value: str) -> bool:
     """Whether replay can mint a unique fresh id of this one's shape (replay.rewrite.check_id)."""
     if len(value) < MIN_ID_LENGTH or not value.isascii() or not value[-TAG_DIGITS:].isalnum():
         return False
+    if '"' in value or "\\" in value:  # what JSON would escape: its bytes are not its value
+        return False
     if value[:4].isalnum():  # four of them already, before the tag
         return True
     return len(_ALNUM.findall(value, 0, len(value) - TAG_DIGITS)) >= 4
@@ -135,20 +137,8 @@ def _event_kinds(doc: Any) -> dict[int, tuple[int, int]]:
     return kinds
 
 
-def _kind_of(keys: tuple[Key, ...], batch: dict[int, tuple[int, int]] | None) -> int | None:
-    key = keys[-1] if keys else None
-    if not isinstance(key, str):
-        return None
-    if key in TIME_KEYS:
-        return int(IdKind.TIMESTAMP)
-    if key in TRACE_REF_KEYS:
-        return int(IdKind.TRACE_REF)
-    if key in OBSERVATION_REF_KEYS:
-        return int(IdKind.OBSERVATION_REF)
-    if key in PROJECT_KEYS:
-        return int(IdKind.PROJECT)
-    if key != "id":
-        return None
+def _id_kind(keys: tuple[Key, ...], batch: dict[int, tuple[int, int]] | None) -> int | None:
+    """The kind of a value under an "id" key, `keys` the keys above it (the last "id")."""
     if batch is None:  # a trace body
         if len(keys) == 1:
             return int(IdKind.TRACE)
@@ -185,7 +175,7 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
     found: list[tuple[int, int, int, str]] = []
     for keys, start, end in json_strings(body) if strings is None else strings:
         key = keys[-1] if keys else None
-        kind = _kind_of(keys, batch) if key == "id" else _KIND_OF_KEY.get(key)
+        kind = _id_kind(keys, batch) if key == "id" else _KIND_OF_KEY.get(key)
         if kind is None:
             continue
         raw = body[start:end]
@@ -221,7 +211,7 @@ _KIND_OF_KEY: dict[Key | None, int] = {
     **dict.fromkeys(TRACE_REF_KEYS, int(IdKind.TRACE_REF)),
     **dict.fromkeys(OBSERVATION_REF_KEYS, int(IdKind.OBSERVATION_REF)),
     **dict.fromkeys(PROJECT_KEYS, int(IdKind.PROJECT)),
-}  # what `_kind_of` says of a value under any key but "id"
+}  # the kind of a value under any key but "id" (`_id_kind`)
 _SCANNER = KeyScanner(
     TIME_KEYS | TRACE_REF_KEYS | OBSERVATION_REF_KEYS | PROJECT_KEYS | {"id"},
     paths={"id"},
