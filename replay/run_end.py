@@ -76,10 +76,15 @@ def run_notes(
                 "sending"
             )
         elif lead_ns:
+            reason = (
+                "as --build-first asks"
+                if plan.build_first
+                else "on this machine, building the rest behind its sends would not have kept "
+                "ahead of its schedule"
+            )
             notes.append(
                 f"worker {index} built {int(info.get('spooled', 0)):,} templates "
-                f"({lead_ns / 1e9:.1f} s) before sending: on this machine, building the rest "
-                "behind its sends would not have kept ahead of its schedule"
+                f"({lead_ns / 1e9:.1f} s) before sending: {reason}"
             )
     late = sum(int(info.get("built_late", 0)) for info in infos)
     if late:

@@ -103,3 +103,21 @@ def test_build_first_spools_all_a_schedule_reaches_whatever_the_longest_lead(
     reached = shard(corpus, True, model="rate", rate=10.0, duration_ns=5 * NS, build_first=True)
     assert reached.spool is not None and reached.spool.finished and reached.lead_short == 0
     assert 50 <= reached.spool.count < reached.mine // 10
+
+
+@pytest.mark.parametrize("build_first", [False, True])
+def test_the_note_of_a_worker_that_built_past_its_lead_says_why(build_first: bool) -> None:
+    from replay.aggregate import RunAggregate
+    from replay.plan import make_plan
+    from replay.run_end import run_notes
+    from replay.target import RunTarget
+
+    plan = make_plan("ingestion", rate=100.0, build_first=build_first)
+    info = {"spooled": 1234, "spool_lead_ns": 3 * NS}
+    target = RunTarget("http://127.0.0.1:9", None, None, embedded=False)
+    (note,) = run_notes(
+        plan, target, RunAggregate(), [info], interrupted=False, aborted=None, failure=None
+    )
+    assert note.startswith("worker 0 built 1,234 templates (3.0 s) before sending: ")
+    assert ("as --build-first asks" in note) == build_first
+    assert ("would not have kept ahead of its schedule" in note) != build_first
