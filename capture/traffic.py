@@ -17,17 +17,12 @@ from capture.json_body import parsed_or_none
 from capture.sizehist import SizeHistogram
 
 OBSERVATION_EVENTS = ("span-create", "generation-create", "event-create")
-_UNREAD = object()  # (a body not parsed yet)
 
 
-def ingestion_counts(record: Record, doc: Any = _UNREAD) -> tuple[int, int] | None:
-    """(traces, observations) an ingestion record creates, or None for any other record
-    (`doc`: its body parsed already, when the caller has it)."""
-    if record.endpoint not in ("ingest", "batch") or not record.body:
-        return None
-    if doc is _UNREAD:
-        doc = parsed_or_none(bytes(record.body))
-    if not isinstance(doc, dict):
+def ingestion_counts(record: Record, doc: Any) -> tuple[int, int] | None:
+    """(traces, observations) an ingestion record creates, `doc` its body parsed, or None
+    for any other record."""
+    if record.endpoint not in ("ingest", "batch") or not isinstance(doc, dict):
         return None
     if record.endpoint == "ingest":
         obs = doc.get("observations")
