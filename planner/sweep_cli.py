@@ -8,15 +8,11 @@ SIGTERM is handled as Ctrl-C while the command runs (and only then).
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 import click
@@ -33,6 +29,7 @@ from planner.sweep import (
     SweepInterrupted,
 )
 from planner.sweep_format import Slo, Sweep
+from replay.signals import Stops, sigterm_as_interrupt
 
 # ----------------------------------------------------------------------------- values
 
@@ -132,33 +129,17 @@ def run_sweep_command(s: SweepSettings, err: TextIO | None = None) -> int:
     Bad input raises `InputError` (the CLI prints it as one line, exit 2); failures after the
     first measurement are reported here, with what the file keeps."""
     err = err or sys.stderr
-    with _sigterm_as_interrupt():
+    # SIGTERM is Ctrl-C: what was measured is written, the embedded sandbox and replay's
+    # workers are stopped (the default action would orphan them)
+    with sigterm_as_interrupt() as stops:
         try:
-            return _command(s, err)
+            return _command(s, err, stops)
         except KeyboardInterrupt:
             err.write("\nplanner: interrupted before the first measurement\n")
             return EXIT_INTERRUPTED
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While the sweep runs, SIGTERM is Ctrl-C: what was measured is written, the embedded
-    sandbox and replay's workers are stopped (the default action would orphan them)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _command(s: SweepSettings, err: TextIO) -> int:
+def _command(s: SweepSettings, err: TextIO, stops: Stops) -> int:
     from planner.embedded import SandboxModel
 
     sandbox = bool(s.sandbox)
@@ -204,8 +185,8 @@ def _command(s: SweepSettings, err: TextIO) -> int:
         extra=extra,
     )
     if model is not None:
-        return _sweep_sandbox(config, model, plan, s, err)
-    return _sweep_target(config, plan, s, err)
+        return _sweep_sandbox(config, model, plan, s, err, stops)
+    return _sweep_target(config, plan, s, err, stops)
 
 
 def _check_combination(s: SweepSettings, sandbox: bool, model: dict[str, Any]) -> None:
@@ -257,7 +238,9 @@ def _step_plan(s: SweepSettings) -> Any:
         raise InputError(str(exc), path="--corpus") from None
 
 
-def _sweep_target(config: SweepConfig, plan: Any, s: SweepSettings, err: TextIO) -> int:
+def _sweep_target(
+    config: SweepConfig, plan: Any, s: SweepSettings, err: TextIO, stops: Stops
+) -> int:
     from planner.scaling import CommandScaler
     from planner.stepper import ReplayStepper, open_user_target
 
@@ -274,11 +257,11 @@ def _sweep_target(config: SweepConfig, plan: Any, s: SweepSettings, err: TextIO)
         target_url=s.target,
     )
     stepper = ReplayStepper(target, plan, warmup_s=s.warmup_s, step_s=s.step_s)
-    return _run(config, stepper, scaler, err, describe=None)
+    return _run(config, stepper, scaler, err, stops, describe=None)
 
 
 def _sweep_sandbox(
-    config: SweepConfig, model: Any, plan: Any, s: SweepSettings, err: TextIO
+    config: SweepConfig, model: Any, plan: Any, s: SweepSettings, err: TextIO, stops: Stops
 ) -> int:
     from planner.embedded import EmbeddedSandbox
     from planner.stepper import ReplayStepper
@@ -291,13 +274,14 @@ def _sweep_sandbox(
         first = str(exc).splitlines()[0]
         raise InputError(first, path="--sandbox") from None
     with sandbox:
+        stops.check()  # (a stop lost while the sandbox was forked)
         err.write(
             f"sandbox: {sandbox.url} (pid {sandbox.pid}), emulating X(N) = {model.pod_rate:g}·N / "
             f"(1 + {model.sigma:g}(N−1) + {model.kappa:g}N(N−1))\n"
         )
         stepper = ReplayStepper(sandbox.target, plan, warmup_s=s.warmup_s, step_s=s.step_s)
         config = replace(config, target=sandbox.url)
-        return _run(config, stepper, sandbox.scale, err, describe=model.throughput)
+        return _run(config, stepper, sandbox.scale, err, stops, describe=model.throughput)
 
 
 def _run(
@@ -305,14 +289,21 @@ def _run(
     stepper: Callable[[float], Any],
     scale: Callable[[int], None],
     err: TextIO,
+    stops: Stops,
     describe: Callable[[int], float] | None,
 ) -> int:
     from planner.sweep import run_sweep
 
+    def measure(rate: float) -> Any:
+        stops.check()
+        measured = stepper(rate)
+        stops.check()  # (a stop lost while the step forked its workers: not recorded)
+        return measured
+
     progress = _Progress(err, config, describe)
     try:
         result = run_sweep(
-            config, measure=stepper, scale=scale, on_step=progress.step, on_pods=progress.pods
+            config, measure=measure, scale=scale, on_step=progress.step, on_pods=progress.pods
         )
     except SweepInterrupted as exc:
         err.write(f"\nplanner: interrupted; {_kept(exc.sweep, config.out)}\n")

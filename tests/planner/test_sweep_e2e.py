@@ -183,6 +183,35 @@ def test_ctrl_c_keeps_the_steps_and_resume_finishes_the_ladder(
     assert len(done.points[1].steps) == 3  # --max-steps over both runs
 
 
+def test_sigterm_mid_step_stops_as_ctrl_c_does(
+    tmp_path: Path, small_corpus: Path, reaper: list[int]
+) -> None:
+    """SIGTERM (a supervisor's stop) while a step's workers run: the coordinator stops them
+    as for Ctrl-C, the sweep keeps its steps, stops its sandbox and exits 130."""
+    out = tmp_path / "sweep.json"
+    proc = start_planner(
+        reaper, "sweep", "--sandbox", "--pods", "1,2", "--pod-rate", "100",
+        "--step-duration", "2s", "--warmup", "0s", "--start-rate", "80",
+        "--precision", "10%", "--max-steps", "3", "--corpus", str(small_corpus),
+        "--out", str(out),
+    )  # fmt: skip
+    lines = read_until(proc, "1 pods  step  1", timeout=60)
+    sandbox = sandbox_pid(lines)
+    reaper.append(sandbox)
+    proc.send_signal(signal.SIGTERM)  # during step 2 at 1 pod
+    _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 130, rest
+    assert "Traceback" not in rest
+    assert "at 1 pods: continue with --resume" in rest
+    deadline = time.monotonic() + 10
+    while pid_alive(sandbox) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(sandbox)
+    kept = load_sweep(out)
+    assert [(p.pods, p.complete) for p in kept.points] == [(1, False)]
+    assert len(kept.points[0].steps) >= 1 and kept.finished is None
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_the_readme_sequence_with_six_pod_counts(tmp_path: Path) -> None:
