@@ -30,7 +30,7 @@ from replay.rewrite import Template
 from replay.schedulers import RateScheduler, scheduler_class
 from replay.shard import Shard
 from replay.wire import Connection
-from replay.worker import FOLDS, PREFILL_MARGIN_NS, STOP_GRACE_NS, Worker
+from replay.worker import FOLDS, PREFILL_MARGIN_NS, Worker
 
 COUNT_UNSENT_NS = 2 * NS  # counting a lane's unsent requests takes at most this long
 
@@ -275,13 +275,7 @@ class ScenarioWorker(Worker):
                 lane.scheduler.source(lane.shard), self.loop, on_fill=lane.scheduler.on_fill
             )
             lane.ahead.prefill(start_ns - PREFILL_MARGIN_NS)
-        background = [gevent.spawn(self._watchdog)]
-        if self.pipe is not None:
-            background.append(gevent.spawn(self._control))
-        wait = start_ns - time.monotonic_ns()
-        if wait > 0:
-            gevent.sleep(wait / NS)
-        background.append(gevent.spawn(self._ticker))
+        background = self._until_start(start_ns)
         scheduler = cast(Scenarios, self.scheduler)
         scheduler.begin()
         while not self.stopping and time.monotonic_ns() < end:
@@ -293,17 +287,7 @@ class ScenarioWorker(Worker):
         for lane in self.lanes:
             lane.ahead.stop()
             lane.count_unsent(cutoff)
-        grace = STOP_GRACE_NS if self.stopping else self.cfg.timeout_ns + NS // 2
-        drain_until = time.monotonic_ns() + grace
-        while self.busy and time.monotonic_ns() < drain_until:
-            gevent.sleep(0.005)
-        if self.busy:
-            self.stopping = True
-            for conn in self.conns:
-                if conn.busy:
-                    conn.abandon()
-                    self.busy -= 1
-                    self.abandoned += 1
+        self._drain()
         with self._pipe_lock():
             gevent.killall(background)
         self.flush()

@@ -312,13 +312,7 @@ class Worker:
         self.ahead = Ahead(scheduler.source(self.shard), self.loop, on_fill=scheduler.on_fill)
         self.ahead.prefill(start_ns - PREFILL_MARGIN_NS)
         self.shard.built_late = 0  # (built before the start: not late)
-        background = [gevent.spawn(self._watchdog)]
-        if self.pipe is not None:
-            background.append(gevent.spawn(self._control))
-        wait = start_ns - time.monotonic_ns()
-        if wait > 0:
-            gevent.sleep(wait / NS)
-        background.append(gevent.spawn(self._ticker))
+        background = self._until_start(start_ns)
         scheduler.begin()
         # Run until the end of the duration (every worker ends together) or a stop.
         while not self.stopping and time.monotonic_ns() < end:
@@ -327,17 +321,7 @@ class Worker:
         self.ahead.stop()
         if scheduler.counts_unsent:  # what was due until the end, or the stop, never sent
             self._count_unsent(min(self.stopped_at if self.stopping else end, end) - start_ns)
-        grace = STOP_GRACE_NS if self.stopping else cfg.timeout_ns + NS // 2
-        drain_until = time.monotonic_ns() + grace
-        while self.busy and time.monotonic_ns() < drain_until:
-            gevent.sleep(0.005)
-        if self.busy:  # cut off what is still in flight: not the target's fault, not recorded
-            self.stopping = True
-            for conn in self.conns:
-                if conn.busy:
-                    conn.abandon()
-                    self.busy -= 1
-                    self.abandoned += 1
+        self._drain()
         with self._pipe_lock():
             gevent.killall(background)  # (never the ticker halfway through an interval)
         self.flush()  # the last, partial interval
@@ -354,6 +338,33 @@ class Worker:
             "unsent_counted": self.unsent_counted,
             "built_late": self.shard.built_late,
         }
+
+    def _until_start(self, start_ns: int) -> list[Any]:
+        """Start the watchdog and the control reader, wait for `start_ns`, start the ticker:
+        the background greenlets, for `killall` at the end."""
+        background = [gevent.spawn(self._watchdog)]
+        if self.pipe is not None:
+            background.append(gevent.spawn(self._control))
+        wait = start_ns - time.monotonic_ns()
+        if wait > 0:
+            gevent.sleep(wait / NS)
+        background.append(gevent.spawn(self._ticker))
+        return background
+
+    def _drain(self) -> None:
+        """Let what is in flight finish (--timeout, or STOP_GRACE_NS after a stop), then cut
+        off the rest: abandoned, not the target's fault, not recorded."""
+        grace = STOP_GRACE_NS if self.stopping else self.cfg.timeout_ns + NS // 2
+        drain_until = time.monotonic_ns() + grace
+        while self.busy and time.monotonic_ns() < drain_until:
+            gevent.sleep(0.005)
+        if self.busy:
+            self.stopping = True
+            for conn in self.conns:
+                if conn.busy:
+                    conn.abandon()
+                    self.busy -= 1
+                    self.abandoned += 1
 
     def _count_unsent(self, cutoff_ns: int) -> None:
         """Requests due before `cutoff_ns` (from the start) that were never sent because the
