@@ -34,7 +34,7 @@ LOAD_PROGRESS_EVERY = 1 << 17  # corpus records read between two "loading" messa
 LOAD_PROGRESS_NS = NS  # or this long, whichever comes first (large records: slow reading)
 LOAD_CHECK = 1024  # records read between two looks at the clock while loading
 LEAD_NS = NS  # a worker builds its spool this long while loading, the rest behind the sends
-MAX_LEAD_NS = 5 * NS // 2  # a schedule's worker never longer than this, however far behind
+MAX_LEAD_NS = 2 * NS  # a schedule's worker never longer than this, however far behind
 BUILD_SLICE_NS = 100_000  # building behind the sends holds the loop this long at a time
 BUILD_CHECK = 4  # templates built between two looks at the clock
 
