@@ -283,6 +283,7 @@ class ScenarioWorker(Worker):
                 break
             gevent.sleep(0.05)
         scheduler.halt()
+        self.core_wait.end(time.monotonic_ns())
         cutoff = self.stopped_at if self.stopping else end
         for lane in self.lanes:
             lane.ahead.stop()
@@ -305,6 +306,7 @@ class ScenarioWorker(Worker):
             "unsent": self.unsent,
             "unsent_counted": True,
             "probes_skipped": self.prober.skipped if self.prober is not None else 0,
+            **self.core_wait.info(),  # type: ignore[typeddict-item]
         }
 
     def _ticker(self) -> None:

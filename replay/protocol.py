@@ -48,6 +48,8 @@ class DoneInfo(TypedDict):
     unsent_counted: bool  # False: `unsent` is a lower bound (counting was cut short)
     probes_skipped: int  # visibility probes not started: too many already polling
     built_late: NotRequired[int]  # templates built as they came due: the spool fell behind
+    core_wait_ns: NotRequired[int]  # runnable but off its core while sending (replay.core_wait)
+    sending_ns: NotRequired[int]  # how long it was sending
 
 
 # --- worker -> coordinator --------------------------------------------------------------
@@ -151,8 +153,9 @@ def from_worker(message: Any) -> FromWorker:
                 probes_skipped=int(info.get("probes_skipped", 0)),
                 unsent_counted=bool(info["unsent_counted"]),
             )
-            if "built_late" in info:
-                done["built_late"] = int(info["built_late"])
+            for key in ("built_late", "core_wait_ns", "sending_ns"):
+                if key in info:
+                    done[key] = int(info[key])
             return Done(int(message[1]), done)
         if kind == "error":
             what = message[2]

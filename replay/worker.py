@@ -28,6 +28,7 @@ from replay import protocol, rewrite, wire
 from replay.address import Target, resolve
 from replay.ahead import Ahead
 from replay.config import WorkerConfig
+from replay.core_wait import CoreWait
 from replay.encoder import Encoder
 from replay.pipe import Pipe
 from replay.probe import PROBED, Prober, http_fetcher
@@ -93,6 +94,7 @@ class Worker:
         self.recorder = IntervalRecorder(cfg.worker)
         self.record = self.recorder.record
         self.iso = self.stamps.iso
+        self.core_wait = CoreWait()  # time off its core while sending
         self.scheduler = scheduler_class(cfg.model)(self)
         self._reuse = self.scheduler.done
         self.timeout_ns = cfg.timeout_ns
@@ -318,6 +320,7 @@ class Worker:
         while not self.stopping and time.monotonic_ns() < end:
             gevent.sleep(min(0.05, max(end - time.monotonic_ns(), 0) / NS))
         scheduler.halt()  # no new requests; those in flight may finish
+        self.core_wait.end(time.monotonic_ns())
         self.ahead.stop()
         if scheduler.counts_unsent:  # what was due until the end, or the stop, never sent
             self._count_unsent(min(self.stopped_at if self.stopping else end, end) - start_ns)
@@ -337,6 +340,7 @@ class Worker:
             "unsent": self.unsent,
             "unsent_counted": self.unsent_counted,
             "built_late": self.shard.built_late,
+            **self.core_wait.info(),  # type: ignore[typeddict-item]
         }
 
     def _until_start(self, start_ns: int) -> list[Any]:
@@ -348,6 +352,7 @@ class Worker:
         wait = start_ns - time.monotonic_ns()
         if wait > 0:
             gevent.sleep(wait / NS)
+        self.core_wait.begin(time.monotonic_ns())
         background.append(gevent.spawn(self._ticker))
         return background
 
