@@ -84,16 +84,18 @@ def test_the_run_delay_grows_while_another_process_holds_the_core(
 
 
 @needs_schedstat
-def test_core_wait_counts_from_begin_to_end_once(hog: Callable[[int, float], None]) -> None:
+def test_core_wait_counts_from_begin_to_end_once() -> None:
+    """Asleep is not waiting: 0.2 s asleep shows as (much) less than 0.1 s of wait, the
+    wake-up's own wait on a busy machine included."""
     wait = CoreWait()
     assert wait.info() == {}
     start = time.monotonic_ns()
     wait.begin(start)
-    time.sleep(0.01)  # (asleep: not waiting for a core)
+    time.sleep(0.2)
     wait.end(start + 2_000_000_000)
     info = wait.info()
     assert info["sending_ns"] == 2_000_000_000
-    assert 0 <= info["core_wait_ns"] < 10_000_000
+    assert 0 <= info["core_wait_ns"] < 100_000_000
     wait.end(start + 5_000_000_000)  # a second end changes nothing
     assert wait.info() == info
 
