@@ -125,7 +125,7 @@ class ReverseProxy:
         self.client_timeout = client_timeout
         self.max_body = max_body
         self.clock = clock
-        self._host_line = f"Host: {upstream.host_header}\r\n".encode("latin-1")
+        self._host_line = f"Host: {upstream.host_header}".encode("latin-1")
         self._base = upstream.base_path.encode("latin-1")
         self._tls = gssl.create_default_context() if upstream.tls else None
         self._server = StreamServer((host, port), self._handle)
@@ -286,17 +286,10 @@ class ReverseProxy:
         return buf[pos:] + data, 0
 
     def _request_bytes(self, req: RequestHead, body: bytes) -> bytes:
-        lines = [
-            f"{k}: {v}\r\n"
-            for k, v in req.headers
-            if (lower := k.lower()) != "host"
-            and lower != "expect"
-            and not (req.chunked and lower == "transfer-encoding")
-        ]
-        head = "".join(lines).encode("latin-1")
+        head = req.forward
         if req.chunked:
-            head += b"Content-Length: %d\r\n" % len(body)
-        return b"%s %s%s %s\r\n%s%s\r\n%s" % (
+            head += b"\r\nContent-Length: %d" % len(body)
+        return b"%s %s%s %s\r\n%s%s\r\n\r\n%s" % (
             req.method.encode("ascii"),
             self._base,
             req.target.encode("latin-1"),
