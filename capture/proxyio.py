@@ -19,15 +19,16 @@ import socket
 import time
 from typing import Any
 
-from gevent import get_hub
+from gevent import get_hub, getcurrent
 
 _READ, _WRITE = 1, 2
+_WOKEN = object()  # what the read watcher's callback switches into its reader with
 
 
 class Conn:
     """A non-blocking plain TCP socket read and written from one greenlet."""
 
-    __slots__ = ("_read", "_wait", "_write", "sock")
+    __slots__ = ("_read", "_reader", "_switch", "_wait", "_write", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -35,6 +36,8 @@ class Conn:
         self.sock = sock
         self._read = hub.loop.io(sock.fileno(), _READ)
         self._write = hub.loop.io(sock.fileno(), _WRITE)
+        self._reader: Any = None  # the greenlet waiting to read, if one is
+        self._switch = hub.switch
         self._wait = hub.wait
 
     def recv(self, size: int) -> bytes:
@@ -43,12 +46,32 @@ class Conn:
             try:
                 return self.sock.recv(size)
             except BlockingIOError:
-                self._wait(self._read)
+                self._readable()
 
     def recv_ready(self, size: int) -> bytes:
         """`recv` for bytes that cannot be there yet: wait until the socket is readable."""
-        self._wait(self._read)
+        self._readable()
         return self.recv(size)
+
+    def _readable(self) -> None:
+        """Until the socket is readable. The read watcher stays started after the wait (it
+        is stopped only when it fires with no one waiting), so that waiting again costs the
+        event loop no change of what it polls: no system call."""
+        if not self._read.active:
+            self._read.start(self._wake)
+        self._reader = getcurrent()
+        try:
+            while self._switch() is not _WOKEN:
+                pass
+        finally:
+            self._reader = None
+
+    def _wake(self) -> None:
+        reader = self._reader
+        if reader is None:
+            self._read.stop()
+        else:
+            reader.switch(_WOKEN)
 
     def send(self, data: bytes | memoryview) -> int:
         """How many bytes of `data` the kernel took (at least one), waiting for room."""
