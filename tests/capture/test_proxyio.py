@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.proxyhttp import BadRequest, parse_request_head
-from capture.proxyio import Deadlines, tick_for
+from capture.proxyio import Conn, Deadlines, tick_for
 
 PATH = "/api/public/traces"
 
@@ -77,6 +77,63 @@ def test_a_greenlet_past_its_deadline_gets_its_exception_and_the_others_go_on() 
         gevent.joinall([moved, released], timeout=30)
         deadlines.stop()
     assert (moved.value, released.value) == ("woken", "woken")
+
+
+def test_a_conn_reads_what_comes_while_it_waits_and_while_it_does_not() -> None:
+    # Real connected sockets on gevent's hub: a read that waits first gets bytes sent while
+    # it waits; bytes that arrive while no one waits (the read watcher left started fires
+    # and is stopped) are read by the next wait; an end of stream reads as b"".
+    ours, theirs = socket.socketpair()
+    conn = Conn(ours)
+    theirs.setblocking(False)
+    try:
+        reader = gevent.spawn(conn.recv_ready, 100)
+        gevent.sleep(0)  # the reader waits
+        theirs.send(b"first")
+        assert reader.get(timeout=30) == b"first"
+        theirs.send(b"second")
+        gevent.sleep(0.01)  # a turn of the loop with the watcher started and no one waiting
+        assert gevent.spawn(conn.recv_ready, 100).get(timeout=30) == b"second"
+        sender = gevent.spawn(conn.sendall, b"x" * 300_000)  # more than the socket buffer:
+        got = b""  # its send waits for room, made as this reads
+        while len(got) < 300_000:
+            try:
+                got += theirs.recv(65536)
+            except BlockingIOError:
+                gevent.sleep(0.001)
+        assert got == b"x" * 300_000
+        sender.get(timeout=30)
+        theirs.close()
+        assert gevent.spawn(conn.recv, 100).get(timeout=30) == b""
+    finally:
+        conn.close()
+        theirs.close()
+
+
+def test_a_conn_read_interrupted_by_its_deadline_can_wait_again() -> None:
+    ours, theirs = socket.socketpair()
+    conn = Conn(ours)
+    deadlines = Deadlines(0.01)
+    deadlines.start()
+
+    def read_twice() -> tuple[str, bytes]:
+        me = gevent.getcurrent()
+        slot = deadlines.slot(me)
+        slot[0], slot[1] = time.monotonic() + 0.02, Late("read")
+        try:
+            conn.recv_ready(100)
+        except Late as exc:
+            first = str(exc)
+        theirs.send(b"after")
+        deadlines.release(me)
+        return first, conn.recv_ready(100)
+
+    try:
+        assert gevent.spawn(read_twice).get(timeout=30) == ("read", b"after")
+    finally:
+        deadlines.stop()
+        conn.close()
+        theirs.close()
 
 
 TRICKLE_PROXY = """
