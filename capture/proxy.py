@@ -19,8 +19,9 @@ that is not HTTP gets a 400, a head over 64 KiB a 431, a body over `max_body` a 
 that does not arrive whole within `client_timeout` of its last bytes a 408; the connection
 is closed after each of these. A kept-alive client connection that sends no new request
 within `client_timeout` is closed, as a server's keep-alive timeout closes it: a client
-cannot hold a connection (and its greenlet) for ever by saying nothing. The tap is called
-from the proxy's greenlets and must return at once: recording never holds up forwarding.
+cannot hold a connection (and its greenlet) for ever by saying nothing. The sockets are read
+and written, and these timeouts kept, by capture/proxyio.py. The tap is called from the
+proxy's greenlets and must return at once: recording never holds up forwarding.
 """
 
 from __future__ import annotations
