@@ -19,8 +19,9 @@ that is not HTTP gets a 400, a head over 64 KiB a 431, a body over `max_body` a 
 that does not arrive whole within `client_timeout` of its last bytes a 408; the connection
 is closed after each of these. A kept-alive client connection that sends no new request
 within `client_timeout` is closed, as a server's keep-alive timeout closes it: a client
-cannot hold a connection (and its greenlet) for ever by saying nothing. The tap is called
-from the proxy's greenlets and must return at once: recording never holds up forwarding.
+cannot hold a connection (and its greenlet) for ever by saying nothing. The sockets are read
+and written, and these timeouts kept, by capture/proxyio.py. The tap is called from the
+proxy's greenlets and must return at once: recording never holds up forwarding.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from gevent.server import StreamServer
 from geventhttpclient._parser import HTTPParseError, HTTPResponseParser
 
 from capture.proxyhttp import BadRequest, RequestHead, Upstream, answer, parse_request_head
+from capture.proxyio import Conn, Deadlines, TLSConn, plain, tick_for
 from capture.response_head import MORE, parse_head
 
 RECV_SIZE = 65536
@@ -124,11 +126,12 @@ class ReverseProxy:
         self.client_timeout = client_timeout
         self.max_body = max_body
         self.clock = clock
-        self._host_line = f"Host: {upstream.host_header}\r\n".encode("latin-1")
+        self._host_line = f"Host: {upstream.host_header}".encode("latin-1")
         self._base = upstream.base_path.encode("latin-1")
         self._tls = gssl.create_default_context() if upstream.tls else None
         self._server = StreamServer((host, port), self._handle)
         self._idle: set[Any] = set()  # handlers waiting for a request on a kept-alive connection
+        self._deadlines = Deadlines(tick_for(timeout, client_timeout))
         self.connections = 0
         self.requests = 0
         self.failures = 0  # answered by the proxy with 502 or 504
@@ -141,6 +144,7 @@ class ReverseProxy:
 
     def start(self) -> None:
         """Start accepting (binding first if `bind` was not called)."""
+        self._deadlines.start()
         self._server.start()
 
     def close(self, grace: float = 5.0) -> None:
@@ -149,21 +153,27 @@ class ReverseProxy:
         self._server.close()
         gevent.killall(list(self._idle))
         self._server.stop(timeout=grace)
+        self._deadlines.stop()
 
     # --- one client connection -----------------------------------------------------------
 
-    def _handle(self, client: Any, _address: Any) -> None:
+    def _handle(self, gclient: Any, _address: Any) -> None:
         self.connections += 1
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.settimeout(self.client_timeout)  # every read and write on it: TimeoutError
-        up: list[Any] = [None, 0]  # the upstream socket and when it was last used
-        # One timer for the connection, started for each exchange: not one built per request.
-        timer = gevent.Timeout(self.timeout, UpstreamError(504, "upstream timed out"))
+        gclient.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = plain(gclient)
+        up: list[Any] = [None, 0]  # the upstream connection and when it was last used
+        me = gevent.getcurrent()
+        # When this connection must give up, and how: silent past client_timeout (waiting
+        # for or inside a request), or no whole answer within timeout (exchanging).
+        due = self._deadlines.slot(me)
+        silent, late = TimeoutError("client silent"), UpstreamError(504, "upstream timed out")
         buf = b""
         exchanging = False  # forwarding a request and relaying its answer
-        idle, me = self._idle, gevent.getcurrent()
+        answered = False  # a request was answered on this connection: the next comes later
+        idle = self._idle
         try:
             while True:
+                due[0], due[1] = time.monotonic() + self.client_timeout, silent
                 end = buf.find(b"\r\n\r\n")
                 while end < 0:
                     if len(buf) > MAX_HEAD:
@@ -173,7 +183,7 @@ class ReverseProxy:
                     else:  # between requests: the connection may be ended at once on close
                         idle.add(me)
                         try:
-                            data = client.recv(RECV_SIZE)
+                            data = (client.recv_ready if answered else client.recv)(RECV_SIZE)
                         except TimeoutError:
                             return  # silent past client_timeout between requests: closed
                         finally:
@@ -181,13 +191,14 @@ class ReverseProxy:
                     if not data:
                         return
                     buf += data
+                    due[0] = time.monotonic() + self.client_timeout  # from its last bytes
                     end = buf.find(b"\r\n\r\n")
                 if end > MAX_HEAD:
                     raise BadRequest(431, "request head too large")
                 req = parse_request_head(buf[:end])
                 buf = buf[end + 4 :]
                 if req.chunked:
-                    body, buf = self._chunked(client, buf, req)
+                    body, buf = self._chunked(client, buf, req, due)
                 else:
                     if req.length > self.max_body:
                         raise BadRequest(413, "body too large")
@@ -198,28 +209,36 @@ class ReverseProxy:
                         if not data:
                             return
                         buf += data
+                        due[0] = time.monotonic() + self.client_timeout
                     body, buf = buf[: req.length], buf[req.length :]
                 self.requests += 1
                 exchanging = True
-                if not self._exchange(client, up, req, body, timer) or not req.keep_alive:
+                due[0], due[1] = time.monotonic() + self.timeout, late
+                if not self._exchange(client, up, req, body, due) or not req.keep_alive:
                     return
                 exchanging = False
-        except TimeoutError:  # silent past client_timeout inside a request, or not reading
+                answered = True
+        except TimeoutError:  # silent past client_timeout inside a request
             if not exchanging:
-                with contextlib.suppress(OSError):
-                    client.sendall(answer(408, "request not received in time"))
+                self._last_words(client, due, answer(408, "request not received in time"))
         except BadRequest as exc:
-            with contextlib.suppress(OSError):
-                client.sendall(answer(exc.status, exc.reason))
-        except (OSError, gevent.Timeout, gevent.GreenletExit):
+            self._last_words(client, due, answer(exc.status, exc.reason))
+        except (OSError, UpstreamError, gevent.GreenletExit):
             pass
         finally:
-            timer.close()
+            self._deadlines.release(me)
             _close(up[0])
-            with contextlib.suppress(OSError):
-                client.close()
+            client.close()
 
-    def _chunked(self, client: Any, buf: bytes, req: RequestHead) -> tuple[bytes, bytes]:
+    def _last_words(self, client: Conn, due: list[Any], data: bytes) -> None:
+        """The proxy's own answer before it closes, if the client takes it in time."""
+        due[0], due[1] = time.monotonic() + self.client_timeout, TimeoutError("client silent")
+        with contextlib.suppress(OSError):
+            client.sendall(data)
+
+    def _chunked(
+        self, client: Conn, buf: bytes, req: RequestHead, due: list[Any]
+    ) -> tuple[bytes, bytes]:
         """Decode a chunked body from `buf` and the socket: (body, bytes after it)."""
         if req.expects_continue and not buf:
             client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -231,7 +250,7 @@ class ReverseProxy:
             while eol < 0:
                 if len(buf) - pos > 4096:
                     raise BadRequest(400, "malformed chunk size line")
-                buf, pos = self._more(client, buf, pos)
+                buf, pos = self._more(client, buf, pos, due)
                 eol = buf.find(b"\r\n", pos)
             line = buf[pos:eol].split(b";", 1)[0].strip(b" \t")
             if not line or len(line) > 16 or not _HEX.issuperset(line):
@@ -244,7 +263,7 @@ class ReverseProxy:
             if size > self.max_body:
                 raise BadRequest(413, "body too large")
             while len(buf) < pos + n + 2:
-                buf, pos = self._more(client, buf, pos)
+                buf, pos = self._more(client, buf, pos, due)
             if buf[pos + n : pos + n + 2] != b"\r\n":
                 raise BadRequest(400, "chunk not followed by CRLF")
             pieces.append(buf[pos : pos + n])
@@ -254,31 +273,24 @@ class ReverseProxy:
             while eol < 0:
                 if len(buf) - pos > MAX_HEAD:
                     raise BadRequest(431, "trailers too large")
-                buf, pos = self._more(client, buf, pos)
+                buf, pos = self._more(client, buf, pos, due)
                 eol = buf.find(b"\r\n", pos)
             if eol == pos:
                 return b"".join(pieces), buf[pos + 2 :]
             pos = eol + 2
 
-    @staticmethod
-    def _more(client: Any, buf: bytes, pos: int) -> tuple[bytes, int]:
+    def _more(self, client: Conn, buf: bytes, pos: int, due: list[Any]) -> tuple[bytes, int]:
         data = client.recv(RECV_SIZE)
         if not data:
             raise OSError("client closed inside a chunked body")
+        due[0] = time.monotonic() + self.client_timeout
         return buf[pos:] + data, 0
 
     def _request_bytes(self, req: RequestHead, body: bytes) -> bytes:
-        lines = [
-            f"{k}: {v}\r\n"
-            for k, v in req.headers
-            if (lower := k.lower()) != "host"
-            and lower != "expect"
-            and not (req.chunked and lower == "transfer-encoding")
-        ]
-        head = "".join(lines).encode("latin-1")
+        head = req.forward
         if req.chunked:
-            head += b"Content-Length: %d\r\n" % len(body)
-        return b"%s %s%s %s\r\n%s%s\r\n%s" % (
+            head += b"\r\nContent-Length: %d" % len(body)
+        return b"%s %s%s %s\r\n%s%s\r\n\r\n%s" % (
             req.method.encode("ascii"),
             self._base,
             req.target.encode("latin-1"),
@@ -289,15 +301,13 @@ class ReverseProxy:
         )
 
     def _exchange(
-        self, client: Any, up: list[Any], req: RequestHead, body: bytes, timer: gevent.Timeout
+        self, client: Conn, up: list[Any], req: RequestHead, body: bytes, due: list[Any]
     ) -> bool:
-        """Forward one request and relay its answer (within `timer`'s seconds); whether both
-        connections may go on."""
+        """Forward one request and relay its answer (before `due`, the connection's
+        deadline, throws 504 into it); whether both connections may go on."""
         token = self.tap.request(req.method, req.target, req.headers, body)
         sent_ns = self.clock()
         relayed = False
-        failure: UpstreamError | None = None
-        timer.start()
         try:
             data = self._request_bytes(req, body)
             reused = up[0] is not None
@@ -312,21 +322,14 @@ class ReverseProxy:
                 raise UpstreamError(502, "upstream closed without answering")
             relayed = True
             status, keep = self._relay(sock, client, first, req.method == "HEAD")
-        except UpstreamError as exc:
-            failure = exc
-        finally:
-            timer.cancel()
-        if failure is not None:
+        except UpstreamError as failure:
             _close(up[0])
             up[0] = None
-            if relayed:  # the answer had begun: the client's connection is all we can end
-                if token is not None:
-                    self.tap.failed(token)
-                return False
-            self.failures += 1
             if token is not None:
                 self.tap.failed(token)
-            client.sendall(answer(failure.status, str(failure)))
+            if not relayed:  # once the answer has begun, ending the connection is all we can
+                self.failures += 1
+                self._last_words(client, due, answer(failure.status, str(failure)))
             return False
         up[1] = self.clock()
         if token is not None:
@@ -341,30 +344,33 @@ class ReverseProxy:
         or reset before any)."""
         sock = self._upstream(up, now)
         try:
-            _send(sock, data)
-            return sock, sock.recv(RECV_SIZE)
+            sock.sendall(data)
+            return sock, sock.recv_ready(RECV_SIZE)  # an answer takes the upstream a while
         except (ConnectionResetError, BrokenPipeError):
             return sock, b""
         except OSError as exc:
             raise UpstreamError(502, f"upstream failed: {exc}") from None
 
-    def _upstream(self, up: list[Any], now: int) -> Any:
+    def _upstream(self, up: list[Any], now: int) -> Conn | TLSConn:
         sock = up[0]
         if sock is not None and now - up[1] > IDLE_CHECK_NS and _closed_while_idle(sock):
             _close(sock)
             sock = up[0] = None
         if sock is None:
             try:
-                sock = gsocket.create_connection((self.upstream.host, self.upstream.port))
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                raw = gsocket.create_connection((self.upstream.host, self.upstream.port))
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self._tls is not None:
-                    sock = self._tls.wrap_socket(sock, server_hostname=self.upstream.host)
+                    host = self.upstream.host
+                    sock = TLSConn(self._tls.wrap_socket(raw, server_hostname=host))
+                else:
+                    sock = plain(raw)
             except OSError as exc:
                 raise UpstreamError(502, f"cannot reach the upstream: {exc}") from None
             up[0] = sock
         return sock
 
-    def _relay(self, sock: Any, client: Any, data: bytes, head: bool) -> tuple[int, bool]:
+    def _relay(self, sock: Any, client: Conn, data: bytes, head: bool) -> tuple[int, bool]:
         """Relay one response from its first bytes: (status, keep-alive), or UpstreamError."""
         buf = data
         while True:
@@ -378,15 +384,15 @@ class ReverseProxy:
         if isinstance(parsed, tuple):  # one Content-Length: count the bytes through
             status, length, keep = parsed
             if len(buf) >= length:
-                _send(client, buf[:length] if len(buf) > length else buf)
+                client.sendall(buf[:length] if len(buf) > length else buf)
                 return status, keep and len(buf) == length
-            _send(client, buf)
+            client.sendall(buf)
             rest = length - len(buf)
             while rest > 0:
                 more = sock.recv(min(RECV_SIZE, rest))
                 if not more:
                     raise UpstreamError(502, "upstream closed inside its answer")
-                _send(client, more)
+                client.sendall(more)
                 rest -= len(more)
             return status, keep
         parser = _Response(head)  # chunked, close-delimited, 1xx first: llhttp decides
@@ -395,7 +401,7 @@ class ReverseProxy:
                 parser.feed(buf)
             except HTTPParseError:
                 raise UpstreamError(502, "malformed answer from the upstream") from None
-            _send(client, buf)
+            client.sendall(buf)
             if parser.done:
                 return parser.get_code(), bool(parser.should_keep_alive())
             buf = sock.recv(RECV_SIZE)
@@ -428,15 +434,6 @@ def _closed_while_idle(sock: Any) -> bool:
         return True
 
 
-def _send(sock: Any, data: bytes) -> None:
-    """sendall, but one send() when the socket takes it all (the usual case): gevent's
-    sendall asks the kernel for the buffer size and chunks first, twice per request."""
-    sent = sock.send(data)
-    if sent < len(data):
-        sock.sendall(memoryview(data)[sent:])
-
-
-def _close(sock: Any) -> None:
+def _close(sock: Conn | TLSConn | None) -> None:
     if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.close()
+        sock.close()

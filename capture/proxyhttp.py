@@ -52,6 +52,9 @@ class RequestHead:
     chunked: bool
     keep_alive: bool
     expects_continue: bool
+    # The header lines as they go upstream, each after its CRLF: as received, less Host,
+    # Expect and Transfer-Encoding (the proxy sends its own Host; a chunked body goes whole).
+    forward: bytes = b""
 
 
 _REASONS = {
@@ -66,6 +69,9 @@ _REASONS = {
 _TOKEN_CHARS = frozenset(
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
+_TOKEN_BYTES = bytes(sorted(_TOKEN_CHARS))  # deleted from a token, they leave nothing
+# Header names the parser reads; of these, Host, Expect and Transfer-Encoding are not forwarded.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"expect", b"host"})
 
 
 def parse_request_head(head: bytes) -> RequestHead:
@@ -88,26 +94,31 @@ def parse_request_head(head: bytes) -> RequestHead:
             b"?" + split.query.encode("latin-1") if split.query else b""
         )
     headers: list[tuple[str, str]] = []
+    forward: list[bytes] = [b""]
     length = -1
     chunked = False
     connection = b""
     expects = False
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or not _TOKEN_CHARS.issuperset(name):
+        if not colon or not name or name.translate(None, _TOKEN_BYTES):
             raise BadRequest(400, "malformed header line")
         value = value.strip(b" \t")
         lower = name.lower()
-        if lower == b"content-length":
+        if lower not in _FRAMING:
+            forward.append(line)
+        elif lower == b"content-length":
             if not value.isdigit() or (length >= 0 and int(value) != length):
                 raise BadRequest(400, "bad Content-Length")
             length = int(value)
+            forward.append(line)
         elif lower == b"transfer-encoding":
             if value.lower() != b"chunked" or chunked:
                 raise BadRequest(501, "unsupported Transfer-Encoding")
             chunked = True
         elif lower == b"connection":
             connection = value.lower()
+            forward.append(line)
         elif lower == b"expect" and value.lower() == b"100-continue":
             expects = True
         headers.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -123,6 +134,7 @@ def parse_request_head(head: bytes) -> RequestHead:
         chunked,
         keep,
         expects,
+        b"\r\n".join(forward) if len(forward) > 1 else b"",
     )
 
 
