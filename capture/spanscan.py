@@ -140,14 +140,13 @@ class SpanScanner:
             marked = _mark_ids(body, brackets, spans, places, containers, batch)
             if marked is None:
                 return None
-            id_reference, unmarked = marked
+            traces, id_reference, unmarked = marked
             if id_reference is not None and (reference is None or id_reference < reference):
                 reference = id_reference
             if unmarked:
                 spans = [span for span in spans if span[2] >= 0]
-            traces = [(start, start + n) for start, n, kind in spans if kind == _TRACE]
         defined = {body[slice(*at)] for at in traces}
-        if b"projectId" in body and b'\\"' in body:  # a GraphQL document naming a project
+        if escaped and b'\\"' in body and b"projectId" in body:  # GraphQL naming a project
             projects = [
                 (m.start(1), m.end(1) - m.start(1), _PROJECT) for m in _GQL_PROJECT.finditer(body)
             ]
@@ -167,10 +166,11 @@ def _mark_ids(
     places: list[tuple[int, int]],
     containers: list[bytes],
     batch: BatchKinds | None,
-) -> tuple[tuple[int, int] | None, bool] | None:
-    """Each mintable id's kind in `spans` from the brackets before it; where the first id
-    that is a trace reference is, and whether an id is left that span finding does not mark
-    (with a negative kind). None when containers nest deeper than `marks` counts."""
+) -> tuple[list[tuple[int, int]], tuple[int, int] | None, bool] | None:
+    """Each mintable id's kind in `spans` from the brackets before it; where the trace ids
+    are, where the first id that is a trace reference is, and whether an id is left that
+    span finding does not mark (with a negative kind). None when containers nest deeper than
+    `marks` counts."""
     opening = brackets.translate(_OPENING)
     depths = list(map(sub, accumulate(opening), accumulate(brackets.translate(_CLOSING))))
     if len(brackets) > 2 * 255 and max(depths) > 255:
@@ -178,6 +178,7 @@ def _mark_ids(
     marks = bytes(map(mul, depths, opening))
     ones = body.translate(_BRACKETS_TO_1)
     keyed: dict[int, bytes] = {}  # bracket index of a container's opener -> its key
+    traces: list[tuple[int, int]] = []
     reference: tuple[int, int] | None = None
     unmarked = False
     at = count = 0
@@ -207,9 +208,11 @@ def _mark_ids(
             unmarked = True
         else:
             spans[index] = (start, length, kind)
+            if kind == _TRACE:
+                traces.append((start, start + length))
         if kind == _TRACE_REF and reference is None:
             reference = (start, start + length)
-    return reference, unmarked
+    return traces, reference, unmarked
 
 
 def _with_trace_refs(body: bytes, spans: list[IdSpan], traces: set[bytes]) -> list[IdSpan]:
