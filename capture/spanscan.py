@@ -46,6 +46,7 @@ _BRACKETS_TO_1 = bytes.maketrans(b"{}[]", b"\x01\x01\x01\x01")  # never in valid
 _ISO24 = rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
 _GQL_PROJECT = re.compile(rb'projectId\s*:\s*\\"([A-Za-z0-9_.:-]+)\\"')
 _NO_EVENT = (None, None)
+_INSERTED = 32  # trace references put in one by one before one sort is cheaper
 
 _TRACE, _TRACE_REF = int(IdKind.TRACE), int(IdKind.TRACE_REF)
 _OBSERVATION, _OBSERVATION_REF = int(IdKind.OBSERVATION), int(IdKind.OBSERVATION_REF)
@@ -217,7 +218,8 @@ def _mark_ids(
 
 def _with_trace_refs(body: bytes, spans: list[IdSpan], traces: set[bytes]) -> list[IdSpan]:
     """`spans` (sorted, disjoint) with the further occurrences of the body's trace ids: each
-    not where a span starts nor after a backslash, the first of overlapping ones kept."""
+    not where a span starts nor after a backslash, the first of overlapping ones kept. A
+    few go in by bisection; overlapping ones, or many, by one sort of them all."""
     out = spans
     for needle in traces:
         at = body.find(needle)
@@ -225,9 +227,11 @@ def _with_trace_refs(body: bytes, spans: list[IdSpan], traces: set[bytes]) -> li
             j = bisect_left(spans, (at,))
             if (j == len(spans) or spans[j][0] != at) and body[at - 1 : at] != b"\\":
                 i = bisect_left(out, (at,)) if out is not spans else j
-                if (i and sum(out[i - 1][:2]) > at) or (
-                    i < len(out) and at + len(needle) > out[i][0]
-                ):  # overlapping: which is kept is the first in order
+                if (
+                    (i and sum(out[i - 1][:2]) > at)  # overlapping: the first in order is kept
+                    or (i < len(out) and at + len(needle) > out[i][0])
+                    or len(out) - len(spans) >= _INSERTED
+                ):
                     return _disjoint([*spans, *_occurrences(body, spans, traces)])
                 if out is spans:
                     out = list(spans)

@@ -247,3 +247,11 @@ def test_the_mintable_pattern_is_mintable(value: str) -> None:
     if b'"' not in raw:
         matched = re.match(b"(?:" + _MINTABLE + b')"', raw + b'"')
         assert (matched is not None) == mintable(raw.decode("utf-8", "replace"))
+
+
+@pytest.mark.parametrize("times", [1, 31, 32, 33, 200])
+def test_a_trace_id_named_many_times_gets_every_occurrence(times: int) -> None:
+    body = json.dumps({"id": _BASE, "text": " ".join([_BASE] * times), "x": "y" + _BASE}).encode()
+    scanned = _scanned(body)
+    assert scanned == walked_body_spans(body)
+    assert [k for _s, _n, k in scanned[0]] == [T] + [TR] * (times + 1)
