@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 from capture.corpus import IdKind, IdSpan
 from capture.json_body import NOT_JSON, parsed
 from capture.keyscan import KeyScanner
+from capture.spanscan import SpanScanner
 
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]')
 _ALNUM = re.compile(r"[A-Za-z0-9]")
@@ -171,6 +172,9 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
     batch = _event_kinds(doc) if isinstance(doc, dict) and "batch" in doc else None
     strings = None
     if fast and (batch is None or _batch_scannable(body, doc)):
+        quick = _SPAN_SCANNER.spans(body, batch)
+        if quick is not None:
+            return quick
         strings = _SCANNER.scan(body)
     found: list[tuple[int, int, int, str]] = []
     for keys, start, end in json_strings(body) if strings is None else strings:
@@ -216,6 +220,16 @@ _SCANNER = KeyScanner(
     TIME_KEYS | TRACE_REF_KEYS | OBSERVATION_REF_KEYS | PROJECT_KEYS | {"id"},
     paths={"id"},
     containers={"observations", "batch", "body"},
+)
+
+_MINTABLE = (  # `mintable` as a pattern over a value's bytes, up to the end of the value
+    rb"(?=[^\"\\\x80-\xff]{%d})(?:[^A-Za-z0-9\"\\\x80-\xff]*[A-Za-z0-9]){4}"
+    rb"[^\"\\\x80-\xff]*[A-Za-z0-9]{%d}" % (MIN_ID_LENGTH, TAG_DIGITS)
+)
+_SPAN_SCANNER = SpanScanner(
+    {k: v for k, v in _KIND_OF_KEY.items() if isinstance(k, str)},
+    containers={"observations", "batch", "body"},
+    mintable=_MINTABLE,
 )
 
 

@@ -15,8 +15,11 @@ import threading
 from pathlib import Path
 
 import gevent
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from capture.corpus import CorpusReader
+from capture.corpus import CorpusReader, IdSpans
+from capture.record_writer import packed_spans
 from capture.recording import Recorder, RecordOptions
 
 BODY = b'{"id":"trace-0001-000000000001","name":"t"}'
@@ -203,3 +206,18 @@ def test_a_silent_client_is_closed_and_a_stalled_request_gets_408(tmp_path: Path
         proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
         listener.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**16 - 1), st.integers(0, 5)),
+        max_size=40,
+    )
+)
+def test_the_writer_packs_spans_as_the_corpus_format_does(
+    spans: list[tuple[int, int, int]],
+) -> None:
+    packed = packed_spans(tuple(spans))
+    assert packed.packed == IdSpans.of(spans).packed
+    assert list(packed) == spans
