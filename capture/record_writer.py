@@ -70,6 +70,7 @@ from capture.spans import find_spans
 
 ACK_NS = 2_000_000  # how often a writer behind tells the proxy how much is done (at once
 # when it has caught up)
+GATHER_S = 0.001  # a writer that had caught up lets frames gather this long once woken
 NICE = 5  # forwarding first: the writer takes what CPU is left on a shared core
 
 
@@ -318,6 +319,8 @@ def serve(fd_in: int, fd_out: int, clock: Any = time.monotonic_ns) -> int:
         busy = writer.ready()
         readable = select.select([fd_in], [], [], 0 if busy else 0.005)[0]
         if readable:
+            if not busy:  # woken by the first frame: take the next few with it
+                time.sleep(GATHER_S)
             data = os.read(fd_in, 1 << 20)
             if not data:  # the proxy is gone without END: as after a crash
                 writer.drain(clock() - started, everything=True, limit=1 << 62)
