@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from capture.corpus import IdKind, IdSpan
 from capture.json_body import NOT_JSON, parsed
 from capture.keyscan import KeyScanner
-from capture.spanscan import SpanScanner
+from capture.spanscan import SpanScanner, disjoint, occurrences
 
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]')
 _ALNUM = re.compile(r"[A-Za-z0-9]")
@@ -201,13 +201,14 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
         spans.append((start, length, kind))
     if trace is None:
         trace = next((v for _s, _n, k, v in found if k == IdKind.TRACE_REF and v), None)
-    spans += _named_trace_refs(body, spans, {v for _s, _n, k, v in found if k == IdKind.TRACE})
+    own = {v.encode("ascii") for _s, _n, k, v in found if k == IdKind.TRACE and mintable(v)}
+    spans += occurrences(body, spans, own)  # further occurrences of its own trace ids
     if b"projectId" in body and b'\\"' in body:  # a GraphQL document naming a project
         spans += [
             (m.start(1), m.end(1) - m.start(1), int(IdKind.PROJECT))
             for m in _GQL_PROJECT.finditer(body)
         ]
-    return tuple(_disjoint(spans)), trace
+    return tuple(disjoint(spans)), trace
 
 
 _KIND_OF_KEY: dict[Key | None, int] = {
@@ -245,32 +246,6 @@ def _batch_scannable(body: bytes, doc: Any) -> bool:
 
 
 _ID_KINDS = (IdKind.TRACE, IdKind.TRACE_REF, IdKind.OBSERVATION, IdKind.OBSERVATION_REF)
-
-
-def _named_trace_refs(body: bytes, spans: list[IdSpan], traces: set[str]) -> list[IdSpan]:
-    """Further occurrences of the body's own (mintable) trace ids, outside the spans found."""
-    taken = {start for start, _n, _k in spans}
-    refs: list[IdSpan] = []
-    for trace in traces:
-        if not mintable(trace):
-            continue
-        needle = trace.encode("ascii")
-        at = body.find(needle)
-        while at >= 0:
-            if at not in taken and body[at - 1 : at] != b"\\":
-                refs.append((at, len(needle), int(IdKind.TRACE_REF)))
-            at = body.find(needle, at + len(needle))
-    return refs
-
-
-def _disjoint(spans: list[IdSpan]) -> list[IdSpan]:
-    out: list[IdSpan] = []
-    end = -1
-    for span in sorted(spans):
-        if span[0] >= end:
-            out.append(span)
-            end = span[0] + span[1]
-    return out
 
 
 def path_spans(path: str) -> tuple[tuple[IdSpan, ...], str | None]:

@@ -151,7 +151,7 @@ class SpanScanner:
             projects = [
                 (m.start(1), m.end(1) - m.start(1), _PROJECT) for m in _GQL_PROJECT.finditer(body)
             ]
-            spans = _disjoint([*spans, *_occurrences(body, spans, defined), *projects])
+            spans = disjoint([*spans, *occurrences(body, spans, defined), *projects])
         elif defined:
             spans = _with_trace_refs(body, spans, defined)
         named = traces[0] if traces else reference
@@ -232,7 +232,7 @@ def _with_trace_refs(body: bytes, spans: list[IdSpan], traces: set[bytes]) -> li
                     or (i < len(out) and at + len(needle) > out[i][0])
                     or len(out) - len(spans) >= _INSERTED
                 ):
-                    return _disjoint([*spans, *_occurrences(body, spans, traces)])
+                    return disjoint([*spans, *occurrences(body, spans, traces)])
                 if out is spans:
                     out = list(spans)
                 out.insert(i, (at, len(needle), _TRACE_REF))
@@ -240,7 +240,7 @@ def _with_trace_refs(body: bytes, spans: list[IdSpan], traces: set[bytes]) -> li
     return out
 
 
-def _occurrences(body: bytes, spans: list[IdSpan], traces: set[bytes]) -> list[IdSpan]:
+def occurrences(body: bytes, spans: list[IdSpan], traces: set[bytes]) -> list[IdSpan]:
     """Every further occurrence of the trace ids: not where a span starts, not escaped."""
     taken = {start for start, _n, _k in spans}
     refs: list[IdSpan] = []
@@ -253,7 +253,8 @@ def _occurrences(body: bytes, spans: list[IdSpan], traces: set[bytes]) -> list[I
     return refs
 
 
-def _disjoint(spans: list[IdSpan]) -> list[IdSpan]:
+def disjoint(spans: list[IdSpan]) -> list[IdSpan]:
+    """`spans` sorted, the first of overlapping ones kept."""
     out: list[IdSpan] = []
     end = -1
     for span in sorted(spans):
