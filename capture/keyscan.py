@@ -33,8 +33,8 @@ Key = str | int
 Found = list[tuple[tuple[Key, ...], int, int]]
 
 
-_ESCAPED_KEY = re.compile(rb'\\.[^"\\]*"\s*:')  # a key holding an escape (in valid JSON)
-_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"{}[]')
+ESCAPED_KEY = re.compile(rb'\\.[^"\\]*"\s*:')  # a key holding an escape (in valid JSON)
+NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"{}[]')
 _OPENING = bytes(1 if c in b"{[" else 0 for c in range(256))  # a bracket that opens -> 1
 _CLOSING = bytes(1 if c in b"}]" else 0 for c in range(256))
 
@@ -93,10 +93,10 @@ class KeyScanner:
         value found at once, and the keys above a value from bracket counts."""
         flat = body
         if b"\\" in body:
-            if _ESCAPED_KEY.search(body):
+            if ESCAPED_KEY.search(body):
                 return None
             flat = body.replace(b"\\\\", b"").replace(b'\\"', b"")  # escapes out of the way
-        skeleton = flat.translate(None, _NOT_STRUCTURE)  # quotes and brackets
+        skeleton = flat.translate(None, NOT_STRUCTURE)  # quotes and brackets
         if b'"' in skeleton.replace(b'""', b""):  # a string holding a bracket
             return None
         found: Found = []
@@ -129,11 +129,12 @@ class KeyScanner:
         for each opener, the depth it opens (0 for a closer), so the container at depth v
         around a place is the last opener marked v before it, and its index in an array
         the count of openers marked v since the array's own opener."""
-        opening = brackets.translate(_OPENING)
-        depths = list(map(sub, accumulate(opening), accumulate(brackets.translate(_CLOSING))))
-        if not depths or min(depths) < 0 or depths[-1] != 0 or max(depths) > 255:
+        marked = bracket_marks(brackets)
+        if marked is None:
             return None
-        marks = bytes(map(mul, depths, opening))
+        depths, marks = marked
+        if not depths or min(depths) < 0 or depths[-1] != 0:
+            return None
         counter = _BracketCounter(body)
         named: dict[int, str] = {}  # opener -> the key of its container, for `containers`
         brackets_before: dict[int, int] = {}  # deep value -> how many brackets before it
@@ -193,6 +194,17 @@ class KeyScanner:
         if keys or body[pos:].strip(b" \t\r\n"):
             return None
         return found
+
+
+def bracket_marks(brackets: bytes) -> tuple[list[int], bytes] | None:
+    """For a document's brackets (every one outside strings, in order): the depth after
+    each, openers minus closers so far, and for each opener the depth it opens (0 for a
+    closer); None where containers nest deeper than a byte of the marks holds (255)."""
+    opening = brackets.translate(_OPENING)
+    depths = list(map(sub, accumulate(opening), accumulate(brackets.translate(_CLOSING))))
+    if len(brackets) > 2 * 255 and max(depths) > 255:  # (nesting that deep takes that many)
+        return None
+    return depths, bytes(map(mul, depths, opening))
 
 
 class _BracketCounter:

@@ -36,12 +36,11 @@ from typing import Any, NamedTuple
 from capture.corpus import IdKind, IdSpan
 from capture.json_body import NOT_JSON, parsed
 from capture.keyscan import KeyScanner
-from capture.spanscan import SpanScanner, disjoint, occurrences
+from capture.spanscan import GQL_PROJECT, SpanScanner, disjoint, occurrences
 
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]')
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 _ISO24 = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z")
-_GQL_PROJECT = re.compile(rb'projectId\s*:\s*\\"([A-Za-z0-9_.:-]+)\\"')
 
 TRACE_REF_KEYS = frozenset({"trace_id", "traceId"})
 OBSERVATION_REF_KEYS = frozenset({"parent_observation_id", "parentObservationId"})
@@ -206,7 +205,7 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
     if b"projectId" in body and b'\\"' in body:  # a GraphQL document naming a project
         spans += [
             (m.start(1), m.end(1) - m.start(1), int(IdKind.PROJECT))
-            for m in _GQL_PROJECT.finditer(body)
+            for m in GQL_PROJECT.finditer(body)
         ]
     return tuple(disjoint(spans)), trace
 

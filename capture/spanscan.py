@@ -30,21 +30,16 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from itertools import accumulate
-from operator import mul, sub
 
 from capture.corpus import IdKind, IdSpan
+from capture.keyscan import ESCAPED_KEY, NOT_STRUCTURE, bracket_marks
 
 BatchKinds = Mapping[int, tuple[int, int]]
 """For each batch event index: the kind of its body's id, and of its event id."""
 
-_ESCAPED_KEY = re.compile(rb'\\.[^"\\]*"\s*:')  # a key holding an escape (in valid JSON)
-_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"{}[]')
-_OPENING = bytes(1 if c in b"{[" else 0 for c in range(256))  # a bracket that opens -> 1
-_CLOSING = bytes(1 if c in b"}]" else 0 for c in range(256))
 _BRACKETS_TO_1 = bytes.maketrans(b"{}[]", b"\x01\x01\x01\x01")  # never in valid JSON
 _ISO24 = rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
-_GQL_PROJECT = re.compile(rb'projectId\s*:\s*\\"([A-Za-z0-9_.:-]+)\\"')
+GQL_PROJECT = re.compile(rb'projectId\s*:\s*\\"([A-Za-z0-9_.:-]+)\\"')
 _NO_EVENT = (None, None)
 _INSERTED = 32  # trace references put in one by one before one sort is cheaper
 
@@ -108,7 +103,7 @@ class SpanScanner:
         if b"\x00" in body:
             return None
         escaped = b"\\" in body
-        if escaped and _ESCAPED_KEY.search(body):
+        if escaped and ESCAPED_KEY.search(body):
             return None
         group_kinds = self._group_kinds
         spans: list[IdSpan] = []
@@ -135,7 +130,7 @@ class SpanScanner:
         traces: list[tuple[int, int]] = []
         if len(places) > len(containers):  # an id: its kind from the keys above it
             flat = body.replace(b"\\\\", b"").replace(b'\\"', b"") if escaped else body
-            brackets = flat.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+            brackets = flat.translate(None, NOT_STRUCTURE).replace(b'""', b"")
             if b'"' in brackets:  # a string holding a bracket: the counts would be wrong
                 return None
             marked = _mark_ids(body, brackets, spans, places, containers, batch)
@@ -149,7 +144,7 @@ class SpanScanner:
         defined = {body[slice(*at)] for at in traces}
         if escaped and b'\\"' in body and b"projectId" in body:  # GraphQL naming a project
             projects = [
-                (m.start(1), m.end(1) - m.start(1), _PROJECT) for m in _GQL_PROJECT.finditer(body)
+                (m.start(1), m.end(1) - m.start(1), _PROJECT) for m in GQL_PROJECT.finditer(body)
             ]
             spans = disjoint([*spans, *occurrences(body, spans, defined), *projects])
         elif defined:
@@ -172,11 +167,10 @@ def _mark_ids(
     are, where the first id that is a trace reference is, and whether an id is left that
     span finding does not mark (with a negative kind). None when containers nest deeper than
     `marks` counts."""
-    opening = brackets.translate(_OPENING)
-    depths = list(map(sub, accumulate(opening), accumulate(brackets.translate(_CLOSING))))
-    if len(brackets) > 2 * 255 and max(depths) > 255:
+    marked = bracket_marks(brackets)
+    if marked is None:
         return None
-    marks = bytes(map(mul, depths, opening))
+    depths, marks = marked
     ones = body.translate(_BRACKETS_TO_1)
     keyed: dict[int, bytes] = {}  # bracket index of a container's opener -> its key
     traces: list[tuple[int, int]] = []
