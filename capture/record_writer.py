@@ -35,17 +35,15 @@ import contextlib
 import os
 import select
 import signal
-import struct
 import sys
 import time
 from collections import deque
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from capture.corpus import CorpusMeta, CorpusWriter, IdSpan, IdSpans, Record
+from capture.corpus import CorpusMeta, CorpusWriter, Record
 from capture.corpus_check import known_head_problem
 from capture.recording import (
     CONFIG,
@@ -72,14 +70,6 @@ ACK_NS = 2_000_000  # how often a writer behind tells the proxy how much is done
 # when it has caught up)
 GATHER_S = 0.001  # a writer that had caught up lets frames gather this long once woken
 NICE = 5  # forwarding first: the writer takes what CPU is left on a shared core
-
-
-def packed_spans(spans: tuple[IdSpan, ...]) -> IdSpans:
-    """Span finding's spans (each a 3-tuple) packed as the corpus stores them, by one call."""
-    return IdSpans(struct.pack("<" + _SPAN_FORMAT * len(spans), *chain.from_iterable(spans)))
-
-
-_SPAN_FORMAT = "IHB"  # a span as the corpus format packs it (start, length, kind), unaligned
 
 
 def recording_meta(
@@ -222,7 +212,7 @@ class RecordWriter:
                 path=slot.path,
                 headers=headers,
                 body=body,
-                body_ids=packed_spans(found.body_ids),
+                body_ids=found.body_ids,
                 path_ids=found.path_ids,
                 trace=found.trace,
                 status=slot.status if slot.status > 0 else None,

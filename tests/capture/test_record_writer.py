@@ -19,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture.corpus import CorpusReader, IdSpans
-from capture.record_writer import packed_spans
 from capture.recording import Recorder, RecordOptions
 
 BODY = b'{"id":"trace-0001-000000000001","name":"t"}'
@@ -215,9 +214,13 @@ def test_a_silent_client_is_closed_and_a_stalled_request_gets_408(tmp_path: Path
         max_size=40,
     )
 )
-def test_the_writer_packs_spans_as_the_corpus_format_does(
+def test_spans_are_packed_seven_bytes_each_as_the_corpus_format_says(
     spans: list[tuple[int, int, int]],
 ) -> None:
-    packed = packed_spans(tuple(spans))
-    assert packed.packed == IdSpans.of(spans).packed
+    packed = IdSpans.of(spans)
+    expected = b"".join(
+        start.to_bytes(4, "little") + length.to_bytes(2, "little") + bytes([kind])
+        for start, length, kind in spans
+    )
+    assert packed.packed == expected
     assert list(packed) == spans
