@@ -117,14 +117,9 @@ class TemplateSpool:
             else:
                 yield from frame
 
-    def templates(self) -> Iterator[Template]:
-        """`read()` without the entries: the templates alone, in the order added."""
-        if not self.finished:
-            raise RuntimeError("TemplateSpool.templates before finish")
-        return itertools.chain.from_iterable(self._frames(False))
-
     def rounds(self) -> Iterator[Template]:
-        """`templates()` round and round, for ever (nothing, for an empty spool)."""
+        """The templates alone (no entries), in the order added, round and round for ever
+        (nothing, for an empty spool)."""
         if not self.finished:
             raise RuntimeError("TemplateSpool.rounds before finish")
         if not self.count:
