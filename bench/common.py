@@ -54,6 +54,22 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
+PROBE = "import time; t = time.perf_counter(); sum(range(5_000_000)); print(time.perf_counter()-t)"
+
+
+def core_speed(core: int | None, tries: int = 3) -> float:
+    """Milliseconds a fixed pure-Python loop takes on `core` (best of `tries`, each in a
+    process of its own pinned there): this machine's speed varies by the hour, and a figure
+    read beside the probe taken with it can be compared with one taken at another hour."""
+    best = float("inf")
+    for _ in range(tries):
+        done = subprocess.run(
+            pinned(core, [sys.executable, "-c", PROBE]), capture_output=True, text=True, check=True
+        )
+        best = min(best, float(done.stdout) * 1000)
+    return best
+
+
 def wait_quiet(max_load: float, patience_s: float) -> float:
     """Wait (up to `patience_s`) for the 1-minute load average to fall to `max_load`."""
     deadline = time.monotonic() + patience_s

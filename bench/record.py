@@ -26,8 +26,10 @@ pin: both share that core), recording to a temporary corpus. Per round:
                 does not flatter it); then SIGTERM, and the proxy's own count of recorded
                 and dropped requests
 
-Every figure comes with the load average (1, 5 and 15 minutes) before its run: the machine
-may be shared, and every figure is only as good as that. The table gives each figure's
+Every figure comes with the load average (1, 5 and 15 minutes) before its run, and each
+round with the core probe (the ms bench/common.py's fixed loop takes on the proxy's core):
+the machine may be shared and its speed varies by the hour, and every figure is only as
+good as that. The table gives each figure's
 median over the rounds and its range. A benchmark, not a test: nothing in CI depends on
 it. All traffic goes to 127.0.0.1; every process started here is stopped by its pid.
 mitmproxy is installed on demand into its own virtualenv (--mitm-venv, under the temp
@@ -122,6 +124,7 @@ class Round:
     recorded: int = 0
     dropped: int = 0
     errors: int = 0
+    core_ms: float = 0.0  # common.core_speed of the proxy's core at the round's start
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -312,7 +315,7 @@ def paced(url: str, args: argparse.Namespace, work: Path) -> dict[str, float]:
 
 
 def one_round(engine: str, r: int, args: argparse.Namespace, upstream: str, work: Path) -> Round:
-    run = Round(engine, r, os.getloadavg(), args.rate)
+    run = Round(engine, r, os.getloadavg(), args.rate, core_ms=common.core_speed(1))
     direct = paced(upstream, args, work)
     run.direct_p50_us, run.direct_p99_us = direct["service_p50_us"], direct["service_p99_us"]
     proxy = Proxy(engine, upstream, work, Path(args.mitm_venv))
@@ -388,7 +391,7 @@ def main() -> None:
                     f"{run.rps_per_proxy_core:,.0f} req/s per proxy core, "
                     f"{run.rps_per_core:,.0f} per core of both; recorded {run.recorded:,}, "
                     f"dropped {run.dropped:,}, errors {run.errors + run.latency_errors} (load "
-                    f"{_load(run.throughput_load)})"
+                    f"{_load(run.throughput_load)}; core probe {run.core_ms:.0f} ms)"
                 )
     print(render(rounds, len(body)))
     if args.json:
@@ -406,7 +409,8 @@ def render(rounds: list[Round], body: int) -> str:
         common.machine(),
         "",
         f"{'engine':<10} {'added p50':>22} {'added p99':>22} {'max req/s':>20} "
-        f"{'per proxy core':>20} {'per core (both)':>20} {'recorded':>9} {'load (1 min)':>18}",
+        f"{'per proxy core':>20} {'per core (both)':>20} {'recorded':>9} {'load (1 min)':>18} "
+        f"{'core probe':>20}",
     ]
 
     def cell(values: list[float], unit: str = "", digits: int = 0) -> str:
@@ -423,13 +427,16 @@ def render(rounds: list[Round], body: int) -> str:
             f"{cell([r.added_p99_us / 1000 for r in mine], ' ms', 2):>22} "
             f"{cell([r.rps for r in mine]):>20} {cell([r.rps_per_proxy_core for r in mine]):>20} "
             f"{cell([r.rps_per_core for r in mine]):>20} "
-            f"{100 * recorded:>8.1f}% {cell(loads, '', 2):>18}"
+            f"{100 * recorded:>8.1f}% {cell(loads, '', 2):>18} "
+            f"{cell([r.core_ms for r in mine], ' ms'):>20}"
         )
     rate = statistics.median(r.rate for r in rounds)
     lines.append(
         f"(added latency at a fixed {rate:,.0f} req/s over one connection; max req/s with wrk; "
         "per proxy core = requests / CPU seconds of the proxy process; per core (both) = "
-        "1 / (proxy CPU per request + writer CPU per recorded request): recording every one)"
+        "1 / (proxy CPU per request + writer CPU per recorded request): recording every one; "
+        "core probe = ms of bench/common.py's fixed loop on the proxy's core at each round's "
+        "start, best of 3: lower is a faster machine)"
     )
     return "\n".join(lines)
 

@@ -27,11 +27,13 @@ share of the worker's samples while it sends (loading left out) in reading the s
 rendering, sending and building, and the functions with the most samples of their own,
 which says where a spooled request's extra cost goes.
 
-Printed per round with the 1-minute load average at its start, then the ratio spooled ÷
-cached of the closed-model req/s (goal >= 0.90), the open model against its goal
-(achieved >= 99%, send-lag p99 <= 2 ms) and the spooled worker's RSS (goal < 150 MiB), and
-the runs' notes. The machine may be shared: the ratio of two runs side by side says more
-than either figure. Every request goes to 127.0.0.1; every run stops by itself.
+Printed per round with the 1-minute load average at its start and the core probe (the ms
+bench/common.py's fixed loop takes on the worker's core: this machine's speed varies by the
+hour), then the ratio spooled ÷ cached of the closed-model req/s (goal >= 0.90), the open
+model against its goal (achieved >= 99%, send-lag p99 <= 2 ms) and the spooled worker's RSS
+(goal < 150 MiB), and the runs' notes. The machine may be shared: the ratio of two runs side
+by side says more than either figure. Every request goes to 127.0.0.1; every run stops by
+itself.
 A benchmark, not a test.
 """
 
@@ -244,6 +246,7 @@ def main() -> None:
     ):
         load = common.wait_quiet(args.max_load, args.patience)
         for round_ in range(1, args.rounds + 1):
+            probe = common.core_speed(args.tool_core)
             a = run(cached, server.url, args, *closed)
             raw = Path(tmp) / "profile.txt" if args.profile and round_ == 1 else None
             b = run(spooled, server.url, args, *closed, profile=raw)
@@ -256,8 +259,9 @@ def main() -> None:
                 f"round {round_}: closed cached {a['rps']:,.0f} spooled {b['rps']:,.0f} req/s "
                 f"({b['rps'] / max(a['rps'], 1):.2f}x); open {c['achieved']:.2%} "
                 f"p99 {c['lag_p99']} ms, --build-first {e['achieved']:.2%} p99 {e['lag_p99']} "
-                f"ms, cached {d['achieved']:.2%} p99 {d['lag_p99']} ms"
+                f"ms, cached {d['achieved']:.2%} p99 {d['lag_p99']} ms; core probe {probe:.0f} ms"
             )
+            a["probe"] = probe
             rows.append((a, b, c, d, e))
 
     print(f"date      {common.today()}")
@@ -273,14 +277,14 @@ def main() -> None:
     print(
         "| round | load | closed cached req/s | closed spooled req/s | spooled ÷ cached "
         "| worker CPU µs/req cached / spooled | cached ÷ spooled CPU | spooled: built first "
-        "| spooled RSS first / peak / last |"
+        "| spooled RSS first / peak / last | core probe |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for i, (a, b, *_open) in enumerate(rows, 1):
         print(
             f"| {i} | {a['load']:.2f} / {b['load']:.2f} | {a['rps']:,.0f} | {b['rps']:,.0f} "
             f"| {b['rps'] / max(a['rps'], 1):.2f} | {_cpu(a)} / {_cpu(b)} | {_cpu_ratio(a, b)} "
-            f"| {_seconds(b['load_s'])} | {_rss(b)} |"
+            f"| {_seconds(b['load_s'])} | {_rss(b)} | {a['probe']:.0f} ms |"
         )
     print()
     print(
