@@ -103,23 +103,31 @@ def created_ms(text: str) -> int | None:
 
 
 class Stamps:
-    """ISO-8601 timestamps (ms, Z) from epoch ms, formatting each wall-clock second once."""
+    """ISO-8601 timestamps (ms, Z) from epoch ms. A run's timestamps are moved to the replay
+    clock, so they fall in a window a few seconds wide around it: each millisecond's is made
+    once and looked up after that, and each second's prefix formatted once."""
 
-    __slots__ = ("_prefix",)
+    __slots__ = ("_full", "_prefix")
 
     def __init__(self) -> None:
         self._prefix: dict[int, bytes] = {}
+        self._full: dict[int, bytes] = {}
 
     def iso(self, epoch_ms: int) -> bytes:
-        second, ms = divmod(epoch_ms, 1000)
-        prefix = self._prefix.get(second)
-        if prefix is None:
-            if len(self._prefix) >= 8192:
-                self._prefix.clear()
-            moment = datetime.fromtimestamp(second, UTC)
-            prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.").encode()
-            self._prefix[second] = prefix
-        return prefix + _MILLIS[ms]
+        full = self._full.get(epoch_ms)
+        if full is None:
+            second, ms = divmod(epoch_ms, 1000)
+            prefix = self._prefix.get(second)
+            if prefix is None:
+                if len(self._prefix) >= 8192:
+                    self._prefix.clear()
+                moment = datetime.fromtimestamp(second, UTC)
+                prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.").encode()
+                self._prefix[second] = prefix
+            if len(self._full) >= 65536:
+                self._full.clear()
+            full = self._full[epoch_ms] = prefix + _MILLIS[ms]
+        return full
 
 
 _TO_SHAPE = str.maketrans(dict.fromkeys(string.ascii_letters + string.digits, "x"))

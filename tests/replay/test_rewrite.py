@@ -204,6 +204,29 @@ def test_stamps_format_like_datetime(ms: int) -> None:
     assert rewrite.parse_iso_ms(expected) == ms
 
 
+@settings(max_examples=50, deadline=None)
+@given(
+    base=st.integers(0, 4102444799999 - 10_000),
+    offsets=st.lists(st.integers(0, 10_000), min_size=1, max_size=300),
+)
+def test_stamps_made_once_and_looked_up_after_stay_exact(base: int, offsets: list[int]) -> None:
+    # a run's timestamps revisit the same milliseconds over and over: the first time is
+    # formatted, later ones are looked up; both must read as datetime writes them
+    stamps = Stamps()
+    for ms in [base + o for o in offsets * 2]:
+        expected = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        assert stamps.iso(ms).decode() == expected[:-3] + "Z"
+
+
+def test_stamps_stay_exact_after_the_lookups_are_cleared() -> None:
+    stamps = Stamps()
+    start = 1767225600000
+    first = [stamps.iso(start + i) for i in range(70_000)]  # past what is kept: cleared once
+    again = [stamps.iso(start + i) for i in range(0, 70_000, 997)]
+    assert again == first[::997]
+    assert first[-1] == b"2026-01-01T00:01:09.999Z"
+
+
 @pytest.mark.parametrize(
     "text",
     ["2026-01-01T00:00:00Z", "2026-01-01 00:00:00.000Z", "2026-13-01T00:00:00.000Z", "x" * 24],
