@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from capture.corpus import IdKind, IdSpan
+from capture.idkinds import id_kinds
 from capture.json_body import NOT_JSON, parsed
 from capture.keyscan import KeyScanner
 from capture.spanscan import GQL_PROJECT, SpanScanner, disjoint, occurrences
@@ -171,7 +172,7 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
     batch = _event_kinds(doc) if isinstance(doc, dict) and "batch" in doc else None
     strings = None
     if fast and (batch is None or _batch_scannable(body, doc)):
-        quick = _SPAN_SCANNER.spans(body, batch)
+        quick = _SPAN_SCANNER.spans(body, batch, id_kinds(body, doc, batch))
         if quick is not None:
             return quick
         strings = _SCANNER.scan(body)

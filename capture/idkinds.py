@@ -1,0 +1,99 @@
+"""The kinds of a body's "id" values read from its parsed document, by value: how span
+finding names each id without counting the brackets above it.
+
+The reference walk (capture/spans.py) gives an id its kind from the keys above it: a trace
+body's own id is TRACE, the id of each of its observations OBSERVATION; a batch event's id
+has the event's kind and the id of its body the body's (`spans._event_kinds`); any other id
+is unmarked. The parsed document says which value sits at each of those places. Tying a
+value found in the bytes to its place needs two facts:
+
+    every "id" key is at one of those places   an "id" key spelt without escape (a key with
+                                                an escape sends span finding another way)
+                                                holds `"id"` in the bytes, and no two such
+                                                keys overlap; so when `"id"` occurs in the
+                                                bytes exactly as often as the document has
+                                                ids at those places, every "id" key is one
+                                                of them (a second "id" in one object, or a
+                                                second "observations", would be one more)
+    a value names one kind                     a plain string value's bytes are the UTF-8
+                                                of its value; when no two places with
+                                                different kinds hold the same value, an id
+                                                found in the bytes has the kind of the place
+                                                holding its value
+
+`id_kinds` says None when either fails; span finding then counts brackets or walks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from capture.corpus import IdKind
+
+IdKinds = dict[bytes, int | None]
+"""The kind of each id value (its bytes in the body); None for an id span finding does not
+mark (a batch event whose type is not a string)."""
+
+_TRACE, _OBSERVATION = int(IdKind.TRACE), int(IdKind.OBSERVATION)
+_NO_EVENT: tuple[None, None] = (None, None)
+
+
+class _Conflict(Exception):
+    """Two places of different kinds hold the same value."""
+
+
+def id_kinds(body: bytes, doc: Any, batch: Mapping[int, tuple[int, int]] | None) -> IdKinds | None:
+    """The kind of every id value of `body`, parsed as `doc`: a trace body when `batch` is
+    None, else an ingestion batch whose events are all objects, `batch` their kinds (body
+    id, event id). None when an id found in the bytes could be at another place than the
+    one its value names."""
+    kinds: IdKinds = {}
+    try:
+        places = _trace_ids(doc, kinds) if batch is None else _batch_ids(doc, batch, kinds)
+    except _Conflict:
+        return None
+    return kinds if body.count(b'"id"') == places else None
+
+
+def _trace_ids(doc: Any, kinds: IdKinds) -> int:
+    """How many ids a trace body has where they are marked; their kinds into `kinds`."""
+    if not isinstance(doc, dict):
+        return 0
+    places = 0
+    if "id" in doc:
+        places += 1
+        _put(kinds, doc["id"], _TRACE)
+    observations = doc.get("observations")
+    if isinstance(observations, dict):
+        observations = observations.values()
+    elif not isinstance(observations, list):
+        return places
+    for observation in observations:
+        if isinstance(observation, dict) and "id" in observation:
+            places += 1
+            _put(kinds, observation["id"], _OBSERVATION)
+    return places
+
+
+def _batch_ids(doc: Any, batch: Mapping[int, tuple[int, int]], kinds: IdKinds) -> int:
+    """How many ids a batch has where they are marked; their kinds into `kinds`."""
+    places = 0
+    for index, event in enumerate(doc["batch"]):
+        body_kind, event_kind = batch.get(index, _NO_EVENT)
+        if "id" in event:
+            places += 1
+            _put(kinds, event["id"], event_kind)
+        inner = event.get("body")
+        if isinstance(inner, dict) and "id" in inner:
+            places += 1
+            _put(kinds, inner["id"], body_kind)
+    return places
+
+
+def _put(kinds: IdKinds, value: Any, kind: int | None) -> None:
+    if not isinstance(value, str):
+        return
+    raw = value.encode("utf-8", "surrogatepass")  # as json.loads read the bytes
+    if kinds.setdefault(raw, kind) != kind:
+        raise _Conflict
