@@ -223,9 +223,11 @@ _SCANNER = KeyScanner(
     containers={"observations", "batch", "body"},
 )
 
-_MINTABLE = (  # `mintable` as a pattern over a value's bytes, up to the end of the value
-    rb"(?=[^\"\\\x80-\xff]{%d})(?:[^A-Za-z0-9\"\\\x80-\xff]*[A-Za-z0-9]){4}"
-    rb"[^\"\\\x80-\xff]*[A-Za-z0-9]{%d}" % (MIN_ID_LENGTH, TAG_DIGITS)
+_MINTABLE = (  # `mintable` as a pattern over a value's bytes, up to the end of the value:
+    # four letters or digits, then a tag's length or more (and the whole id's), the tag
+    # read backwards from the end: no backtracking
+    rb"(?:[^A-Za-z0-9\"\\\x80-\xff]*+[A-Za-z0-9]){4}(?=[^\"\\\x80-\xff]{%d})"
+    rb"[^\"\\\x80-\xff]*+(?<=[A-Za-z0-9]{%d})" % (max(TAG_DIGITS, MIN_ID_LENGTH - 4), TAG_DIGITS)
 )
 _SPAN_SCANNER = SpanScanner(
     {k: v for k, v in _KIND_OF_KEY.items() if isinstance(k, str)},
