@@ -39,61 +39,49 @@ _TRACE, _OBSERVATION = int(IdKind.TRACE), int(IdKind.OBSERVATION)
 _NO_EVENT: tuple[None, None] = (None, None)
 
 
-class _Conflict(Exception):
-    """Two places of different kinds hold the same value."""
-
-
 def id_kinds(body: bytes, doc: Any, batch: Mapping[int, tuple[int, int]] | None) -> IdKinds | None:
     """The kind of every id value of `body`, parsed as `doc`: a trace body when `batch` is
     None, else an ingestion batch whose events are all objects, `batch` their kinds (body
     id, event id). None when an id found in the bytes could be at another place than the
     one its value names."""
-    kinds: IdKinds = {}
-    try:
-        places = _trace_ids(doc, kinds) if batch is None else _batch_ids(doc, batch, kinds)
-    except _Conflict:
+    places = _trace_ids(doc) if batch is None else _batch_ids(doc, batch)
+    if body.count(b'"id"') != len(places):
         return None
-    return kinds if body.count(b'"id"') == places else None
+    kinds: IdKinds = {}
+    for value, kind in places:
+        if isinstance(value, str):
+            raw = value.encode("utf-8", "surrogatepass")  # as json.loads read the bytes
+            if kinds.setdefault(raw, kind) != kind:
+                return None
+    return kinds
 
 
-def _trace_ids(doc: Any, kinds: IdKinds) -> int:
-    """How many ids a trace body has where they are marked; their kinds into `kinds`."""
+def _trace_ids(doc: Any) -> list[tuple[Any, int | None]]:
+    """The id of a trace body, and of each of its observations, with its kind."""
     if not isinstance(doc, dict):
-        return 0
-    places = 0
-    if "id" in doc:
-        places += 1
-        _put(kinds, doc["id"], _TRACE)
+        return []
+    places: list[tuple[Any, int | None]] = [(doc["id"], _TRACE)] if "id" in doc else []
     observations = doc.get("observations")
     if isinstance(observations, dict):
         observations = observations.values()
     elif not isinstance(observations, list):
         return places
-    for observation in observations:
-        if isinstance(observation, dict) and "id" in observation:
-            places += 1
-            _put(kinds, observation["id"], _OBSERVATION)
+    places += [
+        (observation["id"], _OBSERVATION)
+        for observation in observations
+        if isinstance(observation, dict) and "id" in observation
+    ]
     return places
 
 
-def _batch_ids(doc: Any, batch: Mapping[int, tuple[int, int]], kinds: IdKinds) -> int:
-    """How many ids a batch has where they are marked; their kinds into `kinds`."""
-    places = 0
+def _batch_ids(doc: Any, batch: Mapping[int, tuple[int, int]]) -> list[tuple[Any, int | None]]:
+    """The id of each event of a batch, and of its body, with its kind."""
+    places: list[tuple[Any, int | None]] = []
     for index, event in enumerate(doc["batch"]):
         body_kind, event_kind = batch.get(index, _NO_EVENT)
         if "id" in event:
-            places += 1
-            _put(kinds, event["id"], event_kind)
+            places.append((event["id"], event_kind))
         inner = event.get("body")
         if isinstance(inner, dict) and "id" in inner:
-            places += 1
-            _put(kinds, inner["id"], body_kind)
+            places.append((inner["id"], body_kind))
     return places
-
-
-def _put(kinds: IdKinds, value: Any, kind: int | None) -> None:
-    if not isinstance(value, str):
-        return
-    raw = value.encode("utf-8", "surrogatepass")  # as json.loads read the bytes
-    if kinds.setdefault(raw, kind) != kind:
-        raise _Conflict
