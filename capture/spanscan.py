@@ -5,11 +5,17 @@ In valid JSON where no key holds an escape, a quote followed by a name, a quote 
 can only open that key; so one search over the raw bytes finds every "name": "plain value"
 (and every "container key": { or [) where it is, with the value's own test in the pattern:
 not empty, no escape, a timestamp of exactly 24 bytes of ISO time. The kind of a value under
-any key but "id" is its key's. The kind of an id depends on the keys above it, and those
-come from bracket counts, which hold when no string holds a bracket:
+any key but "id" is its key's. The kind of an id depends on the keys above it. Two ways:
 
-    depth     the openers minus the closers before the id (1 is the document's own object)
-    marks     for each bracket in order, the depth it opens (0 for a closer): the container
+    by value     capture/idkinds.py reads from the parsed document which value sits at
+                 each place an id is marked, and when every "id" key is at one of them and
+                 no value names two kinds, an id found in the bytes takes its value's kind
+                 (the first way; strings may hold brackets)
+    by brackets  the keys above come from bracket counts, which hold when no string holds a
+                 bracket (behind the first way):
+
+      depth   the openers minus the closers before the id (1 is the document's own object)
+      marks   for each bracket in order, the depth it opens (0 for a closer): the container
               at depth v around a place is the last bracket marked v before it, its key the
               container key just before that bracket, its index in an array the count of
               brackets marked v since the array's own
@@ -20,9 +26,9 @@ what the reference walk does with them, over bytes: ids replay cannot mint dropp
 every reference to an unmintable defined id, the trace, the further occurrences of each
 defined trace id, GraphQL project ids, the first of overlapping spans.
 
-`spans` says None where this cannot answer exactly (a key spelt with an escape, a string
-holding a bracket, a NUL byte from a UTF-16 or UTF-32 body, containers nested past 255);
-the caller then asks keyscan or walks every token.
+`spans` says None where this cannot answer exactly (a key spelt with an escape, a NUL byte
+from a UTF-16 or UTF-32 body; by brackets also a string holding a bracket, containers
+nested past 255); the caller then asks keyscan or walks every token.
 """
 
 from __future__ import annotations
