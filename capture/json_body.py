@@ -10,6 +10,7 @@ import or a fit.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 NOT_JSON_ERRORS = (ValueError, UnicodeDecodeError, RecursionError)
@@ -37,7 +38,9 @@ def parsed(body: bytes | str) -> Any:
 
 
 _OPENERS = (b"{", b"[")
-_SCAN = json.JSONDecoder().scan_once  # what json.loads runs, without its wrappers
+_SCAN: Callable[[str, int], tuple[Any, int]] = (  # what json.loads runs, without its wrappers
+    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+)
 
 
 def _parsed_utf8(body: bytes) -> Any:
