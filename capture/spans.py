@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from capture.corpus import IdKind, IdSpan
@@ -250,6 +251,7 @@ def _batch_scannable(body: bytes, doc: Any) -> bool:
 _ID_KINDS = (IdKind.TRACE, IdKind.TRACE_REF, IdKind.OBSERVATION, IdKind.OBSERVATION_REF)
 
 
+@lru_cache(maxsize=4096)  # a recording repeats its targets (one for every ingestion)
 def path_spans(path: str) -> tuple[tuple[IdSpan, ...], str | None]:
     """The spans of a request target (byte offsets into its UTF-8) and the trace it names."""
     raw = path.encode("utf-8")
