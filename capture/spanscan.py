@@ -132,11 +132,14 @@ class SpanScanner:
 
     def _by_values(self, body: bytes, kinds: IdKinds) -> _Found | None:
         """The spans, the trace ids and the first trace reference, each id's kind that of
-        its value in `kinds`."""
+        its value in `kinds` (or of the id in its place, when `kinds` is in order)."""
         group_kinds = self._group_kinds
         spans: list[IdSpan] = []
         traces: list[tuple[int, int]] = []
         reference: tuple[int, int] | None = None  # the first trace reference
+        by_value = kinds if isinstance(kinds, dict) else None
+        in_order = kinds if isinstance(kinds, list) else []
+        ids = 0  # how many ids so far
         for match in self._values.finditer(body):
             group = match.lastindex or 0
             kind = group_kinds[group]
@@ -149,7 +152,13 @@ class SpanScanner:
                 if reference is None:
                     reference = start, end
             else:  # an id
-                named = kinds.get(body[start:end], _NOT_AN_ID)
+                if by_value is not None:
+                    named = by_value.get(body[start:end], _NOT_AN_ID)
+                elif ids < len(in_order) and in_order[ids][0] == body[start:end]:
+                    named = in_order[ids][1]
+                else:
+                    named = _NOT_AN_ID
+                ids += 1
                 if named == _NOT_AN_ID:
                     return None
                 if named == _TRACE_REF and reference is None:
@@ -159,6 +168,8 @@ class SpanScanner:
                 spans.append((start, end - start, named))
                 if named == _TRACE:
                     traces.append((start, end))
+        if by_value is None and ids != len(in_order):  # a place without its id found
+            return None
         return spans, traces, reference
 
     def _by_brackets(self, body: bytes, batch: BatchKinds | None, escaped: bool) -> _Found | None:
