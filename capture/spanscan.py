@@ -110,12 +110,11 @@ class SpanScanner:
         escaped = b"\\" in body
         if escaped and ESCAPED_KEY.search(body):
             return None
-        if kinds is None:
-            found = self._by_brackets(body, batch, escaped)
-        else:
-            found = self._by_values(body, kinds)
+        found = None if kinds is None else self._by_values(body, kinds)
         if found is None:
-            return None
+            found = self._by_brackets(body, batch, escaped)
+            if found is None:
+                return None
         spans, traces, reference = found
         defined = {body[slice(*at)] for at in traces}
         if escaped and b'\\"' in body and b"projectId" in body:  # GraphQL naming a project
