@@ -1,5 +1,5 @@
-"""The kinds of a body's "id" values read from its parsed document, by value: how span
-finding names each id without counting the brackets above it.
+"""The kinds of a body's "id" values read from its parsed document: how span finding names
+each id without counting the brackets above it.
 
 The reference walk (capture/spans.py) gives an id its kind from the keys above it: a trace
 body's own id is TRACE, the id of each of its observations OBSERVATION; a batch event's id
@@ -28,7 +28,9 @@ value; so when the keys that order the places ("observations" in a trace body, "
 event) occur once each, and every place holding a non-empty string is found in the bytes
 (one found for each, none with an escape), the n-th id found is the n-th such place.
 
-`id_kinds` says None when these fail; span finding then counts brackets or walks.
+`id_kinds` says None when these fail, and the search (capture/spanscan.py) gives up when
+an id it finds is not the next place's value or a place is left without one; span finding
+then counts brackets or walks.
 """
 
 from __future__ import annotations
