@@ -66,7 +66,7 @@ _pieces = st.sampled_from(
 )
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(
     st.one_of(
         json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
