@@ -10,6 +10,7 @@ import or a fit.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 NOT_JSON_ERRORS = (ValueError, UnicodeDecodeError, RecursionError)
@@ -26,12 +27,33 @@ NOT_JSON = NotJson()
 
 def parsed(body: bytes | str) -> Any:
     """`body` as JSON, or NOT_JSON when it is empty or not JSON `json.loads` can read."""
+    if type(body) is bytes and body[:1] in _OPENERS and body[1:2] not in (b"", b"\x00"):
+        return _parsed_utf8(body)
     if not body.strip():
         return NOT_JSON
     try:
         return json.loads(body)
     except NOT_JSON_ERRORS:
         return NOT_JSON
+
+
+_OPENERS = (b"{", b"[")
+_SCAN: Callable[[str, int], tuple[Any, int]] = (  # what json.loads runs, without its wrappers
+    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+)
+
+
+def _parsed_utf8(body: bytes) -> Any:
+    """`parsed` of bytes that open an object or array and whose second byte is not NUL:
+    UTF-8 (json.detect_encoding's answer for them), read as json.loads reads it."""
+    try:
+        text = body.decode("utf-8", "surrogatepass")
+        doc, end = _SCAN(text, 0)
+    except (StopIteration, *NOT_JSON_ERRORS):
+        return NOT_JSON
+    if end != len(text) and text[end:].strip(" \t\n\r"):  # json's whitespace only after it
+        return NOT_JSON
+    return doc
 
 
 def parsed_or_none(body: bytes | str) -> Any:

@@ -31,9 +31,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from capture.corpus import IdKind, IdSpan
+from capture.idkinds import id_kinds
 from capture.json_body import NOT_JSON, parsed
 from capture.keyscan import KeyScanner
 from capture.spanscan import GQL_PROJECT, SpanScanner, disjoint, occurrences
@@ -171,7 +173,7 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
     batch = _event_kinds(doc) if isinstance(doc, dict) and "batch" in doc else None
     strings = None
     if fast and (batch is None or _batch_scannable(body, doc)):
-        quick = _SPAN_SCANNER.spans(body, batch)
+        quick = _SPAN_SCANNER.spans(body, batch, id_kinds(body, doc, batch))
         if quick is not None:
             return quick
         strings = _SCANNER.scan(body)
@@ -222,9 +224,11 @@ _SCANNER = KeyScanner(
     containers={"observations", "batch", "body"},
 )
 
-_MINTABLE = (  # `mintable` as a pattern over a value's bytes, up to the end of the value
-    rb"(?=[^\"\\\x80-\xff]{%d})(?:[^A-Za-z0-9\"\\\x80-\xff]*[A-Za-z0-9]){4}"
-    rb"[^\"\\\x80-\xff]*[A-Za-z0-9]{%d}" % (MIN_ID_LENGTH, TAG_DIGITS)
+_MINTABLE = (  # `mintable` as a pattern over a value's bytes, up to the end of the value:
+    # four letters or digits, then a tag's length or more (and the whole id's), the tag
+    # read backwards from the end: no backtracking
+    rb"(?:[^A-Za-z0-9\"\\\x80-\xff]*+[A-Za-z0-9]){4}(?=[^\"\\\x80-\xff]{%d})"
+    rb"[^\"\\\x80-\xff]*+(?<=[A-Za-z0-9]{%d})" % (max(TAG_DIGITS, MIN_ID_LENGTH - 4), TAG_DIGITS)
 )
 _SPAN_SCANNER = SpanScanner(
     {k: v for k, v in _KIND_OF_KEY.items() if isinstance(k, str)},
@@ -247,6 +251,7 @@ def _batch_scannable(body: bytes, doc: Any) -> bool:
 _ID_KINDS = (IdKind.TRACE, IdKind.TRACE_REF, IdKind.OBSERVATION, IdKind.OBSERVATION_REF)
 
 
+@lru_cache(maxsize=4096)  # a recording repeats its targets (one for every ingestion)
 def path_spans(path: str) -> tuple[tuple[IdSpan, ...], str | None]:
     """The spans of a request target (byte offsets into its UTF-8) and the trace it names."""
     raw = path.encode("utf-8")

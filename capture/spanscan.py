@@ -5,11 +5,17 @@ In valid JSON where no key holds an escape, a quote followed by a name, a quote 
 can only open that key; so one search over the raw bytes finds every "name": "plain value"
 (and every "container key": { or [) where it is, with the value's own test in the pattern:
 not empty, no escape, a timestamp of exactly 24 bytes of ISO time. The kind of a value under
-any key but "id" is its key's. The kind of an id depends on the keys above it, and those
-come from bracket counts, which hold when no string holds a bracket:
+any key but "id" is its key's. The kind of an id depends on the keys above it. Two ways:
 
-    depth     the openers minus the closers before the id (1 is the document's own object)
-    marks     for each bracket in order, the depth it opens (0 for a closer): the container
+    by value     capture/idkinds.py reads from the parsed document which value sits at
+                 each place an id is marked, and when every "id" key is at one of them and
+                 no value names two kinds, an id found in the bytes takes its value's kind
+                 (the first way; strings may hold brackets)
+    by brackets  the keys above come from bracket counts, which hold when no string holds a
+                 bracket (behind the first way):
+
+      depth   the openers minus the closers before the id (1 is the document's own object)
+      marks   for each bracket in order, the depth it opens (0 for a closer): the container
               at depth v around a place is the last bracket marked v before it, its key the
               container key just before that bracket, its index in an array the count of
               brackets marked v since the array's own
@@ -20,9 +26,9 @@ what the reference walk does with them, over bytes: ids replay cannot mint dropp
 every reference to an unmintable defined id, the trace, the further occurrences of each
 defined trace id, GraphQL project ids, the first of overlapping spans.
 
-`spans` says None where this cannot answer exactly (a key spelt with an escape, a string
-holding a bracket, a NUL byte from a UTF-16 or UTF-32 body, containers nested past 255);
-the caller then asks keyscan or walks every token.
+`spans` says None where this cannot answer exactly (a key spelt with an escape, a NUL byte
+from a UTF-16 or UTF-32 body; by brackets also a string holding a bracket, containers
+nested past 255); the caller then asks keyscan or walks every token.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 
 from capture.corpus import IdKind, IdSpan
+from capture.idkinds import IdKinds
 from capture.keyscan import ESCAPED_KEY, NOT_STRUCTURE, bracket_marks
 
 BatchKinds = Mapping[int, tuple[int, int]]
@@ -50,6 +57,8 @@ _ID_KINDS = (_TRACE, _TRACE_REF, _OBSERVATION, _OBSERVATION_REF)
 _AN_ID, _UNMINTABLE_ID, _A_CONTAINER, _UNMINTABLE_REF = -1, -2, -3, -4  # what a group
 # holds, besides a kind; in the spans, an id's stands for its kind until the keys above it
 # are known, and an id not marked then stays _AN_ID
+_NOT_AN_ID = -5  # a value capture/idkinds.py did not find at an id's place
+_Found = tuple[list[IdSpan], list[tuple[int, int]], tuple[int, int] | None]
 
 
 class SpanScanner:
@@ -82,29 +91,89 @@ class SpanScanner:
                 values, holds = rb'([^"\\]+)"', [kind]
             alternatives.append(b"(?:" + names + rb')"\s*:\s*"' + values)
             self._group_kinds += holds
+        self._values = _search(alternatives, [*kind_of_key, "id"])  # ids kinded by value
         keyed = b"|".join(re.escape(k.encode()) for k in sorted(containers))
         alternatives.append(b"(" + keyed + rb')"\s*:\s*(?=[{\[])')
         self._group_kinds.append(_A_CONTAINER)
-        firsts = sorted({name[0] for name in [*kind_of_key, *containers, "id"]})
-        self._named = re.compile(  # a quote before another letter is passed over at once
-            b'"(?=['
-            + re.escape("".join(firsts).encode())
-            + b"])(?:"
-            + b"|".join(alternatives)
-            + b")"
-        )
+        self._named = _search(alternatives, [*kind_of_key, *containers, "id"])
 
     def spans(
-        self, body: bytes, batch: BatchKinds | None
+        self, body: bytes, batch: BatchKinds | None, kinds: IdKinds | None = None
     ) -> tuple[tuple[IdSpan, ...], str | None] | None:
         """The spans of `body` (valid JSON) and its trace, as spans.walked_body_spans gives
         them; `batch` the event kinds of an ingestion batch whose events are all objects,
-        None for a trace body. None where this way cannot answer."""
+        None for a trace body; `kinds` the kind of each id value when capture/idkinds.py
+        could tell them (the brackets are not counted then). None where this way cannot
+        answer."""
         if b"\x00" in body:
             return None
         escaped = b"\\" in body
         if escaped and ESCAPED_KEY.search(body):
             return None
+        found = None if kinds is None else self._by_values(body, kinds)
+        if found is None:
+            found = self._by_brackets(body, batch, escaped)
+            if found is None:
+                return None
+        spans, traces, reference = found
+        defined = {body[slice(*at)] for at in traces}
+        if escaped and b'\\"' in body and b"projectId" in body:  # GraphQL naming a project
+            projects = [
+                (m.start(1), m.end(1) - m.start(1), _PROJECT) for m in GQL_PROJECT.finditer(body)
+            ]
+            spans = disjoint([*spans, *occurrences(body, spans, defined), *projects])
+        elif defined:
+            spans = _with_trace_refs(body, spans, defined)
+        named = traces[0] if traces else reference
+        return tuple(spans), None if named is None else body[slice(*named)].decode(
+            "utf-8", "replace"
+        )
+
+    def _by_values(self, body: bytes, kinds: IdKinds) -> _Found | None:
+        """The spans, the trace ids and the first trace reference, each id's kind that of
+        its value in `kinds` (or of the id in its place, when `kinds` is in order)."""
+        group_kinds = self._group_kinds
+        spans: list[IdSpan] = []
+        traces: list[tuple[int, int]] = []
+        reference: tuple[int, int] | None = None  # the first trace reference
+        by_value = kinds if isinstance(kinds, dict) else None
+        in_order = kinds if isinstance(kinds, list) else []
+        ids = 0  # how many ids so far
+        for match in self._values.finditer(body):
+            group = match.lastindex or 0
+            kind = group_kinds[group]
+            start, end = match.span(group)
+            if kind >= 0:
+                spans.append((start, end - start, kind))
+                if kind == _TRACE_REF and reference is None:
+                    reference = start, end
+            elif kind == _UNMINTABLE_REF:
+                if reference is None:
+                    reference = start, end
+            else:  # an id
+                if by_value is not None:
+                    named = by_value.get(body[start:end], _NOT_AN_ID)
+                elif ids < len(in_order) and in_order[ids][0] == body[start:end]:
+                    named = in_order[ids][1]
+                else:
+                    named = _NOT_AN_ID
+                ids += 1
+                if named == _NOT_AN_ID:
+                    return None
+                if named == _TRACE_REF and reference is None:
+                    reference = start, end
+                if named is None or kind == _UNMINTABLE_ID:
+                    continue
+                spans.append((start, end - start, named))
+                if named == _TRACE:
+                    traces.append((start, end))
+        if by_value is None and ids != len(in_order):  # a place without its id found
+            return None
+        return spans, traces, reference
+
+    def _by_brackets(self, body: bytes, batch: BatchKinds | None, escaped: bool) -> _Found | None:
+        """The spans, the trace ids and the first trace reference, each id's kind from the
+        keys above it (the brackets counted)."""
         group_kinds = self._group_kinds
         spans: list[IdSpan] = []
         places: list[tuple[int, int]] = []  # (where, index in spans or -1 - container's)
@@ -141,18 +210,16 @@ class SpanScanner:
                 reference = id_reference
             if unmarked:
                 spans = [span for span in spans if span[2] >= 0]
-        defined = {body[slice(*at)] for at in traces}
-        if escaped and b'\\"' in body and b"projectId" in body:  # GraphQL naming a project
-            projects = [
-                (m.start(1), m.end(1) - m.start(1), _PROJECT) for m in GQL_PROJECT.finditer(body)
-            ]
-            spans = disjoint([*spans, *occurrences(body, spans, defined), *projects])
-        elif defined:
-            spans = _with_trace_refs(body, spans, defined)
-        named = traces[0] if traces else reference
-        return tuple(spans), None if named is None else body[slice(*named)].decode(
-            "utf-8", "replace"
-        )
+        return spans, traces, reference
+
+
+def _search(alternatives: list[bytes], names: Iterable[str]) -> re.Pattern[bytes]:
+    """One search for the `alternatives` after a quote, `names` the keys they begin with (a
+    quote before another letter is passed over at once)."""
+    firsts = "".join(sorted({name[0] for name in names}))
+    return re.compile(
+        b'"(?=[' + re.escape(firsts.encode()) + b"])(?:" + b"|".join(alternatives) + b")"
+    )
 
 
 def _mark_ids(

@@ -45,3 +45,39 @@ def test_string_lengths_of_a_document_as_deep_as_json_loads_reads() -> None:
     depth = 900  # (json.loads follows about a thousand levels; a recursive walk here may not)
     doc = json.loads('{"a":' * depth + '"xyz"' + "}" * depth)
     assert string_lengths([[doc]] * 3) == [3, 3, 3]
+
+
+def _reference(body: bytes) -> Any:
+    """`parsed` as its docstring says: json.loads, NOT_JSON for what it cannot read."""
+    if not body.strip():
+        return NOT_JSON
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return NOT_JSON
+
+
+_pieces = st.sampled_from(
+    [
+        *(b"{", b"}", b"[", b"]", b'"a"', b":", b",", b"1", b" ", b"\n", b"\t", b"\x0c"),
+        *(b"\x00", b"\xff", b"\xed\xa0\x80", b"\xef\xbb\xbf", b'"\\u00e9"', b"null", b"x"),
+        b"-0.5e3",
+    ]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.one_of(
+        json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode()),
+        json_values.map(lambda v: json.dumps(v).encode("utf-16-le")),
+        st.lists(_pieces, max_size=12).map(b"".join),
+        st.binary(max_size=12),
+    ),
+    st.sampled_from([b"", b" ", b"\r\n", b" x", b"\x0c", b"]"]),
+)
+def test_parsed_is_json_loads_for_any_bytes(body: bytes, tail: bytes) -> None:
+    body += tail
+    expected = _reference(body)
+    got = parsed(body)
+    assert got is NOT_JSON if expected is NOT_JSON else got == expected
