@@ -251,9 +251,16 @@ def _batch_scannable(body: bytes, doc: Any) -> bool:
 _ID_KINDS = (IdKind.TRACE, IdKind.TRACE_REF, IdKind.OBSERVATION, IdKind.OBSERVATION_REF)
 
 
-@lru_cache(maxsize=4096)  # a recording repeats its targets (one for every ingestion)
 def path_spans(path: str) -> tuple[tuple[IdSpan, ...], str | None]:
-    """The spans of a request target (byte offsets into its UTF-8) and the trace it names."""
+    """The spans of a request target (byte offsets into its UTF-8) and the trace it names.
+    A recording repeats its targets (one for every ingestion): the last 4,096 short ones
+    are remembered (at most a few MB, however long the targets a client sends)."""
+    if len(path) <= _REMEMBERED_PATH:
+        return _remembered_path_spans(path)
+    return _path_spans(path)
+
+
+def _path_spans(path: str) -> tuple[tuple[IdSpan, ...], str | None]:
     raw = path.encode("utf-8")
     route, _, query = raw.partition(b"?")
     spans: list[IdSpan] = []
@@ -273,6 +280,10 @@ def path_spans(path: str) -> tuple[tuple[IdSpan, ...], str | None]:
             spans.append((at + len(name) + 1, len(value), int(IdKind.PROJECT)))
         at += len(pair) + 1
     return tuple(spans), trace
+
+
+_REMEMBERED_PATH = 512  # characters
+_remembered_path_spans = lru_cache(maxsize=4096)(_path_spans)
 
 
 def find_spans(body: bytes, path: str) -> Spans:

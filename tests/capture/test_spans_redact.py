@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from capture import spans
 from capture.corpus import CorpusReader, IdKind
 from capture.redact import KEEP_KEYS, redact_body, redact_path, redact_text
 from capture.spans import find_spans, mintable
@@ -240,3 +241,14 @@ def test_redacted_import_leaves_no_original_text(tmp_path: Path) -> None:
             assert [o.get("usage") for o in dy["observations"]] == [
                 o.get("usage") for o in dx["observations"]
             ]
+
+
+def test_path_spans_of_a_long_target_are_found_but_not_remembered() -> None:
+    before = spans._remembered_path_spans.cache_info().currsize
+    long_path = f"/api/public/traces/{TRACE_ID}?q=" + "x" * 5000
+    for _ in range(2):  # the second time as the first: found again, never kept
+        assert find_spans(b"", long_path).path_ids == ((19, 32, int(IdKind.TRACE_REF)),)
+    assert spans._remembered_path_spans.cache_info().currsize == before
+    short = f"/api/public/traces/{TRACE_ID}?q=remembered"
+    assert spans.path_spans(short) == spans.path_spans(short)
+    assert spans._remembered_path_spans.cache_info().currsize == before + 1
