@@ -8,7 +8,8 @@ The long corpus is a synthetic ingestion corpus of --records records (`capture s
 template cache, so the worker spools it. The bundled ingestion corpus fits the cache. Each
 round, one worker pinned to --tool-core against nginx on --target-core:
 
-    closed   replay run CORPUS --vus V --workers 1 --duration Ds, cached then spooled
+    closed   replay run CORPUS --vus V --workers 1 --duration Ds, cached then spooled in
+             odd rounds, spooled then cached in even ones (a slow spell hits both alike)
     open     replay run LONG --rate R --workers 1 --duration Ds: achieved, send-lag p99
              (starting within seconds, building the rest behind its sends); the same with
              --build-first (every template built before the first request: the spool is
@@ -247,9 +248,13 @@ def main() -> None:
         load = common.wait_quiet(args.max_load, args.patience)
         for round_ in range(1, args.rounds + 1):
             probe = common.core_speed(args.tool_core)
-            a = run(cached, server.url, args, *closed)
             raw = Path(tmp) / "profile.txt" if args.profile and round_ == 1 else None
-            b = run(spooled, server.url, args, *closed, profile=raw)
+            if round_ % 2:  # cached first in odd rounds, spooled first in even ones
+                a = run(cached, server.url, args, *closed)
+                b = run(spooled, server.url, args, *closed, profile=raw)
+            else:
+                b = run(spooled, server.url, args, *closed, profile=raw)
+                a = run(cached, server.url, args, *closed)
             if raw is not None:
                 shares = profile_shares(raw)
             c = run(spooled, server.url, args, "--rate", f"{args.rate:g}")
