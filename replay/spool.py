@@ -205,43 +205,14 @@ class TemplateSpool:
 
 def raw_bytes_allowed(fd: int) -> int:
     """How many bytes of frames a spool in the file `fd` may store raw: 1/BUDGET_SHARE of
-    the memory available (none where it is not known) and of the free space on the file's
-    file system."""
+    the memory available (Linux's MemAvailable; none where it is not known) and of the free
+    space on the file's file system."""
     try:
-        disk = os.fstatvfs(fd)
-    except OSError:
-        return 0
-    return min(memory_available(), disk.f_bavail * disk.f_frsize) // BUDGET_SHARE
-
-
-CGROUP_LIMITS = (  # (limit, usage) of this process's memory cgroup: v2, then v1
-    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-)
-
-
-def memory_available(
-    meminfo: str = "/proc/meminfo", cgroups: tuple[tuple[str, str], ...] = CGROUP_LIMITS
-) -> int:
-    """Bytes of memory this process may still fill, page cache included: the machine's
-    MemAvailable, and at most what its memory cgroup (a container's, a pod's) has left
-    below its limit, where it has one. 0 where the machine's is not known."""
-    try:
-        with open(meminfo, "rb") as lines:
+        with open("/proc/meminfo", "rb") as meminfo:
             available = next(
-                int(line.split()[1]) * 1024 for line in lines if line.startswith(b"MemAvailable:")
+                int(line.split()[1]) * 1024 for line in meminfo if line.startswith(b"MemAvailable:")
             )
+        disk = os.fstatvfs(fd)
     except (OSError, StopIteration, ValueError, IndexError):
         return 0
-    for limit_file, usage_file in cgroups:
-        try:
-            with open(limit_file, "rb") as f:
-                limit = f.read().strip()
-            with open(usage_file, "rb") as f:
-                usage = int(f.read())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit():  # "max" (v2), or v1's huge number, where there is no limit
-            available = min(available, max(int(limit) - usage, 0))
-        break
-    return available
+    return min(available, disk.f_bavail * disk.f_frsize) // BUDGET_SHARE

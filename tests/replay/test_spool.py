@@ -468,28 +468,3 @@ def test_the_raw_budget_is_a_share_of_free_disk_and_memory(tmp_path: Path) -> No
     meminfo = Path("/proc/meminfo").read_text().split("\n")
     available_kb = next(int(line.split()[1]) for line in meminfo if "MemAvailable" in line)
     assert allowed <= available_kb * 1024 // 8 * 1.05  # (memory moves a little meanwhile)
-
-
-@pytest.mark.parametrize(
-    ("limit", "usage", "expected"),
-    [
-        (None, None, 2_048_000),  # no memory cgroup: the machine's MemAvailable
-        (b"max\n", b"123456\n", 2_048_000),  # cgroup v2 without a limit
-        (b"9223372036854771712\n", b"5000\n", 2_048_000),  # v1's way of saying no limit
-        (b"1500000\n", b"1000000\n", 500_000),  # a pod's limit, less what it uses
-        (b"1000000\n", b"1200000\n", 0),  # over its limit already
-    ],
-)
-def test_memory_available_counts_a_containers_limit(
-    tmp_path: Path, limit: bytes | None, usage: bytes | None, expected: int
-) -> None:
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_bytes(b"MemTotal:  4096000 kB\nMemFree:  1000 kB\nMemAvailable:  2000 kB\n")
-    cgroups = []
-    if limit is not None and usage is not None:
-        (tmp_path / "limit").write_bytes(limit)
-        (tmp_path / "usage").write_bytes(usage)
-        cgroups.append((str(tmp_path / "limit"), str(tmp_path / "usage")))
-    missing = (str(tmp_path / "no-limit"), str(tmp_path / "no-usage"))
-    assert spool.memory_available(str(meminfo), (missing, *cgroups)) == expected
-    assert spool.memory_available(str(tmp_path / "none"), (missing, *cgroups)) == 0
