@@ -12,11 +12,6 @@ TimelineEntry and Template), the formats taking turns, best of --repeat turns ea
                        spool now
     raw + marshal      the same uncompressed (the file is ~5x larger)
 
-Then the spool itself (replay/spool.py's TemplateSpool, a file read with pread): --copies
-copies of the corpus spooled twice, with no raw budget (every frame LZ4) and with an
-unlimited one (every frame raw), and a closed run's pass over each (`rounds()`, the
-templates alone) timed in turns, --repeat times: best and median µs per template.
-
 Printed: µs per template and bytes per template on disk. msgpack makes every field and
 array as Python objects and then the template from them field by field; marshal makes the
 tuples in C, and a template is made from its tuple in one call. No network; no file (frames
@@ -26,8 +21,6 @@ stay in memory, so this is the decode cost alone). A benchmark, not a test.
 from __future__ import annotations
 
 import argparse
-import itertools
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -115,7 +108,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default="ingestion", help="bundled name or path")
     parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--copies", type=int, default=30, help="of the corpus, in the spool")
     args = parser.parse_args()
     path = Path(bundled_path(args.corpus)) if args.corpus in BUNDLED else Path(args.corpus)
     items = items_of(path)
@@ -156,38 +148,6 @@ def main() -> None:
         size = sum(len(b) for b in blobs) / len(items)
         ratio = best[name] / best["zstd + msgpack"]
         print(f"| {name} | {best[name] * 1e6:.2f} µs | {ratio:.2f} | {size:,.0f} B |")
-    print()
-    spooled(items * args.copies, args.repeat)
-
-
-def spooled(items: list[Item], repeat: int) -> None:
-    """A closed run's pass over a TemplateSpool of `items`, LZ4 frames against raw ones."""
-    spools = {"lz4 frames": spool.TemplateSpool(raw_budget=0)}
-    spools["raw frames"] = spool.TemplateSpool(raw_budget=1 << 50)
-    taken: dict[str, list[float]] = {name: [] for name in spools}
-    try:
-        for s in spools.values():
-            for entry, template in items:
-                s.add(entry, template)
-            s.finish()
-        for _ in range(repeat):
-            for name, s in spools.items():  # in turns, as above
-                passing = s.rounds()
-                started = time.perf_counter()
-                for _template in itertools.islice(passing, len(items)):
-                    pass
-                taken[name].append((time.perf_counter() - started) / len(items))
-    finally:
-        for s in spools.values():
-            s.close()
-    print(f"spooled   {len(items):,} templates, a closed run's pass (rounds()), {repeat} turns")
-    print()
-    print("| spool | read back, per template: best | median | on disk, per template |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, s in spools.items():
-        best, median = min(taken[name]) * 1e6, statistics.median(taken[name]) * 1e6
-        size = s.bytes_on_disk / len(items)
-        print(f"| {name} | {best:.2f} µs | {median:.2f} µs | {size:,.0f} B |")
 
 
 if __name__ == "__main__":

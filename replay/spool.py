@@ -4,18 +4,12 @@ Without it, a worker whose shard exceeds its template cache decodes and builds e
 again as it sends it (~11 µs for a 1.8 KB record, ~38 µs for an ingestion trace), on the
 core that sends: one worker is then CPU-bound below 25,000 req/s. The spool builds each
 template once, while the worker loads, into frames of `replay.template` (marshalled tuples:
-reading one back is a C call and a tuple per template) of about FRAME_BYTES of template
-bytes, in an anonymous temporary file, each frame after its two lengths (stored, raw); a
-pass reads them back in order, READ_BYTES of whole frames per read, and holds one read and
-one frame in memory (nor is an index of frames kept: memory stays flat however long the
-shard).
-
-The read is on the core that sends, so the first `raw_budget` bytes of frames are stored as
-they are (raw length 0 in the head: read back with no decompression at all), and the rest
-as LZ4 blocks, a fifth the size and several times faster to read than zstd
-(bench/spool_formats.py). The budget is an eighth of the memory available and of the free
-space where the file is: a spool that fits the page cache several times over is read
-straight from it, and a long one still costs a fifth of its raw size on disk.
+reading one back is a C call and a tuple per template), compressed as LZ4 blocks of
+about FRAME_BYTES of template bytes, in an anonymous temporary file, each frame after its
+two lengths (compressed, raw); a pass reads them back in order, READ_BYTES of whole frames per
+read, and holds one read and one frame in memory (nor is an index of frames kept: memory
+stays flat however long the shard). LZ4: the read is on the core that sends, and LZ4 gives
+a frame back several times faster than zstd (bench/spool_formats.py).
 
 The file is created unlinked (O_TMPFILE, in $TMPDIR or `directory`), so nothing is left
 behind however the worker ends. Each pass reads with `os.pread` at its own offsets, so
@@ -50,18 +44,16 @@ from replay.template import Template
 FRAME_BYTES = 64 << 10  # template bytes per LZ4 frame (what one step decompresses)
 ITEM_BYTES = 96  # what a template's entry, numbers and short strings add to a frame
 READ_BYTES = 1 << 20  # whole frames read at once (a larger frame is read alone)
-FRAME_HEAD = struct.Struct("<II")  # each frame: its stored and raw lengths (0: stored raw)
-BUDGET_SHARE = 8  # raw frames take at most 1/8 of available memory and of free disk
+FRAME_HEAD = struct.Struct("<II")  # each frame: its compressed and raw lengths, then LZ4
 
 
 class TemplateSpool:
     """(TimelineEntry, Template) pairs written once, read back any number of times."""
 
-    def __init__(self, directory: str | None = None, raw_budget: int | None = None) -> None:
+    def __init__(self, directory: str | None = None) -> None:
         # (closed by close(), not a with block: the spool outlives this call)
         self._file = tempfile.TemporaryFile(dir=directory, prefix="replay-spool-")  # noqa: SIM115
         self._fd = self._file.fileno()
-        self._raw_left = raw_bytes_allowed(self._fd) if raw_budget is None else raw_budget
         self._entries: list[TimelineEntry] = []  # the frame being filled
         self._templates: list[layout.Plain] = []
         self._frame_bytes = 0
@@ -162,12 +154,12 @@ class TemplateSpool:
                 buffer, at = self._pread(max(min(READ_BYTES, end - offset), size), offset), 0
             view = memoryview(buffer)[at + head : at + size]
             try:
-                items = unpack(decompress(view, uncompressed_size=raw) if raw else view, offset)
+                frame = decompress(view, uncompressed_size=raw)
             except lz4.block.LZ4BlockError as exc:
                 raise OSError(f"template spool: a damaged frame at byte {offset} ({exc})") from None
             finally:
                 view.release()
-            yield items
+            yield unpack(frame, offset)
             at += size
             offset += size
 
@@ -188,31 +180,11 @@ class TemplateSpool:
 
     def _flush(self) -> None:
         frame = layout.pack_frame(self._entries, self._templates)
-        if len(frame) <= self._raw_left:
-            self._raw_left -= len(frame)
-            stored, head = frame, FRAME_HEAD.pack(len(frame), 0)
-        else:
-            stored = lz4.block.compress(frame, store_size=False)
-            head = FRAME_HEAD.pack(len(stored), len(frame))
-        self._file.write(head + stored)
+        compressed = lz4.block.compress(frame, store_size=False)
+        self._file.write(FRAME_HEAD.pack(len(compressed), len(frame)) + compressed)
         self._file.flush()  # in the file before a pass that follows the writer may read it
-        self._written += FRAME_HEAD.size + len(stored)
+        self._written += FRAME_HEAD.size + len(compressed)
         self._flushed = (self.count, self.last_record)
         self._entries.clear()
         self._templates.clear()
         self._frame_bytes = 0
-
-
-def raw_bytes_allowed(fd: int) -> int:
-    """How many bytes of frames a spool in the file `fd` may store raw: 1/BUDGET_SHARE of
-    the memory available (Linux's MemAvailable; none where it is not known) and of the free
-    space on the file's file system."""
-    try:
-        with open("/proc/meminfo", "rb") as meminfo:
-            available = next(
-                int(line.split()[1]) * 1024 for line in meminfo if line.startswith(b"MemAvailable:")
-            )
-        disk = os.fstatvfs(fd)
-    except (OSError, StopIteration, ValueError, IndexError):
-        return 0
-    return min(available, disk.f_bavail * disk.f_frsize) // BUDGET_SHARE

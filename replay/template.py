@@ -157,7 +157,7 @@ def pack_frame(entries: Sequence[TimelineEntry], templates: Sequence[Plain]) -> 
     return marshal.dumps((has_body, inner, list(templates)))
 
 
-def unpack_frame(frame: bytes | memoryview, where: int = 0) -> list[Item]:
+def unpack_frame(frame: bytes, where: int = 0) -> list[Item]:
     """Every (TimelineEntry, Template) of a frame, in order; an OSError naming the frame
     (`where`: its byte offset in the spool) for one that is not a frame."""
     try:
@@ -172,7 +172,7 @@ def unpack_frame(frame: bytes | memoryview, where: int = 0) -> list[Item]:
     return list(zip(entries, templates, strict=True))
 
 
-def unpack_templates(frame: bytes | memoryview, where: int = 0) -> list[Template]:
+def unpack_templates(frame: bytes, where: int = 0) -> list[Template]:
     """The templates of a frame alone, in order (a pass that needs no entries)."""
     try:
         has_body, _inner, plains = marshal.loads(frame)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import os
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +96,17 @@ def test_reading_before_finish_is_refused() -> None:
     picks=st.lists(st.integers(0, 10_000), min_size=0, max_size=60),
     frame=st.integers(1, 20_000),
     read=st.integers(1, 40_000),
-    raw=st.integers(0, 200_000),
 )
 def test_any_selection_round_trips_at_any_frame_size(
-    picks: list[int], frame: int, read: int, raw: int
+    picks: list[int], frame: int, read: int
 ) -> None:
-    # frames smaller and larger than a read: a frame may begin in one read and end in the
-    # next; the first `raw` bytes of frames stored as they are, the rest compressed
+    # frames smaller and larger than a read: a frame may begin in one read and end in the next
     pool = BUNDLED["ingestion"] + BUNDLED["query"]
     items = [pool[p % len(pool)] for p in picks]
     saved, spool.FRAME_BYTES = spool.FRAME_BYTES, frame
     saved_read, spool.READ_BYTES = spool.READ_BYTES, read
     try:
-        with TemplateSpool(raw_budget=raw) as s:
+        with TemplateSpool() as s:
             for entry, template in items:
                 s.add(entry, template)
             s.finish()
@@ -125,10 +122,9 @@ def test_any_selection_round_trips_at_any_frame_size(
     frame=st.integers(1, 20_000),
     read=st.integers(1, 40_000),
     steps=st.lists(st.integers(0, 12), min_size=1, max_size=30).filter(any),
-    raw=st.integers(0, 200_000),
 )
 def test_a_pass_that_follows_the_writer_sees_what_a_finished_pass_sees(
-    picks: list[int], frame: int, read: int, steps: list[int], raw: int
+    picks: list[int], frame: int, read: int, steps: list[int]
 ) -> None:
     # sending starts before the spool is complete: adds and reads take turns, `steps` saying
     # how many templates each turn adds; the follower gets every template, in order, once
@@ -137,7 +133,7 @@ def test_a_pass_that_follows_the_writer_sees_what_a_finished_pass_sees(
     saved = spool.FRAME_BYTES, spool.READ_BYTES
     spool.FRAME_BYTES, spool.READ_BYTES = frame, read
     try:
-        with TemplateSpool(raw_budget=raw) as s:
+        with TemplateSpool() as s:
             follower = s.follow()
             got: list[tuple[TimelineEntry, rewrite.Template]] = []
             waits, added, turns = 0, 0, itertools.cycle(steps)
@@ -369,6 +365,7 @@ def test_a_spool_keeps_no_per_frame_state_in_memory(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_damaged_spool_says_where_instead_of_yielding_garbage() -> None:
+    import os
 
     with TemplateSpool() as s:
         for entry, template in BUNDLED["mixed"][:50]:
@@ -395,76 +392,3 @@ def test_rounds_go_round_the_templates_and_an_empty_spool_gives_none(
     with TemplateSpool() as empty:
         empty.finish()
         assert list(empty.rounds()) == []
-
-
-def test_frames_are_stored_raw_within_the_budget_and_compressed_without_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(spool, "FRAME_BYTES", 4096)  # many frames
-    items = BUNDLED["ingestion"]
-    sizes = {}
-    for budget in (0, 1 << 40):
-        with TemplateSpool(raw_budget=budget) as s:
-            for entry, template in items:
-                s.add(entry, template)
-            s.finish()
-            sizes[budget] = s.bytes_on_disk
-            kinds = [kind for kind, _stored in frame_heads(s)]
-            assert [flat(e, t) for e, t in s.read()] == [flat(*x) for x in items]
-        assert len(kinds) > 10 and set(kinds) == {"raw" if budget else "lz4"}
-    assert sizes[0] * 2 < sizes[1 << 40]  # ingestion templates compress, even in 4 KB frames
-
-
-def frame_heads(s: TemplateSpool) -> list[tuple[str, int]]:
-    """Each frame of the spool's file: raw or lz4 (from its head), and its stored bytes."""
-    import struct
-
-    data = os.pread(s._fd, s.bytes_on_disk, 0)
-    heads, offset = [], 0
-    while offset < len(data):
-        stored, raw = struct.unpack_from("<II", data, offset)
-        heads.append(("raw" if raw == 0 else "lz4", stored))
-        offset += 8 + stored
-    assert offset == len(data)
-    return heads
-
-
-def test_a_raw_budget_running_out_midway_stores_the_rest_compressed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(spool, "FRAME_BYTES", 4096)
-    items = BUNDLED["ingestion"]
-    budget = 100_000
-    with TemplateSpool(raw_budget=budget) as s:
-        for entry, template in items:
-            s.add(entry, template)
-        s.finish()
-        heads = frame_heads(s)
-        assert [flat(e, t) for e, t in s.read()] == [flat(*x) for x in items]
-    kinds = [kind for kind, _stored in heads]
-    first_lz4 = kinds.index("lz4")
-    assert first_lz4 > 3 and kinds[:first_lz4] == ["raw"] * first_lz4
-    stored_raw = sum(stored for kind, stored in heads if kind == "raw")
-    assert stored_raw <= budget < stored_raw + heads[first_lz4][1] * 10  # the first not to fit
-
-
-def test_a_damaged_raw_frame_says_where() -> None:
-    with TemplateSpool(raw_budget=1 << 40) as s:
-        for entry, template in BUNDLED["mixed"][:50]:
-            s.add(entry, template)
-        s.finish()
-        os.pwrite(s._fd, b"\xff" * 64, 8 + 10)  # inside the first frame's marshal data
-        with pytest.raises(OSError, match="template spool: a damaged frame at byte 0"):
-            list(s.read())
-
-
-def test_the_raw_budget_is_a_share_of_free_disk_and_memory(tmp_path: Path) -> None:
-    import shutil
-
-    free = shutil.disk_usage(tmp_path).free
-    with TemplateSpool(str(tmp_path)) as s:
-        allowed = s._raw_left
-    assert 0 < allowed <= free // 8
-    meminfo = Path("/proc/meminfo").read_text().split("\n")
-    available_kb = next(int(line.split()[1]) for line in meminfo if "MemAvailable" in line)
-    assert allowed <= available_kb * 1024 // 8 * 1.05  # (memory moves a little meanwhile)
