@@ -22,7 +22,8 @@ holds the proxy's GIL), started as ``python -m capture.record_writer`` with two 
 Records are taken in arrival order, each once its answer is known (or `window_s` after it
 arrived), and go through the filters of the module docstring of capture/recording.py:
 headers, the head check, decoding, redaction, span finding (capture/spans.py), the corpus
-writer. Every `flush_s` what is written goes into whole chunks on disk. The process ignores
+writer. Every `flush_s` what is written goes into whole chunks on disk, and the garbage
+collector runs (only then: a record makes no reference cycles). The process ignores
 SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): it ends when the proxy says
 END or goes away, and runs at a lower priority than the proxy, which never waits for it
 (niced, and on Linux SCHED_BATCH: waking up for a record does not preempt the proxy; or
@@ -32,6 +33,7 @@ SCHED_IDLE with `--writer-priority idle`: it runs only on CPU the proxy leaves).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import select
 import signal
@@ -338,6 +340,7 @@ def serve(fd_in: int, fd_out: int, clock: Any = time.monotonic_ns) -> int:
             told_full = True
         if now - last_flush >= flush_ns:
             writer.flush()
+            gc.collect()  # the collector is off between flushes (main): what a record left
             last_flush = now
         if (writer.written, writer.written_bytes) != acked and (
             now - last_ack >= ACK_NS or not writer.queued()
@@ -368,6 +371,9 @@ def main() -> None:
     with contextlib.suppress(OSError, AttributeError):  # Linux: never preempt the proxy on waking
         policy = os.SCHED_IDLE if idle else os.SCHED_BATCH
         os.sched_setscheduler(0, policy, os.sched_param(0))
+    gc.collect()
+    gc.freeze()  # the modules' objects, never garbage: no collection walks them again
+    gc.disable()  # a record makes no reference cycles; serve collects at each flush
     sys.exit(serve(sys.stdin.fileno(), sys.stdout.fileno()))
 
 
