@@ -13,7 +13,12 @@ pin: both share that core), recording to a temporary corpus. Per round:
     latency     bench/paced_latency.py POSTs a synthetic ingestion trace of about
                 --body-bytes bytes at a fixed --rate over one kept-alive connection, straight
                 to nginx and then through the proxy: added p50 and p99 are the differences
-                of the two runs' percentiles, at a rate where queueing does not dominate
+                of the two runs' percentiles, at a rate where queueing does not dominate.
+                Twice: the client on core 0 with nginx (the direct path then never leaves
+                its core, while the proxied one crosses between the cores twice each way),
+                and "beside", the client on the proxy's core (each path crosses once each
+                way: the difference is the proxy's, with a hop on its own core). On a
+                virtual machine a crossing costs a wake-up of the other core
     throughput  wrk (one thread, keep-alive, the same body) with --conns connections through
                 the proxy for --duration: the highest rate it forwards while recording, the
                 CPU seconds (user + system, from /proc) of the proxy process over the run
@@ -125,6 +130,10 @@ class Round:
     dropped: int = 0
     errors: int = 0
     core_ms: float = 0.0  # common.core_speed of the proxy's core at the round's start
+    beside_direct_p50_us: float = 0.0  # the latency runs again, the client on the proxy's core
+    beside_direct_p99_us: float = 0.0
+    beside_proxied_p50_us: float = 0.0
+    beside_proxied_p99_us: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -134,6 +143,14 @@ class Round:
     @property
     def added_p99_us(self) -> float:
         return self.proxied_p99_us - self.direct_p99_us
+
+    @property
+    def beside_added_p50_us(self) -> float:
+        return self.beside_proxied_p50_us - self.beside_direct_p50_us
+
+    @property
+    def beside_added_p99_us(self) -> float:
+        return self.beside_proxied_p99_us - self.beside_direct_p99_us
 
     @property
     def rps_per_proxy_core(self) -> float:
@@ -300,14 +317,13 @@ def mitmdump(venv: Path) -> Path:
     return binary
 
 
-def paced(url: str, args: argparse.Namespace, work: Path) -> dict[str, float]:
-    """bench/paced_latency.py against `url`, pinned to core 0 with nginx."""
+def paced(url: str, args: argparse.Namespace, work: Path, core: int = 0) -> dict[str, float]:
+    """bench/paced_latency.py against `url`, pinned to `core` (0: with nginx)."""
     argv = [sys.executable, str(common.HERE / "paced_latency.py"), url + common.PATH]
     argv += [str(work / "body.json"), "--rate", str(args.rate)]
     argv += ["--duration", str(args.latency_duration)]
-    done = subprocess.run(
-        common.pinned(0, argv), capture_output=True, text=True, timeout=args.latency_duration + 60
-    )
+    pinned, timeout = common.pinned(core, argv), args.latency_duration + 60
+    done = subprocess.run(pinned, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"paced_latency failed: {done.stderr[-400:]}")
     result: dict[str, float] = json.loads(done.stdout)
@@ -318,6 +334,9 @@ def one_round(engine: str, r: int, args: argparse.Namespace, upstream: str, work
     run = Round(engine, r, os.getloadavg(), args.rate, core_ms=common.core_speed(1))
     direct = paced(upstream, args, work)
     run.direct_p50_us, run.direct_p99_us = direct["service_p50_us"], direct["service_p99_us"]
+    beside = paced(upstream, args, work, core=1)
+    run.beside_direct_p50_us = beside["service_p50_us"]
+    run.beside_direct_p99_us = beside["service_p99_us"]
     proxy = Proxy(engine, upstream, work, Path(args.mitm_venv))
     try:
         proxied = paced(proxy.url, args, work)
@@ -325,7 +344,10 @@ def one_round(engine: str, r: int, args: argparse.Namespace, upstream: str, work
             proxied["service_p50_us"],
             proxied["service_p99_us"],
         )
-        run.latency_errors = int(direct["errors"] + proxied["errors"])
+        through = paced(proxy.url, args, work, core=1)
+        run.beside_proxied_p50_us = through["service_p50_us"]
+        run.beside_proxied_p99_us = through["service_p99_us"]
+        run.latency_errors = sum(int(x["errors"]) for x in (direct, beside, proxied, through))
         run.throughput_load = os.getloadavg()
         proxy.writer_idle()  # the latency runs' records written: not this run's CPU
         before, before_kids = proxy.cpu_s(), proxy.children_cpu_s()
@@ -384,7 +406,9 @@ def main() -> None:
                 rounds.append(run)
                 common.say(
                     f"round {r + 1} {engine:<9} at {args.rate:,.0f} req/s: added p50 "
-                    f"{run.added_p50_us:6.0f} µs p99 {run.added_p99_us:6.0f} µs (load "
+                    f"{run.added_p50_us:6.0f} µs p99 {run.added_p99_us:6.0f} µs, the client "
+                    f"beside the proxy {run.beside_added_p50_us:4.0f} and "
+                    f"{run.beside_added_p99_us:4.0f} µs (load "
                     f"{_load(run.load)}); max {run.rps:8,.0f} req/s, CPU s proxy "
                     f"{run.proxy_cpu_s:.2f} writer {run.writer_cpu_s:.2f} (caught up "
                     f"{run.writer_catchup_s:.1f} s after): "
@@ -430,9 +454,15 @@ def render(rounds: list[Round], body: int) -> str:
             f"{100 * recorded:>8.1f}% {cell(loads, '', 2):>18} "
             f"{cell([r.core_ms for r in mine], ' ms'):>20}"
         )
+        lines.append(
+            f"{'  beside':<10} {cell([r.beside_added_p50_us / 1000 for r in mine], ' ms', 3):>22} "
+            f"{cell([r.beside_added_p99_us / 1000 for r in mine], ' ms', 2):>22}"
+        )
     rate = statistics.median(r.rate for r in rounds)
     lines.append(
-        f"(added latency at a fixed {rate:,.0f} req/s over one connection; max req/s with wrk; "
+        f"(added latency at a fixed {rate:,.0f} req/s over one connection, the client on core 0 "
+        "with nginx; beside: the same with the client on the proxy's core 1, so that the direct "
+        "and the proxied paths each cross between the cores once each way; max req/s with wrk; "
         "per proxy core = requests / CPU seconds of the proxy process; per core (both) = "
         "1 / (proxy CPU per request + writer CPU per recorded request): recording every one; "
         "core probe = ms of bench/common.py's fixed loop on the proxy's core at each round's "
