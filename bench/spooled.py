@@ -240,6 +240,7 @@ def main() -> None:
         records = reader.header.records
     closed = ("--vus", str(args.vus))
     rows: list[tuple[dict[str, Any], ...]] = []
+    probes: list[float] = []  # the core probe of each round
     shares: tuple[list[tuple[str, float]], list[tuple[str, float]], int] | None = None
     with (
         tempfile.TemporaryDirectory(prefix="bench-spooled-") as tmp,
@@ -249,12 +250,14 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             probe = common.core_speed(args.tool_core)
             raw = Path(tmp) / "profile.txt" if args.profile and round_ == 1 else None
-            if round_ % 2:  # cached first in odd rounds, spooled first in even ones
-                a = run(cached, server.url, args, *closed)
-                b = run(spooled, server.url, args, *closed, profile=raw)
-            else:
-                b = run(spooled, server.url, args, *closed, profile=raw)
-                a = run(cached, server.url, args, *closed)
+            order = (cached, spooled) if round_ % 2 else (spooled, cached)  # in turn first
+            pair = {
+                corpus: run(
+                    corpus, server.url, args, *closed, profile=raw if corpus is spooled else None
+                )
+                for corpus in order
+            }
+            a, b = pair[cached], pair[spooled]
             if raw is not None:
                 shares = profile_shares(raw)
             c = run(spooled, server.url, args, "--rate", f"{args.rate:g}")
@@ -266,8 +269,8 @@ def main() -> None:
                 f"p99 {c['lag_p99']} ms, --build-first {e['achieved']:.2%} p99 {e['lag_p99']} "
                 f"ms, cached {d['achieved']:.2%} p99 {d['lag_p99']} ms; core probe {probe:.0f} ms"
             )
-            a["probe"] = probe
             rows.append((a, b, c, d, e))
+            probes.append(probe)
 
     print(f"date      {common.today()}")
     print(f"machine   {common.machine()}")
@@ -285,11 +288,11 @@ def main() -> None:
         "| spooled RSS first / peak / last | core probe |"
     )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for i, (a, b, *_open) in enumerate(rows, 1):
+    for i, ((a, b, *_open), probe) in enumerate(zip(rows, probes, strict=True), 1):
         print(
             f"| {i} | {a['load']:.2f} / {b['load']:.2f} | {a['rps']:,.0f} | {b['rps']:,.0f} "
             f"| {b['rps'] / max(a['rps'], 1):.2f} | {_cpu(a)} / {_cpu(b)} | {_cpu_ratio(a, b)} "
-            f"| {_seconds(b['load_s'])} | {_rss(b)} | {a['probe']:.0f} ms |"
+            f"| {_seconds(b['load_s'])} | {_rss(b)} | {probe:.0f} ms |"
         )
     print()
     print(
