@@ -33,26 +33,32 @@ def record_json(record: Record) -> dict[str, Any]:
 
 def dumped(path: str | os.PathLike[str], limit: int | None = None) -> Iterator[dict[str, Any]]:
     with CorpusReader(path) as reader:
-        for n, record in enumerate(reader):
-            if limit is not None and n >= limit:
-                return
-            yield record_json(record)
+        yield from _records(reader, limit)
+
+
+def _records(reader: CorpusReader, limit: int | None) -> Iterator[dict[str, Any]]:
+    for n, record in enumerate(reader):
+        if limit is not None and n >= limit:
+            return
+        yield record_json(record)
 
 
 def write_dump(
     path: str | os.PathLike[str], out: TextIO, *, limit: int | None = None, jsonl: bool = False
 ) -> int:
-    """Write the records as JSON Lines (`jsonl`) or as one indented JSON array; the count."""
+    """Write the records as JSON Lines (`jsonl`) or as one indented JSON array; the count.
+    The file is opened (and its header checked) before anything is written."""
     count = 0
-    if not jsonl:
-        out.write("[")
-    for obj in dumped(path, limit):
-        if jsonl:
-            out.write(json.dumps(obj, ensure_ascii=True) + "\n")
-        else:
-            text = json.dumps(obj, ensure_ascii=True, indent=2).replace("\n", "\n  ")
-            out.write(("," if count else "") + "\n  " + text)
-        count += 1
+    with CorpusReader(path) as reader:
+        if not jsonl:
+            out.write("[")
+        for obj in _records(reader, limit):
+            if jsonl:
+                out.write(json.dumps(obj, ensure_ascii=True) + "\n")
+            else:
+                text = json.dumps(obj, ensure_ascii=True, indent=2).replace("\n", "\n  ")
+                out.write(("," if count else "") + "\n  " + text)
+            count += 1
     if not jsonl:
         out.write("\n]\n" if count else "]\n")
     return count

@@ -93,3 +93,6 @@ def test_dump_bad_corpus_is_one_line(tmp_path: Path) -> None:
     result = capture("dump", str(bad))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "bad.atc" in result.stderr
+    assert result.stdout == ""  # no opening bracket of an array that never comes
+    missing = capture("dump", str(tmp_path / "missing.atc"))
+    assert missing.returncode == 2 and missing.stdout == "" and "missing.atc" in missing.stderr
