@@ -10,6 +10,11 @@ round, one worker pinned to --tool-core against nginx on --target-core:
 
     closed   replay run CORPUS --vus V --workers 1 --duration Ds, cached then spooled in
              odd rounds, spooled then cached in even ones (a slow spell hits both alike)
+    together the same two closed runs at once, both workers on the tool core, started at
+             one instant (--start-at, once the spooled one has built its spool): they share
+             the core's time, so each one's req/s goes as the inverse of its own CPU cost
+             per request, measured over the same seconds of the same machine, however its
+             speed moves (the runs one after the other can fall in different spells)
     open     replay run LONG --rate R --workers 1 --duration Ds: achieved, send-lag p99
              (starting within seconds, building the rest behind its sends); the same with
              --build-first (every template built before the first request: the spool is
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -217,7 +223,24 @@ def run(
         "cpu_us": cpu_us,
         "rss": (sending[0], max(sending), sending[-1]) if sending else None,
         "load_s": started - samples[0][0] if samples else None,
+        "started": started,
     }
+
+
+def together(
+    cached: Path, spooled: Path, url: str, args: argparse.Namespace, lead_s: float
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The two closed runs at once on the tool core, from one instant `lead_s` from now (so
+    long that the spooled worker has built its spool by then); None when they did not start
+    within a second of each other."""
+    start = time.time() + lead_s
+    model = ("--vus", str(args.vus), "--start-at", f"{start:.3f}", "--max-start-skew", "600s")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        a, b = (pool.submit(run, corpus, url, args, *model) for corpus in (cached, spooled))
+        pair = a.result(), b.result()
+    if abs(pair[0]["started"] - pair[1]["started"]) > 1.0:
+        return None
+    return pair
 
 
 def main() -> None:
@@ -241,6 +264,7 @@ def main() -> None:
     closed = ("--vus", str(args.vus))
     rows: list[tuple[dict[str, Any], ...]] = []
     probes: list[float] = []  # the core probe of each round
+    both: list[tuple[dict[str, Any], dict[str, Any]] | None] = []  # closed runs at once
     shares: tuple[list[tuple[str, float]], list[tuple[str, float]], int] | None = None
     with (
         tempfile.TemporaryDirectory(prefix="bench-spooled-") as tmp,
@@ -260,12 +284,15 @@ def main() -> None:
             a, b = pair[cached], pair[spooled]
             if raw is not None:
                 shares = profile_shares(raw)
+            lead_s = 1.5 * (b["load_s"] or 60.0) + 10.0  # the spooled worker builds first
+            both.append(together(cached, spooled, server.url, args, lead_s))
             c = run(spooled, server.url, args, "--rate", f"{args.rate:g}")
             e = run(spooled, server.url, args, "--rate", f"{args.rate:g}", "--build-first")
             d = run(cached, server.url, args, "--rate", f"{args.rate:g}")
             common.say(
                 f"round {round_}: closed cached {a['rps']:,.0f} spooled {b['rps']:,.0f} req/s "
-                f"({b['rps'] / max(a['rps'], 1):.2f}x); open {c['achieved']:.2%} "
+                f"({b['rps'] / max(a['rps'], 1):.2f}x), together {_together(both[-1])}; "
+                f"open {c['achieved']:.2%} "
                 f"p99 {c['lag_p99']} ms, --build-first {e['achieved']:.2%} p99 {e['lag_p99']} "
                 f"ms, cached {d['achieved']:.2%} p99 {d['lag_p99']} ms; core probe {probe:.0f} ms"
             )
@@ -293,6 +320,21 @@ def main() -> None:
             f"| {i} | {a['load']:.2f} / {b['load']:.2f} | {a['rps']:,.0f} | {b['rps']:,.0f} "
             f"| {b['rps'] / max(a['rps'], 1):.2f} | {_cpu(a)} / {_cpu(b)} | {_cpu_ratio(a, b)} "
             f"| {_seconds(b['load_s'])} | {_rss(b)} | {probe:.0f} ms |"
+        )
+    print()
+    print(
+        "| round | together: cached req/s | spooled req/s | spooled ÷ cached "
+        "| worker CPU µs/req cached / spooled | share of the core cached / spooled |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for i, at_once in enumerate(both, 1):
+        if at_once is None:
+            print(f"| {i} | did not start together | | | | |")
+            continue
+        x, y = at_once
+        print(
+            f"| {i} | {x['rps']:,.0f} | {y['rps']:,.0f} | {y['rps'] / max(x['rps'], 1):.2f} "
+            f"| {_cpu(x)} / {_cpu(y)} | {_core_share(x)} / {_core_share(y)} |"
         )
     print()
     print(
@@ -325,6 +367,14 @@ def main() -> None:
             else ""
         )
     )
+    shared = sorted(y["rps"] / max(x["rps"], 1) for x, y in filter(None, both))
+    if shared:
+        middle = statistics.median(shared)
+        print(
+            f"together  spooled ÷ cached median {middle:.2f} over {len(shared)} rounds, the two "
+            f"sharing one core at the same time (goal >= {CLOSED_GOAL:.2f}: "
+            f"{'met' if middle >= CLOSED_GOAL else 'not met'})"
+        )
     print(
         f"open      goal (achieved >= {ACHIEVED_GOAL:.0%}, send-lag p99 <= {LAG_GOAL_MS:g} ms) "
         f"held in {held} of {len(rows)} rounds; with --build-first in {first} (the cached "
@@ -353,6 +403,18 @@ def _held(run: dict[str, Any]) -> bool:
 
 def _cpu(run: dict[str, Any]) -> str:
     return "-" if run["cpu_us"] is None else f"{run['cpu_us']:.1f}"
+
+
+def _together(pair: tuple[dict[str, Any], dict[str, Any]] | None) -> str:
+    if pair is None:
+        return "did not start together"
+    a, b = pair
+    return f"cached {a['rps']:,.0f} spooled {b['rps']:,.0f} ({b['rps'] / max(a['rps'], 1):.2f}x)"
+
+
+def _core_share(run: dict[str, Any]) -> str:
+    """The share of a core the worker used while sending (CPU per request times req/s)."""
+    return "-" if run["cpu_us"] is None else f"{run['cpu_us'] * run['rps'] / 1e6:.0%}"
 
 
 def _cpu_share(cached: dict[str, Any], spooled: dict[str, Any]) -> float | None:
