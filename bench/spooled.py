@@ -28,10 +28,11 @@ while sending. In a closed run the worker is CPU-bound, so cached ÷ spooled CPU
 is what the req/s ratio would be on a quiet machine; it is less disturbed by other work on
 a shared one than req/s.
 
-With --profile, the first spooled closed run is sampled by py-spy (the `bench` extra): the
-share of the worker's samples while it sends (loading left out) in reading the spool back,
-rendering, sending and building, and the functions with the most samples of their own,
-which says where a spooled request's extra cost goes.
+With --profile, round 1's two closed runs at once ("together") are sampled by py-spy (the
+`bench` extra): the share of the spooled worker's samples while it sends (loading left out)
+in reading the spool back, rendering, sending and building; then, for the functions that
+differ most, each one's own samples turned into µs per request in each run (samples ÷
+SPY_HZ ÷ requests), which says where a spooled request's extra cost goes.
 
 Printed per round with the 1-minute load average at its start and the core probe (the ms
 bench/common.py's fixed loop takes on the worker's core: this machine's speed varies by the
@@ -124,7 +125,8 @@ SHARES = (
         ),
     ),
 )
-TOP = 8  # functions listed by their own share
+TOP = 10  # functions listed, those whose µs per request differ most between the two runs
+SPY_HZ = 250  # py-spy samples a second
 
 
 def _name(frame: str) -> str:
@@ -132,11 +134,10 @@ def _name(frame: str) -> str:
     return re.sub(r" \(.*$", "", frame).rpartition(".")[2]
 
 
-def profile_shares(raw: Path) -> tuple[list[tuple[str, float]], list[tuple[str, float]], int]:
-    """Self-time shares in the worker process while it sends (its event loop), from py-spy's
-    raw output: by SHARES, then the TOP functions; and the samples counted."""
+def own_samples(raw: Path) -> collections.Counter[str]:
+    """Each function's own samples in the worker process while it sends (its event loop),
+    from py-spy's raw output."""
     self_time: collections.Counter[str] = collections.Counter()
-    total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
@@ -145,11 +146,25 @@ def profile_shares(raw: Path) -> tuple[list[tuple[str, float]], list[tuple[str, 
         names = [_name(f) for f in frames]
         if "run" not in names:
             continue  # loading (the spool being built before the start), imports, the pipe
-        total += int(count)
         self_time[names[-1]] += int(count)
-    shares = [(label, sum(self_time[n] for n in names) / max(total, 1)) for label, names in SHARES]
-    top = [(name, n / max(total, 1)) for name, n in self_time.most_common(TOP)]
-    return shares, top, total
+    return self_time
+
+
+def shares_of(self_time: collections.Counter[str]) -> list[tuple[str, float]]:
+    """The share of the samples in each of SHARES."""
+    total = max(sum(self_time.values()), 1)
+    return [(label, sum(self_time[n] for n in names) / total) for label, names in SHARES]
+
+
+def per_request(
+    cached: tuple[collections.Counter[str], int], spooled: tuple[collections.Counter[str], int]
+) -> list[tuple[str, float, float]]:
+    """The TOP functions whose own time per request differs most between the cached and the
+    spooled run (each: own samples and requests): (name, µs cached, µs spooled)."""
+    (a, a_requests), (b, b_requests) = cached, spooled
+    scale_a, scale_b = 1e6 / SPY_HZ / max(a_requests, 1), 1e6 / SPY_HZ / max(b_requests, 1)
+    us = [(name, a[name] * scale_a, b[name] * scale_b) for name in set(a) | set(b)]
+    return sorted(us, key=lambda row: abs(row[2] - row[1]), reverse=True)[:TOP]
 
 
 def sampled_run(argv: list[str], timeout: float) -> tuple[dict[str, Any], list[Sample]]:
@@ -199,7 +214,7 @@ def run(
         )  # fmt: skip
         if profile is not None:
             spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-            argv = [spy, "record", "--subprocesses", "--format", "raw", "-r", "100", "-o",
+            argv = [spy, "record", "--subprocesses", "--format", "raw", "-r", str(SPY_HZ), "-o",
                     str(profile), "--", *argv]  # fmt: skip
         load = common.load1()
         results, samples = sampled_run(common.pinned(args.tool_core, argv), args.duration + 900)
@@ -214,6 +229,7 @@ def run(
     return {
         "load": load,
         "rps": float(totals["achieved_rps"]),
+        "requests": int(totals["requests"]),
         "achieved": totals["requests"] / max(totals["offered"], 1),
         "dropped": totals["dropped"],
         "errors": totals["errors"],
@@ -228,15 +244,25 @@ def run(
 
 
 def together(
-    cached: Path, spooled: Path, url: str, args: argparse.Namespace, lead_s: float
+    cached: Path,
+    spooled: Path,
+    url: str,
+    args: argparse.Namespace,
+    lead_s: float,
+    profiles: tuple[Path, Path] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The two closed runs at once on the tool core, from one instant `lead_s` from now (so
-    long that the spooled worker has built its spool by then); None when they did not start
-    within a second of each other."""
+    long that the spooled worker has built its spool by then), each sampled by py-spy into
+    its file of `profiles` when given; None when they did not start within a second of each
+    other."""
     start = time.time() + lead_s
     model = ("--vus", str(args.vus), "--start-at", f"{start:.3f}", "--max-start-skew", "600s")
+    spies = profiles or (None, None)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        a, b = (pool.submit(run, corpus, url, args, *model) for corpus in (cached, spooled))
+        a, b = (
+            pool.submit(run, corpus, url, args, *model, profile=raw)
+            for corpus, raw in zip((cached, spooled), spies, strict=True)
+        )
         pair = a.result(), b.result()
     if abs(pair[0]["started"] - pair[1]["started"]) > 1.0:
         return None
@@ -251,7 +277,9 @@ def main() -> None:
     parser.add_argument("--vus", type=int, default=50)
     parser.add_argument("--rate", type=float, default=25_000, help="open model, req/s")
     parser.add_argument("--spool-dir", type=Path, help="where the worker spools (a disk)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the first spooled run")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy round 1's closed runs together"
+    )
     common.quiet_options(parser)
     args = parser.parse_args()
     from capture.corpus import CorpusReader
@@ -265,7 +293,7 @@ def main() -> None:
     rows: list[tuple[dict[str, Any], ...]] = []
     probes: list[float] = []  # the core probe of each round
     both: list[tuple[dict[str, Any], dict[str, Any]] | None] = []  # closed runs at once
-    shares: tuple[list[tuple[str, float]], list[tuple[str, float]], int] | None = None
+    profiles: dict[Path, tuple[collections.Counter[str], int]] = {}  # own samples, requests
     with (
         tempfile.TemporaryDirectory(prefix="bench-spooled-") as tmp,
         common.nginx(args.target_core) as server,
@@ -273,19 +301,16 @@ def main() -> None:
         load = common.wait_quiet(args.max_load, args.patience)
         for round_ in range(1, args.rounds + 1):
             probe = common.core_speed(args.tool_core)
-            raw = Path(tmp) / "profile.txt" if args.profile and round_ == 1 else None
+            spy = args.profile and round_ == 1
             order = (cached, spooled) if round_ % 2 else (spooled, cached)  # in turn first
-            pair = {
-                corpus: run(
-                    corpus, server.url, args, *closed, profile=raw if corpus is spooled else None
-                )
-                for corpus in order
-            }
+            pair = {corpus: run(corpus, server.url, args, *closed) for corpus in order}
             a, b = pair[cached], pair[spooled]
-            if raw is not None:
-                shares = profile_shares(raw)
             lead_s = 1.5 * (b["load_s"] or 60.0) + 10.0  # the spooled worker builds first
-            both.append(together(cached, spooled, server.url, args, lead_s))
+            raws = (Path(tmp) / "cached.txt", Path(tmp) / "spooled.txt") if spy else None
+            both.append(together(cached, spooled, server.url, args, lead_s, raws))
+            if raws is not None and both[-1] is not None:
+                for corpus, raw, result in zip((cached, spooled), raws, both[-1], strict=True):
+                    profiles[corpus] = own_samples(raw), result["requests"]
             c = run(spooled, server.url, args, "--rate", f"{args.rate:g}")
             e = run(spooled, server.url, args, "--rate", f"{args.rate:g}", "--build-first")
             d = run(cached, server.url, args, "--rate", f"{args.rate:g}")
@@ -387,14 +412,21 @@ def main() -> None:
         )
     for note in sorted({n for row in rows for r in (row[1], row[2], row[4]) for n in r["notes"]}):
         print(f"note      {note}")
-    if shares is not None:
-        by_kind, top, samples = shares
-        print(f"profile   py-spy, round 1's spooled closed run ({samples:,} samples, sending):")
-        for label, share in by_kind:
+    if profiles:
+        samples = sum(profiles[spooled][0].values())
+        print(
+            f"profile   py-spy, round 1's closed runs together; the spooled one ({samples:,} "
+            "samples, sending):"
+        )
+        for label, share in shares_of(profiles[spooled][0]):
             print(f"          {share:6.1%} {label}")
-        print("          own time of the busiest functions:")
-        for name, share in top:
-            print(f"          {share:6.1%} {name}")
+        print(
+            "          own samples per request as µs, cached / spooled, where they differ most "
+            "(sharing the core, each run also waits for it: about twice its CPU time):"
+        )
+        for name, us_cached, us_spooled in per_request(profiles[cached], profiles[spooled]):
+            change = us_spooled - us_cached
+            print(f"          {us_cached:6.2f} / {us_spooled:6.2f} µs ({change:+.2f}) {name}")
 
 
 def _held(run: dict[str, Any]) -> bool:
