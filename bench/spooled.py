@@ -14,7 +14,10 @@ round, one worker pinned to --tool-core against nginx on --target-core:
              one instant (--start-at, once the spooled one has built its spool): they share
              the core's time, so each one's req/s goes as the inverse of its own CPU cost
              per request, measured over the same seconds of the same machine, however its
-             speed moves (the runs one after the other can fall in different spells)
+             speed moves (the runs one after the other can fall in different spells). They
+             also contend: together they send far less than either alone, and how many
+             replies each finds ready per turn of its loop depends on when the other runs,
+             so this is a view under contention, not a clean ratio of costs
     open     replay run LONG --rate R --workers 1 --duration Ds: achieved, send-lag p99
              (starting within seconds, building the rest behind its sends); the same with
              --build-first (every template built before the first request: the spool is
