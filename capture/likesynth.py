@@ -138,7 +138,8 @@ class _Builder:
             body = _dumps(doc)
         return body
 
-    def ingest(self, offset_ms: int) -> Record:
+    def ingest(self, offset_ns: int) -> Record:
+        offset_ms = offset_ns // 1_000_000
         size, *counts = self.pick(self.p["shapes"]["ingest"])
         trace_id = self.d.hex_id()
         kinds = [t for t, n in zip(OBS_TYPES, counts, strict=True) for _ in range(n)]
@@ -156,9 +157,10 @@ class _Builder:
         trace["observations"] = observations
         body = self.fill(trace, [trace, *observations], int(size))
         self.ingested.add(trace_id)
-        return self._record(offset_ms, "ingest", "/api/public/traces", body)
+        return self._record(offset_ns, "ingest", "/api/public/traces", body)
 
-    def batch(self, offset_ms: int) -> Record:
+    def batch(self, offset_ns: int) -> Record:
+        offset_ms = offset_ns // 1_000_000
         size, _events, traces, *counts = self.pick(self.p["shapes"]["batch"])
         events: list[dict[str, Any]] = []
         holders: list[dict[str, Any]] = []
@@ -183,15 +185,15 @@ class _Builder:
         encoded = self.fill({"batch": events}, holders, int(size))
         for trace_id in trace_ids[: int(traces)]:
             self.ingested.add(trace_id)
-        return self._record(offset_ms, "batch", "/api/public/ingestion", encoded)
+        return self._record(offset_ns, "batch", "/api/public/ingestion", encoded)
 
     def _event(self, kind: str, body: dict[str, Any], offset_ms: int) -> dict[str, Any]:
         return {"id": self.d.uuid4(), "type": kind, "timestamp": self.iso(offset_ms), "body": body}
 
-    def _record(self, offset_ms: int, endpoint: str, path: str, body: bytes) -> Record:
+    def _record(self, offset_ns: int, endpoint: str, path: str, body: bytes) -> Record:
         spans = find_spans(body, path)
         return Record(
-            offset_ms * 1_000_000,
+            offset_ns,
             endpoint,
             "POST",
             path,
@@ -202,9 +204,9 @@ class _Builder:
             spans.trace,
         )
 
-    def read(self, kind: str, offset_ms: int) -> Record:
+    def read(self, kind: str, offset_ns: int) -> Record:
         trace = self.ingested.pick() if kind == "get" else None
-        return self.queries.build(kind, offset_ms * 1_000_000, trace)
+        return self.queries.build(kind, offset_ns, trace)
 
 
 def _dumps(doc: Any) -> bytes:
@@ -231,14 +233,14 @@ def synthesize_like(
     offsets = arrival_offsets(rng, profile, rate, duration_ns / 1e9, start_s)
     builder = _Builder(profile, rng, int(when.timestamp() * 1000))
     for offset_s in offsets.tolist():
-        offset_ms = int(offset_s * 1000)
+        offset_ns = int(offset_s * 1e9)  # (bodies' timestamps are ISO ms: they round it)
         tag = tags[builder.d.weighted(cumulative)]
         if tag == "ingest":
-            yield builder.ingest(offset_ms)
+            yield builder.ingest(offset_ns)
         elif tag == "batch":
-            yield builder.batch(offset_ms)
+            yield builder.batch(offset_ns)
         else:
-            yield builder.read(tag, offset_ms)
+            yield builder.read(tag, offset_ns)
 
 
 def write_like_corpus(

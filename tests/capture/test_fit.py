@@ -18,6 +18,8 @@ from pathlib import Path
 import production as prod
 import pytest
 
+from corpora import bundled_path
+
 
 def capture(*args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
@@ -69,6 +71,37 @@ def test_synth_like_meets_the_goals(recorded: Path, tmp_path: Path) -> None:
     assert cv_want > 1.5  # bursty, unlike the guide's Poisson arrivals
     assert abs(got["traffic"]["interarrival_s"]["cv"] / cv_want - 1) <= 0.10
     assert abs(got["mean_rate"] / want["mean_rate"] - 1) <= 0.10
+
+
+@pytest.mark.parametrize("source", ["production", "bundled mixed"])
+def test_synth_like_keeps_the_arrivals_at_a_higher_rate(
+    source: str, recorded: Path, tmp_path: Path
+) -> None:
+    """At 15 times the recording's rate (gaps of a fraction of a millisecond), the arrivals
+    keep the recording's CV, and their times are not rounded to the millisecond. (The
+    bundled mixed corpus has Poisson arrivals, CV 1.)"""
+    source_path = recorded if source == "production" else Path(bundled_path("mixed"))
+    profile = tmp_path / "profile.json"
+    assert capture("fit", str(source_path), "-o", str(profile)).returncode == 0
+    want = _stats(source_path)
+    rate = 15 * want["mean_rate"]
+    synth = tmp_path / "fast.atc"
+    made = capture(
+        "synth", "--like", str(profile), "--rate", repr(rate), "--duration", "4s",
+        "--seed", "5", "-o", str(synth),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    got = _stats(synth)
+    assert abs(got["mean_rate"] / rate - 1) <= 0.10
+    cv_want = want["traffic"]["interarrival_s"]["cv"]
+    assert abs(got["traffic"]["interarrival_s"]["cv"] / cv_want - 1) <= 0.10
+    times = [
+        json.loads(line)["t_s"]
+        for line in capture("dump", str(synth), "--jsonl").stdout.splitlines()
+    ]
+    assert len(times) == got["records"] > 1000
+    on_the_grid = sum(1 for t in times if round(t * 1e9) % 1_000_000 == 0)
+    assert on_the_grid <= len(times) // 100, f"{on_the_grid} of {len(times)} on whole ms"
 
 
 def test_profile_holds_no_customer_text(recorded: Path, tmp_path: Path) -> None:
