@@ -31,11 +31,6 @@ def record_json(record: Record) -> dict[str, Any]:
     return out
 
 
-def dumped(path: str | os.PathLike[str], limit: int | None = None) -> Iterator[dict[str, Any]]:
-    with CorpusReader(path) as reader:
-        yield from _records(reader, limit)
-
-
 def _records(reader: CorpusReader, limit: int | None) -> Iterator[dict[str, Any]]:
     for n, record in enumerate(reader):
         if limit is not None and n >= limit:
