@@ -125,6 +125,12 @@ def record(
         raise InputError(str(exc)) from None
     if not output.parent.is_dir():
         raise InputError(f"{output}: directory {output.parent} does not exist")
+    leftover = output.with_name(output.name + ".partial")
+    if leftover.exists():
+        raise InputError(
+            f"{leftover} exists: an earlier recording that did not finish? Keep it with "
+            f"`capture repair {leftover} -o OUT`, or remove it, then record again"
+        )
     problem = target.probe()
     if problem is not None:
         raise InputError(

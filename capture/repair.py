@@ -6,6 +6,8 @@ without an index, then whole chunks, then perhaps the start of one more. Read wi
 is checked (CRC-32) and decoded on its own. `repair` copies the records of every chunk that
 passes into a new corpus with the same metadata, skips any that does not (counted), and
 notes in ``extra.repaired`` what it kept and dropped. A complete corpus is copied as it is.
+The source is only read: `repair OUT.partial -o OUT` (what a killed recorder leaves, to the
+name it was recording to) leaves OUT.partial as it was.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ def repair(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> Re
     is not a corpus at all (no readable header)."""
     if Path(output).resolve() == Path(source).resolve():
         raise CorpusError(output, "the repaired corpus must go to another file than its source")
+    final = Path(output)
+    if final.with_name(final.name + ".partial").resolve() == Path(source).resolve():
+        # `repair OUT.partial -o OUT`: the writer's own OUT.partial is the source, so it
+        # writes beside it and the result is renamed into place at the end
+        output = final.with_name(final.name + ".repaired")
     with CorpusReader(source, recover=True) as reader:
         header = reader.header
         kept = dropped = records = 0
@@ -67,4 +74,6 @@ def repair(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> Re
             writer.close(
                 duration_ns=max(header.duration_ns, last_ns) if header.complete else last_ns
             )
-    return RepairReport(Path(output), records, kept, dropped, header.complete, tuple(reasons))
+    if Path(output) != final:
+        os.replace(output, final)
+    return RepairReport(final, records, kept, dropped, header.complete, tuple(reasons))
