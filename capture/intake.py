@@ -51,8 +51,18 @@ CONNECTION_HEADERS = frozenset(
         "upgrade",
         "proxy-connection",
         "content-encoding",
+        "user-agent",  # (replay sends its own)
+        "forwarded",  # the recording network's client addresses
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-real-ip",
     }
 )
+"""Headers no record keeps, recorded or imported (lower case): they describe the connection
+the request came on, or are rewritten by whoever sends the record again (a gzip or deflate
+body is kept decoded; another coding keeps its Content-Encoding, added back by the caller)."""
 MAX_BODY = 64 << 20  # a decoded body larger than this is skipped, never held
 REORDER_WINDOW = 65_536
 REORDER_BYTES = 256 << 20  # bodies held for reordering at most

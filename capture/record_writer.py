@@ -65,7 +65,7 @@ from capture.recording import (
     queued_size,
     recorded_headers,
 )
-from capture.redact import redact_body
+from capture.redact import redact_body, redact_path
 from capture.spans import find_spans
 
 ACK_NS = 2_000_000  # how often a writer behind tells the proxy how much is done (at once
@@ -202,16 +202,17 @@ class RecordWriter:
         if body is None:
             counts.undecodable_body += 1
             return
-        if self.options.redact and body:
-            body = redact_body(body)
+        path = slot.path
+        if self.options.redact:
+            body, path = redact_body(body) if body else body, redact_path(path)
         endpoint = slot.endpoint
-        found = find_spans(body, slot.path)
+        found = find_spans(body, path)
         self._writer.write(
             Record(
                 offset_ns=slot.offset_ns,
                 endpoint=endpoint,
                 method=slot.method,
-                path=slot.path,
+                path=path,
                 headers=headers,
                 body=body,
                 body_ids=found.body_ids,

@@ -49,7 +49,7 @@ import gevent
 import gevent.os
 import msgpack
 
-from capture.intake import endpoint_of
+from capture.intake import CONNECTION_HEADERS, endpoint_of, is_credential
 
 WAITING, FAILED = 0, -1
 # The frames of the pipe to the writer process and its events back (capture/record_writer.py).
@@ -58,38 +58,6 @@ READY, WRITTEN, FULL, ERROR, DONE = 0, 1, 2, 3, 4
 _F_SETPIPE_SZ = 1031
 _IOV_MAX = 1024
 _PIPE_WRITE = 1 << 16  # what one write() may put into a pipe select() called writable
-
-# Describe the recorded connection, or are rewritten by whoever sends the record again.
-_NOT_RECORDED = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "expect",
-        "proxy-connection",
-        "user-agent",
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-        "x-forwarded-port",
-        "x-real-ip",
-        "cookie",
-        "set-cookie",
-    }
-)
-_CREDENTIAL_WORDS = ("key", "token", "secret", "auth")
-
-
-def is_credential(name: str) -> bool:
-    """Whether a header may carry a credential: it never enters a corpus."""
-    lower = name.lower()
-    return lower in ("cookie", "set-cookie") or any(w in lower for w in _CREDENTIAL_WORDS)
 
 
 def recorded_headers(headers: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -100,8 +68,7 @@ def recorded_headers(headers: list[tuple[str, str]]) -> tuple[tuple[str, str], .
         keep = kept.get(name)
         if keep is None:
             lower = name.lower()
-            keep = lower not in _NOT_RECORDED and lower != "content-encoding"
-            keep = keep and not is_credential(name)
+            keep = lower not in CONNECTION_HEADERS and not is_credential(name)
             if len(kept) < _KEPT_LIMIT:
                 kept[name] = keep
         if keep:

@@ -344,6 +344,24 @@ def test_redact_records_filler_of_the_same_length(proxy: object, raw: Any) -> No
         assert trace_spans_kept(mine)
 
 
+def test_redact_records_query_strings_redacted(proxy: object, raw: Any) -> None:
+    p = proxy(raw.url, "--redact")  # type: ignore[operator]
+    conn = p.connection()
+    conn.request("GET", "/api/public/traces?search=refund%20for%20alice&limit=5")
+    conn.getresponse().read()
+    conn.close()
+    assert raw.received[0].target == "/api/public/traces?search=refund%20for%20alice&limit=5"
+    code, err = p.finish()
+    assert code == 0, err
+    (record,) = read_all(p.output)
+    route, _, query = record.path.partition("?")
+    search, limit = query.split("&")
+    assert route == "/api/public/traces" and limit == "limit=5"  # a number: kept
+    assert search.startswith("search=") and len(search) == len("search=refund%20for%20alice")
+    for word in ("refund", "alice"):
+        assert word not in record.path
+
+
 def _strings(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -370,6 +388,9 @@ def test_credential_headers_never_enter_the_corpus(proxy: object, raw: Any) -> N
         "X-Auth-Token": SECRET,
         "X-Client-Secret": SECRET,
         "Langfuse-Public-Key": SECRET,
+        "X-Password": SECRET,
+        "X-Session-Cookie": SECRET,
+        "X-Forwarded-For": "203.0.113.7",  # the recording network's, not the request's
         "X-Request-Tag": "kept",
     }
     conn.request("GET", "/api/public/traces?limit=5", headers=credentials)
