@@ -27,6 +27,7 @@ from capture.intake import MAX_BODY, Captured
 
 SEPARATOR_LINE = "🐵🙈🙉\n".encode()
 REQUEST = b"1"
+RESPONSES = (b"2", b"3")  # the original response, a replayed one: skipped
 MAX_RECORD = MAX_BODY + (1 << 20)
 
 
@@ -141,8 +142,12 @@ def read_gor(files: list[str | os.PathLike[str]]) -> Iterator[Captured]:
             meta = header.split(b" ")
             if len(meta) < 3:
                 raise _fail(path, where, f"bad record header {header[:60]!a}")
+            if meta[0] in RESPONSES:
+                continue
             if meta[0] != REQUEST:
-                continue  # a response (2) or a replayed response (3)
+                raise _fail(
+                    path, where, f"bad record type {meta[0][:20].decode('latin-1')!a} (1, 2 or 3)"
+                )
             try:
                 at_ns = int(meta[2])
             except ValueError:

@@ -169,6 +169,12 @@ def test_bad_inputs_are_one_line(tmp_path: Path, sample) -> None:
     line = one_line_error(capture("import", "goreplay", str(gor), "-o", str(tmp_path / "o.atc")))
     assert "cut.gor: record 4" in line and "separator" in line
     assert not (tmp_path / "o.atc").exists()
+    junk = tmp_path / "junk.gor"
+    prod.write_gor(sample[:2], str(junk), responses=False)
+    junk.write_bytes(junk.read_bytes() + "hello world foo\nbar\n🐵🙈🙉\n".encode())
+    line = one_line_error(capture("import", "goreplay", str(junk), "-o", str(tmp_path / "o.atc")))
+    assert "junk.gor: record 3" in line and "bad record type 'hello'" in line
+    assert not (tmp_path / "o.atc").exists()
     missing = one_line_error(capture("import", "har", str(tmp_path / "nope.har"), "-o", "x.atc"))
     assert "nope.har" in missing
 
