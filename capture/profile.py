@@ -10,8 +10,9 @@ model names, never a body, path or string value. What it learns, and how each is
                   SPAN, GENERATION, EVENT]). Sampling shapes jointly keeps size and
                   observation count correlated as they were.
     sizes         per other endpoint, a reservoir of body sizes
-    models        model names by share (the top MAX_MODELS; names that look like text are
-                  left out), from observations' `model` and `metadata.model`
+    models        model names by share (the top MAX_MODELS; names that look like text or
+                  an e-mail address are left out), from observations' `model` and
+                  `metadata.model`
     tokens        reservoirs of `usage.input` and `usage.output`
     text_lengths  a reservoir of the lengths of string values under input and output
     arrivals      the mean rate; the rate by UTC hour of day relative to the mean (each hour
@@ -43,6 +44,9 @@ RESERVOIR = 8192
 MAX_MODELS = 20
 OBS_TYPES = ("SPAN", "GENERATION", "EVENT")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,63}\Z")
+_EMAIL = re.compile(r"[^@]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\Z")
+"""An address, not a model: `claude-3-5-sonnet@20240620` (a version) is a model name,
+`alice.smith@corp.com` is somebody's."""
 _EVENT_TYPES = {
     "span-create": "SPAN",
     "generation-create": "GENERATION",
@@ -151,7 +155,7 @@ class _Learner:
 
     def _model(self, holder: Any) -> None:
         model = holder.get("model") if isinstance(holder, dict) else None
-        if isinstance(model, str) and _MODEL_NAME.match(model):
+        if isinstance(model, str) and _MODEL_NAME.match(model) and not _EMAIL.match(model):
             self.models[model] += 1
 
     def _text(self, holder: dict[str, Any]) -> None:

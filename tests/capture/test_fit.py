@@ -145,3 +145,30 @@ def test_synth_like_bad_profile_is_one_line(tmp_path: Path) -> None:
         str(tmp_path / "o.atc"),
     )
     assert both.returncode == 2 and "exclude" in both.stderr
+
+
+def test_fit_leaves_e_mail_addresses_out_of_the_models(tmp_path: Path) -> None:
+    from capture.corpus import CorpusMeta, CorpusWriter, Record
+
+    models = ["claude-3-5-sonnet@20240620", "alice.smith@corp.com", "gpt-4o"]
+    recorded = tmp_path / "models.atc"
+    meta = CorpusMeta("recorded", "har", "2026-01-01T00:00:00Z", None, {})
+    with CorpusWriter(recorded, meta) as writer:
+        for n in range(30):
+            trace = {
+                "id": f"{n:032x}",
+                "observations": [
+                    {"id": f"{n:08x}-0000-4000-8000-000000000000", "type": "GENERATION",
+                     "model": models[n % 3]}
+                ],
+            }  # fmt: skip
+            body = json.dumps(trace).encode()
+            headers = (("Content-Type", "application/json"),)
+            writer.write(
+                Record(n * 10_000_000, "ingest", "POST", "/api/public/traces", headers, body)
+            )
+    profile = tmp_path / "profile.json"
+    assert capture("fit", str(recorded), "-o", str(profile)).returncode == 0
+    fitted = json.loads(profile.read_text())["models"]
+    assert set(fitted) == {"claude-3-5-sonnet@20240620", "gpt-4o"}
+    assert "alice" not in profile.read_text()
