@@ -71,6 +71,7 @@ from capture.spans import find_spans
 ACK_NS = 2_000_000  # how often a writer behind tells the proxy how much is done (at once
 # when it has caught up)
 GATHER_S = 0.001  # a writer that had caught up lets frames gather this long once woken
+WAIT_S = 0.005  # how often a writer with records waiting for their answers looks again
 NICE = 5  # forwarding first: the writer takes what CPU is left on a shared core
 
 
@@ -310,7 +311,13 @@ def serve(fd_in: int, fd_out: int, clock: Any = time.monotonic_ns) -> int:
     told_error = told_full = False
     while True:
         busy = writer.ready()
-        readable = select.select([fd_in], [], [], 0 if busy else 0.005)[0]
+        if busy:
+            wait = 0.0
+        elif writer.queued():  # records waiting for their answers
+            wait = WAIT_S
+        else:  # nothing to do before the next frame or the next flush
+            wait = max(WAIT_S, (last_flush + flush_ns - clock()) / 1e9)
+        readable = select.select([fd_in], [], [], wait)[0]
         if readable:
             if not busy:  # woken by the first frame: take the next few with it
                 time.sleep(GATHER_S)
