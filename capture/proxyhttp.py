@@ -5,6 +5,8 @@ forwarded), and the short answers the proxy gives on its own (400, 413, 431, 501
 
 from __future__ import annotations
 
+import socket
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -29,8 +31,32 @@ class Upstream(BaseURL):
         return cls(base.url, base.scheme, base.host, base.port, base.base_path)
 
     def probe(self, timeout: float = 5.0) -> str | None:
-        """Whether the upstream accepts connections now: None, or why it does not."""
-        return probe(self.host, self.port, timeout)
+        """Whether the upstream accepts connections now (for https, TLS connections the
+        proxy trusts): None, or why it does not."""
+        problem = probe(self.host, self.port, timeout)
+        if problem is None and self.tls:
+            problem = _tls_problem(self.host, self.port, timeout)
+        return problem
+
+
+def _tls_problem(host: str, port: int, timeout: float) -> str | None:
+    """Why a TLS handshake with (host, port), trusting what the proxy trusts, fails; None
+    when it succeeds."""
+    context = ssl.create_default_context()
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return f"TLS: its certificate is not trusted: {exc.verify_message}"
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed: {exc.reason or exc}"
+    except TimeoutError:
+        return f"no TLS handshake within {timeout:g}s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 class BadRequest(Exception):

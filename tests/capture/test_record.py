@@ -299,20 +299,21 @@ def test_an_https_upstream(proxy: object, raw_tls: tuple[Any, Path]) -> None:
     assert [r.body for r in read_all(p.output)] == [b'{"id":"tls"}'] * 2
 
 
-def test_an_https_upstream_with_an_untrusted_certificate_gives_502(
-    proxy: object, raw_tls: tuple[Any, Path]
+def test_an_https_upstream_with_an_untrusted_certificate_is_refused_at_start(
+    raw_tls: tuple[Any, Path], tmp_path: Path
 ) -> None:
+    """Without its CA (SSL_CERT_FILE), the upstream's certificate is not trusted: every
+    request would get a 502, so the recording does not start (one line, exit 2)."""
     raw, _ca_file = raw_tls
-    p = proxy(raw.url)  # type: ignore[operator]
-    conn = p.connection()
-    conn.request("GET", "/api/public/traces")
-    response = conn.getresponse()
-    assert response.status == 502
-    assert b"CERTIFICATE_VERIFY_FAILED" in response.read()
-    conn.close()
-    code, err = p.finish()
-    assert code == 0, err
-    assert read_all(p.output) == []
+    done = subprocess.run(
+        [*CAPTURE, "record", "--listen", "127.0.0.1:0", "--upstream", raw.url, "-o",
+         str(tmp_path / "x.atc")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"--upstream {raw.url}" in done.stderr and "certificate is not trusted" in done.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_redact_records_filler_of_the_same_length(proxy: object, raw: Any) -> None:
@@ -524,6 +525,7 @@ def test_max_records_and_duration_end_the_recording(proxy: object, raw: Any) -> 
             "--upstream http://127.0.0.1:{dead}: cannot connect",
         ),
         (["--upstream", "ftp://127.0.0.1:{live}"], "use an http:// or https:// URL"),
+        (["--upstream", "https://127.0.0.1:{live}"], "TLS handshake"),  # a plain HTTP port
         (["--upstream", "http://user:pw@127.0.0.1:{live}"], "credentials in the URL"),
         (
             ["--upstream", "http://127.0.0.1:{live}", "--listen", "127.0.0.1:{busy}"],
