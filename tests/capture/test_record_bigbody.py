@@ -1,0 +1,63 @@
+"""`capture record` with large request bodies and stopped with requests in flight: the proxy
+as its own process (the `proxy` fixture of test_record.py) in front of the canned-bytes
+upstream (`raw`, conftest.py), real clients on loopback."""
+
+from __future__ import annotations
+
+import random
+import socket
+from typing import Any
+
+from test_record import proxy, read_all
+
+__all__ = ["proxy"]  # the fixture, shared with test_record.py
+
+MIB = 1 << 20
+
+
+def _chunked(body: bytes, sizes: list[int]) -> bytes:
+    """`body` in chunks of the given sizes (the last one takes the rest)."""
+    out, pos = [], 0
+    for size in [*sizes, len(body)]:
+        piece = body[pos : pos + size]
+        if piece:
+            out.append(b"%x\r\n%s\r\n" % (len(piece), piece))
+        pos += len(piece)
+    return b"".join(out) + b"0\r\n\r\n"
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """One answer of the raw upstream's default kind (Content-Length: 21) from `sock`."""
+    got = b""
+    while not got.endswith(b'{"status":"accepted"}'):
+        data = sock.recv(65536)
+        assert data, f"closed after {got!r}"
+        got += data
+    return got
+
+
+def test_multi_mib_bodies_are_forwarded_byte_for_byte(proxy: Any, raw: Any) -> None:
+    # Bodies of many reads, Content-Length and chunked (chunks smaller and larger than one
+    # read, some split across reads), arrive upstream exactly as sent, on one connection.
+    rng = random.Random(7)
+    plain = rng.randbytes(9 * MIB + 123)
+    chunked = rng.randbytes(7 * MIB + 45)
+    sizes = [1, 5000, 3 * MIB, 70_000, 17, 2 * MIB + 1]
+    p = proxy(raw.url, "--path", "/")
+    with socket.create_connection((p.host, p.port), timeout=30) as sock:
+        head = b"POST /upload HTTP/1.1\r\nHost: c\r\nContent-Length: %d\r\n\r\n" % len(plain)
+        sock.sendall(head + plain)
+        _answer(sock)
+        head = b"POST /upload2 HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sock.sendall(head + _chunked(chunked, sizes))
+        _answer(sock)
+    assert [(r.target, len(r.body)) for r in raw.received] == [
+        ("/upload", len(plain)),
+        ("/upload2", len(chunked)),
+    ]
+    assert raw.received[0].body == plain
+    assert raw.received[1].body == chunked
+    assert raw.received[1].headers["content-length"] == str(len(chunked))
+    code, err = p.finish()
+    assert code == 0, err
+    assert [len(r.body) for r in read_all(p.output)] == [len(plain), len(chunked)]
