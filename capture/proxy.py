@@ -36,6 +36,7 @@ import gevent
 from gevent import monkey
 from gevent import socket as gsocket
 from gevent import ssl as gssl
+from gevent.pool import Pool
 from gevent.server import StreamServer
 from geventhttpclient._parser import HTTPParseError, HTTPResponseParser
 
@@ -129,7 +130,8 @@ class ReverseProxy:
         self._host_line = f"Host: {upstream.host_header}".encode("latin-1")
         self._base = upstream.base_path.encode("latin-1")
         self._tls = gssl.create_default_context() if upstream.tls else None
-        self._server = StreamServer((host, port), self._handle)
+        # A pool, even unbounded, is what makes stop() wait for the handlers in flight.
+        self._server = StreamServer((host, port), self._handle, spawn=Pool())
         self._idle: set[Any] = set()  # handlers waiting for a request on a kept-alive connection
         self._deadlines = Deadlines(tick_for(timeout, client_timeout))
         self.connections = 0

@@ -4,8 +4,12 @@ upstream (`raw`, conftest.py), real clients on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import socket
+import threading
+import time
 from typing import Any
 
 from test_record import proxy, read_all
@@ -61,3 +65,80 @@ def test_multi_mib_bodies_are_forwarded_byte_for_byte(proxy: Any, raw: Any) -> N
     code, err = p.finish()
     assert code == 0, err
     assert [len(r.body) for r in read_all(p.output)] == [len(plain), len(chunked)]
+
+
+class HeldUpstream:
+    """A loopback upstream that answers each request only once `release` is set; `arrived`
+    is set when a whole request has come in."""
+
+    ANSWER = b'HTTP/1.1 201 Created\r\nContent-Length: 21\r\n\r\n{"status":"accepted"}'
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            buf = b""
+            while not buf.endswith(b'{"id":"held"}'):
+                data = conn.recv(65536)
+                if not data:
+                    return  # the start's probe
+                buf += data
+            self.arrived.set()
+            self.release.wait(30)
+            conn.sendall(self.ANSWER)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+
+
+def _refused(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_sigterm_lets_an_exchange_in_flight_finish_and_records_it(proxy: Any) -> None:
+    upstream = HeldUpstream()
+    try:
+        p = proxy(upstream.url)
+        got: list[tuple[int, bytes]] = []
+
+        def client() -> None:
+            conn = p.connection()
+            conn.request("POST", "/api/public/traces", body=b'{"id":"held"}')
+            response = conn.getresponse()
+            got.append((response.status, response.read()))
+            conn.close()
+
+        thread = threading.Thread(target=client)
+        thread.start()
+        assert upstream.arrived.wait(30)  # the request is with the upstream: in flight
+        p.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30  # the proxy stops accepting: it is stopping
+        while not _refused(p.host, p.port) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        upstream.release.set()
+        thread.join(30)
+        _, err = p.proc.communicate(timeout=60)
+    finally:
+        upstream.release.set()
+        upstream.close()
+    assert got == [(201, b'{"status":"accepted"}')]
+    assert p.proc.returncode == 0, err
+    [record] = read_all(p.output)
+    assert (record.body, record.status) == (b'{"id":"held"}', 201)
