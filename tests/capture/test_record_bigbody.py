@@ -5,14 +5,18 @@ upstream (`raw`, conftest.py), real clients on loopback."""
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from test_record import proxy, read_all
+import production as prod
+from test_import import capture, records
+from test_record import meta_extra, proxy, read_all
 
 __all__ = ["proxy"]  # the fixture, shared with test_record.py
 
@@ -142,3 +146,45 @@ def test_sigterm_lets_an_exchange_in_flight_finish_and_records_it(proxy: Any) ->
     assert p.proc.returncode == 0, err
     [record] = read_all(p.output)
     assert (record.body, record.status) == (b'{"id":"held"}', 201)
+
+
+def test_a_body_over_the_corpus_limit_is_forwarded_counted_and_recording_goes_on(
+    proxy: Any, raw: Any
+) -> None:
+    # The proxy forwards bodies up to 64 MiB, a corpus holds one of at most 32 MiB: such a
+    # request is forwarded, not recorded, counted, and the requests after it are recorded.
+    big = b'{"id":"big","pad":"' + b"x" * (33 * MIB) + b'"}'
+    p = proxy(raw.url)
+    conn = p.connection()
+    for body in (b'{"id":"before"}', big, b'{"id":"after1"}', b'{"id":"after2"}'):
+        conn.request("POST", "/api/public/traces", body=body)
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (201, b'{"status":"accepted"}')
+    conn.close()
+    assert [len(r.body) for r in raw.received][1] == len(big)
+    code, err = p.finish()
+    assert code == 0, err
+    assert "3 of 4 requests recorded" in err
+    assert "1 bodies over 32 MiB not recorded" in err
+    assert [r.body for r in read_all(p.output)] == [
+        b'{"id":"before"}',
+        b'{"id":"after1"}',
+        b'{"id":"after2"}',
+    ]
+    counts = meta_extra(p.output)["recording"]
+    assert isinstance(counts, dict)
+    assert (counts["requests"], counts["recorded"], counts["body_too_large"]) == (4, 3, 1)
+
+
+def test_import_har_skips_and_counts_a_body_over_the_corpus_limit(tmp_path: Path) -> None:
+    big = prod.Request(prod.EPOCH_NS, "POST", "/api/public/traces", (), b"y" * (33 * MIB))
+    ok = prod.Request(prod.EPOCH_NS + 1, "POST", "/api/public/traces", (), b'{"id":"ok"}')
+    har = tmp_path / "big.har"
+    har.write_text(json.dumps(prod.har([prod.har_entry(big), prod.har_entry(ok)])))
+    out = tmp_path / "big.atc"
+    result = capture("import", "har", str(har), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "1 of 2 requests written" in result.stderr
+    assert "skipped 1 bodies over 32 MiB" in result.stderr
+    assert [bytes(r.body) for r in records(out)] == [b'{"id":"ok"}']
