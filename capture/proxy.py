@@ -36,6 +36,7 @@ import gevent
 from gevent import monkey
 from gevent import socket as gsocket
 from gevent import ssl as gssl
+from gevent.pool import Pool
 from gevent.server import StreamServer
 from geventhttpclient._parser import HTTPParseError, HTTPResponseParser
 
@@ -129,7 +130,8 @@ class ReverseProxy:
         self._host_line = f"Host: {upstream.host_header}".encode("latin-1")
         self._base = upstream.base_path.encode("latin-1")
         self._tls = gssl.create_default_context() if upstream.tls else None
-        self._server = StreamServer((host, port), self._handle)
+        # A pool, even unbounded, is what makes stop() wait for the handlers in flight.
+        self._server = StreamServer((host, port), self._handle, spawn=Pool())
         self._idle: set[Any] = set()  # handlers waiting for a request on a kept-alive connection
         self._deadlines = Deadlines(tick_for(timeout, client_timeout))
         self.connections = 0
@@ -204,12 +206,8 @@ class ReverseProxy:
                         raise BadRequest(413, "body too large")
                     if req.expects_continue and len(buf) < req.length:
                         client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    while len(buf) < req.length:
-                        data = client.recv(RECV_SIZE)
-                        if not data:
-                            return
-                        buf += data
-                        due[0] = time.monotonic() + self.client_timeout
+                    if len(buf) < req.length:
+                        buf, _ = self._more(client, buf, 0, due, req.length - len(buf))
                     body, buf = buf[: req.length], buf[req.length :]
                 self.requests += 1
                 exchanging = True
@@ -262,8 +260,8 @@ class ReverseProxy:
             size += n
             if size > self.max_body:
                 raise BadRequest(413, "body too large")
-            while len(buf) < pos + n + 2:
-                buf, pos = self._more(client, buf, pos, due)
+            if len(buf) < pos + n + 2:
+                buf, pos = self._more(client, buf, pos, due, pos + n + 2 - len(buf))
             if buf[pos + n : pos + n + 2] != b"\r\n":
                 raise BadRequest(400, "chunk not followed by CRLF")
             pieces.append(buf[pos : pos + n])
@@ -279,12 +277,21 @@ class ReverseProxy:
                 return b"".join(pieces), buf[pos + 2 :]
             pos = eol + 2
 
-    def _more(self, client: Conn, buf: bytes, pos: int, due: list[Any]) -> tuple[bytes, int]:
-        data = client.recv(RECV_SIZE)
-        if not data:
-            raise OSError("client closed inside a chunked body")
-        due[0] = time.monotonic() + self.client_timeout
-        return buf[pos:] + data, 0
+    def _more(
+        self, client: Conn, buf: bytes, pos: int, due: list[Any], need: int = 1
+    ) -> tuple[bytes, int]:
+        """`buf` from `pos` and at least `need` more bytes from the client: (bytes, 0).
+        The reads are joined once, so a body of many reads is copied a bounded number of
+        times, not once per read."""
+        pieces = [buf[pos:] if pos else buf]
+        while need > 0:
+            data = client.recv(RECV_SIZE)
+            if not data:
+                raise OSError("client closed inside a request body")
+            due[0] = time.monotonic() + self.client_timeout
+            pieces.append(data)
+            need -= len(data)
+        return b"".join(pieces), 0
 
     def _request_bytes(self, req: RequestHead, body: bytes) -> bytes:
         head = req.forward

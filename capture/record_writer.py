@@ -46,7 +46,7 @@ from typing import Any
 import msgpack
 
 from capture.corpus import CorpusMeta, CorpusWriter, Record
-from capture.corpus_check import known_head_problem
+from capture.corpus_check import MAX_BODY, known_head_problem
 from capture.recording import (
     CONFIG,
     DONE,
@@ -54,6 +54,7 @@ from capture.recording import (
     ERROR,
     FAILED,
     FULL,
+    PROXY_COUNTS,
     READY,
     REQUEST,
     STATUS,
@@ -203,6 +204,9 @@ class RecordWriter:
         if body is None:
             counts.undecodable_body += 1
             return
+        if len(body) > MAX_BODY:  # decoded past what a corpus may hold
+            counts.body_too_large += 1
+            return
         path = slot.path
         if self.options.redact:
             body, path = redact_body(body) if body else body, redact_path(path)
@@ -246,8 +250,8 @@ class RecordWriter:
     def finish(self, proxy_counts: dict[str, Any], duration_ns: int) -> tuple[dict[str, Any], Path]:
         """Merge the proxy's counts with ours, write the final metadata and the index."""
         counts = self.counts.to_json()
-        for key in ("requests", "dropped_queue_full", "sampled_out", "not_agenttrace"):
-            counts[key] = int(proxy_counts.get(key, 0))
+        for key in PROXY_COUNTS:
+            counts[key] = counts.get(key, 0) + int(proxy_counts.get(key, 0))
         if self.error is not None:
             counts["error"] = self.error
         with contextlib.suppress(ValueError):  # outgrew the reserved room: keep the first

@@ -49,6 +49,7 @@ import gevent
 import gevent.os
 import msgpack
 
+from capture.corpus_check import MAX_BODY
 from capture.intake import CONNECTION_HEADERS, endpoint_of, is_credential
 
 WAITING, FAILED = 0, -1
@@ -79,6 +80,9 @@ def recorded_headers(headers: list[tuple[str, str]]) -> tuple[tuple[str, str], .
 _KEPT_NAMES: dict[str, bool] = {}  # header name as sent -> whether a record keeps it
 _KEPT_LIMIT = 4096
 
+
+PROXY_COUNTS = ("requests", "dropped_queue_full", "sampled_out", "not_agenttrace", "body_too_large")
+"""The counts kept by the proxy's side (the rest by the writer process)."""
 
 WRITER_PRIORITIES = ("batch", "idle")
 """The writer process's CPU priority: below the proxy's (niced, SCHED_BATCH), or only what
@@ -119,6 +123,7 @@ class Counts:
     bad_head: int = 0  # could not go back on the wire as recorded (capture/httphead.py)
     undecodable_body: int = 0  # Content-Encoding that would not decode
     past_max_records: int = 0
+    body_too_large: int = 0  # over a corpus's limit for one body (MAX_BODY)
     endpoints: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -209,6 +214,9 @@ class Recorder:
             endpoint = "other"
         if self.options.sample < 1.0 and self._random() >= self.options.sample:
             counts.sampled_out += 1
+            return None
+        if len(body) > MAX_BODY:  # never queued: no corpus may hold it
+            counts.body_too_large += 1
             return None
         size = queued_size(target, body)
         if (
@@ -322,10 +330,7 @@ class Recorder:
         """Send what is queued and END; the writer writes it all (requests still in flight
         without their status), the final metadata and the index: the corpus is in place."""
         elapsed = self.clock() - self.started_ns
-        proxy_counts = {
-            k: getattr(self.counts, k)
-            for k in ("requests", "dropped_queue_full", "sampled_out", "not_agenttrace")
-        }
+        proxy_counts = {k: getattr(self.counts, k) for k in PROXY_COUNTS}
         self._end(self._pack((END, proxy_counts, elapsed)))
         while self._final is None:
             event = self._next_event(blocking=True)

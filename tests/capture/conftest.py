@@ -120,8 +120,14 @@ class RawUpstream:
                 k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:])
             }
             length = int(headers.get("content-length", "0"))
-            while len(buf) < length:
-                buf += conn.recv(65536)
+            pieces, have = [buf], len(buf)  # joined once: a body of many MiB in linear time
+            while have < length:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                pieces.append(data)
+                have += len(data)
+            buf = b"".join(pieces)
             body, buf = buf[:length], buf[length:]
             self.received.append(Received(method, target, headers, body, number))
             path = target.split("?")[0]
