@@ -82,9 +82,16 @@ def synth(
 @main.command()
 @click.argument("corpus", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--recover", is_flag=True, help="Read an unfinished corpus chunk by chunk.")
+@click.option(
+    "--recover",
+    is_flag=True,
+    help="Read chunk by chunk, past a damaged index (an unfinished corpus needs no flag).",
+)
 def inspect(corpus: Path, as_json: bool, recover: bool) -> None:
-    """Records, duration, rates, endpoint mix, body sizes and compression of CORPUS."""
+    """Records, duration, rates, endpoint mix, body sizes and compression of CORPUS.
+
+    An unfinished corpus (a crash left FILE.partial) shows its whole chunks, marked incomplete.
+    """
     stats = inspect_corpus(corpus, recover=recover)
     if as_json:
         click.echo(json.dumps(stats.to_json(), indent=2))

@@ -239,7 +239,7 @@ def _command(
 def repair(corpus: Path, output: Path) -> None:
     """Write the whole chunks of an unfinished or damaged CORPUS as a valid corpus.
 
-    For the FILE.partial a killed `capture record` leaves (`capture inspect --recover` shows
+    For the FILE.partial a killed `capture record` leaves (`capture inspect` shows
     what it holds). Chunks that fail their checksum are skipped and counted.
     """
     if not output.parent.is_dir():

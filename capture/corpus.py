@@ -59,6 +59,7 @@ from capture.corpus_format import (
     IdSpan,
     IdSpans,
     Record,
+    UnfinishedCorpusError,
     UnsupportedVersionError,
     _ext_hook,
     scrub_headers,
@@ -232,10 +233,10 @@ class CorpusReader:
             records = sum(c.records for c in chunks)
             duration_ns = max(fields[4], chunks[-1].last_ns if chunks else 0)
         else:
-            raise CorpusError(
+            raise UnfinishedCorpusError(
                 self.path,
-                "unfinished corpus (its writer never closed it); read it with recover=True "
-                "or `capture inspect --recover`",
+                "unfinished corpus (its writer never closed it): `capture inspect` shows its "
+                "whole chunks, `capture repair FILE -o OUT` makes them a valid corpus",
                 32,
             )
         return CorpusHeader(fields[1], records, duration_ns, meta, tuple(chunks), complete)

@@ -212,6 +212,11 @@ class UnsupportedVersionError(CorpusError):
     """The corpus was written by a newer format version than this reader knows."""
 
 
+class UnfinishedCorpusError(CorpusError):
+    """The corpus's writer never closed it (no index, as a crash leaves it): sound up to its
+    last whole chunk, readable with ``recover=True``."""
+
+
 class CorruptChunkError(CorpusError):
     """A chunk failed its checksum or did not decode; every record before it was delivered."""
 

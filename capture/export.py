@@ -11,8 +11,11 @@ trace's timestamp minus that.
 Bounded memory: the range is walked in time windows, oldest first, each holding at most
 `MAX_WINDOW_TRACES` traces (a window with more is halved until it fits); only one window's
 ids are held. Resumable: after each window the state file `OUT.export-state.json` says how
-many records the corpus holds up to which time; `--resume` copies that many records from
-the unfinished corpus and goes on from there. A 429 answer waits its `Retry-After`; a 5xx
+many records the corpus holds up to which time, counting only finished windows whose records
+are all in whole chunks already on disk (chunks are cut by size, never by window, so a
+resumed corpus is the same bytes as an uninterrupted one); `--resume` copies that many
+records from the unfinished corpus and goes on from there, or starts over when the
+unfinished corpus is missing or empty. A 429 answer waits its `Retry-After`; a 5xx
 or a dropped connection is retried with backoff. The API key goes in the Authorization
 header of each request and nowhere else: not in the corpus, the state file or messages.
 """
@@ -259,9 +262,15 @@ def export_corpus(spec: ExportSpec, progress: Callable[[str], None], api: Api) -
     if spec.resume and state.load():
         from_ms, to_ms = int(state.data["from_ms"]), int(state.data["to_ms"])
         partial = spec.output.with_name(spec.output.name + ".partial")
-        if partial.exists():
+        size = partial.stat().st_size if partial.exists() else None
+        if size and state.data.get("windows"):
             old = spec.output.with_name(spec.output.name + ".resume")
             os.replace(partial, old)
+        else:
+            found = "missing" if size is None else "empty" if size == 0 else "no finished window"
+            progress(f"{partial}: {found}, nothing kept: starting from the beginning")
+            state.data["windows"] = []
+            state.data.pop("created_ms", None)
     else:
         if spec.resume:
             progress(f"no export state next to {spec.output}: starting from the beginning")
@@ -283,10 +292,12 @@ def export_corpus(spec: ExportSpec, progress: Callable[[str], None], api: Api) -
 
     start = from_ms
     written = 0
+    finished: list[list[int]] = []  # [end, records] of every window done, durable or not
     try:
         if old is not None and created_ms is not None:
             writer = open_writer(created_ms)
             resumed, start = _copy_finished(old, writer, state)
+            finished = list(state.data["windows"])
             written = resumed
             progress(f"resumed: {resumed:,} records kept, going on from {_iso(start)}")
         elif old is not None:
@@ -310,7 +321,9 @@ def export_corpus(spec: ExportSpec, progress: Callable[[str], None], api: Api) -
                 if record is not None:
                     writer.write(record)
                     written += 1
-            state.data["windows"].append([end, written])
+            finished.append([end, written])
+            durable = writer.sync() if writer is not None else 0
+            state.data["windows"] = [w for w in finished if w[1] <= durable]
             state.save()
             rate = (written - resumed) / max(time.monotonic() - began, 1e-9)
             progress(
@@ -323,7 +336,10 @@ def export_corpus(spec: ExportSpec, progress: Callable[[str], None], api: Api) -
         writer.close()
     except BaseException:
         if writer is not None:
-            writer.abort()
+            writer.abort()  # writes every record given so far: all finished windows are kept
+            if finished:
+                state.data["windows"] = finished
+                state.save()
         raise
     finally:
         if old is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capture.corpus import CorpusReader
+from capture.corpus_format import UnfinishedCorpusError
 from capture.sizehist import SizeHistogram
 from capture.traffic import TrafficFigures, render_figures
 
@@ -35,13 +36,19 @@ class CorpusStats:
     traffic: dict[str, Any] = field(default_factory=dict)  # capture.traffic's figures
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "incomplete": not self.complete}
 
 
 def inspect_corpus(path: str | os.PathLike[str], *, recover: bool = False) -> CorpusStats:
     """Stream every record once, a slice of a chunk at a time, as replay reads: memory is
-    bounded whatever the corpus holds (body sizes go to a fixed-size histogram)."""
-    with CorpusReader(path, recover=recover) as reader:
+    bounded whatever the corpus holds (body sizes go to a fixed-size histogram). An
+    unfinished corpus (a crash left it) is read up to its last whole chunk, with or without
+    `recover`; a damaged one is refused unless `recover` is given."""
+    try:
+        opened = CorpusReader(path, recover=recover)
+    except UnfinishedCorpusError:
+        opened = CorpusReader(path, recover=True)
+    with opened as reader:
         header = reader.header
         endpoints: Counter[str] = Counter()
         sizes = SizeHistogram()
@@ -94,8 +101,15 @@ def render_stats(stats: CorpusStats) -> str:
     total = max(stats.records, 1)
     lines = [
         f"corpus       {stats.path}",
-        f"format       version {stats.format_version}"
-        + ("" if stats.complete else "  (unfinished: read in recovery mode)"),
+    ]
+    if not stats.complete:
+        lines.append(
+            f"incomplete   its writer never finished it: {stats.chunks} whole chunks with "
+            f"{stats.records:,} records recovered; `capture repair {stats.path} -o OUT` "
+            "makes them a valid corpus"
+        )
+    lines += [
+        f"format       version {stats.format_version}",
         f"workload     {stats.workload} (source: {stats.source}, created {stats.created}, "
         f"seed {stats.seed})",
         f"records      {stats.records:,} in {stats.chunks} chunks",

@@ -242,3 +242,76 @@ def test_imported_corpus_replays_against_the_sandbox(tmp_path: Path) -> None:
     assert totals["requests"] > 50
     # every ingestion, batch and read is accepted: ids were minted, bodies valid JSON
     assert totals["errors"] == 0, json.loads(results.read_text())["endpoints"]
+
+
+@pytest.mark.parametrize("left", ["empty", "chunk cut"])
+def test_resume_when_the_partial_holds_less_than_the_state_claims(
+    sandbox: SandboxProcess, tmp_path: Path, left: str
+) -> None:
+    """A crash can leave the state file ahead of the corpus (an older writer's state, a lost
+    write): --resume keeps only what the partial really holds, never an error."""
+    out = tmp_path / "ahead.atc"
+    spec = ExportSpec(sandbox.url, KEY, T0_MS - 60_000, T0_MS + 4 * 3_600_000, out)
+
+    def stop_after_first_window(line: str) -> None:
+        if line.startswith("exported"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_corpus(spec, stop_after_first_window, Api(spec.source, KEY))
+    assert json.loads(state_path(out).read_text())["windows"][0][1] > 0
+    partial = out.with_name(out.name + ".partial")
+    if left == "empty":
+        partial.write_bytes(b"")
+    else:  # the header and metadata whole, the only chunk cut short
+        os.truncate(partial, partial.stat().st_size - 10)
+    lines: list[str] = []
+    result = export_corpus(
+        ExportSpec(sandbox.url, KEY, 0, 0, out, resume=True), lines.append, Api(sandbox.url, KEY)
+    )
+    assert result.resumed_from == 0 and result.written == len(OFFSETS_MS)
+    if left == "empty":
+        assert any("empty, nothing kept: starting from the beginning" in x for x in lines)
+    with CorpusReader(out) as reader:
+        bodies = [json.loads(r.body) for r in reader]
+    assert [b["id"] for b in bodies] == [_trace(i, 0)["id"] for i in range(len(OFFSETS_MS))]
+    assert not state_path(out).exists()
+
+
+def test_resume_after_kill_9(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    """kill -9 as soon as the state file appears: the state claims no more than the partial
+    holds, and --resume gives every trace once, the same bytes as an uninterrupted export."""
+    out = tmp_path / "killed.atc"
+    args = [*_range(), "-o", str(out)]
+    cmd = [sys.executable, "-c", "from capture.cli import main; main()", "export"]
+    env = {**os.environ, "AGENTTRACE_API_KEY": KEY}
+    proc = subprocess.Popen(
+        [*cmd, "--source", sandbox.url, *args], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not state_path(out).exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "no export state file within 120 s"
+            time.sleep(0.005)
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -9 and state_path(out).exists() and not out.exists()
+    claimed = json.loads(state_path(out).read_text())["windows"]
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists() and partial.stat().st_size:
+        with CorpusReader(partial, recover=True) as reader:
+            held = reader.header.records
+    else:
+        held = 0
+    assert all(count <= held for _end, count in claimed)
+    resumed = capture("export", "--source", sandbox.url, *args, "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    with CorpusReader(out) as reader:
+        bodies = [json.loads(r.body) for r in reader]
+    assert [b["id"] for b in bodies] == [_trace(i, 0)["id"] for i in range(len(OFFSETS_MS))]
+    whole = tmp_path / "whole.atc"
+    uninterrupted = capture("export", "--source", sandbox.url, *_range(), "-o", str(whole), env=env)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert whole.read_bytes() == out.read_bytes()

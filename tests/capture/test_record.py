@@ -485,6 +485,13 @@ def test_kill_9_then_inspect_and_repair(proxy: object, raw: Any, tmp_path: Path)
     assert inspect.returncode == 0, inspect.stderr
     stats = json.loads(inspect.stdout)
     assert (stats["complete"], stats["records"]) == (False, 20)
+    plain = subprocess.run([*CAPTURE, "inspect", str(p.partial)], capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr  # no --recover needed: it is only unfinished
+    assert f"{stats['chunks']} whole chunks with 20 records recovered" in plain.stdout
+    as_json = subprocess.run(
+        [*CAPTURE, "inspect", str(p.partial), "--json"], capture_output=True, text=True
+    )
+    assert json.loads(as_json.stdout) == {**stats, "incomplete": True}
 
     repaired = tmp_path / "repaired.atc"
     done = subprocess.run(
