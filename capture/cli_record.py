@@ -16,7 +16,6 @@ from gevent.event import Event
 
 from capture.cli_errors import InputError, OneLineCommand
 from capture.cli_units import DURATION
-from capture.corpus_check import MAX_BODY
 from capture.inspect import recording_line
 from capture.proxy import ReverseProxy
 from capture.proxyhttp import Upstream
@@ -193,10 +192,6 @@ def record(
     path = recorder.stop()
     wake.close()
     line = recording_line(recorder.counts.to_json())
-    if recorder.counts.body_too_large:
-        line += (
-            f"; {recorder.counts.body_too_large:,} bodies over {MAX_BODY >> 20} MiB not recorded"
-        )
     click.echo(f"capture record: {line}; wrote {path}", err=True)
     if recorder.error is not None:
         click.echo(f"capture record: {recorder.error}", err=True)

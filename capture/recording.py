@@ -23,8 +23,8 @@ a request is still forwarded, only not recorded, and counted. The offset of a re
 when its whole request had arrived (when it was forwarded), from the recorder's start;
 `created` is the wall-clock time of that start, so replay moves recorded timestamps as it
 does synthetic ones. Every second the writer puts what it has into whole chunks on disk,
-so that a crash loses at most the last second: the file is then read with `capture inspect
---recover` and made whole with `capture repair`. The counts go into the corpus metadata
+so that a crash loses at most the last second: `capture inspect` then reads the file (as
+incomplete) and `capture repair` makes it whole. The counts go into the corpus metadata
 (`extra.recording`) at close.
 """
 

@@ -165,7 +165,7 @@ def test_a_body_over_the_corpus_limit_is_forwarded_counted_and_recording_goes_on
     code, err = p.finish()
     assert code == 0, err
     assert "3 of 4 requests recorded" in err
-    assert "1 bodies over 32 MiB not recorded" in err
+    assert "1 body over a corpus's 32 MiB" in err
     assert [r.body for r in read_all(p.output)] == [
         b'{"id":"before"}',
         b'{"id":"after1"}',
