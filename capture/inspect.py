@@ -146,6 +146,7 @@ def recording_line(counts: dict[str, Any]) -> str:
         ("bad_head", "head not replayable"),
         ("undecodable_body", "body would not decode"),
         ("body_too_large", "body over a corpus's 32 MiB"),
+        ("recording_stopped", "after the recording stopped"),
         ("past_max_records", "past --max-records"),
     ]
     parts = [f"{counts[k]:,} {what}" for k, what in reasons if counts.get(k)]

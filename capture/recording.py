@@ -81,7 +81,14 @@ _KEPT_NAMES: dict[str, bool] = {}  # header name as sent -> whether a record kee
 _KEPT_LIMIT = 4096
 
 
-PROXY_COUNTS = ("requests", "dropped_queue_full", "sampled_out", "not_agenttrace", "body_too_large")
+PROXY_COUNTS = (
+    "requests",
+    "dropped_queue_full",
+    "sampled_out",
+    "not_agenttrace",
+    "body_too_large",
+    "recording_stopped",
+)
 """The counts kept by the proxy's side (the rest by the writer process)."""
 
 WRITER_PRIORITIES = ("batch", "idle")
@@ -124,6 +131,7 @@ class Counts:
     undecodable_body: int = 0  # Content-Encoding that would not decode
     past_max_records: int = 0
     body_too_large: int = 0  # over a corpus's limit for one body (MAX_BODY)
+    recording_stopped: int = 0  # came after the recording stopped (the writer failed or exited)
     endpoints: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -218,10 +226,12 @@ class Recorder:
         if len(body) > MAX_BODY:  # never queued: no corpus may hold it
             counts.body_too_large += 1
             return None
+        if self.error is not None:
+            counts.recording_stopped += 1
+            return None
         size = queued_size(target, body)
         if (
-            self.error is not None
-            or self._queued - self._written >= self.options.queue_records
+            self._queued - self._written >= self.options.queue_records
             or self._queued_bytes - self._written_bytes + size > self.options.queue_bytes
         ):
             counts.dropped_queue_full += 1
@@ -338,8 +348,9 @@ class Recorder:
                 break
             self._event(event)
         self._reap()
-        if self._final is None:
+        if self._final is None:  # the writer is gone: its own counts with it
             self._writer_gone()
+            self.counts.recorded = self._written  # what it said it had written
             return self.partial_path
         counts, path = self._final
         self.error = counts.pop("error", None) or self.error

@@ -71,14 +71,23 @@ def test_the_queue_frees_as_the_writer_reports_progress(tmp_path: Path) -> None:
 def test_a_writer_that_dies_stops_the_recording_not_the_tap(tmp_path: Path) -> None:
     recorder = Recorder(_options(tmp_path))
     recorder.start()
+    for i in range(2):  # written and acknowledged before the writer dies
+        token = recorder.request("POST", PATH, [], BODY)
+        assert token == i
+        recorder.answered(token, 200, 1)
+    with gevent.Timeout(30):
+        while recorder._written < 2:
+            gevent.sleep(0.005)
     os.kill(recorder.writer_pid, signal.SIGKILL)
     with gevent.Timeout(30):
         while recorder.error is None:  # the events pipe closes: the reader greenlet says so
             gevent.sleep(0.01)
     assert recorder.request("POST", PATH, [], BODY) is None  # counted, not queued
-    assert recorder.counts.dropped_queue_full == 1
+    counts = recorder.counts
+    assert (counts.recording_stopped, counts.dropped_queue_full) == (1, 0)  # not the queue's
     recorder.stop()
     assert "writer process exited" in (recorder.error or "")
+    assert (counts.requests, counts.recorded) == (3, 2)  # the two it acknowledged
 
 
 def test_a_tap_gone_without_end_leaves_a_recoverable_partial(tmp_path: Path) -> None:
