@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from capture.corpus import SECRET_HEADERS, CorpusMeta, CorpusWriter, Record
-from capture.corpus_check import MAX_BODY as MAX_RECORD_BODY
+from capture.corpus_check import MAX_BODY
 from capture.httphead import head_problem
 from capture.json_body import parsed_or_none
 from capture.redact import redact_body, redact_path
@@ -64,7 +64,6 @@ CONNECTION_HEADERS = frozenset(
 """Headers no record keeps, recorded or imported (lower case): they describe the connection
 the request came on, or are rewritten by whoever sends the record again (a gzip or deflate
 body is kept decoded; another coding keeps its Content-Encoding, added back by the caller)."""
-MAX_BODY = 64 << 20  # a captured record larger than this is refused (goreplay.py)
 REORDER_WINDOW = 65_536
 REORDER_BYTES = 256 << 20  # bodies held for reordering at most
 _DECODED = frozenset({"gzip", "x-gzip", "deflate", "identity"})  # stored decoded
@@ -231,14 +230,14 @@ class Intake:
             wbits = 47 if encoding != "deflate" else 15
             try:
                 inflater = zlib.decompressobj(wbits)
-                body = inflater.decompress(captured.body, MAX_RECORD_BODY + 1)
+                body = inflater.decompress(captured.body, MAX_BODY + 1)
             except zlib.error:
                 self._skip("undecodable compressed bodies")
                 return None
         else:
             body = captured.body
-        if len(body) > MAX_RECORD_BODY:  # what a corpus may hold
-            self._skip(f"bodies over {MAX_RECORD_BODY >> 20} MiB")
+        if len(body) > MAX_BODY:  # what a corpus may hold
+            self._skip(f"bodies over {MAX_BODY >> 20} MiB")
             return None
         return body
 
