@@ -16,6 +16,7 @@ from gevent.event import Event
 
 from capture.cli_errors import InputError, OneLineCommand
 from capture.cli_units import DURATION
+from capture.corpus import partial_path
 from capture.inspect import recording_line
 from capture.proxy import ReverseProxy
 from capture.proxyhttp import Upstream
@@ -125,7 +126,7 @@ def record(
         raise InputError(str(exc)) from None
     if not output.parent.is_dir():
         raise InputError(f"{output}: directory {output.parent} does not exist")
-    leftover = output.with_name(output.name + ".partial")
+    leftover = partial_path(output)
     if leftover.exists():
         raise InputError(
             f"{leftover} exists: an earlier recording that did not finish? Keep it with "
@@ -191,8 +192,9 @@ def record(
     proxy.close(grace=2.0)
     path = recorder.stop()
     wake.close()
-    line = recording_line(recorder.counts.to_json())
-    click.echo(f"capture record: {line}; wrote {path}", err=True)
+    click.echo(
+        f"capture record: {recording_line(recorder.counts.to_json())}; wrote {path}", err=True
+    )
     if recorder.error is not None:
         click.echo(f"capture record: {recorder.error}", err=True)
         sys.exit(1)

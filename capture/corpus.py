@@ -64,7 +64,13 @@ from capture.corpus_format import (
     _ext_hook,
     scrub_headers,
 )
-from capture.corpus_writer import CorpusWriter, _pack_meta, _padded_base, write_corpus
+from capture.corpus_writer import (
+    CorpusWriter,
+    _pack_meta,
+    _padded_base,
+    partial_path,
+    write_corpus,
+)
 
 __all__ = [
     "CHUNK_HEADER_SIZE",
@@ -89,6 +95,7 @@ __all__ = [
     "UnsupportedVersionError",
     "_pack_meta",
     "_padded_base",
+    "partial_path",
     "scrub_headers",
     "write_corpus",
 ]

@@ -36,6 +36,12 @@ from capture.corpus_format import (
 )
 
 
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """Where the corpus `path` is written until it is finished (and what a crash leaves)."""
+    finished = Path(path)
+    return finished.with_name(finished.name + ".partial")
+
+
 class CorpusWriter:
     """Writes records, in non-decreasing offset order, to a new corpus file.
 
@@ -63,7 +69,7 @@ class CorpusWriter:
                 f"{MAX_CHUNK_BYTES}"
             )
         self.path = Path(path)
-        self.partial_path = self.path.with_name(self.path.name + ".partial")
+        self.partial_path = partial_path(self.path)
         self.meta = meta
         self._declared_duration_ns = duration_ns
         self._chunk_records = chunk_records

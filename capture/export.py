@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from capture.corpus import CorpusMeta, CorpusReader, CorpusWriter
+from capture.corpus import CorpusMeta, CorpusReader, CorpusWriter, partial_path
 from capture.errors import InputError
 from capture.intake import Captured, Intake, iso_ms
 from capture.json_body import NOT_JSON_ERRORS
@@ -261,7 +261,7 @@ def export_corpus(spec: ExportSpec, progress: Callable[[str], None], api: Api) -
     old: Path | None = None
     if spec.resume and state.load():
         from_ms, to_ms = int(state.data["from_ms"]), int(state.data["to_ms"])
-        partial = spec.output.with_name(spec.output.name + ".partial")
+        partial = partial_path(spec.output)
         size = partial.stat().st_size if partial.exists() else None
         if size and state.data.get("windows"):
             old = spec.output.with_name(spec.output.name + ".resume")

@@ -49,6 +49,7 @@ import gevent
 import gevent.os
 import msgpack
 
+from capture.corpus import partial_path
 from capture.corpus_check import MAX_BODY
 from capture.intake import CONNECTION_HEADERS, endpoint_of, is_credential
 
@@ -173,7 +174,7 @@ class Recorder:
         self.created = (
             started.strftime("%Y-%m-%dT%H:%M:%S.") + f"{started.microsecond // 1000:03d}Z"
         )
-        self.partial_path = options.output.with_name(options.output.name + ".partial")
+        self.partial_path = partial_path(options.output)
         if options.writer_priority not in WRITER_PRIORITIES:
             raise ValueError(f"writer priority {options.writer_priority!r}: not one of batch, idle")
         self._proc = subprocess.Popen(

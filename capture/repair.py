@@ -16,7 +16,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from capture.corpus import CorpusError, CorpusMeta, CorpusReader, CorpusWriter, CorruptChunkError
+from capture.corpus import (
+    CorpusError,
+    CorpusMeta,
+    CorpusReader,
+    CorpusWriter,
+    CorruptChunkError,
+    partial_path,
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ def repair(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> Re
     if Path(output).resolve() == Path(source).resolve():
         raise CorpusError(output, "the repaired corpus must go to another file than its source")
     final = Path(output)
-    if final.with_name(final.name + ".partial").resolve() == Path(source).resolve():
+    if partial_path(final).resolve() == Path(source).resolve():
         # `repair OUT.partial -o OUT`: the writer's own OUT.partial is the source, so it
         # writes beside it and the result is renamed into place at the end
         output = final.with_name(final.name + ".repaired")
