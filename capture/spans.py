@@ -40,6 +40,11 @@ from capture.json_body import NOT_JSON, parsed
 from capture.keyscan import KeyScanner
 from capture.spanscan import GQL_PROJECT, SpanScanner, disjoint, occurrences
 
+try:
+    from capture import _spanwalk
+except ImportError:  # not built (no C compiler at install): the Python ways answer alone
+    _spanwalk = None  # type: ignore[assignment]
+
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]')
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 _ISO24 = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z")
@@ -166,6 +171,10 @@ def walked_body_spans(body: bytes, doc: Any = None) -> tuple[tuple[IdSpan, ...],
 
 
 def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], str | None]:
+    if fast:
+        compiled = compiled_body_spans(body)
+        if compiled is not None:
+            return compiled
     if doc is None:
         doc = parsed(body)
         if doc is NOT_JSON:
@@ -230,6 +239,24 @@ _MINTABLE = (  # `mintable` as a pattern over a value's bytes, up to the end of 
     rb"(?:[^A-Za-z0-9\"\\\x80-\xff]*+[A-Za-z0-9]){4}(?=[^\"\\\x80-\xff]{%d})"
     rb"[^\"\\\x80-\xff]*+(?<=[A-Za-z0-9]{%d})" % (max(TAG_DIGITS, MIN_ID_LENGTH - 4), TAG_DIGITS)
 )
+if _spanwalk is not None:
+    _spanwalk.configure([(k.encode(), v) for k, v in _KIND_OF_KEY.items() if isinstance(k, str)])
+COMPILED = _spanwalk is not None
+"""Whether capture/_spanwalk.c was built: span finding in one compiled pass."""
+
+
+def compiled_body_spans(body: bytes) -> tuple[tuple[IdSpan, ...], str | None] | None:
+    """`walked_body_spans(body)` from the compiled walk, or None where it is not built or
+    cannot answer exactly (a body that is not plain JSON, a key holding an escape, ...)."""
+    if _spanwalk is None:
+        return None
+    found = _spanwalk.body_spans(body)
+    if found is None:
+        return None
+    spans, start, end = found
+    return spans, None if start < 0 else body[start:end].decode("utf-8", "replace")
+
+
 _SPAN_SCANNER = SpanScanner(
     {k: v for k, v in _KIND_OF_KEY.items() if isinstance(k, str)},
     containers={"observations", "batch", "body"},

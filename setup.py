@@ -1,0 +1,18 @@
+"""The one compiled part: capture/_spanwalk.c, span finding for `capture record`'s writer.
+
+It is optional: where it cannot be built (no C compiler or Python headers), the install
+goes on and capture/spans.py finds spans in Python, with the same answers, more slowly.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "capture._spanwalk",
+            ["capture/_spanwalk.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
+            optional=True,
+        )
+    ]
+)
