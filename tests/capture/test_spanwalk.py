@@ -172,17 +172,30 @@ def rich_bodies(draw: Any) -> bytes:
     return body
 
 
-GRAPHQL_PIECES = [
-    *("query { traces(", "projectId", "projectId", ":", " ", "  ", "\t", "\x0b", '"', '"'),
-    *("\\", "proj_loadtest", "p.1:x-y", "é", "", ", limit: 20) ", "{ id }", "}", A),
-]
+_spaces = st.sampled_from(["", " ", "  ", "\t", "\x0b", "\n", "\x85"])
+_project_ids = st.sampled_from(["proj_loadtest", "p.1:x-y", "", "é", "a b", "\\", A]) | ids
+_mentions = st.tuples(  # projectId: "id", spaced, and some of it missing
+    st.sampled_from(["projectId", "projectId", "projectI", "xprojectId"]),
+    _spaces,
+    st.sampled_from([":", ":", ""]),
+    _spaces,
+    st.sampled_from(['"', '"', "", "'"]),
+    _project_ids,
+    st.sampled_from(['"', '"', "", '\\"']),
+).map("".join)
+_well_formed = st.tuples(
+    st.sampled_from(["", " ", "  "]),
+    st.sampled_from(["", " ", "  "]),
+    st.sampled_from(["proj_loadtest", "p.1:x-y", A]),
+).map(lambda p: f'projectId{p[0]}:{p[1]}"{p[2]}"')
+_fillers = st.sampled_from(["query { traces(", ", limit: 20) ", "{ id }", "}", '"', "\\", "é"])
 
 
 @st.composite
 def graphql_bodies(draw: Any) -> bytes:
     """GraphQL documents in JSON: queries naming projects (quotes escaped in the body),
     spaced, cut or broken, and project ids in variables too."""
-    query = "".join(draw(st.lists(st.sampled_from(GRAPHQL_PIECES), max_size=24)))
+    query = "".join(draw(st.lists(_well_formed | _mentions | _fillers, max_size=8)))
     doc: dict[str, Any] = {"query": query}
     if draw(st.booleans()):
         doc["variables"] = {"projectId": draw(ids), "traceId": draw(pool)}

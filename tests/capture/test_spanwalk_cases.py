@@ -5,6 +5,8 @@ walk's answer), and bodies built to break a parser (deep, huge, NUL, long number
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from spanwalk_check import NOT_BUILT, checked, native
@@ -264,3 +266,46 @@ def test_the_walk_reads_every_body_json_loads_reads(body: bytes) -> None:
     json.loads(body)
     assert native(body) is None
     walked_body_spans(body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the extension caps integers at 4,000 digits, not at the interpreter's limit "
+    "(sys.set_int_max_str_digits, PYTHONINTMAXSTRDIGITS), which json.loads follows",
+)
+def test_it_follows_the_interpreters_integer_digit_limit() -> None:
+    body = _body('{"id": "%s", "n": %s}', A, "7" * 1_000)
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        with pytest.raises(ValueError):
+            json.loads(body)
+        assert native(body) is None
+    finally:
+        sys.set_int_max_str_digits(limit)
+
+
+UNCONFIGURED = """
+import sys
+from capture import _spanwalk
+body = sys.stdin.buffer.read()
+before = _spanwalk.body_spans(body)  # capture.spans not imported yet: it configures it
+from capture.spans import walked_body_spans
+assert "capture.spans" in sys.modules
+print(before is None or before[0] == walked_body_spans(body)[0])
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="until capture.spans gives it the key names (`configure`), the extension "
+    "answers without them (no timestamps, references or projects) instead of refusing",
+)
+def test_it_answers_exactly_or_not_at_all_before_it_is_configured() -> None:
+    body = _body('{"id": "%s", "timestamp": "2026-01-01T00:00:01.764Z"}', A)
+    done = subprocess.run(
+        [sys.executable, "-c", UNCONFIGURED], input=body, capture_output=True, check=True
+    )
+    assert done.stdout.strip() == b"True"
