@@ -204,6 +204,44 @@ def graphql_bodies(draw: Any) -> bytes:
     return json.dumps(doc, ensure_ascii=draw(st.booleans()), **draw(layouts)).encode()
 
 
+# Any nesting of the keys span finding reads, with event types at every place.
+_structural_keys = st.sampled_from(
+    ["id", "batch", "type", "body", "observations", "trace_id", "timestamp", "projectId", "x"]
+)
+_structural_scalars = (
+    st.sampled_from(
+        [
+            *(A, B, "short-id", "", "trace-create", "trace-update", "span-update", "x-update"),
+            *("trace-", "-update", "2026-01-01T00:00:01.764Z", f"load-test-trace-{A}"),
+        ]
+    )
+    | st.none()
+    | st.integers(-2, 2)
+)
+structural = st.recursive(
+    _structural_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.lists(st.tuples(_structural_keys, inner), max_size=4)
+    ),  # (pairs: keys may repeat)
+    max_leaves=14,
+)
+
+
+def _dump(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(p, tuple) for p in value) and value:
+        return "{" + ",".join(f"{json.dumps(k)}:{_dump(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dump(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+_events = st.lists(st.tuples(_structural_keys, structural), min_size=1, max_size=5)
+structural_bodies = (
+    structural.filter(lambda v: isinstance(v, list))
+    | st.lists(_events | structural, max_size=4).map(lambda events: [("batch", events)])
+).map(lambda v: _dump(v).encode())
+
+
 JSON_SPACE = [b" ", b"\t", b"\n", b"\r"]
 OTHER_SPACE = [b"\x0b", b"\x0c", b"\xc2\xa0", b"\xe2\x80\xa8", b"\x00"]
 ESCAPED_KEYS = [
@@ -273,6 +311,14 @@ def mutated(draw: Any) -> bytes:
 @example(b'{"id": "' + A.encode() + b'", "metadata": {"id": "' + B.encode() + b'"}}')
 @example(b'{"observations": [], "id": "' + A.encode() + b'", "observations": [{"id": "x"}]}')
 def test_it_answers_for_ingestion_shaped_bodies_exactly_as_the_walk(body: bytes) -> None:
+    answer = checked(body)
+    if ordinary(body):
+        assert answer is not None, "refused an ordinary body"
+
+
+@settings(max_examples=400, deadline=None)
+@given(structural_bodies)
+def test_it_answers_for_any_nesting_of_the_keys_it_reads_exactly_as_the_walk(body: bytes) -> None:
     answer = checked(body)
     if ordinary(body):
         assert answer is not None, "refused an ordinary body"
