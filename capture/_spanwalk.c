@@ -3,7 +3,7 @@
  * pass cannot be sure of that answer (the caller then takes the Python path).
  *
  * One loop validates the body as JSON (a strict subset of what json.loads reads: strict
- * UTF-8, no NaN or Infinity, no integer json.loads would refuse for its length, nesting up
+ * UTF-8, no NaN or Infinity, no integer json.loads could refuse for its length, nesting up
  * to MAX_DEPTH), keeps the key above each open container, and notes every string value
  * under a key that names a kind. The kinds of "id" values are settled at the end, when it
  * is known whether the document is a batch and what type each batch event has. Then the
@@ -24,7 +24,8 @@ enum { TRACE = 0, TRACE_REF = 1, OBSERVATION = 2, OBSERVATION_REF = 3, TIMESTAMP
 enum { NO_KIND = -1 };
 
 #define MAX_DEPTH 512
-#define MAX_INT_DIGITS 4000 /* json.loads refuses integers past sys.int_info's 4,300 */
+#define MAX_INT_DIGITS 600 /* json.loads refuses integers past sys.get_int_max_str_digits(),
+                            * which is never below 640 (or 0: no limit) */
 #define MIN_ID_LENGTH 16
 #define TAG_DIGITS 12
 #define MAX_KEYS 64
@@ -642,6 +643,8 @@ static PyObject *body_spans(PyObject *module, PyObject *arg) {
     Py_ssize_t trace[2];
     int is_batch;
     (void)module;
+    if (key_count == 0) /* not configured: no answer could be exact */
+        Py_RETURN_NONE;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const unsigned char *b = view.buf;

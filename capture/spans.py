@@ -23,7 +23,8 @@ keys above it:
 An id replay could not mint uniquely (shorter than 16 ASCII characters, or not ending in 12
 letters or digits: replay.rewrite's rule) is left unmarked together with every reference to
 it, so such a record replays with its recorded ids instead of being refused. Strings holding
-a JSON escape are never marked: their bytes are not their value.
+a JSON escape are never marked: their bytes are not their value; nor is anything in a
+UTF-16 or UTF-32 body (replay splices ASCII ids into bytes).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ MIN_ID_LENGTH = 16  # replay.rewrite.MIN_ID_LENGTH: worker, nonce and a 12-digit
 TAG_DIGITS = 12
 
 Key = str | int
+_AS_JSON = ("utf-8", "surrogatepass")  # how json.loads decodes UTF-8 (capture/json_body.py)
 
 
 class Spans(NamedTuple):
@@ -101,7 +103,7 @@ def json_strings(body: bytes) -> Iterator[tuple[tuple[Key, ...], int, int]]:
         if first == 0x22:  # '"'
             if expect_key and objects and objects[-1]:
                 raw = match.group()
-                keys[-1] = json.loads(raw) if b"\\" in raw else raw[1:-1].decode("utf-8")
+                keys[-1] = json.loads(raw) if b"\\" in raw else raw[1:-1].decode(*_AS_JSON)
                 continue
             yield tuple(keys), match.start() + 1, match.end() - 1
         elif first == 0x7B:  # '{'
@@ -175,6 +177,8 @@ def _body_spans(body: bytes, doc: Any, fast: bool) -> tuple[tuple[IdSpan, ...], 
         compiled = compiled_body_spans(body)
         if compiled is not None:
             return compiled
+    if b"\x00" in body:  # UTF-16 or UTF-32 (JSON in UTF-8 holds no NUL): no span is its text
+        return (), None
     if doc is None:
         doc = parsed(body)
         if doc is NOT_JSON:
