@@ -64,16 +64,23 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _integer(digits: str) -> int:
+    if len(digits.lstrip("-")) > 600:
+        raise ValueError("an integer json.loads may refuse (its limit may be set to 640)")
+    return int(digits)
+
+
 def ordinary(body: bytes) -> bool:
     """Whether `body` is valid JSON the extension is bound to answer for: none of the
     cases it may refuse (non-strict UTF-8, a key holding a backslash, NaN or Infinity,
     nesting deeper than 512, "batch" twice at the top, a batch event type holding a
-    backslash). A GraphQL document naming its project is ordinary too."""
+    backslash, an integer of over 600 digits). A GraphQL document naming its project is
+    ordinary too."""
     if body[:1] not in (b"{", b"["):
         return False
     try:
         body.decode("utf-8")
-        doc = json.loads(body, parse_constant=_constant)
+        doc = json.loads(body, parse_constant=_constant, parse_int=_integer)
     except (ValueError, RecursionError):
         return False
     keys = _keys(body)
