@@ -224,7 +224,9 @@ def _find(pattern: str, text: str) -> str:
 class Proxy:
     """A recording proxy process of one engine, pinned to core 1."""
 
-    def __init__(self, engine: str, upstream: str, work: Path, mitm_venv: Path) -> None:
+    def __init__(
+        self, engine: str, upstream: str, work: Path, mitm_venv: Path, options: tuple[str, ...] = ()
+    ) -> None:
         self.engine = engine
         self.out = work / f"recorded-{engine}-{time.monotonic_ns()}.atc"
         port = common.free_port()
@@ -233,6 +235,7 @@ class Proxy:
         if engine == "gevent":
             argv = [str(Path(sys.executable).parent / "capture"), "record"]
             argv += ["--listen", f"127.0.0.1:{port}", "--upstream", upstream, "-o", str(self.out)]
+            argv += options
         else:
             (work / "mitm_addon.py").write_text(MITM_ADDON)
             argv = [str(mitm_venv / "bin" / "mitmdump"), "--mode", f"reverse:{upstream}"]
@@ -337,7 +340,8 @@ def one_round(engine: str, r: int, args: argparse.Namespace, upstream: str, work
     beside = paced(upstream, args, work, core=1)
     run.beside_direct_p50_us = beside["service_p50_us"]
     run.beside_direct_p99_us = beside["service_p99_us"]
-    proxy = Proxy(engine, upstream, work, Path(args.mitm_venv))
+    options = () if args.busy_poll_us is None else ("--busy-poll-us", str(args.busy_poll_us))
+    proxy = Proxy(engine, upstream, work, Path(args.mitm_venv), options)
     try:
         proxied = paced(proxy.url, args, work)
         run.proxied_p50_us, run.proxied_p99_us = (
@@ -380,6 +384,9 @@ def main() -> None:
     parser.add_argument("--conns", type=int, default=50, help="connections of the throughput run")
     parser.add_argument("--engines", default="gevent")
     parser.add_argument("--body-bytes", type=int, default=3000)
+    parser.add_argument(
+        "--busy-poll-us", type=int, help="capture record --busy-poll-us (default: its own)"
+    )
     parser.add_argument("--max-load", type=float, default=0.3)
     parser.add_argument("--patience", type=float, default=0, help="s to wait for quiet")
     parser.add_argument(

@@ -40,6 +40,7 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 from geventhttpclient._parser import HTTPParseError, HTTPResponseParser
 
+from capture.answerpoll import AnswerPoll
 from capture.proxyhttp import BadRequest, RequestHead, Upstream, answer, parse_request_head
 from capture.proxyio import Conn, Deadlines, TLSConn, plain, tick_for
 from capture.response_head import MORE, parse_head
@@ -48,6 +49,7 @@ RECV_SIZE = 65536
 MAX_HEAD = 64 * 1024
 MAX_BODY = 64 * 1024 * 1024
 IDLE_CHECK_NS = 2_000_000_000  # an upstream connection idle this long is checked before reuse
+BUSY_POLL_NS = 200_000  # poll for answers that lately came back this soon (capture/answerpoll.py)
 CLIENT_TIMEOUT = 60.0  # s a client may keep silent: idle between requests, or inside one
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _SELECT = monkey.get_original("select", "select")  # a real zero-timeout select, not gevent's
@@ -119,6 +121,7 @@ class ReverseProxy:
         timeout: float = 60.0,
         client_timeout: float = CLIENT_TIMEOUT,
         max_body: int = MAX_BODY,
+        busy_poll_ns: int = BUSY_POLL_NS,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.upstream = upstream
@@ -134,6 +137,7 @@ class ReverseProxy:
         self._server = StreamServer((host, port), self._handle, spawn=Pool())
         self._idle: set[Any] = set()  # handlers waiting for a request on a kept-alive connection
         self._deadlines = Deadlines(tick_for(timeout, client_timeout))
+        self._poll = AnswerPoll(busy_poll_ns, clock)
         self.connections = 0
         self.requests = 0
         self.failures = 0  # answered by the proxy with 502 or 504
@@ -156,6 +160,7 @@ class ReverseProxy:
         gevent.killall(list(self._idle))
         self._server.stop(timeout=grace)
         self._deadlines.stop()
+        self._poll.close()
 
     # --- one client connection -----------------------------------------------------------
 
@@ -352,7 +357,11 @@ class ReverseProxy:
         sock = self._upstream(up, now)
         try:
             sock.sendall(data)
-            return sock, sock.recv_ready(RECV_SIZE)  # an answer takes the upstream a while
+            sent = self._poll.sent()
+            try:
+                return sock, sock.recv_ready(RECV_SIZE)  # an answer takes the upstream a while
+            finally:
+                self._poll.answered(sent)
         except (ConnectionResetError, BrokenPipeError):
             return sock, b""
         except OSError as exc:

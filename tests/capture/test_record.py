@@ -670,3 +670,20 @@ def test_the_writer_runs_at_the_priority_asked_and_records(
     assert len(read_all(p.output)) == 1
     made_by = str(meta_extra(p.output)["command"])
     assert ("--writer-priority idle" in made_by) == bool(flags)
+
+
+@pytest.mark.parametrize("flags", [(), ("--busy-poll-us", "0"), ("--busy-poll-us", "50")])
+def test_capture_record_takes_busy_poll_us_and_names_it_in_the_corpus(
+    proxy: object, raw: Any, flags: tuple[str, ...]
+) -> None:
+    p = proxy(raw.url, *flags)  # type: ignore[operator]
+    conn = p.connection()
+    for _ in range(3):
+        conn.request("POST", "/api/public/traces", body=b'{"id":"0123456789abcdef0123456789ab"}')
+        assert conn.getresponse().read() is not None
+    conn.close()
+    code, err = p.finish()
+    assert code == 0, err
+    assert len(read_all(p.output)) == 3
+    made_by = str(meta_extra(p.output)["command"])
+    assert (" ".join(flags) in made_by) if flags else "--busy-poll-us" not in made_by
