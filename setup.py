@@ -11,6 +11,7 @@ setup(
         Extension(
             "capture._spanwalk",
             ["capture/_spanwalk.c"],
+            depends=["capture/_json_bytes.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
             optional=True,
         )
