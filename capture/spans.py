@@ -25,6 +25,10 @@ letters or digits: replay.rewrite's rule) is left unmarked together with every r
 it, so such a record replays with its recorded ids instead of being refused. Strings holding
 a JSON escape are never marked: their bytes are not their value; nor is anything in a
 UTF-16 or UTF-32 body (replay splices ASCII ids into bytes).
+
+That walk (`walked_body_spans`) is the reference. `body_spans` asks faster ways first, each
+giving exactly its answer or none: the same walk compiled (capture/_spanwalk.c, when it was
+built), then one regex search (capture/spanscan.py), then keyscan's (capture/keyscan.py).
 """
 
 from __future__ import annotations
