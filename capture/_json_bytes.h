@@ -17,6 +17,13 @@ static inline int is_space(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* The first byte at or after p that is not JSON's whitespace (n at the end). */
+static inline Py_ssize_t skip_space(const unsigned char *b, Py_ssize_t n, Py_ssize_t p) {
+    while (p < n && is_space(b[p]))
+        p++;
+    return p;
+}
+
 static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
 static inline int is_hex(unsigned char c) {

@@ -21,11 +21,12 @@
 
 #include "_json_bytes.h"
 
+/* capture.corpus_format.IdKind's values */
 enum { TRACE = 0, TRACE_REF = 1, OBSERVATION = 2, OBSERVATION_REF = 3, TIMESTAMP = 4, PROJECT = 5 };
 enum { NO_KIND = -1 };
 
 #define MAX_DEPTH 512
-#define MIN_ID_LENGTH 16
+#define MIN_ID_LENGTH 16 /* capture.spans.MIN_ID_LENGTH and TAG_DIGITS: what replay can mint */
 #define TAG_DIGITS 12
 #define MAX_KEYS 64
 
@@ -237,8 +238,7 @@ static Outcome walk(const unsigned char *b, Py_ssize_t n, Vec *found, Vec *event
         return REFUSE;
     for (;;) {
         /* a value starts at p (after any space) */
-        while (p < n && is_space(b[p]))
-            p++;
+        p = skip_space(b, n, p);
         if (p >= n)
             return REFUSE;
         unsigned char c = b[p];
@@ -257,8 +257,7 @@ static Outcome walk(const unsigned char *b, Py_ssize_t n, Vec *found, Vec *event
             stack[depth].index = 0;
             depth++;
             p++;
-            while (p < n && is_space(b[p]))
-                p++;
+            p = skip_space(b, n, p);
             if (p >= n)
                 return REFUSE;
             if (c == '{') {
@@ -326,8 +325,7 @@ static Outcome walk(const unsigned char *b, Py_ssize_t n, Vec *found, Vec *event
             return REFUSE;
 
     after_value:
-        while (p < n && is_space(b[p]))
-            p++;
+        p = skip_space(b, n, p);
         if (depth == 0)
             return p == n ? ANSWER : REFUSE;
         if (p >= n)
@@ -336,8 +334,7 @@ static Outcome walk(const unsigned char *b, Py_ssize_t n, Vec *found, Vec *event
         if (b[p] == ',') {
             p++;
             if (top->is_object) {
-                while (p < n && is_space(b[p]))
-                    p++;
+                p = skip_space(b, n, p);
                 goto read_key;
             }
             top->index++;
@@ -366,8 +363,7 @@ static Outcome walk(const unsigned char *b, Py_ssize_t n, Vec *found, Vec *event
                 *is_batch = 1;
             }
         }
-        while (p < n && is_space(b[p]))
-            p++;
+        p = skip_space(b, n, p);
         if (p >= n || b[p] != ':')
             return REFUSE;
         p++;

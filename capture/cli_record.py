@@ -24,6 +24,8 @@ from capture.recording import WRITER_PRIORITIES, Recorder, RecordOptions
 from capture.repair import repair as repair_corpus
 from capture.units import format_duration_ns
 
+BUSY_POLL_US = BUSY_POLL_NS // 1000  # the default of --busy-poll-us
+
 
 def parse_listen(text: str) -> tuple[str, int]:
     """HOST:PORT, [IPv6]:PORT, or PORT alone (on 127.0.0.1); raises ValueError."""
@@ -104,7 +106,7 @@ def _path_prefix(
 @click.option(
     "--busy-poll-us",
     type=click.IntRange(0, 100_000),
-    default=BUSY_POLL_NS // 1000,
+    default=BUSY_POLL_US,
     show_default=True,
     metavar="US",
     help="While a request is out and the upstream has lately answered within US µs, poll "
@@ -222,7 +224,7 @@ def _command(
     redact: bool,
     paths: tuple[str, ...],
     writer_priority: str = "batch",
-    busy_poll_us: int = BUSY_POLL_NS // 1000,
+    busy_poll_us: int = BUSY_POLL_US,
 ) -> str:
     """The command line that made the recording, for `capture inspect`."""
     host = f"[{listen[0]}]" if ":" in listen[0] else listen[0]
@@ -240,7 +242,7 @@ def _command(
         argv += ["--path", prefix]
     if writer_priority != "batch":
         argv += ["--writer-priority", writer_priority]
-    if busy_poll_us != BUSY_POLL_NS // 1000:
+    if busy_poll_us != BUSY_POLL_US:
         argv += ["--busy-poll-us", str(busy_poll_us)]
     return shlex.join(argv)
 

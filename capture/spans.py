@@ -247,8 +247,9 @@ _MINTABLE = (  # `mintable` as a pattern over a value's bytes, up to the end of 
     rb"(?:[^A-Za-z0-9\"\\\x80-\xff]*+[A-Za-z0-9]){4}(?=[^\"\\\x80-\xff]{%d})"
     rb"[^\"\\\x80-\xff]*+(?<=[A-Za-z0-9]{%d})" % (max(TAG_DIGITS, MIN_ID_LENGTH - 4), TAG_DIGITS)
 )
+_NAMED_KINDS = {k: v for k, v in _KIND_OF_KEY.items() if isinstance(k, str)}
 if _spanwalk is not None:
-    _spanwalk.configure([(k.encode(), v) for k, v in _KIND_OF_KEY.items() if isinstance(k, str)])
+    _spanwalk.configure([(key.encode(), kind) for key, kind in _NAMED_KINDS.items()])
 COMPILED = _spanwalk is not None
 """Whether capture/_spanwalk.c was built: span finding in one compiled pass."""
 
@@ -266,7 +267,7 @@ def compiled_body_spans(body: bytes) -> tuple[tuple[IdSpan, ...], str | None] | 
 
 
 _SPAN_SCANNER = SpanScanner(
-    {k: v for k, v in _KIND_OF_KEY.items() if isinstance(k, str)},
+    _NAMED_KINDS,
     containers={"observations", "batch", "body"},
     mintable=_MINTABLE,
 )
