@@ -1,7 +1,9 @@
-"""The one compiled part: capture/_spanwalk.c, span finding for `capture record`'s writer.
+"""The compiled parts: capture/_spanwalk.c, span finding for `capture record`'s writer, and
+replay/_frame.c, the template spool's frames for `replay run`.
 
-It is optional: where it cannot be built (no C compiler or Python headers), the install
-goes on and capture/spans.py finds spans in Python, with the same answers, more slowly.
+Both are optional: where they cannot be built (no C compiler or Python headers), the install
+goes on and capture/spans.py finds spans, replay/frame.py packs and reads frames, in
+Python, with the same answers, more slowly.
 """
 
 from setuptools import Extension, setup
@@ -14,6 +16,12 @@ setup(
             depends=["capture/_json_bytes.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
             optional=True,
-        )
+        ),
+        Extension(
+            "replay._frame",
+            ["replay/_frame.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
+            optional=True,
+        ),
     ]
 )

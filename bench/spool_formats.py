@@ -8,19 +8,21 @@ TimelineEntry and Template), the formats taking turns, best of --repeat turns ea
 
     zstd + msgpack     each template's fields as a msgpack array (zstd level 1)
     lz4 + msgpack      the same in LZ4 blocks
-    lz4 + marshal      replay/template.py's frames (marshalled tuples) in LZ4 blocks: the
-                       spool now
-    raw + marshal      the same uncompressed (the file is ~5x larger)
+    lz4 + marshal      marshalled tuples in LZ4 blocks (the spool until 2026-11-29)
+    lz4 + flat         replay/frame.py's frames in LZ4 blocks, read back in C: the spool now
+    raw + flat         the same uncompressed (the file is ~5x larger)
 
 Printed: µs per template and bytes per template on disk. msgpack makes every field and
 array as Python objects and then the template from them field by field; marshal makes the
-tuples in C, and a template is made from its tuple in one call. No network; no file (frames
-stay in memory, so this is the decode cost alone). A benchmark, not a test.
+tuples in C, and a template is made from its tuple in one call; the flat frame's compiled
+reader makes each template's objects straight from the frame's bytes. No network; no file
+(frames stay in memory, so this is the decode cost alone). A benchmark, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import marshal
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -36,8 +38,7 @@ import zstandard
 from bench import common
 from capture.corpus import CorpusReader
 from corpora import BUNDLED, bundled_path
-from replay import rewrite, spool
-from replay import template as layout
+from replay import frame, rewrite, spool
 from replay.address import Target
 from replay.encoder import Encoder
 from replay.pacing import TimelineEntry
@@ -61,9 +62,34 @@ def items_of(corpus: Path) -> list[Item]:
     ]  # fmt: skip
 
 
+def plain(template: Template) -> tuple[Any, ...]:
+    """`template` as a plain tuple, its body one too (as marshal and msgpack take it)."""
+    body = template.body
+    return (*template[:7], None if body is None else tuple(body), *template[8:])
+
+
 def as_msgpack(item: Item) -> bytes:
     entry, template = item
-    return msgpack.packb((*entry, *layout.plain(template)))  # type: ignore[no-any-return]
+    return msgpack.packb((*entry, *plain(template)))  # type: ignore[no-any-return]
+
+
+def as_marshal(items: list[Item]) -> bytes:
+    """A frame as the spool wrote it with marshal: the entries, then the plain templates."""
+    return marshal.dumps(([tuple(e) for e, _t in items], [plain(t) for _e, t in items]))
+
+
+def from_marshal(data: bytes) -> int:
+    """Every (TimelineEntry, Template) of a marshalled frame made; how many."""
+    entries, plains = marshal.loads(data)
+    new = tuple.__new__
+    made = [
+        (
+            new(TimelineEntry, e),
+            new(Template, (*t[:7], None if t[7] is None else Part(*t[7]), *t[8:])),
+        )
+        for e, t in zip(entries, plains, strict=True)
+    ]
+    return len(made)
 
 
 def frames(items: list[Item]) -> list[list[Item]]:
@@ -88,7 +114,10 @@ def reader(
         for blob in blobs:
             data = decompress(blob)
             if unpack == "marshal":
-                n += len(layout.unpack_frame(data))
+                n += from_marshal(data)
+                continue
+            if unpack == "flat":
+                n += len(frame.unpack_frame(data))
                 continue
             unpacker = msgpack.Unpacker(use_list=True, raw=False)
             unpacker.feed(data)
@@ -113,9 +142,8 @@ def main() -> None:
     items = items_of(path)
     cut = frames(items)
     packed = [b"".join(as_msgpack(i) for i in f) for f in cut]
-    marshalled = [
-        layout.pack_frame([e for e, _t in f], [layout.plain(t) for _e, t in f]) for f in cut
-    ]
+    marshalled = [as_marshal(f) for f in cut]
+    flat = [frame.pack_frame([e for e, _t in f], [t for _e, t in f]) for f in cut]
     zc, zd = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
 
     def lz4_decompress(blob: bytes) -> bytes:
@@ -128,7 +156,8 @@ def main() -> None:
         "zstd + msgpack": ([zc.compress(p) for p in packed], zd.decompress, "msgpack"),
         "lz4 + msgpack": ([lz4.block.compress(p) for p in packed], lz4_decompress, "msgpack"),
         "lz4 + marshal": ([lz4.block.compress(f) for f in marshalled], lz4_decompress, "marshal"),
-        "raw + marshal": (marshalled, as_is, "marshal"),
+        "lz4 + flat": ([lz4.block.compress(f) for f in flat], lz4_decompress, "flat"),
+        "raw + flat": (flat, as_is, "flat"),
     }
     runs = {name: reader(*spec) for name, spec in formats.items()}
     best = dict.fromkeys(formats, float("inf"))
@@ -140,6 +169,7 @@ def main() -> None:
     print(f"date      {common.today()}")
     print(f"machine   {common.machine()}")
     print(f"load avg  {common.load1():.2f} at the end")
+    print(f"flat      read by {'replay/_frame.c' if frame.COMPILED else 'Python (not compiled)'}")
     print(f"corpus    {path.name}: {len(items):,} templates in {len(cut)} frames")
     print()
     print("| format | read back, per template | ÷ zstd + msgpack | on disk, per template |")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 AHEAD = 4096  # requests (or templates) prepared ahead of the schedule, at most
+SPOOLED_AHEAD = 64  # the same when they are read back from a spool (see `Ahead`)
 SLICE_NS = 100_000  # work ahead holds the loop for about this long at a time
 BATCH = 8  # items prepared between two looks at the clock
 
@@ -25,6 +26,12 @@ class Ahead:
     a dispatch, and never hold the loop for long. (Not a greenlet: a greenlet that yields
     with sleep(0) is resumed by gevent's callback runner before the loop polls again, for
     up to its switch interval, and starves the sockets.)
+
+    How far ahead (`size`): AHEAD for templates kept in memory or built as they are read
+    (the deque absorbs the cost of building). Templates read back from a spool are new
+    objects made from a frame just decompressed: SPOOLED_AHEAD of them are rendered while
+    their bytes are still in the core's cache, where AHEAD of them (several MB) would be
+    written out to memory and read back.
 
     The consumer reads and pops `items`, then calls `poke()`. `on_fill` is called after each
     slice (the closed model restarts VUs that found the deque empty); `exhausted` is set

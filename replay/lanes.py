@@ -272,7 +272,10 @@ class ScenarioWorker(Worker):
             lane.end = lane.start + lane.cfg.duration_ns
             assert lane.shard is not None
             lane.ahead = Ahead(
-                lane.scheduler.source(lane.shard), self.loop, on_fill=lane.scheduler.on_fill
+                lane.scheduler.source(lane.shard),
+                self.loop,
+                lane.shard.ahead,
+                on_fill=lane.scheduler.on_fill,
             )
             lane.ahead.prefill(start_ns - PREFILL_MARGIN_NS)
         background = self._until_start(start_ns)

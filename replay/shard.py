@@ -21,6 +21,7 @@ from capture.chunkshard import walk_chunks, whole_trace_chunks
 from capture.corpus import CorpusHeader, CorpusReader
 from capture.units import NS
 from replay import lead, pacing
+from replay.ahead import AHEAD, SPOOLED_AHEAD
 from replay.config import WorkerConfig, shard_of
 from replay.pacing import TimelineEntry
 from replay.protocol import LoadStage
@@ -119,6 +120,11 @@ class Shard:
             self._fill_spool(progress)
         self.everyone = self.mine == 0  # an empty shard borrows every record (rate, closed)
         self._loading = False
+
+    @property
+    def ahead(self) -> int:
+        """How many requests `Ahead` prepares for this shard (see there)."""
+        return SPOOLED_AHEAD if self.spool is not None and self.spool_error is None else AHEAD
 
     def _cache(self, build: Callable[[Any, int], Template]) -> list[tuple[Any, Template]] | None:
         """The shard's templates in memory, built now (a subclass may defer them: None)."""

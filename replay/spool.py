@@ -3,13 +3,14 @@
 Without it, a worker whose shard exceeds its template cache decodes and builds every record
 again as it sends it (~11 µs for a 1.8 KB record, ~38 µs for an ingestion trace), on the
 core that sends: one worker is then CPU-bound below 25,000 req/s. The spool builds each
-template once, while the worker loads, into frames of `replay.template` (marshalled tuples:
-reading one back is a C call and a tuple per template), compressed as LZ4 blocks of
-about FRAME_BYTES of template bytes, in an anonymous temporary file, each frame after its
-two lengths (compressed, raw); a pass reads them back in order, READ_BYTES of whole frames per
-read, and holds one read and one frame in memory (nor is an index of frames kept: memory
-stays flat however long the shard). LZ4: the read is on the core that sends, and LZ4 gives
-a frame back several times faster than zstd (bench/spool_formats.py).
+template once, while the worker loads, into frames of `replay.frame` (flat bytes, read back
+in C), compressed as LZ4 blocks of about FRAME_BYTES of template bytes, in an anonymous
+temporary file, each frame after its two lengths (compressed, raw); a pass reads them back
+in order, READ_BYTES of whole frames per read, and holds one read and one frame in memory
+(nor is an index of frames kept: memory stays flat however long the shard). LZ4: the read
+is on the core that sends, and LZ4 gives a frame back several times faster than zstd
+(bench/spool_formats.py). Frames and reads are small so that what a pass reads back is
+still in the core's cache when it is rendered and sent (see replay.ahead).
 
 The file is created unlinked (O_TMPFILE, in $TMPDIR or `directory`), so nothing is left
 behind however the worker ends. Each pass reads with `os.pread` at its own offsets, so
@@ -37,13 +38,13 @@ from typing import Any
 
 import lz4.block
 
-from replay import template as layout
+from replay import frame as layout
 from replay.pacing import TimelineEntry
 from replay.template import Template
 
-FRAME_BYTES = 64 << 10  # template bytes per LZ4 frame (what one step decompresses)
+FRAME_BYTES = 16 << 10  # template bytes per LZ4 frame (what one step decompresses)
 ITEM_BYTES = 96  # what a template's entry, numbers and short strings add to a frame
-READ_BYTES = 1 << 20  # whole frames read at once (a larger frame is read alone)
+READ_BYTES = 256 << 10  # whole frames read at once (a larger frame is read alone)
 FRAME_HEAD = struct.Struct("<II")  # each frame: its compressed and raw lengths, then LZ4
 
 
@@ -55,7 +56,7 @@ class TemplateSpool:
         self._file = tempfile.TemporaryFile(dir=directory, prefix="replay-spool-")  # noqa: SIM115
         self._fd = self._file.fileno()
         self._entries: list[TimelineEntry] = []  # the frame being filled
-        self._templates: list[layout.Plain] = []
+        self._templates: list[Template] = []
         self._frame_bytes = 0
         self._written = 0  # bytes in the file (no index kept: memory stays flat however long)
         self.count = 0  # templates added
@@ -66,7 +67,7 @@ class TemplateSpool:
 
     def add(self, entry: TimelineEntry, template: Template) -> None:
         self._entries.append(entry)
-        self._templates.append(layout.plain(template))
+        self._templates.append(template)
         self._frame_bytes += len(template.fmt) + ITEM_BYTES
         if template.body is not None:
             self._frame_bytes += len(template.body.fmt)

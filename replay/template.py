@@ -8,21 +8,14 @@ hole index and recorded epoch ms: the timestamp moved to the replay clock) and `
 (hole indices: the trace a read names). A body that names a trace it does not define is a
 second such part, whose length is counted per request.
 
-Frames. Templates (each with its `TimelineEntry`) are kept on disk by replay.spool in frames
-of many: `pack_frame` writes one with `marshal`, `unpack_frame` reads it back. A template is
-a tuple (a NamedTuple), so reading one back makes it from the tuple `marshal` made in C: no
-per-field work in Python, and a template read from the spool costs little more than one
-kept in memory. `marshal` is the interpreter's own format for trusted data: a frame is
-read only by the process that wrote it, from an unlinked file of its own.
+A template is a tuple (a NamedTuple): replay.frame keeps many in a flat frame of bytes for
+the spool, and its compiled reader makes one back from those bytes without a step in Python.
 """
 
 from __future__ import annotations
 
-import marshal
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
-
-from replay.pacing import TimelineEntry
+from typing import NamedTuple
 
 SERIAL, STAMP, READ = 0, 1, 2
 
@@ -134,60 +127,3 @@ class Template(NamedTuple):
             return head
         text = fill(*body, serial, delta_ms, read, iso)
         return b"%s%d\r\n\r\n%s" % (head, len(text), text)
-
-
-Item = tuple[TimelineEntry, Template]
-Plain = tuple[Any, ...]  # a template as a frame holds it: a plain tuple, its body one too
-_BODY = Template._fields.index("body")
-
-
-def plain(template: Template) -> Plain:
-    """`template` as a plain tuple (as `marshal` takes it)."""
-    body = template.body
-    if body is None:
-        return tuple(template)
-    return (*template[:_BODY], tuple(body), *template[_BODY + 1 :])
-
-
-def pack_frame(entries: Sequence[TimelineEntry], templates: Sequence[Plain]) -> bytes:
-    """Entries and their templates (`plain`), in order, as one frame. The entries are a
-    frame of their own inside it: a pass that needs the templates alone never makes them."""
-    has_body = any(t[_BODY] is not None for t in templates)
-    inner = marshal.dumps([tuple(e) for e in entries])
-    return marshal.dumps((has_body, inner, list(templates)))
-
-
-def unpack_frame(frame: bytes, where: int = 0) -> list[Item]:
-    """Every (TimelineEntry, Template) of a frame, in order; an OSError naming the frame
-    (`where`: its byte offset in the spool) for one that is not a frame."""
-    try:
-        has_body, inner, plains = marshal.loads(frame)
-        new = tuple.__new__
-        entries = [new(TimelineEntry, e) for e in marshal.loads(inner)]
-        templates = _templates(has_body, plains)
-    except (ValueError, EOFError, TypeError) as exc:
-        raise OSError(f"template spool: a damaged frame at byte {where} ({exc})") from None
-    if len(entries) != len(templates):
-        raise OSError(f"template spool: a damaged frame at byte {where} (entries and templates)")
-    return list(zip(entries, templates, strict=True))
-
-
-def unpack_templates(frame: bytes, where: int = 0) -> list[Template]:
-    """The templates of a frame alone, in order (a pass that needs no entries)."""
-    try:
-        has_body, _inner, plains = marshal.loads(frame)
-        return _templates(has_body, plains)
-    except (ValueError, EOFError, TypeError) as exc:
-        raise OSError(f"template spool: a damaged frame at byte {where} ({exc})") from None
-
-
-def _templates(has_body: bool, plains: list[Plain]) -> list[Template]:
-    if not has_body:
-        new = tuple.__new__
-        return [new(Template, t) for t in plains]
-    return [_with_body(t) for t in plains]
-
-
-def _with_body(t: Plain) -> Template:
-    body = None if t[_BODY] is None else Part(*t[_BODY])
-    return tuple.__new__(Template, (*t[:_BODY], body, *t[_BODY + 1 :]))

@@ -311,7 +311,9 @@ class Worker:
         self.end = end = start_ns + cfg.duration_ns
         assert self.shard is not None
         scheduler = self.scheduler
-        self.ahead = Ahead(scheduler.source(self.shard), self.loop, on_fill=scheduler.on_fill)
+        self.ahead = Ahead(
+            scheduler.source(self.shard), self.loop, self.shard.ahead, on_fill=scheduler.on_fill
+        )
         self.ahead.prefill(start_ns - PREFILL_MARGIN_NS)
         self.shard.built_late = 0  # (built before the start: not late)
         background = self._until_start(start_ns)

@@ -15,7 +15,6 @@ from worker_shards import ENCODER, NS, config, shard
 from capture.corpus import CorpusReader, write_corpus
 from corpora import bundled_path
 from replay import rewrite, spool
-from replay import template as layout
 from replay.config import WorkerConfig
 from replay.pacing import TimelineEntry
 from replay.shard import Shard, most_requests
@@ -39,7 +38,7 @@ def templates_of(corpus: Path) -> list[tuple[TimelineEntry, rewrite.Template]]:
 
 def flat(entry: TimelineEntry, template: rewrite.Template) -> tuple[object, ...]:
     """Every field of the pair, as a plain tuple (as a spool frame holds it)."""
-    return (*entry, *layout.plain(template))
+    return (*entry, *template)  # (a body is a Part: a tuple too)
 
 
 def rendered(template: Any, serial: int) -> bytes:

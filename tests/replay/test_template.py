@@ -1,16 +1,13 @@
-"""Templates as format strings, and their spool frames (replay/template.py), against a plain
-concatenation of the pieces they were made from."""
+"""Templates as format strings (replay/template.py), against a plain concatenation of the
+pieces they were made from."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replay import template as layout
-from replay.pacing import TimelineEntry
 from replay.rewrite import Stamps
 from replay.template import READ, STAMP, Part, Piece, Template, part_of
 
@@ -79,57 +76,3 @@ def test_part_of_counts_holes_and_says_where_the_reads_are() -> None:
     assert part == Part(b"a%%%sb%s%s%sc", 4, (1, 99), (3,))
     assert reads
     assert part_of([b"x", None])[1] is False
-
-
-def fields(t: Template) -> dict[str, Any]:
-    names = [n for n in Template._fields if n != "body"]
-    out = {n: getattr(t, n) for n in names}
-    out["stamps"], out["reads"] = list(t.stamps), list(t.reads)
-    out["body"] = None if t.body is None else (t.body.fmt, t.body.slots, list(t.body.stamps),
-                                               list(t.body.reads))  # fmt: skip
-    return out
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    many=st.lists(
-        st.tuples(
-            pieces_st,
-            st.none() | pieces_st,
-            st.text(max_size=20),
-            st.tuples(st.integers(0, 2**62), st.integers(0, 2**62), st.integers(0, 2**62)),
-            st.none() | st.tuples(st.binary(max_size=30), st.binary(max_size=30)),
-            st.binary(max_size=40),
-            MS,
-        ),
-        max_size=8,
-    )
-)
-def test_a_frame_gives_back_every_field(many: list[Any]) -> None:
-    pairs = [
-        (
-            TimelineEntry(*entry),
-            template([b"HEAD /" if n % 2 else b"GET /", *request], body, endpoint=endpoint,
-                     offset_ns=entry[1], recorded_ms=recorded, ack=ack, read_fallback=fallback),
-        )
-        for n, (request, body, endpoint, entry, ack, fallback, recorded) in enumerate(many)
-    ]  # fmt: skip
-    frame = layout.pack_frame([e for e, _t in pairs], [layout.plain(t) for _e, t in pairs])
-    got = layout.unpack_frame(frame)
-    assert [t for _e, t in got] == layout.unpack_templates(frame)
-    assert [e for e, _t in got] == [e for e, _t in pairs]
-    assert all(type(e) is TimelineEntry and type(t) is Template for e, t in got)
-    assert all(t.body is None or type(t.body) is Part for _e, t in got)
-    assert [fields(t) for _e, t in got] == [fields(t) for _e, t in pairs]
-    for (_e, a), (_f, b) in zip(got, pairs, strict=True):
-        assert a.render(b"123456789", 3, b"r", ISO) == b.render(b"123456789", 3, b"r", ISO)
-
-
-def test_a_frame_cut_short_is_an_error_naming_its_offset() -> None:
-    item = template([b"GET /", None, b"x"], None)
-    frame = layout.pack_frame([TimelineEntry(1, 2, 3)] * 2, [layout.plain(item)] * 2)
-    with pytest.raises(OSError, match="damaged frame at byte 4096"):
-        layout.unpack_frame(frame[:-1], 4096)
-    with pytest.raises(OSError, match="damaged frame at byte 7"):
-        layout.unpack_frame(b"\x00" + frame[1:], 7)
-    assert len(layout.unpack_frame(frame)) == 2
