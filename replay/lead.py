@@ -7,10 +7,12 @@ templates built behind by time t are
 
     B(t) = ∫ max(0, 1 - r(s) · SEND_NS) ds / b        r(s): the schedule's request rate
 
-and the schedule has used D(t) of the shard's templates (`demand`). The pass never catches up
-with the builder if the lead L holds L + B(t) >= D(t) + AHEAD for every t up to the end, so
+and the schedule has used D(t) of the shard's templates (`demand`). A pass over a spool
+prepares SPOOLED_AHEAD of them ahead of the schedule (replay.ahead), so it never catches up
+with the builder if the lead L holds L + B(t) >= D(t) + SPOOLED_AHEAD for every t up to the
+end, so
 
-    L = max over t of (D(t) + AHEAD - B(t)) · (1 + MARGIN)
+    L = max over t of (D(t) + SPOOLED_AHEAD - B(t)) · (1 + MARGIN)
 
 at most the whole shard (a model that sends as fast as it can, `demand` None, needs it all:
 its sends leave no core to build on). A machine that can build ahead of its schedule
@@ -25,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from replay.ahead import AHEAD
+from replay.ahead import SPOOLED_AHEAD
 
 Demand = Callable[[int], float]
 """Templates of a shard its schedule has used by t ns from the start (its first pass)."""
@@ -41,7 +43,7 @@ def templates_first(demand: Demand | None, build_ns: float, duration_ns: int, to
     if demand is None:
         return total
     step = max(duration_ns // STEPS, 1)
-    worst = float(AHEAD)
+    worst = float(SPOOLED_AHEAD)
     behind = 0.0  # templates built behind the sends so far
     used = 0.0
     t = 0
@@ -51,5 +53,5 @@ def templates_first(demand: Demand | None, build_ns: float, duration_ns: int, to
         free = max(float(step) - (now - used) * SEND_NS, 0.0)
         behind += free / max(build_ns, 1.0)
         used = now
-        worst = max(worst, now + AHEAD - behind)
+        worst = max(worst, now + SPOOLED_AHEAD - behind)
     return min(total, math.ceil(worst * (1 + MARGIN)))

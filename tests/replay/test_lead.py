@@ -12,7 +12,7 @@ import worker_shards
 
 from replay import lead
 from replay import shard as shard_module
-from replay.ahead import AHEAD
+from replay.ahead import SPOOLED_AHEAD
 from replay.shard import BUILD_CHECK, Shard
 
 NS = 1_000_000_000
@@ -30,23 +30,24 @@ def test_a_slow_schedule_needs_only_what_is_prepared_ahead_of_it() -> None:
     # 100 req/s and a template built in 10 µs: building behind keeps far ahead; the lead is
     # what Ahead prepares before the start, with the margin
     got = lead.templates_first(constant(100), 10_000, 60 * NS, 10**6)
-    assert got == math.ceil(AHEAD * (1 + lead.MARGIN))
+    assert got == math.ceil(SPOOLED_AHEAD * (1 + lead.MARGIN))
 
 
 def test_a_schedule_faster_than_building_behind_is_built_ahead_by_the_difference() -> None:
     # 25,000 req/s for 10 s, 50 µs a template: sending takes 25,000 x 30 µs = 0.75 s of each
     # second, so building behind makes 0.25 s / 50 µs = 5,000 templates a second; by the end
-    # the schedule has used 250,000 (+ AHEAD prepared), building behind made 50,000
-    expected = (250_000 + AHEAD - 50_000) * (1 + lead.MARGIN)
+    # the schedule has used 250,000 (+ SPOOLED_AHEAD prepared), building behind made 50,000
+    expected = (250_000 + SPOOLED_AHEAD - 50_000) * (1 + lead.MARGIN)
     got = lead.templates_first(constant(25_000), 50_000, 10 * NS, 10**6)
     assert got == pytest.approx(expected, abs=1)
-    # never more than the shard
-    assert lead.templates_first(constant(25_000), 50_000, 10 * NS, 100_000) == 100_000
+    # never more than the shard: 1,000 templates are used by 40 ms, when 200 were built
+    # behind, so (1,000 + SPOOLED_AHEAD - 200) x 1.2 > 1,000
+    assert lead.templates_first(constant(25_000), 50_000, 10 * NS, 1_000) == 1_000
 
 
 def test_a_schedule_the_sends_alone_fill_leaves_nothing_to_build_behind() -> None:
     # 40,000 req/s x 30 µs > 1 s a second: nothing is built behind, the lead is the demand
-    expected = (40_000 * 5 + AHEAD) * (1 + lead.MARGIN)
+    expected = (40_000 * 5 + SPOOLED_AHEAD) * (1 + lead.MARGIN)
     got = lead.templates_first(constant(40_000), 1_000, 5 * NS, 10**6)
     assert got == pytest.approx(expected, abs=1)
 
@@ -61,9 +62,9 @@ def shard(corpus: Path, keep_ahead: bool, **kw: Any) -> Shard:
 def test_a_shard_builds_before_sending_what_its_schedule_needs(synth_corpus: Any) -> None:
     corpus = synth_corpus("query", rate=1500, seconds=5)  # ~7,500 small records
     slow = shard(corpus, True, model="rate", rate=10.0)
-    assert slow.mine > math.ceil(AHEAD * (1 + lead.MARGIN))
+    assert slow.mine > math.ceil(SPOOLED_AHEAD * (1 + lead.MARGIN))
     assert slow.spool is not None and not slow.spool.finished
-    assert slow.spool.count == math.ceil(AHEAD * (1 + lead.MARGIN))  # what Ahead prepares
+    assert slow.spool.count == math.ceil(SPOOLED_AHEAD * (1 + lead.MARGIN))  # what Ahead prepares
     assert slow.extended_ns > 0
     fast = shard(corpus, True, model="closed", vus=5)  # as fast as it can: all of it
     assert fast.spool is not None and fast.spool.finished and fast.spool.count == fast.mine
@@ -83,7 +84,7 @@ def test_building_before_sending_stops_at_the_longest_lead(
     cut = shard(corpus, True, model="rate", rate=10.0)
     assert cut.spool is not None and not cut.spool.finished
     assert cut.spool.count == 2 * BUILD_CHECK < cut.mine
-    assert cut.lead_short == math.ceil(AHEAD * (1 + lead.MARGIN)) - 2 * BUILD_CHECK
+    assert cut.lead_short == math.ceil(SPOOLED_AHEAD * (1 + lead.MARGIN)) - 2 * BUILD_CHECK
     closed = shard(corpus, True, model="closed", vus=5)
     assert closed.spool is not None and closed.spool.count == closed.mine
     assert closed.lead_short == 0
