@@ -99,15 +99,14 @@ def long_corpus(records: int) -> Path:
 # where a sending worker's samples go: (label, function names whose frames count)
 SHARES = (
     (
-        "reading the spool back (pread, LZ4, marshal)",
+        "reading the spool back (pread, LZ4, the frames' objects)",
         (
             "_frames",
             "_rounds",
             "_pread",
             "unpack_templates",
             "unpack_frame",
-            "_templates",
-            "_with_body",
+            "unpacked",
             "_cycle",
         ),
     ),
