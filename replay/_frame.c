@@ -74,6 +74,24 @@ static PyObject *bytes_at(Reader *r) {
     return start ? PyBytes_FromStringAndSize(start, length) : NULL;
 }
 
+/* A `bytes` that is often the same from one template to the next (an ingestion corpus's
+ * trace id prefix and suffix): `*last` again when its bytes are equal, else a new one kept
+ * in `*last`. */
+static PyObject *repeated_bytes_at(Reader *r, PyObject **last) {
+    Py_ssize_t length;
+    const char *start = span_at(r, &length);
+    if (start == NULL)
+        return NULL;
+    if (*last == NULL || PyBytes_GET_SIZE(*last) != length ||
+        memcmp(PyBytes_AS_STRING(*last), start, length) != 0) {
+        PyObject *made = PyBytes_FromStringAndSize(start, length);
+        if (made == NULL)
+            return NULL;
+        Py_XSETREF(*last, made);
+    }
+    return Py_NewRef(*last);
+}
+
 /* A new instance of a tuple type (a NamedTuple) holding `items`, whose references it takes. */
 static PyObject *named(PyTypeObject *type, PyObject **items, Py_ssize_t n) {
     PyObject *tuple = type->tp_alloc(type, n);
@@ -120,8 +138,21 @@ static int part_at(Reader *r, PyObject **out) {
     return 0;
 }
 
-/* One template; `endpoint` keeps the last endpoint read (most frames have one or two). */
-static PyObject *template_at(Reader *r, PyObject **endpoint) {
+/* The last value of each field that often repeats from one template to the next. */
+typedef struct {
+    PyObject *endpoint, *ack_prefix, *ack_suffix, *read_fallback;
+} Repeats;
+
+static void forget(Repeats *last) {
+    Py_CLEAR(last->endpoint);
+    Py_CLEAR(last->ack_prefix);
+    Py_CLEAR(last->ack_suffix);
+    Py_CLEAR(last->read_fallback);
+}
+
+/* One template; `last` keeps the fields that repeat (most frames have one endpoint). */
+static PyObject *template_at(Reader *r, Repeats *last) {
+    PyObject **endpoint = &last->endpoint;
     PyObject *f[TEMPLATE_FIELDS] = {NULL};
     Py_ssize_t length;
     const char *name = span_at(r, &length);
@@ -155,8 +186,10 @@ static PyObject *template_at(Reader *r, PyObject **endpoint) {
     } else {
         f[T_BODY] = Py_NewRef(Py_None);
     }
-    if ((f[T_ACK_PREFIX] = bytes_at(r)) == NULL || (f[T_ACK_SUFFIX] = bytes_at(r)) == NULL ||
-        (f[T_READ_FALLBACK] = bytes_at(r)) == NULL || need(r, 1) < 0)
+    if ((f[T_ACK_PREFIX] = repeated_bytes_at(r, &last->ack_prefix)) == NULL ||
+        (f[T_ACK_SUFFIX] = repeated_bytes_at(r, &last->ack_suffix)) == NULL ||
+        (f[T_READ_FALLBACK] = repeated_bytes_at(r, &last->read_fallback)) == NULL ||
+        need(r, 1) < 0)
         goto fail;
     unsigned char flags = (unsigned char)*r->at++;
     f[T_HAS_READ] = Py_NewRef(flags & HAS_READ ? Py_True : Py_False);
@@ -202,7 +235,8 @@ static PyObject *unpack(PyObject *Py_UNUSED(module), PyObject *const *args, Py_s
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
     Reader r = {view.buf, view.buf, (const char *)view.buf + view.len};
-    PyObject *out = NULL, *endpoint = NULL;
+    PyObject *out = NULL;
+    Repeats last = {NULL, NULL, NULL, NULL};
     if (need(&r, 4) < 0)
         goto done;
     uint32_t count = u32_at(&r);
@@ -222,7 +256,7 @@ static PyObject *unpack(PyObject *Py_UNUSED(module), PyObject *const *args, Py_s
         } else {
             r.at += ENTRY_BYTES;
         }
-        PyObject *template = template_at(&r, &endpoint);
+        PyObject *template = template_at(&r, &last);
         if (template == NULL) {
             Py_XDECREF(entry);
             goto fail;
@@ -247,7 +281,7 @@ static PyObject *unpack(PyObject *Py_UNUSED(module), PyObject *const *args, Py_s
 fail:
     Py_CLEAR(out);
 done:
-    Py_XDECREF(endpoint);
+    forget(&last);
     PyBuffer_Release(&view);
     return out;
 }
