@@ -57,7 +57,7 @@ class VUScheduler(AsFastAsVUs):
         self.busy: list[bool] = []  # VU in an iteration (sending, waiting or thinking)
         self.step: list[int] = []  # the flow step it is at
         self.cut: list[int] = []  # past this instant it sends no further step (0: none)
-        self.parked: list[int] = []  # VUs waiting for `Ahead` to prepare a template
+        self.parked: list[tuple[int, int]] = []  # VUs waiting for `Ahead`, and since when
         self.shard: Shard | None = None
         self.by_endpoint: dict[str, list[Template]] = {}
         self.next_of: dict[str, int] = {}
@@ -152,7 +152,7 @@ class VUScheduler(AsFastAsVUs):
                 if ahead.exhausted:
                     self.busy[i] = False
                 else:
-                    self.parked.append(i)
+                    self.parked.append((i, ready))  # (its wait is part of its latency)
                 return
             tpl = ahead.items.popleft()
             ahead.poke()
@@ -187,9 +187,9 @@ class VUScheduler(AsFastAsVUs):
     def _unpark(self) -> None:
         parked, self.parked = self.parked, []
         now = time.monotonic_ns()
-        for i in parked:
+        for i, ready in parked:
             if i < self.target and self._may_continue(i, now) and now < self.worker.end:
-                self._send(i, now)
+                self._send(i, ready)
             else:
                 self.busy[i] = False
 

@@ -40,7 +40,7 @@ except ImportError:  # built without a C compiler: marshalled frames
 
 Item = tuple[TimelineEntry, Template]
 
-U8, U32, I64 = struct.Struct("=B"), struct.Struct("=I"), struct.Struct("=q")
+U8, U32 = struct.Struct("=B"), struct.Struct("=I")
 ENTRY = struct.Struct("=qqq")
 NUMBERS = struct.Struct("=qq")  # a template's offset_ns, recorded_ms
 COUNTS = struct.Struct("=III")  # a part's slots, stamps, reads

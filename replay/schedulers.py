@@ -303,11 +303,12 @@ class AsFastAsVUs(Scheduler):
 class ClosedScheduler(AsFastAsVUs):
     """--vus: each VU (a connection) sends its next request once its last one is answered
     (after --think-time, on a timer); a request's intended time is the moment its VU was
-    ready to send it. A VU that finds nothing prepared is parked until `Ahead` fills."""
+    ready to send it. A VU that finds nothing prepared is parked until `Ahead` fills, and its
+    request keeps the moment it was ready: the wait for the tool is part of its latency."""
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker)
-        self.parked: list[Connection] = []  # VUs waiting for a template
+        self.parked: list[tuple[Connection, int]] = []  # VUs waiting for a template, since
         self._think = self.cfg.think_ns / NS if self.cfg.think_ns else None
         self.on_fill = self._unpark
 
@@ -315,7 +316,8 @@ class ClosedScheduler(AsFastAsVUs):
         return shard.cycle()
 
     def begin(self) -> None:
-        self.parked = list(self.conns)
+        start = self.worker.start
+        self.parked = [(conn, start) for conn in self.conns]
         self._unpark()
 
     def done(self, conn: Connection, done: int) -> None:
@@ -334,7 +336,7 @@ class ClosedScheduler(AsFastAsVUs):
         assert ahead is not None
         if not ahead.items:
             if not ahead.exhausted:
-                self.parked.append(conn)
+                self.parked.append((conn, ready))
             return
         tpl = ahead.items.popleft()
         ahead.poke()
@@ -356,9 +358,9 @@ class ClosedScheduler(AsFastAsVUs):
         parked, self.parked = self.parked, []
         now = time.monotonic_ns()
         worker = self.worker
-        for conn in parked:
+        for conn, ready in parked:
             if not worker.stopping and now < worker.end:
-                self._vu_send(conn, now)
+                self._vu_send(conn, ready)
 
 
 SCHEDULERS: dict[str, type[Scheduler]] = {
