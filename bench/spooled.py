@@ -106,6 +106,7 @@ SHARES = (
             "_pread",
             "unpack_templates",
             "unpack_frame",
+            "_unpack",
             "unpacked",
             "_cycle",
         ),

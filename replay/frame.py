@@ -63,20 +63,19 @@ def pack_frame(entries: Sequence[TimelineEntry], templates: Sequence[Template]) 
 def unpack_frame(frame: bytes, where: int = 0) -> list[Item]:
     """Every (TimelineEntry, Template) of a frame, in order; an OSError naming the frame
     (`where`: its byte offset in the spool) for one that is not a frame."""
-    try:
-        if _frame is not None:
-            return _frame.unpack(frame, True)
-        return unmarshalled(frame, True)
-    except (ValueError, EOFError, TypeError) as exc:
-        raise OSError(f"template spool: a damaged frame at byte {where} ({exc})") from None
+    return _unpack(frame, where, True)
 
 
 def unpack_templates(frame: bytes, where: int = 0) -> list[Template]:
     """The templates of a frame alone, in order (a pass that needs no entries)."""
+    return _unpack(frame, where, False)
+
+
+def _unpack(frame: bytes, where: int, entries: bool) -> list[Any]:
     try:
         if _frame is not None:
-            return _frame.unpack(frame, False)
-        return unmarshalled(frame, False)
+            return _frame.unpack(frame, entries)
+        return unmarshalled(frame, entries)
     except (ValueError, EOFError, TypeError) as exc:
         raise OSError(f"template spool: a damaged frame at byte {where} ({exc})") from None
 
