@@ -308,7 +308,7 @@ class ClosedScheduler(AsFastAsVUs):
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker)
-        self.parked: list[tuple[Connection, int]] = []  # VUs waiting for a template, since
+        self.parked: list[tuple[Connection, int]] = []  # (VU, when ready) waiting for a template
         self._think = self.cfg.think_ns / NS if self.cfg.think_ns else None
         self.on_fill = self._unpark
 
