@@ -92,12 +92,16 @@ static PyObject *repeated_bytes_at(Reader *r, PyObject **last) {
     return Py_NewRef(*last);
 }
 
+static void release(PyObject **items, Py_ssize_t n) {
+    for (Py_ssize_t k = 0; k < n; k++)
+        Py_XDECREF(items[k]);
+}
+
 /* A new instance of a tuple type (a NamedTuple) holding `items`, whose references it takes. */
 static PyObject *named(PyTypeObject *type, PyObject **items, Py_ssize_t n) {
     PyObject *tuple = type->tp_alloc(type, n);
     if (tuple == NULL) {
-        for (Py_ssize_t k = 0; k < n; k++)
-            Py_XDECREF(items[k]);
+        release(items, n);
         return NULL;
     }
     for (Py_ssize_t k = 0; k < n; k++)
@@ -105,9 +109,21 @@ static PyObject *named(PyTypeObject *type, PyObject **items, Py_ssize_t n) {
     return tuple;
 }
 
-static void release(PyObject **items, Py_ssize_t n) {
-    for (Py_ssize_t k = 0; k < n; k++)
-        Py_XDECREF(items[k]);
+/* A tuple of `count` numbers: i64 if `wide`, else u32 (the caller checked they are there). */
+static PyObject *numbers_at(Reader *r, uint32_t count, int wide) {
+    PyObject *numbers = PyTuple_New(count);
+    if (numbers == NULL)
+        return NULL;
+    for (uint32_t k = 0; k < count; k++) {
+        PyObject *value =
+            wide ? PyLong_FromLongLong(i64_at(r)) : PyLong_FromUnsignedLong(u32_at(r));
+        if (value == NULL) {
+            Py_DECREF(numbers);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(numbers, k, value);
+    }
+    return numbers;
 }
 
 /* A part's fields into out[0..3]: fmt, slots, stamps, reads. */
@@ -117,24 +133,9 @@ static int part_at(Reader *r, PyObject **out) {
     uint32_t slots = u32_at(r), stamps = u32_at(r), reads = u32_at(r);
     if (need(r, (Py_ssize_t)stamps * 8 + (Py_ssize_t)reads * 4) < 0)
         return -1;
-    if ((out[1] = PyLong_FromUnsignedLong(slots)) == NULL)
+    if ((out[1] = PyLong_FromUnsignedLong(slots)) == NULL ||
+        (out[2] = numbers_at(r, stamps, 1)) == NULL || (out[3] = numbers_at(r, reads, 0)) == NULL)
         return -1;
-    if ((out[2] = PyTuple_New(stamps)) == NULL)
-        return -1;
-    for (uint32_t k = 0; k < stamps; k++) {
-        PyObject *value = PyLong_FromLongLong(i64_at(r));
-        if (value == NULL)
-            return -1;
-        PyTuple_SET_ITEM(out[2], k, value);
-    }
-    if ((out[3] = PyTuple_New(reads)) == NULL)
-        return -1;
-    for (uint32_t k = 0; k < reads; k++) {
-        PyObject *value = PyLong_FromUnsignedLong(u32_at(r));
-        if (value == NULL)
-            return -1;
-        PyTuple_SET_ITEM(out[3], k, value);
-    }
     return 0;
 }
 
