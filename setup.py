@@ -1,9 +1,10 @@
-"""The compiled parts: capture/_spanwalk.c, span finding for `capture record`'s writer, and
-replay/_frame.c, the template spool's frames for `replay run`.
+"""The compiled parts: capture/_spanwalk.c, span finding for `capture record`'s writer;
+replay/_frame.c, the template spool's frames, and replay/_fill.c, rendering a template, for
+`replay run`.
 
-Both are optional: where they cannot be built (no C compiler or Python headers), the install
-goes on and capture/spans.py finds spans, replay/frame.py packs and reads frames, in
-Python, with the same answers, more slowly.
+All are optional: where they cannot be built (no C compiler or Python headers), the install
+goes on and capture/spans.py finds spans, replay/frame.py packs and reads frames,
+replay/template.py renders, in Python, with the same answers, more slowly.
 """
 
 from setuptools import Extension, setup
@@ -20,6 +21,12 @@ setup(
         Extension(
             "replay._frame",
             ["replay/_frame.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
+            optional=True,
+        ),
+        Extension(
+            "replay._fill",
+            ["replay/_fill.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
             optional=True,
         ),

@@ -109,14 +109,13 @@ static PyObject *named(PyTypeObject *type, PyObject **items, Py_ssize_t n) {
     return tuple;
 }
 
-/* A tuple of `count` numbers: i64 if `wide`, else u32 (the caller checked they are there). */
-static PyObject *numbers_at(Reader *r, uint32_t count, int wide) {
+/* A tuple of `count` u32 numbers (the caller checked they are there). */
+static PyObject *counts_at(Reader *r, uint32_t count) {
     PyObject *numbers = PyTuple_New(count);
     if (numbers == NULL)
         return NULL;
     for (uint32_t k = 0; k < count; k++) {
-        PyObject *value =
-            wide ? PyLong_FromLongLong(i64_at(r)) : PyLong_FromUnsignedLong(u32_at(r));
+        PyObject *value = PyLong_FromUnsignedLong(u32_at(r));
         if (value == NULL) {
             Py_DECREF(numbers);
             return NULL;
@@ -126,17 +125,18 @@ static PyObject *numbers_at(Reader *r, uint32_t count, int wide) {
     return numbers;
 }
 
-/* A part's fields into out[0..3]: fmt, slots, stamps, reads. */
+/* A part's fields into out[0..3]: fmt, slots, stamps (their bytes, as they are), reads. */
 static int part_at(Reader *r, PyObject **out) {
     if ((out[0] = bytes_at(r)) == NULL || need(r, 12) < 0)
         return -1;
     uint32_t slots = u32_at(r), stamps = u32_at(r), reads = u32_at(r);
-    if (need(r, (Py_ssize_t)stamps * 8 + (Py_ssize_t)reads * 4) < 0)
+    if (need(r, (Py_ssize_t)stamps * 16 + (Py_ssize_t)reads * 4) < 0)
         return -1;
     if ((out[1] = PyLong_FromUnsignedLong(slots)) == NULL ||
-        (out[2] = numbers_at(r, stamps, 1)) == NULL || (out[3] = numbers_at(r, reads, 0)) == NULL)
+        (out[2] = PyBytes_FromStringAndSize(r->at, (Py_ssize_t)stamps * 16)) == NULL)
         return -1;
-    return 0;
+    r->at += (Py_ssize_t)stamps * 16;
+    return (out[3] = counts_at(r, reads)) == NULL ? -1 : 0;
 }
 
 /* The last value of each field that often repeats from one template to the next. */
@@ -337,29 +337,25 @@ static int put_bytes(Writer *w, PyObject *data, const char *what) {
     return 0;
 }
 
-static int put_numbers(Writer *w, PyObject *numbers, int wide, const char *what) {
-    if (!PyTuple_Check(numbers)) {
-        PyErr_Format(PyExc_ValueError, "%s is not a tuple", what);
-        return -1;
-    }
-    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(numbers); k++) {
-        PyObject *value = PyTuple_GET_ITEM(numbers, k);
-        if ((wide ? put_i64_of(w, value, what) : put_u32_of(w, value, what)) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 static int put_part(Writer *w, PyObject *fmt, PyObject *slots, PyObject *stamps, PyObject *reads) {
     if (put_bytes(w, fmt, "fmt") < 0 || put_u32_of(w, slots, "slots") < 0)
         return -1;
-    if (!PyTuple_Check(stamps) || !PyTuple_Check(reads)) {
-        PyErr_SetString(PyExc_ValueError, "stamps and reads are not tuples");
+    if (!PyBytes_Check(stamps) || PyBytes_GET_SIZE(stamps) % 16 != 0 ||
+        PyBytes_GET_SIZE(stamps) / 16 > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "stamps are not (hole, ms) pairs");
         return -1;
     }
-    put_u32(w, (uint32_t)PyTuple_GET_SIZE(stamps));
+    if (!PyTuple_Check(reads) || PyTuple_GET_SIZE(reads) > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "reads are not a tuple");
+        return -1;
+    }
+    put_u32(w, (uint32_t)(PyBytes_GET_SIZE(stamps) / 16));
     put_u32(w, (uint32_t)PyTuple_GET_SIZE(reads));
-    return put_numbers(w, stamps, 1, "a stamp") < 0 ? -1 : put_numbers(w, reads, 0, "a read");
+    put(w, PyBytes_AS_STRING(stamps), PyBytes_GET_SIZE(stamps));
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(reads); k++)
+        if (put_u32_of(w, PyTuple_GET_ITEM(reads, k), "a read") < 0)
+            return -1;
+    return 0;
 }
 
 static int put_template(Writer *w, PyObject *entry, PyObject *t) {

@@ -16,7 +16,8 @@ Python would take several times as long.
     template = endpoint:str, offset_ns:i64, recorded_ms:i64, request:part,
                has_body:u8, [body:part], ack_prefix:bytes, ack_suffix:bytes,
                read_fallback:bytes, flags:u8 (1 has_read, 2 head)
-    part     = fmt:bytes, slots:u32, stamps:u32, reads:u32, stamps x i64, reads x u32
+    part     = fmt:bytes, slots:u32, stamps:u32, reads:u32, stamps x (hole:i64, ms:i64),
+               reads x u32
     bytes    = length:u32, that many bytes (str: its UTF-8)
 
 A frame that is not one (cut short, with bytes left over, a count its bytes cannot hold)
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from replay.pacing import TimelineEntry
-from replay.template import Part, Template
+from replay.template import STAMP_PAIR, Part, Template
 
 try:
     from replay import _frame
@@ -162,12 +163,13 @@ def _bytes(out: bytearray, data: bytes) -> None:
     out += data
 
 
-def _part(
-    out: bytearray, fmt: bytes, slots: int, stamps: Sequence[int], reads: Sequence[int]
-) -> None:
+def _part(out: bytearray, fmt: bytes, slots: int, stamps: bytes, reads: Sequence[int]) -> None:
+    if len(stamps) % STAMP_PAIR.size:
+        raise ValueError("stamps are not (hole, ms) pairs")
     _bytes(out, fmt)
-    out += COUNTS.pack(slots, len(stamps), len(reads))
-    out += struct.pack(f"={len(stamps)}q{len(reads)}I", *stamps, *reads)
+    out += COUNTS.pack(slots, len(stamps) // STAMP_PAIR.size, len(reads))
+    out += stamps
+    out += struct.pack(f"={len(reads)}I", *reads)
 
 
 class _Reader:
@@ -192,9 +194,11 @@ class _Reader:
     def part(self) -> Part:
         fmt = self.bytes()
         slots, stamps, reads = self.take(COUNTS)
-        numbers = struct.Struct(f"={stamps}q{reads}I")
-        values = self.take(numbers)
-        return tuple.__new__(Part, (fmt, slots, values[:stamps], values[stamps:]))
+        self._need(stamps * STAMP_PAIR.size + reads * U32.size)
+        pairs = self.frame[self.at : self.at + stamps * STAMP_PAIR.size]
+        self.at += len(pairs)
+        holes = self.take(struct.Struct(f"={reads}I"))
+        return tuple.__new__(Part, (fmt, slots, pairs, holes))
 
     def _need(self, size: int) -> None:
         if self.at + size > len(self.frame):

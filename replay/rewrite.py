@@ -40,7 +40,8 @@ from capture.corpus import IdKind, IdSpans, Record
 from replay.template import READ as READ
 from replay.template import SERIAL as SERIAL
 from replay.template import STAMP as STAMP
-from replay.template import Part
+from replay.template import Part, stamps_of
+from replay.template import Stamps as Stamps
 from replay.template import Template as Template
 
 SERIAL_DIGITS = 9
@@ -53,7 +54,6 @@ MAX_WORKERS = 256
 MIN_ID_LENGTH = TAG_DIGITS + 4  # 2 worker digits and at least 2 nonce digits before the tag
 
 _ORDINALS = tuple(b"%03x" % i for i in range(MAX_ORDINAL + 1))
-_MILLIS = tuple(b"%03dZ" % i for i in range(1000))
 _ISO = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
 
@@ -100,34 +100,6 @@ def created_ms(text: str) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
-
-
-class Stamps:
-    """ISO-8601 timestamps (ms, Z) from epoch ms. A run's timestamps are moved to the replay
-    clock, so they fall in a window a few seconds wide around it: each millisecond's is made
-    once and looked up after that, and each second's prefix formatted once."""
-
-    __slots__ = ("_full", "_prefix")
-
-    def __init__(self) -> None:
-        self._prefix: dict[int, bytes] = {}
-        self._full: dict[int, bytes] = {}
-
-    def iso(self, epoch_ms: int) -> bytes:
-        full = self._full.get(epoch_ms)
-        if full is None:
-            second, ms = divmod(epoch_ms, 1000)
-            prefix = self._prefix.get(second)
-            if prefix is None:
-                if len(self._prefix) >= 8192:
-                    self._prefix.clear()
-                moment = datetime.fromtimestamp(second, UTC)
-                prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.").encode()
-                self._prefix[second] = prefix
-            if len(self._full) >= 65536:
-                self._full.clear()
-            full = self._full[epoch_ms] = prefix + _MILLIS[ms]
-        return full
 
 
 _TO_SHAPE = str.maketrans(dict.fromkeys(string.ascii_letters + string.digits, "x"))
@@ -273,7 +245,9 @@ def build_template(
             holes += body_holes
         else:  # a READ hole in the body: its length is written per request
             head.append(_escaped(head_end(record.headers, None)))
-            body_part = Part(b"".join(pieces), body_holes, tuple(body_stamps), tuple(body_reads))
+            body_part = Part(
+                b"".join(pieces), body_holes, stamps_of(body_stamps), tuple(body_reads)
+            )
     else:
         head.append(_escaped(head_end(record.headers, NO_BODY)))
     recorded_ms = (created_ms or 0) + record.offset_ns // 1_000_000
@@ -281,7 +255,7 @@ def build_template(
         record.endpoint,
         record.offset_ns,
         recorded_ms,
-        Part(b"".join(head), holes, tuple(stamps), tuple(reads)),
+        Part(b"".join(head), holes, stamps_of(stamps), tuple(reads)),
         body_part,
         ack,
         fallback,

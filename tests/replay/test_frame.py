@@ -110,8 +110,8 @@ def test_the_compiled_packer_and_reader_are_the_layout(
 
 def test_the_layout_is_as_documented() -> None:
     """One template packed by hand from the module's description of the layout."""
-    body = Part(b"{%s}", 1, (0, 5), ())
-    template = Template("ingest", 7, 8, b"POST /%s", 1, (), (0,), body, b"a", b"", b"f", True,
+    body = Part(b"{%s}", 1, struct.pack("=qq", 0, 5), ())
+    template = Template("ingest", 7, 8, b"POST /%s", 1, b"", (0,), body, b"a", b"", b"f", True,
                         False)  # fmt: skip
 
     def text(data: bytes) -> bytes:
@@ -121,7 +121,7 @@ def test_the_layout_is_as_documented() -> None:
         struct.pack("=I", 1) + struct.pack("=qqq", 1, 2, 3)
         + text(b"ingest") + struct.pack("=qq", 7, 8)
         + text(b"POST /%s") + struct.pack("=III", 1, 0, 1) + struct.pack("=I", 0)
-        + b"\x01" + text(b"{%s}") + struct.pack("=III", 1, 2, 0) + struct.pack("=qq", 0, 5)
+        + b"\x01" + text(b"{%s}") + struct.pack("=III", 1, 1, 0) + struct.pack("=qq", 0, 5)
         + text(b"a") + text(b"") + text(b"f") + b"\x01"
     )  # fmt: skip
     assert frame.packed([TimelineEntry(1, 2, 3)], [template]) == want
@@ -200,7 +200,9 @@ def test_the_compiled_packer_refuses_what_is_not_a_frame(
 @needs_compiled
 def test_a_template_field_of_the_wrong_type_is_refused() -> None:
     good = Template.of("ingest", 1, 2, part_of([b"GET /"])[0], None, None, b"", False)
-    for field, value in (("fmt", "text"), ("stamps", [1, 2]), ("slots", -1), ("ack_prefix", 3)):
+    wrong = (("fmt", "text"), ("stamps", [1, 2]), ("stamps", b"x" * 8), ("slots", -1),
+             ("ack_prefix", 3))  # fmt: skip
+    for field, value in wrong:
         with pytest.raises(ValueError):
             compiled.pack([TimelineEntry(1, 2, 3)], [good._replace(**{field: value})])
     assert compiled.pack([TimelineEntry(1, 2, 3)], [good]) == frame.packed(
