@@ -138,6 +138,18 @@ def busy_cpu_s() -> float:
     return (user + nice + system + irq + softirq + steal) / _TICK
 
 
+def stolen_s(core: int | None) -> float:
+    """Seconds the hypervisor has taken from `core` (all cores for None) so far: its steal
+    time in /proc/stat, when the virtual CPU was ready to run and the host ran something
+    else. A load tool stalls for as long, and what it paces runs late by as much."""
+    name = "cpu" if core is None else f"cpu{core}"
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == name:
+            return int(fields[8]) / _TICK if len(fields) > 8 else 0.0
+    return 0.0
+
+
 def pid_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) of one process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -26,8 +26,10 @@ round, one worker pinned to --tool-core against nginx on --target-core:
 
 The worker's CPU time and RSS are sampled every SAMPLE_S (psutil): CPU per request over the
 run (from the results' start to their end: building the spool first is left out), the time
-from the worker's start to the run's (loading, with what it builds before sending), and RSS
-while sending. In a closed run the worker is CPU-bound, so cached ÷ spooled CPU per request
+from the worker's start to the run's (loading, with what it builds before sending), RSS
+while sending, and the time the hypervisor took from the worker's core while it sent (steal,
+/proc/stat): an open run falls behind its schedule for as long, whatever the tool. In a
+closed run the worker is CPU-bound, so cached ÷ spooled CPU per request
 is what the req/s ratio would be on a quiet machine; it is less disturbed by other work on
 a shared one than req/s.
 
@@ -77,7 +79,7 @@ ACHIEVED_GOAL = 0.99
 LAG_GOAL_MS = 2.0
 RSS_GOAL_MIB = 150
 SAMPLE_S = 0.1  # the worker's CPU and RSS are sampled this often
-Sample = tuple[float, float, float]  # (wall time, worker CPU seconds, worker RSS MiB)
+Sample = tuple[float, float, float, float]  # (wall time, worker CPU s, RSS MiB, stolen s)
 
 
 def long_corpus(records: int) -> Path:
@@ -170,9 +172,12 @@ def per_request(
     return sorted(us, key=lambda row: abs(row[2] - row[1]), reverse=True)[:TOP]
 
 
-def sampled_run(argv: list[str], timeout: float) -> tuple[dict[str, Any], list[Sample]]:
-    """Run `replay run` (argv with --out), sampling its worker's CPU and RSS every SAMPLE_S:
-    its results and the samples (wall time, CPU seconds, RSS MiB)."""
+def sampled_run(
+    argv: list[str], timeout: float, core: int | None
+) -> tuple[dict[str, Any], list[Sample]]:
+    """Run `replay run` (argv with --out), sampling its worker's CPU and RSS, and the time
+    stolen from `core`, every SAMPLE_S: its results and the samples (wall time, CPU seconds,
+    RSS MiB, stolen seconds)."""
     out = Path(argv[argv.index("--out") + 1])
     env = {**os.environ, "PYTHONPATH": f"{common.ROOT}{os.pathsep}"}
     proc = subprocess.Popen(
@@ -192,7 +197,8 @@ def sampled_run(argv: list[str], timeout: float) -> tuple[dict[str, Any], list[S
             with contextlib.suppress(psutil.Error):
                 times, rss = worker.cpu_times(), worker.memory_info().rss / 2**20
                 if rss > 0:  # (not an exited worker's)
-                    samples.append((time.time(), times.user + times.system, rss))
+                    stolen = common.stolen_s(core)
+                    samples.append((time.time(), times.user + times.system, rss, stolen))
         time.sleep(SAMPLE_S)
     if proc.poll() is None:
         proc.kill()
@@ -220,15 +226,19 @@ def run(
             argv = [spy, "record", "--subprocesses", "--format", "raw", "-r", str(SPY_HZ), "-o",
                     str(profile), "--", *argv]  # fmt: skip
         load = common.load1()
-        results, samples = sampled_run(common.pinned(args.tool_core, argv), args.duration + 900)
+        results, samples = sampled_run(
+            common.pinned(args.tool_core, argv), args.duration + 900, args.tool_core
+        )
     totals, lag, meta = results["totals"], results["send_lag_ms"], results["meta"]
     started, ended = _wall(meta["started"]), _wall(meta["ended"])
-    before = [cpu for t, cpu, _rss in samples if t <= started]
-    after = [cpu for t, cpu, _rss in samples if t >= ended] or [s[1] for s in samples[-1:]]
-    sending = [rss for t, _cpu, rss in samples if started <= t <= ended]
-    cpu_us = None
+    before = [s for s in samples if s[0] <= started]
+    after = [s for s in samples if s[0] >= ended] or samples[-1:]
+    sending = [rss for t, _cpu, rss, _stolen in samples if started <= t <= ended]
+    cpu_us = stolen_ms = None
     if before and after and profile is None:  # (py-spy's sampling costs the worker CPU)
-        cpu_us = (after[0] - before[-1]) / max(totals["requests"], 1) * 1e6
+        cpu_us = (after[0][1] - before[-1][1]) / max(totals["requests"], 1) * 1e6
+    if before and after:
+        stolen_ms = (after[0][3] - before[-1][3]) * 1000
     return {
         "load": load,
         "rps": float(totals["achieved_rps"]),
@@ -240,6 +250,7 @@ def run(
         "lag_max": lag["max"],
         "notes": meta.get("notes", []),
         "cpu_us": cpu_us,
+        "stolen_ms": stolen_ms,
         "rss": (sending[0], max(sending), sending[-1]) if sending else None,
         "load_s": started - samples[0][0] if samples else None,
         "started": started,
@@ -322,7 +333,8 @@ def main() -> None:
                 f"({b['rps'] / max(a['rps'], 1):.2f}x), together {_together(both[-1])}; "
                 f"open {c['achieved']:.2%} "
                 f"p99 {c['lag_p99']} ms, --build-first {e['achieved']:.2%} p99 {e['lag_p99']} "
-                f"ms, cached {d['achieved']:.2%} p99 {d['lag_p99']} ms; core probe {probe:.0f} ms"
+                f"ms, cached {d['achieved']:.2%} p99 {d['lag_p99']} ms (stolen {_stolen(c)} / "
+                f"{_stolen(e)} / {_stolen(d)} ms); core probe {probe:.0f} ms"
             )
             rows.append((a, b, c, d, e))
             probes.append(probe)
@@ -368,15 +380,16 @@ def main() -> None:
     print(
         "| round | load | open spooled achieved | send-lag p99 | lag max | built first "
         "| RSS first / peak / last | --build-first achieved | send-lag p99 | built first "
-        "| open cached achieved | send-lag p99 |"
+        "| open cached achieved | send-lag p99 | stolen from the tool core, ms |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("|" + " ---: |" * 13)
     for i, (_a, _b, c, d, e) in enumerate(rows, 1):
         print(
             f"| {i} | {c['load']:.2f} / {e['load']:.2f} / {d['load']:.2f} | {c['achieved']:.2%} "
             f"| {c['lag_p99']} ms | {c['lag_max']} ms | {_seconds(c['load_s'])} | {_rss(c)} "
             f"| {e['achieved']:.2%} | {e['lag_p99']} ms | {_seconds(e['load_s'])} "
-            f"| {d['achieved']:.2%} | {d['lag_p99']} ms |"
+            f"| {d['achieved']:.2%} | {d['lag_p99']} ms "
+            f"| {_stolen(c)} / {_stolen(e)} / {_stolen(d)} |"
         )
     ratios = sorted(b["rps"] / max(a["rps"], 1) for a, b, *_open in rows)
     median = statistics.median(ratios)  # (of two rounds: their mean, not the higher)
@@ -408,6 +421,13 @@ def main() -> None:
         f"held in {held} of {len(rows)} rounds; with --build-first in {first} (the cached "
         f"corpus, side by side: {peers})"
     )
+    stolen = sorted(r["stolen_ms"] for row in rows for r in row[2:] if r["stolen_ms"] is not None)
+    if stolen:
+        print(
+            f"steal     the host took {stolen[0]:.0f}-{stolen[-1]:.0f} ms (median "
+            f"{statistics.median(stolen):.0f}) of the tool core in each open run's "
+            f"{args.duration:g} s of sending (/proc/stat steal): the worker stood still as long"
+        )
     if peaks:
         print(
             f"memory    spooled worker RSS peak {max(peaks):.0f} MiB while sending "
@@ -434,6 +454,10 @@ def main() -> None:
 
 def _held(run: dict[str, Any]) -> bool:
     return bool(run["achieved"] >= ACHIEVED_GOAL and (run["lag_p99"] or 0) <= LAG_GOAL_MS)
+
+
+def _stolen(run: dict[str, Any]) -> str:
+    return "-" if run["stolen_ms"] is None else f"{run['stolen_ms']:.0f}"
 
 
 def _cpu(run: dict[str, Any]) -> str:
