@@ -12,7 +12,7 @@ builds its template again. This measures those costs per record, through the wor
 
     decode        CorpusReader.records() alone (zstd + msgpack)
     build         rewrite.build_template() on records already decoded
-    load          Worker.load(): decode + shard + build + write to the spool, once per run
+    load          Worker.load() (build_first): decode + shard + build + spool, once per run
     spooled pass  Shard.cycle() over the spool: what each streamed request costs now
     built pass    decode + shard + build, as every pass did before the spool
     render        Template.render() per request (the part paid by cached shards too)
@@ -78,7 +78,7 @@ def measure(corpus: Path, records: int, repeat: int) -> dict[str, float]:
     config = WorkerConfig(
         worker=0, workers=1, corpus=str(corpus), target="http://127.0.0.1:9", api_key="k",
         project_id=None, model="rate", duration_ns=3600 * 10**9, nonce=1, rate=1000.0,
-        cache_bytes=1, max_inflight=0,
+        cache_bytes=1, max_inflight=0, build_first=True,
     )  # fmt: skip
     workers: list[Worker] = []
 
