@@ -1,6 +1,6 @@
 """deploy/Containerfile builds the image from the package: what it copies is enough to build
-the wheel, the installed wheel runs `replay k8s manifest`, and the image runs as a numeric
-user (the pods' runAsNonRoot) with `replay` as its entry point."""
+the wheel with its compiled parts, the installed wheel runs `replay k8s manifest`, and the
+image runs as a numeric user (the pods' runAsNonRoot) with `replay` as its entry point."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 CONTAINERFILE = ROOT / "deploy" / "Containerfile"
+COMPILED = ("capture/_spanwalk.", "replay/_frame.", "replay/_fill.")  # setup.py's extensions
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -59,6 +61,11 @@ def test_what_it_copies_builds_a_wheel_that_runs_the_k8s_commands(tmp_path: Path
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = wheels.glob("*.whl")
+    with zipfile.ZipFile(wheel) as built:  # (the build stage installs a C compiler for them)
+        names = built.namelist()
+    for extension in COMPILED:
+        built_it = any(n.startswith(extension) and n.endswith(".so") for n in names)
+        assert built_it, f"{extension}so is not in the wheel: setup.py not copied, or no C compiler"
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
