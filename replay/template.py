@@ -42,11 +42,6 @@ def stamps_of(pairs: Sequence[int]) -> bytes:
     return struct.pack(f"={len(pairs)}q", *pairs)
 
 
-def stamp_pairs(stamps: bytes) -> list[tuple[int, int]]:
-    """A template's stamps as (hole, recorded ms) pairs."""
-    return list(STAMP_PAIR.iter_unpack(stamps))
-
-
 class Part(NamedTuple):
     """Bytes with holes: `fmt` (holes as %s), how many holes, which hold a stamp or a read."""
 
