@@ -49,6 +49,7 @@ class DoneInfo(TypedDict):
     probes_skipped: int  # visibility probes not started: too many already polling
     built_late: NotRequired[int]  # templates built as they came due: the spool fell behind
     core_wait_ns: NotRequired[int]  # runnable but off its core while sending (replay.core_wait)
+    host_steal_ns: NotRequired[int]  # the host's steal while sending, a core's average (ditto)
     sending_ns: NotRequired[int]  # how long it was sending
 
 
@@ -153,7 +154,7 @@ def from_worker(message: Any) -> FromWorker:
                 probes_skipped=int(info.get("probes_skipped", 0)),
                 unsent_counted=bool(info["unsent_counted"]),
             )
-            for key in ("built_late", "core_wait_ns", "sending_ns"):
+            for key in ("built_late", "core_wait_ns", "host_steal_ns", "sending_ns"):
                 if key in info:
                     done[key] = int(info[key])
             return Done(int(message[1]), done)

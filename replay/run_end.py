@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from capture.errors import EXIT_INTERRUPTED
 from replay import thresholds
 from replay.aggregate import RunAggregate
-from replay.core_wait import core_wait_note
+from replay.core_wait import core_wait_note, steal_note
 from replay.plan import RunPlan
 from replay.probe import MAX_PENDING
 from replay.results import RunMeta, build_results, write_results
@@ -101,6 +101,9 @@ def run_notes(
             "target, or too few connections for its latency"
         )
     notes += [n for i, info in enumerate(infos) if (n := core_wait_note(i, info)) is not None]
+    stolen = steal_note(infos)
+    if stolen is not None:
+        notes.append(stolen)
     for index, info in enumerate(infos):
         why = info.get("spool_error")
         if why:

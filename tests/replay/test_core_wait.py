@@ -17,7 +17,14 @@ import pytest
 from conftest import replay_command, replay_env
 
 from replay import protocol
-from replay.core_wait import CoreWait, core_wait_note, run_delay_ns
+from replay.core_wait import (
+    CoreWait,
+    core_wait_note,
+    host_steal_ns,
+    run_delay_ns,
+    steal_note,
+    steal_of,
+)
 
 needs_schedstat = pytest.mark.skipif(
     run_delay_ns() is None, reason="this kernel does not expose /proc/thread-self/schedstat"
@@ -102,10 +109,87 @@ def test_core_wait_counts_from_begin_to_end_once() -> None:
 
 def test_core_wait_is_silent_where_the_kernel_does_not_say(monkeypatch: Any) -> None:
     monkeypatch.setattr("replay.core_wait.SCHEDSTAT", "/nonexistent/schedstat")
+    monkeypatch.setattr("replay.core_wait.STAT", "/nonexistent/stat")
     wait = CoreWait()
     wait.begin(0)
     wait.end(1_000_000_000)
-    assert run_delay_ns() is None and wait.info() == {}
+    assert run_delay_ns() is None and host_steal_ns() is None and wait.info() == {}
+
+
+def test_each_wait_is_told_where_the_kernel_says_it(monkeypatch: Any, tmp_path: Path) -> None:
+    """Without schedstat, the steal alone; a /proc/stat whose steal grows by 40 ticks over
+    the sending gives 40 ticks of the machine's 2 cores, on average, as ns."""
+    monkeypatch.setattr("replay.core_wait.SCHEDSTAT", "/nonexistent/schedstat")
+    stat = tmp_path / "stat"
+    monkeypatch.setattr("replay.core_wait.STAT", str(stat))
+    stat.write_text(STAT_TEXT.format(steal=1000))
+    wait = CoreWait()
+    wait.begin(0)
+    stat.write_text(STAT_TEXT.format(steal=1040))
+    wait.end(3_000_000_000)
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert wait.info() == {"host_steal_ns": 40 * 10**9 // ticks // 2, "sending_ns": 3 * 10**9}
+
+
+STAT_TEXT = (
+    "cpu  4705 150 1120 1600138 108 0 24 {steal} 0 0\n"
+    "cpu0 2311 73 553 800035 54 0 12 500 0 0\n"
+    "cpu1 2394 77 567 800103 54 0 12 500 0 0\n"
+    "intr 113447 0 9 0 0\n"
+    "ctxt 2003371\n"
+)
+
+
+def test_the_steal_is_read_from_the_machine_line_over_its_cores() -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert steal_of(STAT_TEXT.format(steal=300)) == 300 * 10**9 // (ticks * 2)
+    assert steal_of(STAT_TEXT.format(steal=0)) == 0
+    four = STAT_TEXT.format(steal=300).replace(
+        "intr", "cpu2 1 1 1 1 1 1 1 1\ncpu3 1 1 1 1 1 1 1 1\nintr"
+    )
+    assert steal_of(four) == 300 * 10**9 // (ticks * 4)
+    assert steal_of("cpu  1 2 3 4 5 6 7\ncpu0 1 2 3 4 5 6 7\n") is None  # no steal field
+    assert steal_of("cpu0 1 2 3 4 5 6 7 8\n") is None  # no machine line
+    assert steal_of("cpu  1 2 3 4 5 6 7 8\n") is None  # no cores
+    assert steal_of("") is None
+
+
+def test_the_steal_of_this_machine_is_read_and_does_not_go_back() -> None:
+    first = host_steal_ns()
+    if first is None:
+        pytest.skip("this kernel's /proc/stat has no steal time")
+    second = host_steal_ns()
+    assert second is not None and 0 <= first <= second
+
+
+@pytest.mark.parametrize(
+    ("stolen", "sending", "noted"),
+    [
+        (490_000_000, 10_000_000_000, True),  # 4.9%
+        (50_000_000, 10_000_000_000, True),  # exactly 0.5%
+        (40_000_000, 10_000_000_000, False),  # 0.4%
+        (19_000_000, 1_000_000_000, False),  # 1.9%, but under 20 ms
+        (30_000_000, 0, False),  # never sent
+    ],
+)
+def test_the_steal_note_needs_a_share_and_a_length(stolen: int, sending: int, noted: bool) -> None:
+    note = steal_note([{"host_steal_ns": stolen, "sending_ns": sending}])
+    assert (note is not None) == noted
+    if noted:
+        assert note is not None
+        assert note.startswith(f"the host took {stolen / 1e9:.2f} s of each core on average")
+        assert f"({stolen / sending:.1%} of {sending / 1e9:.1f} s, steal time" in note
+
+
+def test_the_steal_note_is_one_for_the_run_with_the_most_any_worker_saw() -> None:
+    infos = [
+        {"host_steal_ns": 60_000_000, "sending_ns": 10_000_000_000},
+        {"core_wait_ns": 0, "sending_ns": 10_000_000_000},  # (a kernel without steal)
+        {"host_steal_ns": 90_000_000, "sending_ns": 10_000_000_000},
+    ]
+    note = steal_note(infos)
+    assert note is not None and "0.09 s of each core" in note and "(0.9% of 10.0 s," in note
+    assert steal_note([{}, {"core_wait_ns": 5}]) is None
 
 
 @pytest.mark.parametrize(
@@ -133,10 +217,12 @@ def test_done_info_carries_the_wait_through_the_protocol() -> None:
         abandoned=0, serial=10, intervals=2, unsent=0, unsent_counted=True, probes_skipped=0
     )
     info["core_wait_ns"], info["sending_ns"] = 123_456_789, 2_000_000_000
+    info["host_steal_ns"] = 45_000_000
     message = json.loads(json.dumps(protocol.Done(3, info).encode()))
     done = protocol.from_worker(message)
     assert isinstance(done, protocol.Done)
     assert done.info["core_wait_ns"] == 123_456_789 and done.info["sending_ns"] == 2_000_000_000
+    assert done.info["host_steal_ns"] == 45_000_000
 
 
 @needs_schedstat
