@@ -109,7 +109,7 @@ class CoreWait:
 def core_wait_note(index: int, info: Any) -> str | None:
     """The note for worker `index`'s `done` info when it waited for its core for long."""
     waited, sending = int(info.get("core_wait_ns", 0)), int(info.get("sending_ns", 0))
-    if sending <= 0 or waited < NOTE_MIN_NS or waited < sending * NOTE_SHARE:
+    if not _noticeable(waited, sending, NOTE_SHARE, NOTE_MIN_NS):
         return None
     return (
         f"worker {index} waited {waited / 1e9:.2f} s for a core while sending "
@@ -130,7 +130,7 @@ def steal_note(infos: Sequence[Any]) -> str | None:
     if not seen:
         return None
     stolen, sending = max(seen)
-    if sending <= 0 or stolen < STEAL_NOTE_MIN_NS or stolen < sending * STEAL_NOTE_SHARE:
+    if not _noticeable(stolen, sending, STEAL_NOTE_SHARE, STEAL_NOTE_MIN_NS):
         return None
     return (
         f"the host took {stolen / 1e9:.2f} s of each core on average while sending "
@@ -139,3 +139,8 @@ def steal_note(infos: Sequence[Any]) -> str | None:
         "still about as long, so part of the send lag and of any drops measure the machine, "
         "not the target"
     )
+
+
+def _noticeable(lost_ns: int, sending_ns: int, share: float, least_ns: int) -> bool:
+    """Whether `lost_ns` of `sending_ns` is worth a note: that share of it, and that long."""
+    return sending_ns > 0 and lost_ns >= least_ns and lost_ns >= sending_ns * share
