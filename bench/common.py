@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from replay.core_wait import steal_ticks
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NS = 1_000_000_000
@@ -142,12 +144,8 @@ def stolen_s(core: int | None) -> float:
     """Seconds the hypervisor has taken from `core` (all cores for None) so far: its steal
     time in /proc/stat, when the virtual CPU was ready to run and the host ran something
     else. A load tool stalls for as long, and what it paces runs late by as much."""
-    name = "cpu" if core is None else f"cpu{core}"
-    for line in Path("/proc/stat").read_text().splitlines():
-        fields = line.split()
-        if fields and fields[0] == name:
-            return int(fields[8]) / _TICK if len(fields) > 8 else 0.0
-    return 0.0
+    ticks = steal_ticks(Path("/proc/stat").read_text(), "cpu" if core is None else f"cpu{core}")
+    return (ticks or 0) / _TICK
 
 
 def pid_cpu_s(pid: int) -> float:

@@ -177,8 +177,7 @@ static PyObject *fill(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
     const char **hole_args = stack_args;
     Py_ssize_t *lengths = stack_lengths;
     char *isos = stack_isos;
-    PyObject *out = NULL;
-    int ours = 0;
+    PyObject *out = NULL; /* NULL and no exception: handed to the reference */
     if (slots > ON_STACK) {
         hole_args = PyMem_Malloc(slots * sizeof *hole_args);
         lengths = PyMem_Malloc(slots * sizeof *lengths);
@@ -215,7 +214,6 @@ static PyObject *fill(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssi
         lengths[hole] = PyBytes_GET_SIZE(read);
     }
     out = formatted(fmt, slots, hole_args, lengths);
-    ours = out != NULL || PyErr_Occurred();
 done:
     if (hole_args != stack_args)
         PyMem_Free(hole_args);
@@ -223,7 +221,7 @@ done:
         PyMem_Free(lengths);
     if (isos != stack_isos)
         PyMem_Free(isos);
-    if (ours || PyErr_Occurred())
+    if (out != NULL || PyErr_Occurred())
         return out;
     return by_reference(args, nargs);
 }

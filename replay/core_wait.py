@@ -35,20 +35,21 @@ def run_delay_ns() -> int | None:
         return None
 
 
+def steal_ticks(stat: str, line: str = "cpu") -> int | None:
+    """The steal time on one line of /proc/stat's text `stat` (`cpu`: the machine's, `cpuN`:
+    one core's), in clock ticks; None when it does not say."""
+    for fields in map(str.split, stat.splitlines()):
+        if fields and fields[0] == line:
+            return int(fields[8]) if len(fields) > 8 and fields[8].isdigit() else None
+    return None
+
+
 def steal_of(stat: str) -> int | None:
     """The steal time in /proc/stat's text `stat`, as ns of one core: the machine's total
     (its `cpu` line) over its cores (its `cpuN` lines); None when the text does not say."""
-    total, cores = None, 0
-    for line in stat.splitlines():
-        fields = line.split()
-        if not fields or not fields[0].startswith("cpu"):
-            continue
-        if fields[0] == "cpu":
-            if len(fields) < 9 or not fields[8].isdigit():
-                return None
-            total = int(fields[8])
-        elif fields[0][3:].isdigit():
-            cores += 1
+    total = steal_ticks(stat)
+    names = (line.split(maxsplit=1)[0] for line in stat.splitlines() if line.strip())
+    cores = sum(1 for name in names if name.startswith("cpu") and name[3:].isdigit())
     if total is None or not cores:
         return None
     return total * 1_000_000_000 // (_TICKS_PER_S * cores)
