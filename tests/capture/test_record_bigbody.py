@@ -109,9 +109,11 @@ class HeldUpstream:
 
 
 def _refused(host: str, port: int) -> bool:
+    """Whether the proxy no longer accepts: refused, or reset when the listener closed with
+    this connection still in its backlog."""
     try:
         socket.create_connection((host, port), timeout=5).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     return False
 
