@@ -61,7 +61,9 @@ def test_a_full_queue_sheds_with_503(emulated: Any, load: Any, connect: Any) -> 
     rate, _, result = _saturate(emulated, load, connections=10)
     statuses = {status for _, status, _ in result.done}
     assert statuses == {200, 503}
-    assert rate == pytest.approx(80, rel=0.1)  # the successes still run at capacity
+    # never beyond capacity (how close to it depends on the clients keeping a queue of two
+    # fed on a busy machine: test_a_full_queue_still_serves_at_capacity)
+    assert rate < 80 * 1.1
     state = connect(emulated).get("/admin/pods", key=emulated.admin_token).json
     assert state["shed"] > 0 and state["queueDepth"] == 2
     shed = connect(emulated).get("/metrics", key=None).body.decode()
@@ -77,3 +79,11 @@ def test_admin_pods_validates(emulated: Any, connect: Any) -> None:
     assert reply.status == 200
     expected = usl_throughput(4, 50, 0.2, MODEL["kappa"])
     assert reply.json["capacity"] == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.slow  # a 10% throughput bound: needs the cores to itself (make test-all)
+def test_a_full_queue_still_serves_at_capacity(emulated: Any, load: Any) -> None:
+    emulated.set_pods(1, queueDepth=2)
+    rate, _, result = _saturate(emulated, load, connections=10)
+    assert {status for _, status, _ in result.done} == {200, 503}
+    assert rate == pytest.approx(80, rel=0.1)  # the successes still run at capacity
