@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Test processes (pytest-xdist): most tests wait on real servers and real clocks, so three
 # share a 2-core machine well; a test file stays in one process (its fixtures are built once).
 TEST_JOBS ?= 3
-DEPS   := pyproject.toml setup.cfg setup.py capture/_spanwalk.c capture/_json_bytes.h replay/_frame.c replay/_fill.c
+DEPS   := pyproject.toml setup.cfg setup.py capture/_spanwalk.c capture/_json_bytes.h replay/_frame.c replay/_frame.h replay/_in_place.c replay/_fill.c replay/_fill.h
 
 .PHONY: demo test test-all lint typecheck bench corpora clean
 

@@ -20,13 +20,15 @@ setup(
         ),
         Extension(
             "replay._frame",
-            ["replay/_frame.c"],
+            ["replay/_frame.c", "replay/_in_place.c"],
+            depends=["replay/_frame.h", "replay/_fill.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
             optional=True,
         ),
         Extension(
             "replay._fill",
             ["replay/_fill.c"],
+            depends=["replay/_fill.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"],
             optional=True,
         ),

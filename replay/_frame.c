@@ -7,90 +7,14 @@
  * ValueError saying what is wrong, which replay/frame.py turns into an OSError naming
  * where the frame sits in the spool. */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "_frame.h"
 
-#define TEMPLATE_FIELDS 13 /* replay.template.Template's fields, in order: */
-enum {
-    T_ENDPOINT, T_OFFSET_NS, T_RECORDED_MS, T_FMT, T_SLOTS, T_STAMPS, T_READS, T_BODY,
-    T_ACK_PREFIX, T_ACK_SUFFIX, T_READ_FALLBACK, T_HAS_READ, T_HEAD
-};
-#define PART_FIELDS 4 /* replay.template.Part's: fmt, slots, stamps, reads */
 #define ENTRY_FIELDS 3 /* replay.pacing.TimelineEntry's: record, offset_ns, gap_ns */
 #define ENTRY_BYTES (ENTRY_FIELDS * 8)
-#define HAS_READ 1     /* the flags byte (replay.frame.HAS_READ, HEAD) */
-#define HEAD 2
 /* replay.frame.SMALLEST_ITEM: an entry and a template with every length 0 */
 #define SMALLEST_ITEM (ENTRY_BYTES + 4 + 2 * 8 + 4 + 3 * 4 + 1 + 3 * 4 + 1)
 
-static PyTypeObject *template_type, *part_type, *entry_type;
-
-/* ---- reading ---- */
-
-typedef struct {
-    const char *start, *at, *end;
-} Reader;
-
-static int need(Reader *r, Py_ssize_t size) {
-    if (size < 0 || r->end - r->at < size) {
-        PyErr_Format(PyExc_ValueError, "cut short: %zd bytes wanted at byte %zd of %zd", size,
-                     (Py_ssize_t)(r->at - r->start), (Py_ssize_t)(r->end - r->start));
-        return -1;
-    }
-    return 0;
-}
-
-static uint32_t u32_at(Reader *r) {
-    uint32_t value;
-    memcpy(&value, r->at, 4);
-    r->at += 4;
-    return value;
-}
-
-static int64_t i64_at(Reader *r) {
-    int64_t value;
-    memcpy(&value, r->at, 8);
-    r->at += 8;
-    return value;
-}
-
-/* A `bytes` (length, then its bytes) as its start and length. */
-static const char *span_at(Reader *r, Py_ssize_t *length) {
-    if (need(r, 4) < 0)
-        return NULL;
-    *length = (Py_ssize_t)u32_at(r);
-    if (need(r, *length) < 0)
-        return NULL;
-    const char *start = r->at;
-    r->at += *length;
-    return start;
-}
-
-static PyObject *bytes_at(Reader *r) {
-    Py_ssize_t length;
-    const char *start = span_at(r, &length);
-    return start ? PyBytes_FromStringAndSize(start, length) : NULL;
-}
-
-/* A `bytes` that is often the same from one template to the next (an ingestion corpus's
- * trace id prefix and suffix): `*last` again when its bytes are equal, else a new one kept
- * in `*last`. */
-static PyObject *repeated_bytes_at(Reader *r, PyObject **last) {
-    Py_ssize_t length;
-    const char *start = span_at(r, &length);
-    if (start == NULL)
-        return NULL;
-    if (*last == NULL || PyBytes_GET_SIZE(*last) != length ||
-        memcmp(PyBytes_AS_STRING(*last), start, length) != 0) {
-        PyObject *made = PyBytes_FromStringAndSize(start, length);
-        if (made == NULL)
-            return NULL;
-        Py_XSETREF(*last, made);
-    }
-    return Py_NewRef(*last);
-}
+PyTypeObject *template_type, *part_type, *entry_type;
 
 static void release(PyObject **items, Py_ssize_t n) {
     for (Py_ssize_t k = 0; k < n; k++)
@@ -139,20 +63,8 @@ static int part_at(Reader *r, PyObject **out) {
     return (out[3] = counts_at(r, reads)) == NULL ? -1 : 0;
 }
 
-/* The last value of each field that often repeats from one template to the next. */
-typedef struct {
-    PyObject *endpoint, *ack_prefix, *ack_suffix, *read_fallback;
-} Repeats;
-
-static void forget(Repeats *last) {
-    Py_CLEAR(last->endpoint);
-    Py_CLEAR(last->ack_prefix);
-    Py_CLEAR(last->ack_suffix);
-    Py_CLEAR(last->read_fallback);
-}
-
 /* One template; `last` keeps the fields that repeat (most frames have one endpoint). */
-static PyObject *template_at(Reader *r, Repeats *last) {
+PyObject *template_at(Reader *r, Repeats *last) {
     PyObject **endpoint = &last->endpoint;
     PyObject *f[TEMPLATE_FIELDS] = {NULL};
     Py_ssize_t length;
@@ -223,15 +135,20 @@ static int configured(void) {
 }
 
 static PyObject *unpack(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "unpack(frame, entries)");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "unpack(frame, entries, in_place=False)");
         return NULL;
     }
     if (!configured())
         return NULL;
     int entries = PyObject_IsTrue(args[1]);
-    if (entries < 0)
+    int in_place = nargs == 3 ? PyObject_IsTrue(args[2]) : 0;
+    if (entries < 0 || in_place < 0)
         return NULL;
+    if (in_place && !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "a frame read in place must be bytes");
+        return NULL;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -257,7 +174,7 @@ static PyObject *unpack(PyObject *Py_UNUSED(module), PyObject *const *args, Py_s
         } else {
             r.at += ENTRY_BYTES;
         }
-        PyObject *template = template_at(&r, &last);
+        PyObject *template = in_place ? in_place_at(&r, &last, args[0]) : template_at(&r, &last);
         if (template == NULL) {
             Py_XDECREF(entry);
             goto fail;
@@ -450,8 +367,8 @@ done:
 }
 
 static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "configure(Template, Part, TimelineEntry)");
+    if (nargs != 4 || !PyFunction_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "configure(Template, Part, TimelineEntry, Stamps.iso)");
         return NULL;
     }
     for (int k = 0; k < 3; k++) {
@@ -463,17 +380,20 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *const *args, P
     Py_XSETREF(template_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(part_type, (PyTypeObject *)Py_NewRef(args[1]));
     Py_XSETREF(entry_type, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(in_place_iso, Py_NewRef(args[3]));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"unpack", (PyCFunction)(void (*)(void))unpack, METH_FASTCALL,
-     "unpack(frame, entries) -> the frame's (TimelineEntry, Template) pairs, or its Templates "
-     "alone; ValueError for bytes that are not a frame."},
+     "unpack(frame, entries, in_place=False) -> the frame's (TimelineEntry, Template) pairs, "
+     "or its Templates alone (InPlaceTemplates, in place); ValueError for bytes that are not "
+     "a frame."},
     {"pack", (PyCFunction)(void (*)(void))pack, METH_FASTCALL,
      "pack(entries, templates) -> the frame of these TimelineEntries and Templates."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
-     "configure(Template, Part, TimelineEntry): the types unpack makes."},
+     "configure(Template, Part, TimelineEntry, Stamps.iso): the types unpack makes, and the "
+     "iso whose form an InPlaceTemplate renders itself."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -483,4 +403,12 @@ static struct PyModuleDef module_def = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__frame(void) { return PyModule_Create(&module_def); }
+PyMODINIT_FUNC PyInit__frame(void) {
+    if (PyType_Ready(&InPlaceTemplate) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module != NULL && PyModule_AddObjectRef(module, "InPlaceTemplate",
+                                                (PyObject *)&InPlaceTemplate) < 0)
+        Py_CLEAR(module);
+    return module;
+}

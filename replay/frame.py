@@ -20,6 +20,12 @@ Python would take several times as long.
                reads x u32
     bytes    = length:u32, that many bytes (str: its UTF-8)
 
+A pass over the spool reads each template in place (`read_in_place`): one small compiled
+object, `replay._frame.InPlaceTemplate`, whose spans point into the frame's bytes, which it
+keeps. It has a Template's attributes and methods with the same values (its `template()` is
+the Template, read from the same bytes), renders from the frame without copying its format
+string, and so costs one object per request where a Template read back costs a dozen.
+
 A frame that is not one (cut short, with bytes left over, a count its bytes cannot hold)
 is an `OSError` naming its byte offset in the spool, from any reader.
 """
@@ -32,7 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from replay.pacing import TimelineEntry
-from replay.template import STAMP_PAIR, Part, Template
+from replay.template import STAMP_PAIR, Part, Stamps, Template
 
 try:
     from replay import _frame
@@ -49,7 +55,7 @@ HAS_READ, HEAD = 1, 2
 SMALLEST_ITEM = ENTRY.size + 4 + NUMBERS.size + 4 + COUNTS.size + 1 + 3 * 4 + 1
 
 if _frame is not None:
-    _frame.configure(Template, Part, TimelineEntry)
+    _frame.configure(Template, Part, TimelineEntry, Stamps.iso)
 COMPILED = _frame is not None
 """Whether replay/_frame.c was built: frames packed and read back in C."""
 
@@ -72,10 +78,17 @@ def unpack_templates(frame: bytes, where: int = 0) -> list[Template]:
     return _unpack(frame, where, False)
 
 
-def _unpack(frame: bytes, where: int, entries: bool) -> list[Any]:
+def read_in_place(frame: bytes, entries: bool, where: int = 0) -> list[Any]:
+    """What `unpack_frame` (`entries`) or `unpack_templates` gives, each template read in
+    place where the extension was built (see the module docstring): what a pass over the
+    spool sends from."""
+    return _unpack(frame, where, entries, True)
+
+
+def _unpack(frame: bytes, where: int, entries: bool, in_place: bool = False) -> list[Any]:
     try:
         if _frame is not None:
-            return _frame.unpack(frame, entries)
+            return _frame.unpack(frame, entries, in_place)
         return unmarshalled(frame, entries)
     except (ValueError, EOFError, TypeError) as exc:
         raise OSError(f"template spool: a damaged frame at byte {where} ({exc})") from None

@@ -9,8 +9,11 @@ temporary file, each frame after its two lengths (compressed, raw); a pass reads
 in order, READ_BYTES of whole frames per read, and holds one read and one frame in memory
 (nor is an index of frames kept: memory stays flat however long the shard). LZ4: the read
 is on the core that sends, and LZ4 gives a frame back several times faster than zstd
-(bench/spool_formats.py). Frames and reads are small so that what a pass reads back is
-still in the core's cache when it is rendered and sent (see replay.ahead).
+(bench/spool_formats.py). A pass reads each template in place (replay.frame's
+`read_in_place`): one small object pointing into its frame, which it keeps. Frames are
+large enough that the steps taken once per frame (decompressing, a call into the reader,
+this generator) are a small share of a request, and small enough to stay in the core's
+cache while their templates are rendered and sent (see replay.ahead; bench/spooled.py).
 
 The file is created unlinked (O_TMPFILE, in $TMPDIR or `directory`), so nothing is left
 behind however the worker ends. Each pass reads with `os.pread` at its own offsets, so
@@ -20,7 +23,7 @@ the caller, which can fall back to building per pass.
     with TemplateSpool() as spool:
         spool.add(entry, template) ...   # in shard order
         spool.finish()
-        for entry, template in spool.read(): ...   # as often as needed
+        for entry, template in spool.read(): ...   # as often as needed (templates in place)
 
 A pass may also begin while templates are still being added (`follow()`): it reads the
 frames written so far and says when it has caught up, so sending can start before the spool
@@ -42,7 +45,7 @@ from replay import frame as layout
 from replay.pacing import TimelineEntry
 from replay.template import Template
 
-FRAME_BYTES = 16 << 10  # template bytes per LZ4 frame (what one step decompresses)
+FRAME_BYTES = 64 << 10  # template bytes per LZ4 frame (what one step decompresses)
 ITEM_BYTES = 96  # what a template's entry, numbers and short strings add to a frame
 READ_BYTES = 256 << 10  # whole frames read at once (a larger frame is read alone)
 FRAME_HEAD = struct.Struct("<II")  # each frame: its compressed and raw lengths, then LZ4
@@ -136,7 +139,7 @@ class TemplateSpool:
         without `entries`), or None when the pass has caught up with the writer. The caller
         flattens the lists (in C: a template costs no step of this generator)."""
         decompress = lz4.block.decompress
-        unpack = layout.unpack_frame if entries else layout.unpack_templates
+        read_in_place = layout.read_in_place
         head, unpack_head = FRAME_HEAD.size, FRAME_HEAD.unpack_from
         offset = 0
         buffer, at = b"", 0  # whole frames read at once, and where the next begins in them
@@ -160,7 +163,7 @@ class TemplateSpool:
                 raise OSError(f"template spool: a damaged frame at byte {offset} ({exc})") from None
             finally:
                 view.release()
-            yield unpack(frame, offset)
+            yield read_in_place(frame, entries, offset)
             at += size
             offset += size
 

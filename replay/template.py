@@ -15,6 +15,8 @@ gives exactly the answer of `filled`, the reference here, and hands it anything 
 
 A template is a tuple (a NamedTuple): replay.frame keeps many in a flat frame of bytes for
 the spool, and its compiled reader makes one back from those bytes without a step in Python.
+A pass over the spool sends from templates read in place instead (replay.frame's
+`read_in_place`): one compiled object each, with every attribute and method of this one.
 """
 
 from __future__ import annotations
