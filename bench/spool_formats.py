@@ -9,8 +9,11 @@ TimelineEntry and Template), the formats taking turns, best of --repeat turns ea
     zstd + msgpack     each template's fields as a msgpack array (zstd level 1)
     lz4 + msgpack      the same in LZ4 blocks
     lz4 + marshal      marshalled tuples in LZ4 blocks (the spool until 2026-11-29)
-    lz4 + flat         replay/frame.py's frames in LZ4 blocks, read back in C: the spool now
-    raw + flat         the same uncompressed (the file is ~5x larger)
+    lz4 + flat         replay/frame.py's frames in LZ4 blocks, read back in C as Templates
+    lz4 + in place     the same frames, each template read in place (`read_in_place`, one
+                       small object pointing into its frame): what a pass over the spool does
+    raw + flat         the flat frames uncompressed, read back as Templates (the file is ~4x
+                       larger)
 
 Printed: µs per template and bytes per template on disk. msgpack makes every field and
 array as Python objects and then the template from them field by field; marshal makes the
@@ -119,6 +122,9 @@ def reader(
             if unpack == "flat":
                 n += len(frame.unpack_frame(data))
                 continue
+            if unpack == "in place":
+                n += len(frame.read_in_place(data, True))
+                continue
             unpacker = msgpack.Unpacker(use_list=True, raw=False)
             unpacker.feed(data)
             found: Iterable[Any] = unpacker
@@ -157,6 +163,7 @@ def main() -> None:
         "lz4 + msgpack": ([lz4.block.compress(p) for p in packed], lz4_decompress, "msgpack"),
         "lz4 + marshal": ([lz4.block.compress(f) for f in marshalled], lz4_decompress, "marshal"),
         "lz4 + flat": ([lz4.block.compress(f) for f in flat], lz4_decompress, "flat"),
+        "lz4 + in place": ([lz4.block.compress(f) for f in flat], lz4_decompress, "in place"),
         "raw + flat": (flat, as_is, "flat"),
     }
     runs = {name: reader(*spec) for name, spec in formats.items()}
