@@ -65,22 +65,9 @@ static int part_at(Reader *r, PyObject **out) {
 
 /* One template; `last` keeps the fields that repeat (most frames have one endpoint). */
 PyObject *template_at(Reader *r, Repeats *last) {
-    PyObject **endpoint = &last->endpoint;
     PyObject *f[TEMPLATE_FIELDS] = {NULL};
-    Py_ssize_t length;
-    const char *name = span_at(r, &length);
-    if (name == NULL)
+    if ((f[T_ENDPOINT] = endpoint_at(r, &last->endpoint)) == NULL)
         return NULL;
-    /* (an ASCII str's characters are its UTF-8) */
-    if (*endpoint == NULL || !PyUnicode_IS_ASCII(*endpoint) ||
-        PyUnicode_GET_LENGTH(*endpoint) != length ||
-        memcmp(PyUnicode_DATA(*endpoint), name, length) != 0) {
-        PyObject *decoded = PyUnicode_DecodeUTF8(name, length, "strict");
-        if (decoded == NULL)
-            return NULL;
-        Py_XSETREF(*endpoint, decoded);
-    }
-    f[T_ENDPOINT] = Py_NewRef(*endpoint);
     if (need(r, 16) < 0)
         goto fail;
     if ((f[T_OFFSET_NS] = PyLong_FromLongLong(i64_at(r))) == NULL ||

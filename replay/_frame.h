@@ -85,6 +85,24 @@ static inline PyObject *repeated_bytes_at(Reader *r, PyObject **last) {
     return Py_NewRef(*last);
 }
 
+/* The endpoint's str, reusing the last one when its bytes are the same. */
+static inline PyObject *endpoint_at(Reader *r, PyObject **endpoint) {
+    Py_ssize_t length;
+    const char *name = span_at(r, &length);
+    if (name == NULL)
+        return NULL;
+    /* (an ASCII str's characters are its UTF-8) */
+    if (*endpoint == NULL || !PyUnicode_IS_ASCII(*endpoint) ||
+        PyUnicode_GET_LENGTH(*endpoint) != length ||
+        memcmp(PyUnicode_DATA(*endpoint), name, length) != 0) {
+        PyObject *decoded = PyUnicode_DecodeUTF8(name, length, "strict");
+        if (decoded == NULL)
+            return NULL;
+        Py_XSETREF(*endpoint, decoded);
+    }
+    return Py_NewRef(*endpoint);
+}
+
 /* The last value of each field that often repeats from one template to the next. */
 typedef struct {
     PyObject *endpoint, *ack_prefix, *ack_suffix, *read_fallback;

@@ -42,24 +42,6 @@ static int part_spans_at(Reader *r, FillPart *part) {
     return 0;
 }
 
-/* The endpoint's str, reusing the last one when its bytes are the same. */
-static PyObject *endpoint_at(Reader *r, PyObject **endpoint) {
-    Py_ssize_t length;
-    const char *name = span_at(r, &length);
-    if (name == NULL)
-        return NULL;
-    /* (an ASCII str's characters are its UTF-8) */
-    if (*endpoint == NULL || !PyUnicode_IS_ASCII(*endpoint) ||
-        PyUnicode_GET_LENGTH(*endpoint) != length ||
-        memcmp(PyUnicode_DATA(*endpoint), name, length) != 0) {
-        PyObject *decoded = PyUnicode_DecodeUTF8(name, length, "strict");
-        if (decoded == NULL)
-            return NULL;
-        Py_XSETREF(*endpoint, decoded);
-    }
-    return Py_NewRef(*endpoint);
-}
-
 PyObject *in_place_at(Reader *r, Repeats *last, PyObject *frame) {
     InPlace *self = PyObject_New(InPlace, &InPlaceTemplate);
     if (self == NULL)
