@@ -153,3 +153,25 @@ def test_a_damaged_frame_read_in_place_names_where() -> None:
     for cut in range(len(data)):
         with pytest.raises(OSError, match="damaged frame at byte 512"):
             frame.read_in_place(data[:cut], False, 512)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs=pairs_st.filter(bool), data=st.data())
+def test_a_damaged_frame_is_refused_in_place_as_it_is_read_back(
+    pairs: list[tuple[TimelineEntry, Template]], data: st.DataObject
+) -> None:
+    damaged = bytearray(packed_pairs(pairs))
+    for _ in range(data.draw(st.integers(1, 4))):
+        damaged[data.draw(st.integers(0, len(damaged) - 1))] = data.draw(st.integers(0, 255))
+    for entries in (True, False):
+        as_templates = outcome(compiled.unpack, bytes(damaged), entries)
+        in_place = outcome(compiled.unpack, bytes(damaged), entries, True)
+        if as_templates[0] != "ok":
+            assert in_place == as_templates
+            continue
+        assert in_place[0] == "ok"
+        got = [
+            (e, t.template()) if entries else t.template()
+            for e, t in (item if entries else (None, item) for item in in_place[1])
+        ]
+        assert got == as_templates[1]
