@@ -1,5 +1,5 @@
 /* replay._frame.InPlaceTemplate: a spooled template read in place, one small object whose
- * spans point into its frame's bytes (which it keeps), instead of a Template's dozen.
+ * spans point into its frame's bytes (which it keeps), instead of a Template's five or so.
  *
  * A pass over the spool makes one of these per request it sends, so what it saves is per
  * request: no copy of the format string, no tuple, no numbers. It answers every attribute

@@ -24,7 +24,8 @@ A pass over the spool reads each template in place (`read_in_place`): one small 
 object, `replay._frame.InPlaceTemplate`, whose spans point into the frame's bytes, which it
 keeps. It has a Template's attributes and methods with the same values (its `template()` is
 the Template, read from the same bytes), renders from the frame without copying its format
-string, and so costs one object per request where a Template read back costs a dozen.
+string, and so costs one object per request where a Template read back costs about five
+(the tuple, a copy of its format string, its stamps, two numbers).
 
 A frame that is not one (cut short, with bytes left over, a count its bytes cannot hold)
 is an `OSError` naming its byte offset in the spool, from any reader.
