@@ -115,7 +115,6 @@ static inline void forget(Repeats *last) {
     Py_CLEAR(last->read_fallback);
 }
 
-
 /* One Template read from `r` (replay/_frame.c); `last` keeps the fields that repeat. */
 PyObject *template_at(Reader *r, Repeats *last);
 

@@ -140,21 +140,18 @@ static PyObject *render(InPlace *self, PyObject *const *args, size_t nargsf, PyO
     }
     const char *serial = PyBytes_AS_STRING(args[0]), *read = PyBytes_AS_STRING(args[2]);
     Py_ssize_t serial_length = PyBytes_GET_SIZE(args[0]), read_length = PyBytes_GET_SIZE(args[2]);
-    PyObject *head = fill_part(&self->request, serial, serial_length, (int64_t)delta, overflow,
-                               read, read_length);
-    if (head != NULL && !self->has_body)
-        return head;
-    if (head != NULL) {
+    PyObject *out = fill_part(&self->request, serial, serial_length, (int64_t)delta, overflow,
+                              read, read_length);
+    if (out != NULL && self->has_body) {
+        PyObject *head = out;
         PyObject *body = fill_part(&self->body, serial, serial_length, (int64_t)delta, overflow,
                                    read, read_length);
-        PyObject *out = body != NULL ? joined(head, body) : NULL;
+        out = body != NULL ? joined(head, body) : NULL;
         Py_DECREF(head);
         Py_XDECREF(body);
-        if (out != NULL || PyErr_Occurred())
-            return out;
     }
-    if (PyErr_Occurred())
-        return NULL;
+    if (out != NULL || PyErr_Occurred())
+        return out;
     return render_by_template(self, args, nargsf, kwnames);
 }
 
